@@ -1413,10 +1413,6 @@ def wait_for(api, account_id, import_ids, console, invocation, single):
 
 # ---------------------------------------------------------------- argument parser
 
-class ArgumentError(Exception):
-    pass
-
-
 class Parser(argparse.ArgumentParser):
     """argparse that raises INVALID_INPUT (exit 1) instead of printing usage and exiting 2."""
 

@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""`make demo`: the whole job against the sandbox, from login to the final status.
+
+Starts tests/sandbox.py on a free port with a throwaway config directory, logs
+in through the real browser flow (tests/fake_browser.py is the person who
+presses Approve), picks the account, starts an import with --watch and shows
+its progress and final status. The sandbox is stopped whatever happens.
+"""
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOOL = os.path.join(os.path.dirname(HERE), "landbase_import.py")
+BODY = '{"datasetId": "ds_demo", "tagName": "Demo outreach"}'
+
+
+def step(env, words, stdin=None):
+    shown = "landbase_import.py " + " ".join(shlex.quote(w) for w in words)
+    if stdin is not None:
+        shown = "echo %s | %s" % (shlex.quote(stdin.strip()), shown)
+    print("\n$ " + shown, flush=True)
+    # progress goes straight to our stdout, in order; the JSON answer is shown when the step ends
+    result = subprocess.run([sys.executable, TOOL] + words, env=env, input=stdin, stdout=subprocess.PIPE,
+                            stderr=sys.stdout.fileno(), universal_newlines=True, timeout=120)
+    sys.stdout.write(result.stdout)
+    sys.stdout.flush()
+    if result.returncode != 0:
+        raise SystemExit("demo: step failed with exit %d: %s" % (result.returncode, shown))
+    return result.stdout
+
+
+def main():
+    workdir = tempfile.mkdtemp(prefix="landbase-demo-")
+    log_path = os.path.join(workdir, "sandbox.log")
+    log = open(log_path, "w")
+    sandbox = subprocess.Popen([sys.executable, os.path.join(HERE, "sandbox.py"), "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=log, universal_newlines=True)
+    try:
+        url = sandbox.stdout.readline().strip()
+        if not url.startswith("http://127.0.0.1:"):
+            raise SystemExit("demo: the sandbox did not start (see %s)" % log_path)
+        print("Sandbox platform at %s (request log: %s)" % (url, log_path))
+        env = dict(os.environ)
+        for name in ("LANDBASE_ACCESS_TOKEN", "LANDBASE_ACCOUNT_ID", "LANDBASE_ALLOW_CUSTOM_API_URL"):
+            env.pop(name, None)
+        env.update(LANDBASE_CONFIG_DIR=os.path.join(workdir, "config"), LANDBASE_PLATFORM_API_URL=url,
+                   LANDBASE_PLATFORM_WEB_URL=url, BROWSER=os.path.join(HERE, "fake_browser.py"),
+                   NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", PYTHONUNBUFFERED="1")
+        step(env, ["auth", "login"])
+        step(env, ["auth", "status"])
+        step(env, ["account", "list"])
+        step(env, ["account", "set", "acc_demo"])
+        final = step(env, ["contacts-import", "start", "--json", "-", "--watch"], stdin=BODY + "\n")
+        if '"phase": "completed"' not in final:
+            raise SystemExit("demo: the import did not complete")
+        print("\nDemo complete: the import ended completed.")
+        return 0
+    finally:
+        sandbox.terminate()
+        try:
+            sandbox.wait(10)
+        except subprocess.TimeoutExpired:
+            sandbox.kill()
+            sandbox.wait()
+        log.close()
+        shutil.rmtree(os.path.join(workdir, "config"), ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
