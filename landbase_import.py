@@ -515,13 +515,17 @@ class Api:
         self.console = console or Console()
         self._opener = None
 
-    def call(self, method, path, body=None, auth=True, retry=True, headers=None):
-        """The decoded JSON answer of a 2xx (None for an empty one); LandbaseError otherwise."""
+    def call(self, method, path, body=None, auth=True, retry=True, headers=None, check=None):
+        """The decoded JSON answer of a 2xx, passed through check(); LandbaseError otherwise.
+
+        check() raises a transient API_ERROR for an answer that breaks the contract, so that
+        such an answer is retried like a 5xx."""
         delays = list(RETRY_DELAYS) if retry else []
         attempt = 0
         while True:
             try:
-                return self.once(method, path, body, auth, headers)
+                data = self.once(method, path, body, auth, headers)
+                return check(data) if check is not None else data
             except LandbaseError as exc:
                 if not exc.transient or attempt >= len(delays):
                     raise
@@ -697,16 +701,14 @@ def count_of(counts, key):
 def fetch_status(api, account_id, import_id, retry=True):
     path = "/v1/accounts/%s/contacts-imports/%d" % (account_id, import_id)
     try:
-        data = api.call("GET", path, retry=retry)
+        return api.call("GET", path, retry=retry, check=lambda data: normalize_status(data, import_id))
     except LandbaseError as exc:
         exc.meta.setdefault("importId", import_id)
         raise
-    return normalize_status(data, import_id)
 
 
-def fetch_accounts(api):
-    data = expect_object(api.call("GET", "/v1/accounts"), "GET /v1/accounts")
-    accounts = data.get("accounts")
+def check_accounts(data):
+    accounts = expect_object(data, "GET /v1/accounts").get("accounts")
     if not isinstance(accounts, list):
         raise contract_error("GET /v1/accounts", "accounts", accounts, "a list")
     for entry in accounts:
@@ -715,12 +717,20 @@ def fetch_accounts(api):
     return accounts
 
 
-def fetch_me(api, retry=True):
-    data = expect_object(api.call("GET", "/v1/me", retry=retry), "GET /v1/me")
+def fetch_accounts(api):
+    return api.call("GET", "/v1/accounts", check=check_accounts)
+
+
+def check_me(data):
+    expect_object(data, "GET /v1/me")
     for key in ("userId", "email"):
         if data.get(key) is not None and not isinstance(data.get(key), str):
             raise contract_error("GET /v1/me", key, data.get(key), "a string")
     return data
+
+
+def fetch_me(api):
+    return api.call("GET", "/v1/me", check=check_me)
 
 
 # ---------------------------------------------------------------- the import poller
@@ -1161,12 +1171,8 @@ class CallbackListener:
 def login_device(console, api):
     """RFC 8628: show a code, poll the token endpoint every `interval` until it is approved."""
     import socket
-    data = expect_object(api.call("POST", "/v1/oauth/device", {"client_id": CLIENT_ID,
-                                                               "device_name": socket.gethostname()}, auth=False),
-                         "POST /v1/oauth/device")
-    for key in ("deviceCode", "userCode", "verificationUri"):
-        if not isinstance(data.get(key), str):
-            raise contract_error("POST /v1/oauth/device", key, data.get(key), "a string")
+    data = api.call("POST", "/v1/oauth/device", {"client_id": CLIENT_ID, "device_name": socket.gethostname()},
+                    auth=False, check=check_device_answer)
     interval = data.get("interval") if is_number(data.get("interval")) and data["interval"] > 0 else 5
     expires_in = data.get("expiresIn") if is_number(data.get("expiresIn")) and data["expiresIn"] > 0 else 600
     console.line("To sign in, open %s and enter the code %s" % (data["verificationUri"], data["userCode"]))
@@ -1199,15 +1205,27 @@ def login_device(console, api):
             raise
 
 
+def check_device_answer(data):
+    expect_object(data, "POST /v1/oauth/device")
+    for key in ("deviceCode", "userCode", "verificationUri"):
+        if not isinstance(data.get(key), str):
+            raise contract_error("POST /v1/oauth/device", key, data.get(key), "a string")
+    return data
+
+
 def exchange_token(api, body, retry=True):
-    where = "POST /v1/oauth/token"
     try:
-        data = expect_object(api.call("POST", "/v1/oauth/token", body, auth=False, retry=retry), where)
+        return api.call("POST", "/v1/oauth/token", body, auth=False, retry=retry, check=check_token_answer)
     except LandbaseError as exc:
         if exc.code == "VALIDATION_ERROR" and exc.server_code not in (
                 "AUTHORIZATION_PENDING", "SLOW_DOWN", "ACCESS_DENIED", "EXPIRED_TOKEN"):
-            exc.code = "AUTH_FAILED"
+            exc.code = "AUTH_FAILED"        # a refused code or verifier: the login failed
         raise
+
+
+def check_token_answer(data):
+    where = "POST /v1/oauth/token"
+    expect_object(data, where)
     token = data.get("accessToken")
     if not isinstance(token, str) or not token.startswith("lbs_"):
         raise contract_error(where, "accessToken", "(hidden)", "an lbs_ token")
@@ -1359,14 +1377,9 @@ def cmd_import_start(args, console):
     session = load_session(args, SessionStore(), console)
     account_id = require_account(session)
     api = api_for(args, console, session.token)
-    key = str(uuid.uuid4())
     path = "/v1/accounts/%s/contacts-imports" % account_id
-    data = expect_object(api.call("POST", path, body, headers={"Idempotency-Key": key}), "POST " + path)
-    import_id = data.get("importId")
-    if not isinstance(import_id, int) or isinstance(import_id, bool) or import_id <= 0:
-        raise contract_error("POST " + path, "importId", import_id, "a positive integer")
-    if not isinstance(data.get("runRef"), str):
-        raise contract_error("POST " + path, "runRef", data.get("runRef"), "a string")
+    data = api.call("POST", path, body, headers={"Idempotency-Key": str(uuid.uuid4())}, check=check_started)
+    import_id = data["importId"]
     invocation = Invocation(account_id)
     console.line("Started import %d (run %s) in account %s. Follow it with: %s"
                  % (import_id, data["runRef"], account_id, invocation.resume([import_id])))
@@ -1374,6 +1387,16 @@ def cmd_import_start(args, console):
         write_json({"importId": import_id, "runRef": data["runRef"]})
         return 0
     return wait_for(api, account_id, [import_id], console, invocation, single=True)
+
+
+def check_started(data):
+    where = "POST contacts-imports"
+    import_id = expect_object(data, where).get("importId")
+    if not isinstance(import_id, int) or isinstance(import_id, bool) or not 0 < import_id <= MAX_IMPORT_ID:
+        raise contract_error(where, "importId", import_id, "a positive integer")
+    if not isinstance(data.get("runRef"), str):
+        raise contract_error(where, "runRef", data.get("runRef"), "a string")
+    return data
 
 
 def cmd_import_status(args, console):

@@ -403,7 +403,7 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(fault.get("status", 302), None, {"Location": fault["redirect"]})
             return True
         if "json" in fault:
-            self.answer(fault.get("status", 200), fault["json"], fault.get("headers"))
+            self.answer(fault.get("status", 200), fault["json"], fault.get("headers"), as_json=True)
             return True
         if fault.get("truncate") or fault.get("drop"):
             try:
@@ -435,8 +435,8 @@ class Handler(BaseHTTPRequestHandler):
         return False
 
     # -- plumbing
-    def answer(self, status, body, headers=None):
-        if isinstance(body, str):
+    def answer(self, status, body, headers=None, as_json=False):
+        if isinstance(body, str) and not as_json:
             raw, kind = body.encode("utf-8"), "text/html; charset=utf-8"
         elif body is None:
             raw, kind = b"", None

@@ -1,0 +1,165 @@
+"""Shared test helpers: the tool in-process with an injected clock, the sandbox, the tool as a subprocess."""
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+from unittest import mock
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TOOL = os.path.join(ROOT, "landbase_import.py")
+sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+import landbase_import as tool  # noqa: E402
+import sandbox  # noqa: E402
+
+CLEARED = ("LANDBASE_ACCESS_TOKEN", "LANDBASE_ACCOUNT_ID", "LANDBASE_ALLOW_CUSTOM_API_URL", "LANDBASE_CONFIG_DIR",
+           "LANDBASE_PLATFORM_API_URL", "LANDBASE_PLATFORM_WEB_URL", "BROWSER", "SSH_CONNECTION", "SSH_TTY",
+           "NO_COLOR", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+
+
+class FakeClock(tool.Clock):
+    """Time that moves only when the tool sleeps; each sleep also moves the sandbox's platform time."""
+
+    def __init__(self, platform=None, wall=None):
+        self.t = 1000.0
+        self.wall0 = time.time() if wall is None else wall
+        self.sleeps = []
+        self.platform = platform
+
+    def now(self):
+        return self.t
+
+    def wall(self):
+        return self.wall0 + self.t - 1000.0
+
+    def sleep(self, seconds):
+        seconds = max(0.0, seconds)
+        self.sleeps.append(seconds)
+        self.t += seconds
+        if self.platform is not None:
+            self.platform.advance(seconds)
+
+    def wait_event(self, event, seconds):
+        if event.wait(0.5):
+            return True
+        self.t += seconds
+        return event.is_set()
+
+
+class Result:
+    def __init__(self, code, stdout, stderr):
+        self.code, self.stdout, self.stderr = code, stdout, stderr
+
+    @property
+    def json(self):
+        return json.loads(self.stdout)
+
+    @property
+    def envelope(self):
+        """The last stderr line, which must be the error envelope."""
+        lines = self.stderr.rstrip("\n").split("\n")
+        return json.loads(lines[-1])
+
+    def __repr__(self):
+        return "Result(code=%r, stdout=%r, stderr=%r)" % (self.code, self.stdout, self.stderr[-2000:])
+
+
+class ToolTestCase(unittest.TestCase):
+    """A sandbox per test, a throwaway config directory, a clean environment, the tool in-process."""
+
+    sandbox_options = {"min_poll_interval": 1.0}
+    start_sandbox = True
+
+    def setUp(self):
+        self.config = tempfile.mkdtemp(prefix="lbi-test-")
+        self.addCleanup(shutil.rmtree, self.config, True)
+        self.sandbox = None
+        env = {name: None for name in CLEARED}
+        env.update(LANDBASE_CONFIG_DIR=os.path.join(self.config, "landbase"),
+                   NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+        if self.start_sandbox:
+            self.sandbox = sandbox.Sandbox(**self.sandbox_options).start()
+            self.addCleanup(self.sandbox.stop)
+            self.platform = self.sandbox.platform
+            env.update(LANDBASE_PLATFORM_API_URL=self.sandbox.url, LANDBASE_PLATFORM_WEB_URL=self.sandbox.url)
+        self.env = env
+        patcher = mock.patch.dict(os.environ, {k: v for k, v in env.items() if v is not None})
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        for name, value in env.items():
+            if value is None:
+                os.environ.pop(name, None)
+        self.clock = FakeClock(self.platform if self.sandbox else None)
+        clock_patch = mock.patch.object(tool, "CLOCK", self.clock)
+        clock_patch.start()
+        self.addCleanup(clock_patch.stop)
+
+    @property
+    def session_path(self):
+        return os.path.join(self.config, "landbase", "platform.json")
+
+    def login(self, user="usr_demo", account="acc_demo", **extra):
+        """A stored session for `user`, as auth login would leave it."""
+        token = self.platform.mint_token(user)
+        data = {"accessToken": token, "expiresAt": tool.format_time(time.time() + 7 * 86400),
+                "accountId": account, "deviceName": "test-host"}
+        data.update(extra)
+        tool.SessionStore().save(data)
+        return token
+
+    def run_tool(self, *argv, **kwargs):
+        """main(argv) in-process; stdin may be text or bytes."""
+        stdin = kwargs.pop("stdin", b"")
+        if isinstance(stdin, str):
+            stdin = stdin.encode("utf-8")
+        out, err = io.StringIO(), io.StringIO()
+        fake_in = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
+        with mock.patch.object(sys, "stdin", fake_in), contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err):
+            code = tool.main(list(argv))
+        return Result(code, out.getvalue(), err.getvalue())
+
+    def assertFails(self, result, code, exit_code=None):
+        """The exit code follows the CLI.md table, stdout stays empty, stderr ends with the envelope."""
+        expected_exit = tool.EXIT_CODES[code] if exit_code is None else exit_code
+        self.assertEqual(result.code, expected_exit, result)
+        envelope = result.envelope
+        self.assertEqual(envelope["error"]["code"], code, result)
+        self.assertIsInstance(envelope["error"]["message"], str)
+        self.assertIsInstance(envelope["error"]["meta"], dict)
+        self.assertNotIn("Traceback", result.stderr)
+        return envelope
+
+    def assertOk(self, result):
+        self.assertEqual(result.code, 0, result)
+        self.assertNotIn("Traceback", result.stderr)
+        self.assertEqual(result.stdout.count("\n"), 1, result)
+        return result.json
+
+
+def subprocess_env(base_url=None, config_dir=None, **extra):
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED}
+    env.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", PYTHONDONTWRITEBYTECODE="1")
+    if base_url:
+        env.update(LANDBASE_PLATFORM_API_URL=base_url, LANDBASE_PLATFORM_WEB_URL=base_url)
+    if config_dir:
+        env["LANDBASE_CONFIG_DIR"] = config_dir
+    env.update({k: v for k, v in extra.items() if v is not None})
+    return env
+
+
+def run_cli(argv, env, stdin="", timeout=120):
+    """The tool as a user types it: a subprocess of this interpreter."""
+    process = subprocess.run([sys.executable, TOOL] + list(argv), input=stdin.encode("utf-8"), env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    return Result(process.returncode, process.stdout.decode("utf-8", "replace"),
+                  process.stderr.decode("utf-8", "replace"))

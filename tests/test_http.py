@@ -1,0 +1,271 @@
+"""The one request function: headers, status → code mapping, retries, Retry-After, redirects, base URLs."""
+
+import email.utils
+import os
+import time
+
+from support import ToolTestCase, tool, sandbox
+
+STATUS = ("contacts-import", "status", "1")
+
+
+class MappingTests(ToolTestCase):
+    def setUp(self):
+        ToolTestCase.setUp(self)
+        self.token = self.login()
+
+    def test_every_status_maps_to_its_code(self):
+        cases = [(400, "VALIDATION_ERROR"), (422, "VALIDATION_ERROR"), (401, "AUTH_FAILED"), (403, "NOT_FOUND"),
+                 (404, "NOT_FOUND"), (409, "CONFLICT"), (426, "UPGRADE_REQUIRED"), (418, "API_ERROR")]
+        for status, code in cases:
+            with self.subTest(status=status):
+                self.platform.inject("status", {"status": status})
+                envelope = self.assertFails(self.run_tool(*STATUS), code)
+                self.assertEqual(envelope["error"]["meta"]["status"], status)
+                self.assertEqual(self.clock.sleeps, [], "a %d must not be retried" % status)
+
+    def test_server_errors_map_to_api_error_after_three_retries(self):
+        for status in (500, 502, 503, 504, 524):
+            with self.subTest(status=status):
+                self.clock.sleeps = []
+                self.platform.inject("status", {"status": status}, times=4)
+                envelope = self.assertFails(self.run_tool(*STATUS), "API_ERROR")
+                self.assertEqual(self.clock.sleeps, [5, 10, 20])
+                self.assertEqual(envelope["error"]["meta"]["status"], status)
+
+    def test_rate_limited_after_retries(self):
+        self.platform.inject("status", {"status": 429, "headers": {"Retry-After": "1"}}, times=4)
+        self.assertFails(self.run_tool(*STATUS), "RATE_LIMITED")
+        self.assertEqual(self.clock.sleeps, [5, 10, 20])
+
+    def test_a_known_code_in_the_body_wins_over_the_status(self):
+        self.platform.inject("status", {"status": 400, "body": {"error": {"code": "UPGRADE_REQUIRED",
+                                                                          "message": "use 2.0", "meta": {}}}})
+        envelope = self.assertFails(self.run_tool(*STATUS), "UPGRADE_REQUIRED")
+        self.assertIn("use 2.0", envelope["error"]["message"])
+
+    def test_an_unknown_code_in_the_body_falls_back_to_the_status(self):
+        self.platform.inject("status", {"status": 409, "body": {"error": {"code": "WEIRD", "message": "odd"}}})
+        self.assertFails(self.run_tool(*STATUS), "CONFLICT")
+
+    def test_an_html_error_page_is_quoted_to_200_characters(self):
+        page = "<html><body>" + "Bad gateway " * 100 + "</body></html>"
+        self.platform.inject("status", {"status": 502, "body": page}, times=4)
+        envelope = self.assertFails(self.run_tool(*STATUS), "API_ERROR")
+        message = envelope["error"]["message"]
+        self.assertIn("<html><body>Bad gateway", message)
+        self.assertLess(len(message), 300)
+
+    def test_a_transient_failure_then_success(self):
+        self.platform.inject("status", {"status": 502}, times=2)
+        doc = self.assertOk(self.run_tool(*STATUS))
+        self.assertEqual(doc["importId"], 1)
+        self.assertEqual(self.clock.sleeps, [5, 10])
+
+    def test_retry_after_longer_than_the_schedule_is_honoured(self):
+        self.platform.inject("status", {"status": 503, "headers": {"Retry-After": "42"}})
+        self.assertOk(self.run_tool(*STATUS))
+        self.assertEqual(self.clock.sleeps, [42])
+
+    def test_retry_after_as_an_http_date(self):
+        when = email.utils.formatdate(self.clock.wall() + 120, usegmt=True)
+        self.platform.inject("status", {"status": 429, "headers": {"Retry-After": when}})
+        self.assertOk(self.run_tool(*STATUS))
+        self.assertEqual(len(self.clock.sleeps), 1)
+        self.assertTrue(118 <= self.clock.sleeps[0] <= 121, self.clock.sleeps)
+
+    def test_retry_after_in_the_envelope_meta(self):
+        self.platform.inject("status", {"status": 429, "body": {"error": {"code": "RATE_LIMITED", "message": "slow",
+                                                                          "meta": {"retry_after_seconds": 33}}}})
+        self.assertOk(self.run_tool(*STATUS))
+        self.assertEqual(self.clock.sleeps, [33])
+
+    def test_a_retry_after_beyond_the_cap_ends_a_one_shot_command(self):
+        self.platform.inject("status", {"status": 429, "headers": {"Retry-After": "3600"}})
+        self.assertFails(self.run_tool(*STATUS), "RATE_LIMITED")
+        self.assertEqual(self.clock.sleeps, [])
+
+    def test_transport_failures(self):
+        cases = [({"reset": True}, "NETWORK_ERROR"), ({"drop": True}, "NETWORK_ERROR")]
+        for fault, code in cases:
+            with self.subTest(fault=fault):
+                self.clock.sleeps = []
+                self.platform.inject("status", fault, times=4)
+                self.assertFails(self.run_tool(*STATUS), code)
+                self.assertEqual(self.clock.sleeps, [5, 10, 20])
+
+    def test_no_answer_within_the_timeout(self):
+        self.platform.inject("status", {"delay": 1.5}, times=4)
+        started = time.monotonic()
+        envelope = self.assertFails(self.run_tool(*(STATUS + ("--timeout", "0.3"))), "TIMEOUT")
+        self.assertIn("0.3", envelope["error"]["message"])
+        self.assertEqual(self.clock.sleeps, [5, 10, 20])
+        self.assertLess(time.monotonic() - started, 4)
+
+    def test_answers_that_break_the_contract_are_transient_api_errors(self):
+        cases = [({"truncate": True}, "not JSON"), ({"json": "<html>"}, "object"),
+                 ({"json": {"importId": 1, "phase": 3, "percent": None, "counts": None, "error": None}}, "phase"),
+                 ({"json": {"importId": 1, "phase": "draft", "percent": "5", "counts": None, "error": None}},
+                  "percent"),
+                 ({"json": {"importId": 1, "phase": "draft", "percent": None, "counts": [], "error": None}},
+                  "counts"),
+                 ({"json": {"importId": 2, "phase": "draft", "percent": None, "counts": None, "error": None}},
+                  "importId"),
+                 ({"json": {"importId": True, "phase": "draft", "percent": None, "counts": None, "error": None}},
+                  "importId"),
+                 ({"json": {"importId": 1, "phase": "draft", "percent": 101, "counts": None, "error": None}},
+                  "percent"),
+                 ({"json": {"importId": 1, "phase": "draft", "percent": None, "counts": None, "error": "x"}},
+                  "error")]
+        for fault, field in cases:
+            with self.subTest(fault=fault):
+                self.clock.sleeps = []
+                self.platform.inject("status", fault, times=4)
+                envelope = self.assertFails(self.run_tool(*STATUS), "API_ERROR")
+                self.assertIn(field, envelope["error"]["message"])
+                self.assertEqual(self.clock.sleeps, [5, 10, 20])
+
+    def test_a_200_that_is_not_json_is_never_a_crash(self):
+        self.platform.inject("me", {"status": 200, "body": "<html>hello</html>"}, times=4)
+        envelope = self.assertFails(self.run_tool("auth", "status"), "API_ERROR")
+        self.assertIn("not JSON", envelope["error"]["message"])
+
+    def test_extra_fields_are_dropped_from_the_status(self):
+        doc = self.assertOk(self.run_tool(*STATUS))
+        self.assertEqual(sorted(doc), ["counts", "error", "importId", "percent", "phase"])
+
+    def test_missing_count_fields_are_tolerated(self):
+        self.platform.inject("status", {"json": {"importId": 1, "phase": "in_progress", "percent": 5,
+                                                 "counts": {"total": 9}, "error": None, "extra": 1}})
+        self.assertEqual(self.assertOk(self.run_tool(*STATUS))["counts"], {"total": 9})
+
+
+class HeaderTests(ToolTestCase):
+    def setUp(self):
+        ToolTestCase.setUp(self)
+        self.token = self.login()
+
+    def test_requests_carry_the_contract_headers(self):
+        self.assertOk(self.run_tool("contacts-import", "start", "--json", "-",
+                                    stdin='{"datasetId": "ds_demo", "tagName": "x"}'))
+        method, path, headers = self.platform.requests[-1]
+        self.assertEqual((method, path), ("POST", "/v1/accounts/acc_demo/contacts-imports"))
+        self.assertEqual(headers["Authorization"], "Bearer " + self.token)
+        self.assertEqual(headers["Accept"], "application/json")
+        self.assertEqual(headers["Content-Type"], "application/json")
+        self.assertRegex(headers["User-Agent"], r"^landbase-import/%s python/3\.\d+$" % tool.__version__)
+        self.assertRegex(headers["Idempotency-Key"], r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+    def test_start_retries_with_the_same_idempotency_key_and_imports_once(self):
+        self.platform.inject("start", {"drop": True}, times=2)      # the platform acts, the answer is lost
+        before = len(self.platform.imports)
+        doc = self.assertOk(self.run_tool("contacts-import", "start", "--json", "-",
+                                          stdin='{"datasetId": "ds_demo", "tagName": "x"}'))
+        keys = [h["Idempotency-Key"] for m, p, h in self.platform.requests if m == "POST"]
+        self.assertEqual(len(keys), 3)
+        self.assertEqual(len(set(keys)), 1)
+        self.assertEqual(len(self.platform.imports), before + 1)
+        self.assertIn(doc["importId"], self.platform.imports)
+
+    def test_each_start_has_its_own_key(self):
+        for _ in range(2):
+            self.assertOk(self.run_tool("contacts-import", "start", "--json", "-",
+                                        stdin='{"datasetId": "ds_demo", "tagName": "x"}'))
+        keys = {h["Idempotency-Key"] for m, p, h in self.platform.requests if m == "POST"}
+        self.assertEqual(len(keys), 2)
+
+    def test_verbose_shows_requests_and_never_the_token(self):
+        result = self.run_tool("contacts-import", "status", "1", "--verbose")
+        self.assertOk(result)
+        self.assertIn("> GET %s/v1/accounts/acc_demo/contacts-imports/1" % self.sandbox.url, result.stderr)
+        self.assertIn("< HTTP 200", result.stderr)
+        self.assertIn("Bearer lbs_\u2026(redacted)", result.stderr)
+        self.assertNotIn(self.token, result.stderr + result.stdout)
+        self.assertNotIn(self.token[4:], result.stderr + result.stdout)
+
+
+class RedirectTests(ToolTestCase):
+    def setUp(self):
+        ToolTestCase.setUp(self)
+        self.token = self.login()
+        self.other = sandbox.Sandbox().start()
+        self.addCleanup(self.other.stop)
+
+    def test_a_cross_origin_redirect_is_refused_and_the_token_stays_home(self):
+        self.platform.inject("status", {"redirect": self.other.url + "/v1/accounts/acc_demo/contacts-imports/1"})
+        envelope = self.assertFails(self.run_tool(*STATUS), "API_ERROR")
+        self.assertIn("another origin", envelope["error"]["message"])
+        self.assertEqual(self.other.platform.requests, [])
+        self.assertEqual(self.clock.sleeps, [])
+
+    def test_a_redirect_to_another_port_or_scheme_is_refused(self):
+        for target in ("http://localhost:%d/x" % self.sandbox.server.server_address[1],
+                       "https://127.0.0.1:%d/x" % self.sandbox.server.server_address[1]):
+            with self.subTest(target=target):
+                self.platform.inject("status", {"redirect": target, "status": 307})
+                self.assertFails(self.run_tool(*STATUS), "API_ERROR")
+
+    def test_a_same_origin_redirect_is_followed_with_the_token(self):
+        self.platform.inject("me", {"redirect": "/v1/me", "status": 301})
+        doc = self.assertOk(self.run_tool("auth", "status"))
+        self.assertEqual(doc["userId"], "usr_demo")
+        me = [h for m, p, h in self.platform.requests if p == "/v1/me"]
+        self.assertEqual(len(me), 2)
+        self.assertEqual(me[1]["Authorization"], "Bearer " + self.token)
+
+    def test_a_post_redirected_with_302_is_refused(self):
+        self.platform.inject("start", {"redirect": "/v1/accounts/acc_demo/contacts-imports", "status": 302})
+        self.assertFails(self.run_tool("contacts-import", "start", "--json", "-",
+                                       stdin='{"datasetId": "ds_demo", "tagName": "x"}'), "API_ERROR")
+
+    def test_a_redirect_loop_ends(self):
+        self.platform.inject("me", {"redirect": "/v1/me"}, times=50)
+        envelope = self.assertFails(self.run_tool("auth", "status"), "API_ERROR")
+        self.assertIn("redirects", envelope["error"]["message"])
+
+
+class BaseUrlTests(ToolTestCase):
+    def setUp(self):
+        ToolTestCase.setUp(self)
+        self.login()
+
+    def check(self, url, allowed, custom=False):
+        os.environ["LANDBASE_PLATFORM_API_URL"] = url
+        if custom:
+            os.environ["LANDBASE_ALLOW_CUSTOM_API_URL"] = "1"
+        else:
+            os.environ.pop("LANDBASE_ALLOW_CUSTOM_API_URL", None)
+        if allowed:
+            self.assertEqual(tool.base_url("LANDBASE_PLATFORM_API_URL", "x"), url.rstrip("/"))
+        else:
+            with self.assertRaises(tool.LandbaseError) as caught:
+                tool.base_url("LANDBASE_PLATFORM_API_URL", "x")
+            self.assertEqual(caught.exception.code, "INVALID_INPUT")
+
+    def test_the_host_allowlist(self):
+        self.check("https://api.landbase.com", True)
+        self.check("https://landbase.com/", True)
+        self.check("https://eu.api.landbase.com", True)
+        self.check("http://127.0.0.1:8080", True)
+        self.check("http://localhost:8080", True)
+        self.check("http://[::1]:8080", True)
+        self.check("https://evil.com", False)
+        self.check("https://landbase.com.evil.com", False)
+        self.check("https://evillandbase.com", False)
+        self.check("http://api.landbase.com", False)             # https only, except loopback
+        self.check("ftp://api.landbase.com", False)
+        self.check("file:///etc/passwd", False)
+        self.check("https://user:pw@api.landbase.com", False)
+        self.check("https://api.landbase.com:99999", False)
+        self.check("https://gateway.example.com", True, custom=True)
+        self.check("http://gateway.example.com", False, custom=True)
+
+    def test_a_refused_url_sends_nothing(self):
+        os.environ["LANDBASE_PLATFORM_API_URL"] = "https://evil.example"
+        envelope = self.assertFails(self.run_tool(*STATUS), "INVALID_INPUT")
+        self.assertIn("LANDBASE_ALLOW_CUSTOM_API_URL", envelope["error"]["message"])
+
+    def test_connection_refused_is_a_network_error_after_retries(self):
+        os.environ["LANDBASE_PLATFORM_API_URL"] = "http://127.0.0.1:9"
+        self.assertFails(self.run_tool(*STATUS), "NETWORK_ERROR")
+        self.assertEqual(self.clock.sleeps, [5, 10, 20])

@@ -1,0 +1,218 @@
+"""The session file of API.md: location, modes, atomic writes, kept keys, damage, expiry; auth and account commands."""
+
+import json
+import os
+import stat
+import time
+
+from support import ToolTestCase, tool
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+class SessionFileTests(ToolTestCase):
+    def test_created_0600_in_a_0700_directory_whatever_the_umask(self):
+        for umask in (0o000, 0o277, 0o022):
+            with self.subTest(umask=umask):
+                directory = os.path.join(self.config, "umask-%o" % umask, "landbase")
+                old = os.umask(umask)
+                try:
+                    tool.SessionStore(directory).save({"accessToken": "lbs_x"})
+                finally:
+                    os.umask(old)
+                self.assertEqual(mode(directory), 0o700)
+                self.assertEqual(mode(os.path.join(directory, "platform.json")), 0o600)
+
+    def test_the_default_location_is_home_dot_landbase(self):
+        os.environ.pop("LANDBASE_CONFIG_DIR")
+        os.environ["HOME"] = self.config
+        self.assertEqual(tool.SessionStore().path, os.path.join(self.config, ".landbase", "platform.json"))
+
+    def test_unknown_keys_are_kept(self):
+        self.login(extra={"nested": [1, 2]}, futureKey="kept")
+        self.assertOk(self.run_tool("account", "set", "acc_team"))
+        with open(self.session_path) as handle:
+            data = json.load(handle)
+        self.assertEqual(data["futureKey"], "kept")
+        self.assertEqual(data["extra"], {"nested": [1, 2]})
+        self.assertEqual(data["accountId"], "acc_team")
+        self.assertEqual(data["deviceName"], "test-host")
+
+    def test_no_temporary_file_is_left(self):
+        self.login()
+        self.assertOk(self.run_tool("account", "set", "acc_team"))
+        self.assertEqual(os.listdir(os.path.dirname(self.session_path)), ["platform.json"])
+
+    def test_a_failed_write_leaves_the_old_file_and_no_temporary(self):
+        self.login()
+        with open(self.session_path) as handle:
+            before = handle.read()
+        real_write = os.write
+
+        def failing_write(fd, data):
+            raise OSError(28, "No space left on device")
+        os.write = failing_write
+        try:
+            result = self.run_tool("account", "set", "acc_team")
+        finally:
+            os.write = real_write
+        envelope = self.assertFails(result, "SETUP_FAILED")
+        self.assertIn(self.session_path, envelope["error"]["message"])
+        with open(self.session_path) as handle:
+            self.assertEqual(handle.read(), before)
+        self.assertEqual(os.listdir(os.path.dirname(self.session_path)), ["platform.json"])
+
+    def test_a_symlinked_session_file_is_replaced_not_followed(self):
+        self.login()
+        target = os.path.join(self.config, "elsewhere.json")
+        with open(target, "w") as handle:
+            handle.write("{}")
+        os.remove(self.session_path)
+        os.symlink(target, self.session_path)
+        tool.SessionStore().save({"accessToken": "lbs_new"})
+        self.assertFalse(os.path.islink(self.session_path))
+        with open(target) as handle:
+            self.assertEqual(handle.read(), "{}")
+
+    def test_damaged_files_are_named(self):
+        cases = [(b"", "empty"), (b"  \n", "empty"), (b"[1, 2]", "JSON object"), (b'{"accessToken": 7}', "accessToken"),
+                 (b'{"accessToken": "lbs_x", "expiresAt": "tomorrow"}', "expiresAt"),
+                 (b"\xff\xfe", "not valid JSON"), (b"{" * 100000, "not valid JSON")]
+        for raw, words in cases:
+            with self.subTest(raw=raw):
+                os.makedirs(os.path.dirname(self.session_path), exist_ok=True)
+                with open(self.session_path, "wb") as handle:
+                    handle.write(raw)
+                result = self.run_tool("contacts-import", "status", "1")
+                envelope = self.assertFails(result, "SETUP_FAILED")
+                self.assertIn(self.session_path, envelope["error"]["message"])
+                self.assertIn(words, envelope["error"]["message"])
+                self.assertEqual(self.platform.requests, [])
+
+    def test_a_truncated_file_is_named(self):
+        os.makedirs(os.path.dirname(self.session_path))
+        with open(self.session_path, "w") as handle:
+            handle.write('{"accessToken": "lbs_')
+        envelope = self.assertFails(self.run_tool("account", "list"), "SETUP_FAILED")
+        self.assertIn("not valid JSON", envelope["error"]["message"])
+
+    def test_a_file_readable_by_others_gets_a_warning_with_the_fix(self):
+        self.login()
+        os.chmod(self.session_path, 0o644)
+        result = self.run_tool("contacts-import", "status", "1")
+        self.assertOk(result)
+        self.assertIn("chmod 600 %s" % self.session_path, result.stderr)
+
+    def test_no_session_is_auth_required_before_any_request(self):
+        result = self.run_tool("contacts-import", "status", "1", "--account=acc_demo")
+        envelope = self.assertFails(result, "AUTH_REQUIRED")
+        self.assertIn("auth login", envelope["error"]["message"])
+        self.assertEqual(self.platform.requests, [])
+
+    def test_an_expired_session_is_auth_failed_before_any_request(self):
+        self.login(expiresAt=tool.format_time(time.time() - 60))
+        result = self.run_tool("contacts-import", "status", "1")
+        envelope = self.assertFails(result, "AUTH_FAILED")
+        self.assertIn("expired", envelope["error"]["message"])
+        self.assertEqual(self.platform.requests, [])
+
+    def test_a_session_with_less_than_a_day_left_warns_once(self):
+        self.login(expiresAt=tool.format_time(time.time() + 3600 * 5))
+        result = self.run_tool("contacts-import", "status", "1")
+        self.assertOk(result)
+        self.assertEqual(result.stderr.count("warning: the session expires in"), 1, result)
+
+    def test_the_environment_token_wins(self):
+        self.login()
+        os.environ["LANDBASE_ACCESS_TOKEN"] = self.platform.mint_token("usr_solo")
+        doc = self.assertOk(self.run_tool("auth", "status"))
+        self.assertEqual(doc["userId"], "usr_solo")
+        self.assertEqual(doc["tokenSource"], "env")
+        self.assertIsNone(doc["expiresAt"])
+
+    def test_expiry_times_round_trip(self):
+        self.assertEqual(tool.parse_time("2026-12-05T10:00:00Z"), 1796464800)
+        self.assertEqual(tool.parse_time("2026-12-05T10:00:00.123+00:00"), 1796464800)
+        self.assertEqual(tool.format_time(1796464800), "2026-12-05T10:00:00Z")
+        with self.assertRaises(ValueError):
+            tool.parse_time("2026-12-05 10:00")
+
+
+class AuthCommandTests(ToolTestCase):
+    def test_status(self):
+        token = self.login()
+        doc = self.assertOk(self.run_tool("auth", "status"))
+        self.assertEqual(sorted(doc), sorted(["authenticated", "userId", "email", "accountId", "expiresAt",
+                                              "expiresInSeconds", "tokenSource"]))
+        self.assertEqual((doc["authenticated"], doc["userId"], doc["accountId"], doc["tokenSource"]),
+                         (True, "usr_demo", "acc_demo", "file"))
+        self.assertTrue(7 * 86400 - 120 < doc["expiresInSeconds"] <= 7 * 86400)
+        self.assertNotIn(token, json.dumps(doc))
+
+    def test_status_without_a_session_exits_3(self):
+        self.assertFails(self.run_tool("auth", "status"), "AUTH_REQUIRED")
+
+    def test_status_with_a_revoked_token_exits_3(self):
+        self.login()
+        self.platform.expire_tokens()
+        self.assertFails(self.run_tool("auth", "status"), "AUTH_FAILED")
+
+    def test_min_valid(self):
+        self.login()
+        self.assertOk(self.run_tool("auth", "status", "--min-valid", "6d"))
+        envelope = self.assertFails(self.run_tool("auth", "status", "--min-valid", "8d"), "AUTH_FAILED")
+        self.assertIn("--min-valid", envelope["error"]["message"])
+        self.assertFails(self.run_tool("auth", "status", "--min-valid", "soon"), "INVALID_INPUT")
+
+    def test_logout_revokes_and_removes(self):
+        token = self.login()
+        doc = self.assertOk(self.run_tool("auth", "logout"))
+        self.assertEqual(doc, {"loggedOut": True, "revoked": True})
+        self.assertFalse(os.path.exists(self.session_path))
+        self.assertTrue(self.platform.tokens[token]["revoked"])
+        self.assertFails(self.run_tool("auth", "status"), "AUTH_REQUIRED")
+
+    def test_logout_removes_the_session_even_when_revoking_fails(self):
+        self.login()
+        self.platform.inject("revoke", {"status": 503})
+        result = self.run_tool("auth", "logout")
+        self.assertEqual(self.assertOk(result), {"loggedOut": True, "revoked": False})
+        self.assertIn("removing the local session anyway", result.stderr)
+        self.assertFalse(os.path.exists(self.session_path))
+
+    def test_logout_without_a_session(self):
+        self.assertEqual(self.assertOk(self.run_tool("auth", "logout")), {"loggedOut": True, "revoked": False})
+        self.assertEqual(self.platform.requests, [])
+
+
+class AccountCommandTests(ToolTestCase):
+    def test_list_marks_the_active_account(self):
+        self.login()
+        doc = self.assertOk(self.run_tool("account", "list"))
+        self.assertEqual(doc, [{"id": "acc_demo", "name": "Demo Co", "active": True},
+                               {"id": "acc_team", "name": "Demo Team", "active": False}])
+
+    def test_set_persists_a_usable_account(self):
+        self.login()
+        self.assertEqual(self.assertOk(self.run_tool("account", "set", "acc_team")),
+                         {"accountId": "acc_team", "name": "Demo Team"})
+        with open(self.session_path) as handle:
+            self.assertEqual(json.load(handle)["accountId"], "acc_team")
+
+    def test_set_refuses_an_account_the_identity_cannot_use_and_changes_nothing(self):
+        self.login()
+        with open(self.session_path, "rb") as handle:
+            before = handle.read()
+        envelope = self.assertFails(self.run_tool("account", "set", "acc_other"), "NOT_FOUND")
+        self.assertEqual(envelope["error"]["meta"]["accountId"], "acc_other")
+        with open(self.session_path, "rb") as handle:
+            self.assertEqual(handle.read(), before)
+
+    def test_set_with_an_environment_token_and_no_file(self):
+        os.environ["LANDBASE_ACCESS_TOKEN"] = self.platform.mint_token()
+        self.assertOk(self.run_tool("account", "set", "acc_team"))
+        with open(self.session_path) as handle:
+            self.assertEqual(json.load(handle), {"accountId": "acc_team"})
+        self.assertEqual(mode(self.session_path), 0o600)
