@@ -16,6 +16,7 @@ device-page (or * for any). A fault is a JSON object:
   {"truncate": true}      200 with the real JSON cut in half
   {"json": {...}}         200 (or "status") with this body: wrong types and the like
   {"redirect": "URL"}     302 (or "status") to URL
+  {}                      the real answer (to let earlier requests through)
 """
 
 import argparse
@@ -84,6 +85,8 @@ class Platform:
         self.last_poll = {}              # (account, import id) -> time
         self.faults = []                 # [route, fault, times left]
         self.requests = []               # (method, path, headers) of every request, for the tests
+        self.in_flight = 0               # requests being answered now, and the most at once
+        self.most_in_flight = 0
         self.next_id = 100
         self.imports[1] = {"id": 1, "account": "acc_demo", "dataset": "ds_demo", "tag": "seeded draft",
                            "enqueued": None, "runRef": None}
@@ -354,6 +357,9 @@ class Handler(BaseHTTPRequestHandler):
             platform.requests.append((method, path, dict(self.headers)))
         route, handler = self.route(method, path)
         fault = platform.take_fault(route) if route else None
+        with platform.lock:
+            platform.in_flight += 1
+            platform.most_in_flight = max(platform.most_in_flight, platform.in_flight)
         try:
             if fault is not None and self.fault(fault, route, handler, parts):
                 return
@@ -362,6 +368,9 @@ class Handler(BaseHTTPRequestHandler):
             status, body, headers = handler(parts)
         except Reply as reply:
             status, body, headers = reply.status, reply.body, reply.headers
+        finally:
+            with platform.lock:
+                platform.in_flight -= 1
         self.answer(status, body, headers)
 
     def route(self, method, path):

@@ -123,7 +123,8 @@ class ToolTestCase(unittest.TestCase):
             stdin = stdin.encode("utf-8")
         out, err = io.StringIO(), io.StringIO()
         fake_in = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
-        with mock.patch.object(sys, "stdin", fake_in), contextlib.redirect_stdout(out), \
+        with mock.patch.object(sys, "argv", [TOOL]), mock.patch.object(sys, "stdin", fake_in), \
+                contextlib.redirect_stdout(out), \
                 contextlib.redirect_stderr(err):
             code = tool.main(list(argv))
         return Result(code, out.getvalue(), err.getvalue())

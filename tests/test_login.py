@@ -1,0 +1,257 @@
+"""auth login: the browser flow (PKCE, loopback, state), the device flow, --with-token."""
+
+import json
+import os
+import stat
+import urllib.error
+import urllib.request
+from unittest import mock
+from urllib.parse import parse_qs, urlsplit
+
+from support import ToolTestCase, tool
+import fake_browser
+
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def get(url):
+    """GET a URL; the status code, whatever it is."""
+    try:
+        with DIRECT.open(url, timeout=5) as response:
+            return response.getcode()
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+class BrowserLoginTests(ToolTestCase):
+    def setUp(self):
+        ToolTestCase.setUp(self)
+        os.environ["DISPLAY"] = ":0"            # a desktop: the browser flow is the default
+    def login_with(self, browser, *extra):
+        with mock.patch("webbrowser.open", browser):
+            return self.run_tool("auth", "login", *extra)
+
+    def person(self, decision="approve", user=None, before=None):
+        """A stand-in for webbrowser.open: the person presses a button on the sandbox's page."""
+        self.opened = []
+
+        def open_url(url, *args, **kwargs):
+            self.opened.append(url)
+            if before:
+                before(url)
+            env = {"FAKE_BROWSER_DECISION": decision}
+            if user:
+                env["FAKE_BROWSER_USER"] = user
+            with mock.patch.dict(os.environ, env):
+                self.assertEqual(fake_browser.main(["fake_browser.py", url]), 0)
+            return True
+        return open_url
+
+    def test_approve(self):
+        result = self.login_with(self.person())
+        doc = self.assertOk(result)
+        self.assertEqual(sorted(doc), ["accountId", "email", "expiresAt", "userId"])
+        self.assertEqual((doc["userId"], doc["accountId"]), ("usr_demo", None))   # two accounts: none chosen
+        with open(self.session_path) as handle:
+            stored = json.load(handle)
+        self.assertTrue(stored["accessToken"].startswith("lbs_"))
+        self.assertEqual(stored["expiresAt"], doc["expiresAt"])
+        self.assertTrue(stored["deviceName"])
+        self.assertEqual(stat.S_IMODE(os.stat(self.session_path).st_mode), 0o600)
+        self.assertNotIn(stored["accessToken"], result.stdout + result.stderr)
+        self.assertIn(self.opened[0], result.stderr)             # the URL is always printed
+
+    def test_the_authorize_url_carries_pkce_s256_and_a_loopback_redirect(self):
+        self.assertOk(self.login_with(self.person()))
+        parts = urlsplit(self.opened[0])
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        self.assertEqual(parts.path, "/cli/authorize")
+        self.assertEqual(query["client_id"], "landbase-cli")
+        self.assertEqual(query["response_type"], "code")
+        self.assertEqual(query["code_challenge_method"], "S256")
+        self.assertRegex(query["code_challenge"], r"^[A-Za-z0-9_-]{43}$")
+        self.assertRegex(query["redirect_uri"], r"^http://127\.0\.0\.1:\d+/callback$")
+        self.assertGreaterEqual(len(query["state"]), 32)
+        self.assertTrue(query["device_name"])
+        exchange = [h for m, p, h in self.platform.requests if p == "/v1/oauth/token"]
+        self.assertEqual(len(exchange), 1)
+
+    def test_a_second_login_gets_a_new_state_and_verifier(self):
+        self.assertOk(self.login_with(self.person()))
+        first = self.opened[0]
+        self.assertOk(self.login_with(self.person()))
+        states = [parse_qs(urlsplit(u).query)["state"][0] for u in (first, self.opened[0])]
+        self.assertNotEqual(states[0], states[1])
+
+    def test_a_single_account_identity_gets_it_as_the_active_account(self):
+        doc = self.assertOk(self.login_with(self.person(user="usr_solo")))
+        self.assertEqual(doc["accountId"], "acc_solo")
+
+    def test_deny(self):
+        result = self.login_with(self.person(decision="deny"))
+        envelope = self.assertFails(result, "AUTH_FAILED")
+        self.assertIn("refused in the browser", envelope["error"]["message"])
+        self.assertFalse(os.path.exists(self.session_path))
+
+    def test_wrong_or_missing_state_is_rejected_and_the_login_goes_on(self):
+        answers = []
+
+        def forge(url):
+            redirect = parse_qs(urlsplit(url).query)["redirect_uri"][0]
+            answers.append(get(redirect + "?code=forged&state=wrong"))
+            answers.append(get(redirect + "?code=forged"))
+            answers.append(get(redirect.replace("/callback", "/other")))
+        doc = self.assertOk(self.login_with(self.person(before=forge)))
+        self.assertEqual(answers, [400, 400, 404])
+        self.assertEqual(doc["userId"], "usr_demo")
+
+    def test_one_callback_is_accepted_then_the_listener_stops(self):
+        seen = {}
+
+        def note(url):
+            seen["redirect"] = parse_qs(urlsplit(url).query)["redirect_uri"][0]
+        self.assertOk(self.login_with(self.person(before=note)))
+        with self.assertRaises(urllib.error.URLError):
+            DIRECT.open(seen["redirect"] + "?code=x", timeout=2)
+
+    def test_the_listener_binds_loopback_only(self):
+        listener = tool.CallbackListener("state")
+        try:
+            self.assertEqual(listener.server.server_address[0], "127.0.0.1")
+        finally:
+            listener.server.server_close()
+
+    def test_no_answer_within_5_minutes(self):
+        result = self.login_with(lambda url, *a, **k: True)
+        envelope = self.assertFails(result, "TIMEOUT")
+        self.assertIn("5 minutes", envelope["error"]["message"])
+        self.assertFalse(os.path.exists(self.session_path))
+
+    def test_no_browser_prints_the_url_and_opens_nothing(self):
+        opened = []
+
+        def open_url(url, *a, **k):
+            opened.append(url)
+            return True
+        with mock.patch("webbrowser.open", open_url):
+            result = self.run_tool("auth", "login", "--no-browser")
+        self.assertFails(result, "TIMEOUT")
+        self.assertEqual(opened, [])
+        self.assertIn("/cli/authorize?client_id=landbase-cli", result.stderr)
+
+    def test_a_browser_that_cannot_open_says_so(self):
+        result = self.login_with(lambda url, *a, **k: False)
+        self.assertFails(result, "TIMEOUT")
+        self.assertIn("No browser could be opened", result.stderr)
+
+    def test_a_refused_code_exchange_is_auth_failed(self):
+        self.platform.inject("token", {"status": 400, "body": {"error": {"code": "INVALID_GRANT", "message": "no"}}})
+        self.assertFails(self.login_with(self.person()), "AUTH_FAILED")
+
+    def test_login_keeps_unknown_keys_and_replaces_a_damaged_file(self):
+        tool.SessionStore().save({"accessToken": "lbs_old", "theirKey": 1, "accountId": "acc_team"})
+        doc = self.assertOk(self.login_with(self.person()))
+        self.assertEqual(doc["accountId"], "acc_team")              # the active account survives a re-login
+        with open(self.session_path) as handle:
+            self.assertEqual(json.load(handle)["theirKey"], 1)
+        with open(self.session_path, "w") as handle:
+            handle.write("{broken")
+        result = self.login_with(self.person())
+        self.assertOk(result)
+        self.assertIn("replacing the damaged", result.stderr)
+
+    def test_no_display_chooses_the_device_flow(self):
+        os.environ.pop("DISPLAY", None)
+        os.environ.pop("WAYLAND_DISPLAY", None)
+        os.environ["SSH_CONNECTION"] = "10.0.0.1 5000 10.0.0.2 22"
+        self.assertTrue(tool.should_use_device_flow())
+        os.environ["BROWSER"] = "/usr/bin/true"
+        self.assertFalse(tool.should_use_device_flow())
+
+
+class DeviceLoginTests(ToolTestCase):
+    sandbox_options = {"device_interval": 5}
+
+    def approve_on_sleep(self, count, decision="approve"):
+        """The person approves on the device page while the tool sleeps for the count-th time."""
+        real = self.clock.sleep
+        calls = []
+
+        def sleep(seconds):
+            calls.append(seconds)
+            if len(calls) == count:
+                code = [d["user_code"] for d in self.platform.devices.values() if d["state"] == "pending"][0]
+                self.platform.decide_device(code, decision, "usr_demo")
+            real(seconds)
+        self.clock.sleep = sleep
+
+    def test_approve(self):
+        self.approve_on_sleep(3)
+        result = self.run_tool("auth", "login", "--device")
+        doc = self.assertOk(result)
+        self.assertEqual(doc["userId"], "usr_demo")
+        self.assertEqual(self.clock.sleeps, [5, 5, 5])
+        self.assertRegex(result.stderr, r"open http://127\.0\.0\.1:\d+/cli/device and enter the code [A-Z]{4}-[A-Z]{4}")
+        self.assertTrue(os.path.exists(self.session_path))
+
+    def test_slow_down_adds_5_seconds(self):
+        self.platform.inject("token", {"status": 400, "body": {"error": {"code": "SLOW_DOWN", "message": "slow"}}})
+        self.approve_on_sleep(2)
+        self.assertOk(self.run_tool("auth", "login", "--device"))
+        self.assertEqual(self.clock.sleeps, [5, 10])
+
+    def test_deny(self):
+        self.approve_on_sleep(1, decision="deny")
+        self.assertFails(self.run_tool("auth", "login", "--device"), "AUTH_FAILED")
+        self.assertFalse(os.path.exists(self.session_path))
+
+    def test_expired_code(self):
+        self.platform.inject("token", {"status": 400, "body": {"error": {"code": "EXPIRED_TOKEN", "message": "x"}}})
+        envelope = self.assertFails(self.run_tool("auth", "login", "--device"), "TIMEOUT")
+        self.assertIn("expired", envelope["error"]["message"])
+
+    def test_nobody_approves_within_expires_in(self):
+        envelope = self.assertFails(self.run_tool("auth", "login", "--device"), "TIMEOUT")
+        self.assertIn("expired", envelope["error"]["message"])
+        self.assertLessEqual(sum(self.clock.sleeps), 600 + 5)
+
+    def test_a_transient_failure_while_waiting_is_survived(self):
+        self.platform.inject("token", {"status": 502})
+        self.approve_on_sleep(2)
+        result = self.run_tool("auth", "login", "--device")
+        self.assertOk(result)
+        self.assertIn("waiting for approval", result.stderr)
+
+    def test_chosen_automatically_without_a_display(self):
+        for name in ("DISPLAY", "WAYLAND_DISPLAY"):
+            os.environ.pop(name, None)
+        os.environ["SSH_TTY"] = "/dev/pts/0"
+        self.approve_on_sleep(1)
+        result = self.run_tool("auth", "login")
+        self.assertOk(result)
+        self.assertIn("using the device code flow", result.stderr)
+
+
+class TokenLoginTests(ToolTestCase):
+    def test_a_valid_token_is_checked_and_saved(self):
+        token = self.platform.mint_token("usr_solo")
+        result = self.run_tool("auth", "login", "--with-token", stdin=token + "\n")
+        doc = self.assertOk(result)
+        self.assertEqual((doc["userId"], doc["accountId"]), ("usr_solo", "acc_solo"))
+        self.assertEqual([p for m, p, h in self.platform.requests], ["/v1/me", "/v1/accounts"])
+        with open(self.session_path) as handle:
+            stored = json.load(handle)
+        self.assertEqual(stored["accessToken"], token)
+        self.assertNotIn(token, result.stdout + result.stderr)
+
+    def test_a_rejected_token_is_not_saved(self):
+        token = self.platform.mint_token()
+        self.platform.expire_tokens()
+        self.assertFails(self.run_tool("auth", "login", "--with-token", stdin=token), "AUTH_FAILED")
+        self.assertFalse(os.path.exists(self.session_path))
+
+    def test_not_a_token(self):
+        for stdin in ("", "\n", "hello", "lbs_ with space", "Bearer lbs_abc"):
+            with self.subTest(stdin=stdin):
+                self.assertFails(self.run_tool("auth", "login", "--with-token", stdin=stdin), "INVALID_INPUT")
+        self.assertEqual(self.platform.requests, [])

@@ -1,0 +1,269 @@
+"""The poller of CLI.md "Polling": schedule, deadline, transient failures, terminal exits, signals, progress."""
+
+import io
+import json
+import os
+import re
+
+from support import ToolTestCase, tool
+
+BODY = '{"datasetId": "%s", "tagName": "poll test"}'
+
+
+class PollTests(ToolTestCase):
+    sandbox_options = {"min_poll_interval": 1.0}
+
+    def setUp(self):
+        ToolTestCase.setUp(self)
+        self.login()
+
+    def start(self, dataset):
+        return self.assertOk(self.run_tool("contacts-import", "start", "--json", "-",
+                                           stdin=BODY % dataset))["importId"]
+
+    def polls(self, import_id):
+        return self.platform.count("GET", "/contacts-imports/%d" % import_id)
+
+    def test_the_schedule_is_at_once_then_5_10_and_every_20_seconds(self):
+        import_id = self.start("ds_complete")       # preparing 5 s, then 40 s in progress
+        result = self.run_tool("contacts-import", "wait", str(import_id))
+        doc = self.assertOk(result)
+        self.assertEqual(doc["phase"], "completed")
+        self.assertEqual(doc["percent"], 100)
+        self.assertEqual(sorted(doc), ["counts", "error", "importId", "percent", "phase"])
+        self.assertEqual(self.clock.sleeps, [5, 10, 20, 20])
+        self.assertEqual(self.polls(import_id), 5)
+
+    def test_a_30_minute_limit_with_at_most_92_polls(self):
+        import_id = self.start("ds_long")
+        result = self.run_tool("contacts-import", "wait", str(import_id))
+        envelope = self.assertFails(result, "TIMEOUT")
+        self.assertEqual(envelope["error"]["meta"], {"importId": import_id})
+        self.assertIn("contacts-import wait %d" % import_id, envelope["error"]["message"])
+        self.assertEqual(sum(self.clock.sleeps), 1800)
+        self.assertEqual(self.polls(import_id), 92)
+        self.assertEqual(self.clock.sleeps[:4], [5, 10, 20, 20])
+        self.assertEqual(result.stdout, "")
+
+    def test_partial_and_failed_exit_2_with_the_final_status_on_stdout(self):
+        for dataset, code, phase in (("ds_partial", "IMPORT_PARTIAL", "partial"),
+                                     ("ds_failed", "IMPORT_FAILED", "failed")):
+            with self.subTest(dataset=dataset):
+                import_id = self.start(dataset)
+                result = self.run_tool("contacts-import", "wait", str(import_id))
+                envelope = self.assertFails(result, code)
+                self.assertEqual(envelope["error"]["meta"], {"importId": import_id})
+                doc = json.loads(result.stdout)
+                self.assertEqual(doc["phase"], phase)
+                self.assertIsInstance(doc["error"], dict)
+                self.assertIn(doc["error"]["message"], envelope["error"]["message"])
+
+    def test_a_transient_failure_is_reported_and_survived(self):
+        import_id = self.start("ds_complete")
+        self.platform.inject("status", {})                          # the first poll passes
+        self.platform.inject("status", {"status": 502, "body": "<html>bad gateway</html>"})
+        self.platform.inject("status", {"reset": True})
+        result = self.run_tool("contacts-import", "wait", str(import_id))
+        self.assertEqual(self.assertOk(result)["phase"], "completed")
+        self.assertEqual(self.clock.sleeps[:3], [5, 10, 20])
+        self.assertIn("poll failed (API_ERROR", result.stderr)
+        self.assertIn("poll failed (NETWORK_ERROR", result.stderr)
+
+    def test_broken_answers_are_survived(self):
+        import_id = self.start("ds_complete")
+        self.platform.inject("status", {"json": {"importId": import_id, "phase": 7, "percent": "x", "counts": []}})
+        self.platform.inject("status", {"truncate": True})
+        result = self.run_tool("contacts-import", "wait", str(import_id))
+        self.assertEqual(self.assertOk(result)["phase"], "completed")
+        self.assertIn("phase", result.stderr)
+
+    def test_a_longer_retry_after_is_honoured(self):
+        import_id = self.start("ds_complete")
+        self.platform.inject("status", {})
+        self.platform.inject("status", {"status": 429, "headers": {"Retry-After": "45"}})
+        result = self.run_tool("contacts-import", "wait", str(import_id))
+        self.assertOk(result)
+        self.assertEqual(self.clock.sleeps[:2], [5, 45])
+
+    def test_a_shorter_retry_after_keeps_the_schedule(self):
+        import_id = self.start("ds_complete")
+        self.platform.inject("status", {"status": 429, "headers": {"Retry-After": "1"}})
+        self.assertOk(self.run_tool("contacts-import", "wait", str(import_id)))
+        self.assertEqual(self.clock.sleeps[:2], [5, 10])
+
+    def test_a_long_outage_is_ridden_out(self):
+        import_id = self.start("ds_complete")
+        self.platform.inject("status", {"status": 503}, times=11)  # 195 s of polls answered 503
+        result = self.run_tool("contacts-import", "wait", str(import_id))
+        self.assertEqual(self.assertOk(result)["phase"], "completed")
+        self.assertGreaterEqual(sum(self.clock.sleeps), 180)
+        self.assertEqual(result.stderr.count("poll failed"), 11)
+
+    def test_auth_failed_ends_the_wait_at_once(self):
+        import_id = self.start("ds_long")
+        self.platform.inject("status", {})
+        self.platform.inject("status", {"status": 401})
+        result = self.run_tool("contacts-import", "wait", str(import_id))
+        envelope = self.assertFails(result, "AUTH_FAILED")
+        self.assertEqual(envelope["error"]["meta"]["importId"], import_id)
+        self.assertEqual(self.clock.sleeps, [5])
+        self.assertEqual(result.stdout, "")
+
+    def test_not_found_ends_the_wait_at_once(self):
+        result = self.run_tool("contacts-import", "wait", "99999")
+        self.assertFails(result, "NOT_FOUND")
+        self.assertEqual(self.clock.sleeps, [])
+
+    def test_an_unknown_phase_is_in_flight(self):
+        import_id = self.start("ds_complete")
+        self.platform.inject("status", {"json": {"importId": import_id, "phase": "queued", "percent": None,
+                                                 "counts": None, "error": None}})
+        result = self.run_tool("contacts-import", "wait", str(import_id))
+        self.assertEqual(self.assertOk(result)["phase"], "completed")
+        self.assertIn("queued", result.stderr)
+
+    def test_start_watch(self):
+        result = self.run_tool("contacts-import", "start", "--json", "-", "--watch", stdin=BODY % "ds_demo")
+        doc = self.assertOk(result)
+        self.assertEqual(doc["phase"], "completed")
+        first = result.stderr.split("\n")[0]
+        self.assertRegex(first, r"Started import %d\b" % doc["importId"])
+        self.assertIn("contacts-import wait %d --account=acc_demo" % doc["importId"], first)
+
+    def test_start_watch_of_a_failing_import(self):
+        result = self.run_tool("contacts-import", "start", "--json", "-", "--watch", stdin=BODY % "ds_failed")
+        self.assertFails(result, "IMPORT_FAILED")
+        self.assertEqual(json.loads(result.stdout)["phase"], "failed")
+
+    def test_progress_lines_name_phase_percent_counts_and_the_next_poll(self):
+        import_id = self.start("ds_complete")
+        result = self.run_tool("contacts-import", "wait", str(import_id))
+        lines = [line for line in result.stderr.split("\n") if line.startswith("import %d:" % import_id)]
+        self.assertEqual(len(lines), 5)
+        self.assertEqual(lines[0], "import %d: preparing --%%; next poll in 5s" % import_id)
+        self.assertRegex(lines[2], r"in_progress \d+% \(\d+ imported, \d+ skipped, 0 failed of 300\); "
+                                   r"next poll in 20s")
+        self.assertEqual(lines[-1], "import %d: completed 100%% (290 imported, 10 skipped, 0 failed of 300)"
+                         % import_id)
+
+    def test_quiet_silences_progress(self):
+        import_id = self.start("ds_complete")
+        result = self.run_tool("contacts-import", "wait", str(import_id), "--quiet")
+        self.assertOk(result)
+        self.assertEqual(result.stderr, "")
+
+    def test_ctrl_c_exits_130_with_the_resume_command(self):
+        import_id = self.start("ds_long")
+        self.clock.sleep = self.interrupt_after(2, KeyboardInterrupt)
+        result = self.run_tool("contacts-import", "wait", str(import_id))
+        envelope = self.assertFails(result, "INTERRUPTED", 130)
+        self.assertIn("keeps running", result.stderr)
+        self.assertRegex(result.stderr, r"\n  \S+ contacts-import wait %d --account=acc_demo\n" % import_id)
+        self.assertTrue(envelope["error"]["meta"]["resume"].endswith("contacts-import wait %d --account=acc_demo"
+                                                                     % import_id))
+
+    def test_sigterm_exits_143_with_the_resume_command(self):
+        import_id = self.start("ds_long")
+        self.clock.sleep = self.interrupt_after(1, tool.Terminated)
+        result = self.run_tool("contacts-import", "wait", str(import_id))
+        self.assertFails(result, "TERMINATED", 143)
+        self.assertIn("contacts-import wait %d --account=acc_demo" % import_id, result.stderr)
+
+    def interrupt_after(self, count, exception):
+        real = self.clock.sleep
+        calls = []
+
+        def sleep(seconds):
+            calls.append(seconds)
+            if len(calls) > count:
+                raise exception()
+            real(seconds)
+        return sleep
+
+
+class ManyImportsTests(ToolTestCase):
+    def setUp(self):
+        ToolTestCase.setUp(self)
+        self.login()
+
+    def start(self, dataset):
+        return self.assertOk(self.run_tool("contacts-import", "start", "--json", "-",
+                                           stdin=BODY % dataset))["importId"]
+
+    def test_final_statuses_in_the_given_order(self):
+        ids = [self.start(d) for d in ("ds_complete", "ds_demo", "ds_partial")]
+        result = self.run_tool("contacts-import", "wait", *[str(i) for i in ids])
+        envelope = self.assertFails(result, "IMPORT_PARTIAL")
+        self.assertEqual(envelope["error"]["meta"], {"importIds": [ids[2]]})
+        docs = json.loads(result.stdout)
+        self.assertEqual([d["importId"] for d in docs], ids)
+        self.assertEqual([d["phase"] for d in docs], ["completed", "completed", "partial"])
+
+    def test_failed_wins_over_partial(self):
+        ids = [self.start(d) for d in ("ds_partial", "ds_failed")]
+        self.assertFails(self.run_tool("contacts-import", "wait", *[str(i) for i in ids]), "IMPORT_FAILED")
+
+    def test_all_completed_exits_0(self):
+        ids = [self.start("ds_demo") for _ in range(3)]
+        docs = self.assertOk(self.run_tool("contacts-import", "wait", *[str(i) for i in ids]))
+        self.assertEqual([d["phase"] for d in docs], ["completed"] * 3)
+
+    def test_at_most_four_requests_in_flight_and_finished_ones_dropped(self):
+        ids = [self.start("ds_demo") for _ in range(6)] + [self.start("ds_complete") for _ in range(4)]
+        self.platform.inject("status", {"delay": 0.2}, times=10)
+        docs = self.assertOk(self.run_tool("contacts-import", "wait", *[str(i) for i in ids], "--quiet"))
+        self.assertEqual(len(docs), 10)
+        self.assertLessEqual(self.platform.most_in_flight, 4)
+        self.assertGreaterEqual(self.platform.most_in_flight, 2)
+        demo_polls = [self.platform.count("GET", "/contacts-imports/%d" % i) for i in ids[:6]]
+        long_polls = [self.platform.count("GET", "/contacts-imports/%d" % i) for i in ids[6:]]
+        self.assertEqual(demo_polls, [3] * 6)          # completed by the third poll, then left alone
+        self.assertEqual(long_polls, [5] * 4)
+
+
+class RenderingTests(ToolTestCase):
+    start_sandbox = False
+
+    def tracker(self, percent, phase="in_progress"):
+        tracker = tool.Tracker(7, 0)
+        tracker.observe({"importId": 7, "phase": phase, "percent": 10, "counts": None, "error": None}, 0)
+        tracker.observe({"importId": 7, "phase": phase, "percent": percent,
+                         "counts": {"total": 1000, "imported": 400, "skipped": 10, "failed": 0}, "error": None}, 30)
+        return tracker
+
+    def test_a_terminal_gets_a_redrawn_bar_with_an_eta(self):
+        stream = FakeTty()
+        console = tool.Console(stream=stream)
+        plain, redraw = tool.progress_texts(self.tracker(40), console, 30, 20, 1800)
+        console.progress(plain, redraw)
+        self.assertTrue(stream.getvalue().startswith("\r\x1b[K"))
+        self.assertIn("[#########---------------] 40%", redraw)
+        self.assertIn("ETA 1m00s", redraw)          # 30 points in 30 s, 60 points to go
+        self.assertNotIn("\n", stream.getvalue())
+        console.line("done")
+        self.assertTrue(stream.getvalue().endswith("\ndone\n"))
+
+    def test_no_color_is_respected(self):
+        os.environ["NO_COLOR"] = "1"
+        self.assertNotIn("\x1b[3", tool.Console(stream=FakeTty()).paint("failed", "failed"))
+        del os.environ["NO_COLOR"]
+        self.assertIn("\x1b[31m", tool.Console(stream=FakeTty()).paint("failed", "failed"))
+        self.assertNotIn("\x1b[", tool.Console(stream=io.StringIO()).paint("failed", "failed"))
+
+    def test_a_log_gets_plain_lines(self):
+        stream = io.StringIO()
+        console = tool.Console(stream=stream)
+        plain, redraw = tool.progress_texts(self.tracker(40), console, 30, 20, 1800)
+        console.progress(plain, redraw)
+        self.assertEqual(stream.getvalue(), "import 7: in_progress 40% (400 imported, 10 skipped, 0 failed of 1000); "
+                                            "next poll in 20s\n")
+        self.assertIsNone(re.search(r"\x1b", stream.getvalue()))
+
+    def test_the_poll_delays(self):
+        delays = tool.poll_delays()
+        self.assertEqual([next(delays) for _ in range(6)], [5, 10, 20, 20, 20, 20])
+
+
+class FakeTty(io.StringIO):
+    def isatty(self):
+        return True
