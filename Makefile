@@ -1,0 +1,36 @@
+# landbase-import: one file, standard library only. The targets need nothing but python3
+# (lint builds a throwaway virtual environment for vermin under $(BUILD)).
+PYTHON ?= python3
+PREFIX ?= /usr/local
+DESTDIR ?=
+BUILD ?= build
+
+.PHONY: demo test test-all test-browser lint bench reliability install clean
+
+demo:
+	$(PYTHON) tests/demo.py
+
+test:
+	$(PYTHON) tests/run.py
+
+test-all:
+	$(PYTHON) tests/all_pythons.py
+
+test-browser:
+	$(PYTHON) tests/chromium_login.py
+
+lint:
+	$(PYTHON) tests/lint.py $(BUILD)
+
+bench:
+	$(PYTHON) tests/bench.py
+
+reliability:
+	$(PYTHON) tests/reliability.py
+
+install:
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 landbase_import.py $(DESTDIR)$(PREFIX)/bin/landbase_import.py
+
+clean:
+	rm -rf $(BUILD) __pycache__ tests/__pycache__
