@@ -142,10 +142,23 @@ class Console:
         self.tty = _isatty(self.stream)
         self.color = self.tty and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
         self._redrawn = False
+        self._held = None
 
     def line(self, text):
+        if self._held is not None:
+            self._held.append(text)
+            return
         self._end_redraw()
         self._write(redact(text) + "\n")
+
+    def hold(self):
+        """Keep lines back until release(), so that release's line comes first."""
+        self._held = []
+
+    def release(self, first_line=None):
+        held, self._held = self._held or [], None
+        for text in ([first_line] if first_line is not None else []) + held:
+            self.line(text)
 
     def warn(self, text):
         self.line("warning: " + text)
@@ -302,6 +315,7 @@ class SessionStore:
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
+            self._remove_stale_temporaries()
         except OSError as exc:
             _remove_quietly(tmp)
             raise LandbaseError("SETUP_FAILED", "cannot write %s: %s" % (self.path, exc.strerror or exc))
@@ -347,6 +361,16 @@ class SessionStore:
         except OSError as exc:
             raise LandbaseError("SETUP_FAILED", "cannot create %s: %s" % (self.directory, exc.strerror or exc))
 
+    def _remove_stale_temporaries(self):
+        """Remove temporary files of writers that died mid-write (SIGKILL runs no cleanup)."""
+        if os.name != "posix":
+            return                      # os.kill(pid, 0) would terminate the process on Windows
+        prefix = ".%s." % SESSION_FILE
+        for name in os.listdir(self.directory):
+            pid = name[len(prefix):].split(".", 1)[0]
+            if name.startswith(prefix) and name.endswith(".tmp") and pid.isdigit() and not _alive(int(pid)):
+                _remove_quietly(os.path.join(self.directory, name))
+
     def _fsync_directory(self):
         if not hasattr(os, "O_DIRECTORY"):
             return
@@ -358,6 +382,16 @@ class SessionStore:
                 os.close(fd)
         except OSError:
             pass                        # best effort: the rename already happened
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True                     # alive, owned by someone else
+    return True
 
 
 def _remove_quietly(path):
@@ -1374,6 +1408,7 @@ def cmd_account_set(args, console):
 def cmd_import_start(args, console):
     import uuid
     body = read_import_body(args.json)
+    console.hold()                      # the first stderr line names the import id
     session = load_session(args, SessionStore(), console)
     account_id = require_account(session)
     api = api_for(args, console, session.token)
@@ -1381,8 +1416,8 @@ def cmd_import_start(args, console):
     data = api.call("POST", path, body, headers={"Idempotency-Key": str(uuid.uuid4())}, check=check_started)
     import_id = data["importId"]
     invocation = Invocation(account_id)
-    console.line("Started import %d (run %s) in account %s. Follow it with: %s"
-                 % (import_id, data["runRef"], account_id, invocation.resume([import_id])))
+    console.release("Started import %d (run %s) in account %s. Follow it with: %s"
+                    % (import_id, data["runRef"], account_id, invocation.resume([import_id])))
     if not args.watch:
         write_json({"importId": import_id, "runRef": data["runRef"]})
         return 0
@@ -1591,6 +1626,7 @@ def main(argv=None):
 
 
 def report(console, exc):
+    console.release()
     console.line(json.dumps(exc.envelope(), ensure_ascii=True, allow_nan=False, default=str))
     return exc.exit_code
 

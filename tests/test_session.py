@@ -64,6 +64,18 @@ class SessionFileTests(ToolTestCase):
             self.assertEqual(handle.read(), before)
         self.assertEqual(os.listdir(os.path.dirname(self.session_path)), ["platform.json"])
 
+    def test_temporaries_of_dead_writers_are_removed(self):
+        self.login()
+        directory = os.path.dirname(self.session_path)
+        dead = os.path.join(directory, ".platform.json.999999999.abcd.tmp")
+        mine = os.path.join(directory, ".platform.json.%d.abcd.tmp" % os.getppid())     # a live process
+        for path in (dead, mine):
+            with open(path, "w") as handle:
+                handle.write("{")
+        tool.SessionStore().update({"accountId": "acc_team"})
+        self.assertFalse(os.path.exists(dead))
+        self.assertTrue(os.path.exists(mine))
+
     def test_a_symlinked_session_file_is_replaced_not_followed(self):
         self.login()
         target = os.path.join(self.config, "elsewhere.json")
@@ -123,6 +135,25 @@ class SessionFileTests(ToolTestCase):
         result = self.run_tool("contacts-import", "status", "1")
         self.assertOk(result)
         self.assertEqual(result.stderr.count("warning: the session expires in"), 1, result)
+
+    def test_warnings_come_after_the_line_that_names_the_import(self):
+        self.login(expiresAt=tool.format_time(time.time() + 3600 * 5))
+        os.chmod(self.session_path, 0o640)
+        self.platform.inject("start", {"status": 502})
+        result = self.run_tool("contacts-import", "start", "--json", "-",
+                               stdin='{"datasetId": "ds_demo", "tagName": "x"}')
+        doc = self.assertOk(result)
+        lines = result.stderr.splitlines()
+        self.assertTrue(lines[0].startswith("Started import %d " % doc["importId"]), lines)
+        self.assertEqual(len(lines), 4, lines)      # then the two warnings and the retry
+        self.assertIn("retry 1 of 3", result.stderr)
+
+    def test_held_lines_still_come_before_the_envelope(self):
+        self.login(expiresAt=tool.format_time(time.time() + 3600 * 5))
+        result = self.run_tool("contacts-import", "start", "--json", "-",
+                               stdin='{"datasetId": "ds_other", "tagName": "x"}')
+        self.assertFails(result, "VALIDATION_ERROR")
+        self.assertIn("warning: the session expires in", result.stderr.splitlines()[0])
 
     def test_the_environment_token_wins(self):
         self.login()
