@@ -85,6 +85,7 @@ class Platform:
         self.last_poll = {}              # (account, import id) -> time
         self.faults = []                 # [route, fault, times left]
         self.requests = []               # (method, path, headers) of every request, for the tests
+        self.connections = 0             # TCP connections accepted
         self.in_flight = 0               # requests being answered now, and the most at once
         self.most_in_flight = 0
         self.next_id = 100
@@ -579,6 +580,15 @@ class Handler(BaseHTTPRequestHandler):
 class Server(socketserver.ThreadingMixIn, HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    tls = None                           # an ssl.SSLContext to serve https
+
+    def get_request(self):
+        connection, address = self.socket.accept()
+        with self.platform.lock:
+            self.platform.connections += 1
+        if self.tls is not None:         # a failed handshake raises OSError, which drops the connection
+            connection = self.tls.wrap_socket(connection, server_side=True)
+        return connection, address
 
 
 class Sandbox:
@@ -595,7 +605,7 @@ class Sandbox:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER) if hasattr(ssl, "PROTOCOL_TLS_SERVER") \
                 else ssl.SSLContext(ssl.PROTOCOL_TLS)
             context.load_cert_chain(certfile)
-            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.server.tls = context
             self.server.scheme = "https"
         self.url = "%s://127.0.0.1:%d" % (self.server.scheme, self.server.server_address[1])
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})

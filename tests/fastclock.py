@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Run landbase_import.py as a subprocess whose clock does not really sleep.
+
+    fastclock.py ARGS...        the same arguments as landbase_import.py
+
+The real file is loaded and its main() runs with everything real but time:
+each sleep moves a virtual clock instead, and is appended to the file named by
+$FASTCLOCK_LOG (one number a line), so the fault tests can check the retry and
+poll schedules without waiting for them.
+"""
+
+import importlib.util
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOOL = os.path.join(os.path.dirname(HERE), "landbase_import.py")
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location("landbase_import", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main():
+    tool = load_tool()
+    log_path = os.environ.get("FASTCLOCK_LOG")
+
+    class FastClock(tool.Clock):
+        skipped = 0.0
+
+        def now(self):
+            return time.monotonic() + self.skipped
+
+        def wall(self):
+            return time.time() + self.skipped
+
+        def sleep(self, seconds):
+            seconds = max(0.0, seconds)
+            self.skipped += seconds
+            if log_path:
+                with open(log_path, "a") as handle:
+                    handle.write("%r\n" % seconds)
+
+        def wait_event(self, event, seconds):
+            if not event.wait(min(seconds, 1.0)):
+                self.skipped += seconds
+            return event.is_set()
+
+    tool.CLOCK = FastClock()
+    sys.argv[0] = TOOL
+    return tool.main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
