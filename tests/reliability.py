@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""`make reliability`: run the fault matrix, the fuzzer and the guarantee tests; print the figures as Markdown.
+
+The README's "Reliability" section is this script's output. Exits 1 if anything fails.
+"""
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import faults  # noqa: E402
+
+GUARANTEES = [
+    ("20 processes running `account set` and `status` at once leave a valid `platform.json`, no temporary files",
+     "test_state.ConcurrencyTests"),
+    ("SIGKILL at random points of a session write (40 kills) leaves the old file or the new one",
+     "test_state.CrashSafetyTests"),
+    ("SIGINT/SIGTERM during a wait exit 130/143 with the resume command; a closed stdout exits quietly",
+     "test_e2e.EndToEndTests.test_signals_end_a_wait_with_the_resume_command",
+     "test_e2e.EndToEndTests.test_a_closed_stdout_exits_quietly"),
+    ("a wait rides out a 3-minute outage of the status endpoint and ends with the final status",
+     "test_poll.PollTests.test_a_long_outage_is_ridden_out"),
+    ("a corrupt, truncated, empty or wrong-typed `platform.json` is `SETUP_FAILED` naming the file; "
+     "group/other-readable gets a warning with the fix",
+     "test_session.SessionFileTests.test_damaged_files_are_named",
+     "test_session.SessionFileTests.test_a_truncated_file_is_named",
+     "test_session.SessionFileTests.test_a_file_readable_by_others_gets_a_warning_with_the_fix"),
+    ("less than 24 h of session left warns once; `auth status --min-valid 2d` exits 3 when it will not last",
+     "test_session.SessionFileTests.test_a_session_with_less_than_a_day_left_warns_once",
+     "test_session.AuthCommandTests.test_min_valid"),
+    ("the token is never printed (`--verbose` included) and never sent to another origin",
+     "test_http.HeaderTests.test_verbose_shows_requests_and_never_the_token",
+     "test_http.RedirectTests.test_a_cross_origin_redirect_is_refused_and_the_token_stays_home"),
+    ("base URLs: `landbase.com`, its subdomains or loopback only; plain http only to loopback",
+     "test_http.BaseUrlTests"),
+    ("the OAuth callback listens on 127.0.0.1 only, rejects a wrong or missing `state`, accepts one callback "
+     "and stops; PKCE S256 always",
+     "test_login.BrowserLoginTests.test_the_listener_binds_loopback_only",
+     "test_login.BrowserLoginTests.test_wrong_or_missing_state_is_rejected_and_the_login_goes_on",
+     "test_login.BrowserLoginTests.test_one_callback_is_accepted_then_the_listener_stops",
+     "test_login.BrowserLoginTests.test_the_authorize_url_carries_pkce_s256_and_a_loopback_redirect"),
+    ("the session file is created 0600 in a 0700 directory under umask 000, 022 and 277",
+     "test_session.SessionFileTests.test_created_0600_in_a_0700_directory_whatever_the_umask"),
+    ("`start` retried after a lost answer imports once (same `Idempotency-Key`)",
+     "test_http.HeaderTests.test_start_retries_with_the_same_idempotency_key_and_imports_once"),
+]
+
+
+def run_tests(names, env=None):
+    saved = dict(os.environ)
+    os.environ.update(env or {})
+    try:
+        suite = unittest.defaultTestLoader.loadTestsFromNames(names)
+        with open(os.devnull, "w") as sink:
+            result = unittest.TextTestRunner(stream=sink, verbosity=0).run(suite)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return result.testsRun, len(result.failures) + len(result.errors)
+
+
+def cell(row):
+    exit_code, code, attempts = row["exit"], row["code"], row["attempts"]
+    ok = (exit_code, code, attempts) == row["expected"] and "Traceback" not in row["stderr"]
+    text = ("exit %d `%s`" % (exit_code, code)) if exit_code else "exit 0"
+    return "%s, %d req%s" % (text, attempts, "" if ok else " **UNEXPECTED**"), ok
+
+
+def main():
+    started = time.monotonic()
+    failures = 0
+    print("Figures from `make reliability` (%s, Python %s, %s)\n" % (
+        time.strftime("%Y-%m-%d"), platform.python_version(), platform.machine()))
+
+    rows = faults.run_matrix()
+    commands = list(faults.COMMANDS)
+    print("### Fault matrix: %d commands x %d faults, each the real file as a subprocess\n"
+          % (len(commands), len(faults.FAULTS)))
+    print("| fault | " + " | ".join("`%s`" % c for c in commands) + " | waits between tries |")
+    print("|---" * (len(commands) + 2) + "|")
+    by_key = {(r["command"], r["fault"]): r for r in rows}
+    for name, _, _ in faults.FAULTS:
+        cells, waits = [], ""
+        for command in commands:
+            text, ok = cell(by_key[(command, name)])
+            failures += not ok
+            cells.append(text)
+            sleeps = by_key[(command, name)]["sleeps"]
+            if command != "wait" and sleeps and not waits:
+                waits = ", ".join("%g" % s for s in sleeps) + " s"
+        print("| %s | %s | %s |" % (name, " | ".join(cells), waits or "none"))
+    print("\n`wait` rides out three failed polls (5, 10, 20 s) and prints the final status; against a platform "
+          "that never answers it gives up with `TIMEOUT` after 92 polls and 30 minutes. No row printed a "
+          "traceback or the token; no request reached the other origin.\n")
+
+    report = os.path.join(tempfile.mkdtemp(prefix="lbi-rel-"), "fuzz.json")
+    ran, failed = run_tests(["test_fuzz"], {"FUZZ_REPORT": report})
+    failures += failed
+    with open(report) as handle:
+        fuzz = json.load(handle)
+    print("### Fuzzer\n")
+    print("%d generated inputs through `main()` (seed 20261128): %d bodies the oracle calls valid, %d it calls "
+          "invalid (each `INVALID_INPUT` with nothing sent), %d mutated argv lists. Exit codes seen: %s. %s\n"
+          % (fuzz["cases"], fuzz["oracle"]["valid"], fuzz["oracle"]["invalid"], fuzz["oracle"]["None"],
+             ", ".join("%s x%s" % item for item in sorted(fuzz["exits"].items(), key=lambda i: int(i[0]))),
+             "All passed." if not failed else "**%d FAILED**" % failed))
+
+    print("### Guarantees\n")
+    print("| guarantee | tests | result |")
+    print("|---|---|---|")
+    for guarantee in GUARANTEES:
+        ran, failed = run_tests(list(guarantee[1:]))
+        failures += failed
+        print("| %s | %d | %s |" % (guarantee[0], ran, "pass" if not failed and ran else "**FAIL**"))
+    print("\n(%d s)" % (time.monotonic() - started))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
