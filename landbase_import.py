@@ -525,18 +525,21 @@ def parse_retry_after(headers, data):
     return max(found) if found else None
 
 
-def _opener():
+def _opener(https):
+    """One opener per process: no redirects followed by urllib, one verifying TLS context for https."""
     import ssl
     import urllib.request
 
-    class SameOriginRedirects(urllib.request.HTTPRedirectHandler):
-        """Follow nothing: request() follows same-origin redirects itself and refuses the rest."""
+    class NoRedirects(urllib.request.HTTPRedirectHandler):
+        """Follow nothing: Api.once() follows same-origin redirects itself and refuses the rest."""
 
         def redirect_request(self, req, fp, code, msg, headers, newurl):
             return None
 
-    context = ssl.create_default_context()
-    return urllib.request.build_opener(SameOriginRedirects(), urllib.request.HTTPSHandler(context=context))
+    handlers = [NoRedirects()]
+    if https:                           # loading the CA store costs ~35 ms: only where it is used
+        handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context()))
+    return urllib.request.build_opener(*handlers)
 
 
 class Api:
@@ -607,7 +610,7 @@ class Api:
         import urllib.request
         import urllib.error
         if self._opener is None:
-            self._opener = _opener()
+            self._opener = _opener(self.base.startswith("https:"))
         request = urllib.request.Request(url, data=data, method=method)
         request.add_header("Accept", "application/json")
         request.add_header("User-Agent", "landbase-import/%s python/%d.%d" % ((__version__,) + sys.version_info[:2]))

@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""`make bench`: start-up, a status read, a wait, and 200 imports at once, each as a ratio to its floor.
+
+Every figure is a median over interleaved runs (the tool and its floor take turns, so
+load on the machine hits both alike). The floors:
+  parse   python3 -c "import argparse, json"      what parsing arguments costs at all
+  fetch   tests/bench_floor.py URL TOKEN           a bare urllib.request GET that prints the JSON
+  pass    python3 -c pass                          the interpreter alone
+"""
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TOOL = os.path.join(ROOT, "landbase_import.py")
+sys.path.insert(0, HERE)
+import sandbox  # noqa: E402
+
+PY = sys.executable
+RUNS = int(os.environ.get("BENCH_RUNS", "25"))
+MANY = int(os.environ.get("BENCH_MANY", "200"))
+
+
+def measure(argv, env, stdin=b""):
+    """(wall seconds, cpu seconds, max RSS in KiB) of one run."""
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    process.stdin.write(stdin)
+    process.stdin.close()
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status >> 8
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, process.returncode
+
+
+def interleaved(commands, env, runs=RUNS):
+    """{name: [(wall, cpu, rss, exit), ...]} with the commands taking turns."""
+    results = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, (argv, stdin) in commands.items():
+            results[name].append(measure(argv, env, stdin))
+    return results
+
+
+def median(results, name, field):
+    return statistics.median(run[field] for run in results[name])
+
+
+def main():
+    started = time.monotonic()
+    work = tempfile.mkdtemp(prefix="lbi-bench-")
+    box = sandbox.Sandbox(min_poll_interval=0, speed=10).start()
+    try:
+        platform_ = box.platform
+        token = platform_.mint_token()
+        config = os.path.join(work, "landbase")
+        os.makedirs(config, 0o700)
+        with open(os.open(os.path.join(config, "platform.json"), os.O_WRONLY | os.O_CREAT, 0o600), "w") as handle:
+            json.dump({"accessToken": token, "accountId": "acc_demo",
+                       "expiresAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 6 * 86400))},
+                      handle)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LANDBASE_")}
+        env.update(LANDBASE_CONFIG_DIR=config, LANDBASE_PLATFORM_API_URL=box.url, LANDBASE_PLATFORM_WEB_URL=box.url,
+                   NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+        status_url = box.url + "/v1/accounts/acc_demo/contacts-imports/1"
+        rows = []
+
+        # 1. start-up without the network
+        runs = interleaved({
+            "pass": ([PY, "-c", "pass"], b""),
+            "parse floor": ([PY, "-c", "import argparse, json"], b""),
+            "parse floor + compiling the file": ([PY, "-c", "import argparse, json; compile(open(%r, encoding='utf-8')"
+                                                  ".read(), 'landbase_import.py', 'exec')" % TOOL], b""),
+            "--help": ([PY, TOOL, "--help"], b""),
+            "start, invalid body": ([PY, TOOL, "contacts-import", "start", "--json", "-"], b'{"datasetId": 7}'),
+        }, env)
+        floor = median(runs, "parse floor", 0)
+        for name in ("--help", "start, invalid body"):
+            rows.append((name, median(runs, name, 0), "parse floor", floor, 1.2))
+        compiled = median(runs, "parse floor + compiling the file", 0)
+        for name in ("--help", "start, invalid body"):
+            rows.append((name, median(runs, name, 0), "parse floor + compiling the file", compiled, None))
+        startup_pass = median(runs, "pass", 0)
+
+        # 2. one status read against the sandbox
+        runs = interleaved({
+            "pass": ([PY, "-c", "pass"], b""),
+            "fetch floor": ([PY, os.path.join(HERE, "bench_floor.py"), status_url, token], b""),
+            "status": ([PY, TOOL, "contacts-import", "status", "1"], b""),
+        }, env)
+        assert all(run[3] == 0 for run in runs["status"]), "status failed"
+        fetch = median(runs, "fetch floor", 0)
+        rows.append(("status", median(runs, "status", 0), "fetch floor", fetch, 1.25))
+        rows.append(("status", median(runs, "status", 0), "pass", median(runs, "pass", 0), None))
+        status_rss, fetch_rss = median(runs, "status", 2), median(runs, "fetch floor", 2)
+        status_cpu = median(runs, "status", 1)
+
+        # 3. a wait of a 30-minute import: every poll real, the sleeps skipped (tests/fastclock.py)
+        long_id = start_import(platform_, "ds_long")
+        before = platform_.count("GET", "/contacts-imports/%d" % long_id)
+        wait_runs = [measure([PY, os.path.join(HERE, "fastclock.py"), "contacts-import", "wait", str(long_id),
+                              "--quiet"], env) for _ in range(5)]
+        polls = (platform_.count("GET", "/contacts-imports/%d" % long_id) - before) // len(wait_runs)
+        wait_cpu = statistics.median(run[1] for run in wait_runs)
+        wait_rss = statistics.median(run[2] for run in wait_runs)
+        per_poll = (wait_cpu - status_cpu) / max(1, polls - 1)
+
+        # 4. many imports: one process for all of them, or one process each
+        ids = [start_import(platform_, "ds_demo") for _ in range(MANY)]
+        one = measure([PY, TOOL, "contacts-import", "wait", "--quiet"] + [str(i) for i in ids], env)
+        ids = [start_import(platform_, "ds_demo") for _ in range(MANY)]
+        t0 = time.perf_counter()
+        processes = [subprocess.Popen([PY, TOOL, "contacts-import", "wait", str(i), "--quiet"], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in ids]
+        usages = [os.wait4(p.pid, 0) for p in processes]
+        for p in processes:
+            p.returncode = 0
+        many_wall = time.perf_counter() - t0
+        many_cpu = sum(u[2].ru_utime + u[2].ru_stime for u in usages)
+        many_rss = sum(u[2].ru_maxrss for u in usages)
+        failed = sum(1 for u in usages if u[1] != 0) + (one[3] != 0)
+
+        print("landbase-import benchmark: %s, CPython %s, %s, %d CPUs; medians of %d interleaved runs\n"
+              % (platform.node() and "this machine", platform.python_version(), platform.machine(),
+                 os.cpu_count() or 0, RUNS))
+        print("| measure | tool | floor | ratio | target |")
+        print("|---|---|---|---|---|")
+        for name, value, floor_name, floor_value, target in rows:
+            ratio = value / floor_value
+            verdict = "" if target is None else ("≤ %.2fx %s" % (target, "met" if ratio <= target else "**missed**"))
+            print("| `%s` wall | %.1f ms | %s %.1f ms | %.2fx | %s |" % (name, value * 1000, floor_name,
+                                                                     floor_value * 1000, ratio, verdict))
+        print("| `status` max RSS | %.1f MiB | fetch floor %.1f MiB | %.2fx | ≤ 1.20x %s |" % (
+            status_rss / 1024, fetch_rss / 1024, status_rss / fetch_rss,
+            "met" if status_rss / fetch_rss <= 1.2 else "**missed**"))
+        print("| `wait` max RSS | %.1f MiB | fetch floor %.1f MiB | %.2fx | ≤ 1.20x %s |" % (
+            wait_rss / 1024, fetch_rss / 1024, wait_rss / fetch_rss,
+            "met" if wait_rss / fetch_rss <= 1.2 else "**missed**"))
+        print("| `wait` CPU per poll | %.2f ms | | | < 5 ms %s |" % (per_poll * 1000,
+                                                                  "met" if per_poll < 0.005 else "**missed**"))
+        print("| `wait` requests for a 30-minute import | %d | | | ≤ 92 %s |" % (polls, "met" if polls <= 92
+                                                                             else "**missed**"))
+        print("\n%d imports: one `wait` with %d ids vs %d `wait` processes (sandbox at --speed 10)\n"
+              % (MANY, MANY, MANY))
+        print("| | one process | %d processes | ratio |" % MANY)
+        print("|---|---|---|---|")
+        print("| wall | %.1f s | %.1f s | %.2fx |" % (one[0], many_wall, one[0] / many_wall))
+        print("| CPU | %.2f s | %.2f s | %.3fx |" % (one[1], many_cpu, one[1] / many_cpu))
+        print("| memory (sum of max RSS) | %.0f MiB | %.0f MiB | %.3fx |" % (one[2] / 1024, many_rss / 1024,
+                                                                          one[2] / many_rss))
+        print("\nFloors: interpreter alone %.1f ms; compiling the %d-byte file alone costs %.1f ms of every start "
+              "(Python caches no bytecode for a script it runs); failed runs: %d; bench took %.0f s."
+              % (startup_pass * 1000, os.path.getsize(TOOL), (compiled - floor) * 1000, failed,
+                 time.monotonic() - started))
+        return 1 if failed else 0
+    finally:
+        box.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def start_import(platform_, dataset):
+    """An import started on the sandbox directly (the bench measures waiting, not starting)."""
+    with platform_.lock:
+        return platform_._start("acc_demo", {"datasetId": dataset, "tagName": "bench"})[1]["importId"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
