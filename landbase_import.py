@@ -57,8 +57,7 @@ ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 IMPORT_ID_RE = re.compile(r"[0-9]{1,19}\Z")
 TOKEN_RE = re.compile(r"lbs_[^\s\"',;&]+")
 
-IN_FLIGHT_PHASES = ("draft", "preparing", "in_progress")
-TERMINAL_PHASES = ("completed", "partial", "failed")
+TERMINAL_PHASES = ("completed", "partial", "failed")   # any other phase is in flight
 
 EXIT_CODES = {
     "INVALID_INPUT": 1, "VALIDATION_ERROR": 1, "SETUP_FAILED": 1,
@@ -105,9 +104,11 @@ def redact(text):
 
 
 def quote_body(raw, limit=200):
+    """At most `limit` characters of a server's text, on one line, without control characters or tokens."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    text = " ".join(text.split())
-    return redact(text[:limit]) or "(empty body)"
+    text = " ".join(text.split())[:limit]
+    text = "".join(ch if ch.isprintable() else "\ufffd" for ch in text)     # no terminal escapes
+    return redact(text) or "(empty body)"
 
 
 # ---------------------------------------------------------------- time and streams
@@ -149,6 +150,7 @@ class Console:
             self._held.append(text)
             return
         self._end_redraw()
+        text = "".join(ch if ch.isprintable() or ch == "\n" else "\ufffd" for ch in text)   # no terminal escapes
         self._write(redact(text) + "\n")
 
     def hold(self):
@@ -275,7 +277,7 @@ class SessionStore:
         except OSError as exc:
             raise LandbaseError("SETUP_FAILED", "cannot read %s: %s" % (self.path, exc.strerror or exc))
         if console is not None and os.name == "posix" and mode & 0o077:
-            console.warn("%s is readable by group or others; run: chmod 600 %s" % (self.path, self.path))
+            console.warn("%s is open to group or others; run: chmod 600 %s" % (self.path, self.path))
         fix = "; fix it, or remove it and run: landbase_import.py auth login"
         if not raw.strip():
             raise LandbaseError("SETUP_FAILED", "%s is empty%s" % (self.path, fix))
@@ -404,12 +406,11 @@ def _remove_quietly(path):
 class Session:
     """The credentials for one call: token, where it came from, when it ends, the active account."""
 
-    def __init__(self, token, source, expires_at, account_id, stored):
+    def __init__(self, token, source, expires_at, account_id):
         self.token = token
         self.source = source            # "env" or "file"
         self.expires_at = expires_at    # epoch seconds, or None when unknown
         self.account_id = account_id
-        self.stored = stored
 
 
 def load_session(args, store, console):
@@ -434,7 +435,7 @@ def load_session(args, store, console):
             console.warn("the session expires in %s (%s): run landbase_import.py auth login soon"
                          % (format_span(left), stored["expiresAt"]))
     account_id = getattr(args, "account", None) or os.environ.get("LANDBASE_ACCOUNT_ID") or stored.get("accountId")
-    return Session(token, source, expires_at, account_id or None, stored)
+    return Session(token, source, expires_at, account_id or None)
 
 
 def require_account(session):
@@ -641,12 +642,16 @@ class Api:
             raise self._transport_error(where, exc.reason, socket, ssl, http.client)
         except (socket.timeout, ssl.SSLError, ssl.CertificateError, OSError, http.client.HTTPException) as exc:
             raise self._transport_error(where, exc, socket, ssl, http.client)
+        except ValueError as exc:       # a URL http.client refuses, e.g. control characters in a Location
+            raise LandbaseError("API_ERROR", "%s: %s" % (quote_body(where), quote_body(str(exc))))
         self.console.debug("< HTTP %d in %d ms" % (status, (CLOCK.now() - started) * 1000))
         if "/oauth/" not in url:
             self.console.debug("< " + quote_body(raw, 500))
         return status, reply_headers, raw
 
     def _transport_error(self, where, reason, socket, ssl, http_client):
+        if isinstance(reason, http_client.InvalidURL):
+            return LandbaseError("API_ERROR", "%s: %s" % (quote_body(where), quote_body(str(reason))))
         if isinstance(reason, socket.timeout):
             return LandbaseError("TIMEOUT", "%s: no answer within %gs (--timeout)" % (where, self.timeout),
                                  transient=True)
@@ -678,7 +683,7 @@ class Api:
             else STATUS_CODES.get(status, "API_ERROR")
         message = error.get("message") if isinstance(error.get("message"), str) else None
         if message:
-            message = "%s: %s" % (where, message)
+            message = "%s: %s" % (where, quote_body(message, 300))
         else:
             message = "%s: HTTP %d: %s" % (where, status, quote_body(raw))
         meta = {"status": status}
@@ -878,10 +883,8 @@ def poll_until_terminal(api, account_id, import_ids, console, command):
                 results = list(pool.map(lambda t: poll_once(api, account_id, t), due))
             now = CLOCK.now()
             for tracker, (status, error) in zip(due, results):
-                if error is not None and error.code in ("AUTH_FAILED", "AUTH_REQUIRED", "NOT_FOUND"):
-                    raise error
-                if error is not None and not error.transient:
-                    raise error
+                if error is not None and (not error.transient or error.code in ("AUTH_FAILED", "NOT_FOUND")):
+                    raise error         # AUTH_FAILED, NOT_FOUND and the like end the wait at once
                 if error is not None:
                     delay = tracker.schedule(now, error.retry_after)
                     console.line("import %d: poll failed (%s: %s); next poll in %ds"
@@ -1312,11 +1315,11 @@ def cmd_auth_login(args, console):
     import socket
     store = SessionStore()
     api = api_for(args, console)
+    me = None
     if args.with_token:
-        token = read_token_from_stdin()
-        api.token = token
-        me = fetch_me(api)
-        granted = {"accessToken": token, "expiresAt": format_time(CLOCK.wall() + SESSION_LIFETIME),
+        api.token = read_token_from_stdin()
+        me = fetch_me(api)              # the check: a rejected token is never saved
+        granted = {"accessToken": api.token, "expiresAt": format_time(CLOCK.wall() + SESSION_LIFETIME),
                    "accountId": None}
         console.line("The session is assumed to last 7 days from now; the platform may end it sooner.")
     else:
@@ -1325,20 +1328,22 @@ def cmd_auth_login(args, console):
             console.line("No browser can be opened here; using the device code flow (auth login --device).")
         granted = login_device(console, api) if use_device else login_browser(args, console, api)
         api.token = granted["accessToken"]
-        me = fetch_me(api)
     try:
         previous = store.load(console)
     except LandbaseError:
         previous = {}
     account_id = granted.get("accountId") or previous.get("accountId")
+    session = {"accessToken": granted["accessToken"], "expiresAt": granted["expiresAt"], "accountId": account_id,
+               "deviceName": previous.get("deviceName") or socket.gethostname()}
+    store.update(session, console, replace_damaged=True)      # saved first: a failure below loses no login
+    if me is None:
+        me = fetch_me(api)
     if not (getattr(args, "account", None) or os.environ.get("LANDBASE_ACCOUNT_ID") or account_id):
         accounts = fetch_accounts(api)
         if len(accounts) == 1:
             account_id = accounts[0]["id"]
+            store.update({"accountId": account_id})
             console.line("Active account: %s (the only one this identity has)" % account_id)
-    store.update({"accessToken": granted["accessToken"], "expiresAt": granted["expiresAt"],
-                  "accountId": account_id, "deviceName": previous.get("deviceName") or socket.gethostname()},
-                 console, replace_damaged=True)
     write_json({"userId": me.get("userId"), "email": me.get("email"), "accountId": account_id,
                 "expiresAt": granted["expiresAt"]})
     return 0

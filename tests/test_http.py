@@ -125,6 +125,23 @@ class MappingTests(ToolTestCase):
                 self.assertIn(field, envelope["error"]["message"])
                 self.assertEqual(self.clock.sleeps, [5, 10, 20])
 
+    def test_server_text_cannot_reach_the_terminal_raw(self):
+        self.platform.inject("status", {"status": 404, "body": {"error": {"code": "NOT_FOUND",
+                                                                          "message": "gone\x1b[2J\x07 " + "x" * 900}}})
+        result = self.run_tool(*STATUS)
+        envelope = self.assertFails(result, "NOT_FOUND")
+        self.assertNotIn("\x1b", result.stderr)
+        self.assertNotIn("\x1b", envelope["error"]["message"])
+        self.assertLess(len(envelope["error"]["message"]), 400)
+
+    def test_a_location_http_client_refuses_is_an_api_error(self):
+        self.platform.inject("me", {"redirect": "/v1/me\x01x", "status": 302})
+        result = self.run_tool("auth", "status")
+        envelope = self.assertFails(result, "API_ERROR")
+        self.assertNotIn("internal error", envelope["error"]["message"])
+        self.assertNotIn("\x01", result.stderr)
+        self.assertEqual(self.clock.sleeps, [])
+
     def test_a_200_that_is_not_json_is_never_a_crash(self):
         self.platform.inject("me", {"status": 200, "body": "<html>hello</html>"}, times=4)
         envelope = self.assertFails(self.run_tool("auth", "status"), "API_ERROR")

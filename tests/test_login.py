@@ -144,6 +144,14 @@ class BrowserLoginTests(ToolTestCase):
         self.assertFails(result, "TIMEOUT")
         self.assertIn("No browser could be opened", result.stderr)
 
+    def test_the_session_is_saved_even_when_reading_the_identity_fails(self):
+        self.platform.inject("me", {"status": 503}, times=4)
+        result = self.login_with(self.person())
+        self.assertFails(result, "API_ERROR")
+        with open(self.session_path) as handle:
+            self.assertTrue(json.load(handle)["accessToken"].startswith("lbs_"))
+        self.assertEqual(self.assertOk(self.run_tool("auth", "status"))["userId"], "usr_demo")
+
     def test_a_refused_code_exchange_is_auth_failed(self):
         self.platform.inject("token", {"status": 400, "body": {"error": {"code": "INVALID_GRANT", "message": "no"}}})
         self.assertFails(self.login_with(self.person()), "AUTH_FAILED")
