@@ -40,7 +40,10 @@ class ConcurrencyTests(unittest.TestCase):
         env = subprocess_env(box.url, directory)
         commands = []
         for i in range(20):
-            argv = ["account", "set", ("acc_demo", "acc_team")[i % 2]] if i < 10 else ["contacts-import", "status", "1"]
+            if i < 10:
+                argv = ["account", "set", ("acc_demo", "acc_team")[i % 2]]
+            else:                       # the active account flips under it: name the one that holds import 1
+                argv = ["contacts-import", "status", "1", "--account=acc_demo"]
             commands.append(subprocess.Popen([sys.executable, os.path.join(ROOT, "landbase_import.py")] + argv,
                                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
         for process in commands:
