@@ -51,6 +51,7 @@ DATASETS = {
     "ds_other": (100, 3, 10, "completed", ("acc_other",)),
 }
 FAILED_AT = 0.4                          # ds_failed stops at 40 %
+DRAFT_SECONDS = 1                        # a started import is a draft this long, then preparing
 CLIENT_ID = "landbase-cli"
 
 
@@ -223,6 +224,8 @@ class Platform:
             return status
         total, prepare, run, outcome, _ = DATASETS[record["dataset"]]
         age = self.elapsed() - record["enqueued"]
+        if age < DRAFT_SECONDS:
+            return status                # enqueued, not picked up yet: still a draft
         if age < prepare:
             status["phase"] = "preparing"
             return status

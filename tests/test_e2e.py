@@ -110,7 +110,7 @@ class EndToEndTests(unittest.TestCase):
             ids.append(doc["importId"])
         snapshot = self.ok(self.cli("contacts-import", "status", str(ids[0])))
         self.assertEqual(sorted(snapshot), ["counts", "error", "importId", "percent", "phase"])
-        self.assertIn(snapshot["phase"], ("preparing", "in_progress", "completed"))
+        self.assertIn(snapshot["phase"], ("draft", "preparing", "in_progress", "completed"))
         started = time.monotonic()
         result = self.cli("contacts-import", "wait", *[str(i) for i in ids])
         self.assertGreaterEqual(time.monotonic() - started, 5)         # the real schedule: 0 s, then 5 s
@@ -129,7 +129,7 @@ class EndToEndTests(unittest.TestCase):
         lines = result.stderr.splitlines()
         self.assertTrue(lines[0].startswith("Started import %d " % doc["importId"]), lines)
         self.assertIn("%s contacts-import wait %d --account=acc_demo" % (TOOL, doc["importId"]), lines[0])
-        self.assertRegex(lines[1], r"^import %d: (preparing|in_progress) .*next poll in 5s$" % doc["importId"])
+        self.assertRegex(lines[1], r"^import %d: (draft|preparing|in_progress) .*next poll in 5s$" % doc["importId"])
 
     def test_conflict_validation_error_and_not_found(self):
         self.log_in()

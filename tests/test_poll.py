@@ -140,7 +140,9 @@ class PollTests(ToolTestCase):
         result = self.run_tool("contacts-import", "wait", str(import_id))
         lines = [line for line in result.stderr.split("\n") if line.startswith("import %d:" % import_id)]
         self.assertEqual(len(lines), 5)
-        self.assertEqual(lines[0], "import %d: preparing --%%; next poll in 5s" % import_id)
+        self.assertEqual(lines[0], "import %d: draft --%%; next poll in 5s" % import_id)
+        self.assertEqual(lines[1], "import %d: in_progress 0%% (0 imported, 0 skipped, 0 failed of 300); "
+                                   "next poll in 10s" % import_id)
         self.assertRegex(lines[2], r"in_progress \d+% \(\d+ imported, \d+ skipped, 0 failed of 300\); "
                                    r"next poll in 20s")
         self.assertEqual(lines[-1], "import %d: completed 100%% (290 imported, 10 skipped, 0 failed of 300)"

@@ -1,0 +1,106 @@
+"""The sandbox itself: its command line, its rules, its faults, its lifecycle of an import."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import unittest
+import urllib.error
+import urllib.request
+
+import sandbox
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def call(url, method="GET", token=None, body=None, headers=None):
+    request = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode())
+    if token:
+        request.add_header("Authorization", "Bearer " + token)
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    try:
+        with DIRECT.open(request, timeout=10) as response:
+            return response.getcode(), response.read(), response.headers
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers
+
+
+class SandboxProcessTests(unittest.TestCase):
+    def test_command_line_faults_and_a_clean_stop(self):
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with self.subTest(signal=signum):
+                process = subprocess.Popen([sys.executable, os.path.join(HERE, "sandbox.py"), "--port", "0",
+                                            "--fault", 'me*2={"status": 502}'], stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE, universal_newlines=True,
+                                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                try:
+                    url = process.stdout.readline().strip()
+                    self.assertRegex(url, r"^http://127\.0\.0\.1:\d+$")
+                    self.assertEqual([call(url + "/v1/me")[0] for _ in range(3)], [502, 502, 401])
+                    process.send_signal(signum)
+                    _, err = process.communicate(timeout=10)
+                finally:
+                    if process.poll() is None:
+                        process.kill()
+                self.assertEqual(process.returncode, 0, err)
+                self.assertIn("GET /v1/me", err)            # requests are logged on stderr
+                self.assertIn("sandbox: stopped", err)
+
+
+class SandboxRuleTests(unittest.TestCase):
+    def setUp(self):
+        self.box = sandbox.Sandbox().start()
+        self.addCleanup(self.box.stop)
+        self.platform = self.box.platform
+        self.token = self.platform.mint_token()
+        self.imports = self.box.url + "/v1/accounts/acc_demo/contacts-imports"
+
+    def test_tokens(self):
+        self.assertEqual(call(self.box.url + "/v1/me")[0], 401)
+        self.assertEqual(call(self.box.url + "/v1/me", token="lbs_unknown")[0], 401)
+        self.assertEqual(call(self.box.url + "/v1/me", token=self.token)[0], 200)
+        expired = self.platform.mint_token(ttl=-1)
+        self.assertEqual(call(self.box.url + "/v1/me", token=expired)[0], 401)
+        self.assertEqual(call(self.box.url + "/v1/oauth/revoke", "POST", self.token)[0], 204)
+        self.assertEqual(call(self.box.url + "/v1/me", token=self.token)[0], 401)
+
+    def test_an_import_moves_through_its_phases_and_its_counts_add_up(self):
+        status, raw, _ = call(self.imports, "POST", self.token, {"datasetId": "ds_partial", "tagName": "x"})
+        self.assertEqual(status, 202)
+        import_id = json.loads(raw)["importId"]
+        phases = []
+        for _ in range(30):
+            snapshot = json.loads(call("%s/%d" % (self.imports, import_id), token=self.token)[1])
+            phases.append(snapshot["phase"])
+            if snapshot["phase"] in ("draft", "preparing"):
+                self.assertIsNone(snapshot["percent"])
+            counts = snapshot["counts"]
+            if counts:
+                self.assertLessEqual(counts["imported"] + counts["skipped"] + counts["failed"], counts["total"])
+            self.platform.advance(1.5)
+        seen = [p for i, p in enumerate(phases) if i == 0 or phases[i - 1] != p]
+        self.assertEqual(seen, ["draft", "preparing", "in_progress", "partial"])
+        self.assertEqual(snapshot["percent"], 100)
+        self.assertIsInstance(snapshot["error"], dict)
+
+    def test_other_accounts_conflicts_and_replays(self):
+        self.assertEqual(call(self.box.url + "/v1/accounts/acc_other/contacts-imports/1", token=self.token)[0], 404)
+        self.assertEqual(call(self.box.url + "/v1/accounts/acc_team/contacts-imports/1", token=self.token)[0], 404)
+        body = {"datasetId": "ds_demo", "tagName": "x", "importId": 1}
+        first = call(self.imports, "POST", self.token, body, {"Idempotency-Key": "k1"})
+        replay = call(self.imports, "POST", self.token, body, {"Idempotency-Key": "k1"})
+        again = call(self.imports, "POST", self.token, body, {"Idempotency-Key": "k2"})
+        self.assertEqual((first[0], replay[0], again[0]), (202, 202, 409))
+        self.assertEqual(first[1], replay[1])
+        self.assertEqual(json.loads(again[1])["error"]["meta"]["importId"], 1)
+        status, raw, _ = call(self.imports, "POST", self.token, {"datasetId": "ds_other", "tagName": "x"})
+        self.assertEqual((status, json.loads(raw)["error"]["code"]), (422, "VALIDATION_ERROR"))
+
+    def test_polling_faster_than_once_a_second_is_rate_limited(self):
+        url = self.imports + "/1"
+        self.assertEqual(call(url, token=self.token)[0], 200)
+        status, _, headers = call(url, token=self.token)
+        self.assertEqual((status, headers["Retry-After"]), (429, "1"))
