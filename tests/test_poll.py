@@ -10,8 +10,8 @@ from support import ToolTestCase, tool
 BODY = '{"datasetId": "%s", "tagName": "poll test"}'
 
 
-class PollTests(ToolTestCase):
-    sandbox_options = {"min_poll_interval": 1.0}
+class ImportTestCase(ToolTestCase):
+    """Logged in to acc_demo; start() starts an import of a sandbox dataset."""
 
     def setUp(self):
         ToolTestCase.setUp(self)
@@ -20,6 +20,9 @@ class PollTests(ToolTestCase):
     def start(self, dataset):
         return self.assertOk(self.run_tool("contacts-import", "start", "--json", "-",
                                            stdin=BODY % dataset))["importId"]
+
+
+class PollTests(ImportTestCase):
 
     def polls(self, import_id):
         return self.platform.count("GET", "/contacts-imports/%d" % import_id)
@@ -183,15 +186,7 @@ class PollTests(ToolTestCase):
         return sleep
 
 
-class ManyImportsTests(ToolTestCase):
-    def setUp(self):
-        ToolTestCase.setUp(self)
-        self.login()
-
-    def start(self, dataset):
-        return self.assertOk(self.run_tool("contacts-import", "start", "--json", "-",
-                                           stdin=BODY % dataset))["importId"]
-
+class ManyImportsTests(ImportTestCase):
     def test_final_statuses_in_the_given_order(self):
         ids = [self.start(d) for d in ("ds_complete", "ds_demo", "ds_partial")]
         result = self.run_tool("contacts-import", "wait", *[str(i) for i in ids])
