@@ -951,11 +951,10 @@ class Invocation:
 
 # ---------------------------------------------------------------- input body
 
-def read_import_body(source, stdin=None):
+def read_import_body(source):
     """The validated body of `start --json`: INVALID_INPUT naming the field for anything off."""
     if source == "-":
-        stream = stdin if stdin is not None else sys.stdin
-        stream = getattr(stream, "buffer", stream)
+        stream = getattr(sys.stdin, "buffer", sys.stdin)
         try:
             raw = stream.read(MAX_BODY_BYTES + 1)
         except (OSError, ValueError) as exc:
@@ -1622,6 +1621,9 @@ def main(argv=None):
         return report(console, LandbaseError("TERMINATED", "terminated by SIGTERM"))
     except SystemExit as exc:           # --help and --version
         return exc.code if isinstance(exc.code, int) else 0
+    except BrokenPipeError:             # --help | head -c0: the reader left, nothing to say
+        _silence_stdout()
+        return 0
     except Exception as exc:            # the one boundary that turns a bug into an envelope
         return report(console, LandbaseError("API_ERROR", "internal error: %s: %s (please report it)"
                                              % (type(exc).__name__, exc)))

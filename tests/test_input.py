@@ -1,6 +1,9 @@
 """CLI.md "Input body" and argument validation: INVALID_INPUT naming the field, and nothing sent."""
 
+import io
 import os
+import sys
+from unittest import mock
 
 from support import ToolTestCase, tool
 
@@ -194,6 +197,19 @@ class ArgumentTests(ToolTestCase):
                 self.assertIn("usage:", result.stdout)
                 self.assertIn("example", result.stdout)
                 self.assertIn("landbase_import.py ", result.stdout.split("example", 1)[1])
+
+    def test_help_into_a_closed_pipe_is_quiet(self):
+        class ClosedPipe(io.StringIO):
+            def write(self, text):
+                raise BrokenPipeError(32, "Broken pipe")
+
+            def fileno(self):
+                raise io.UnsupportedOperation("no file descriptor")
+        err = io.StringIO()
+        with mock.patch.object(sys, "stdout", ClosedPipe()), mock.patch.object(sys, "stderr", err):
+            self.assertEqual(tool.main(["--help"]), 0)
+            self.assertEqual(tool.main(["contacts-import", "status", "1"]), 0)
+        self.assertEqual(err.getvalue(), "")
 
     def test_version(self):
         result = self.run_tool("--version")
