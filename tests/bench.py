@@ -38,7 +38,7 @@ def measure(argv, env, stdin=b""):
     process.stdin.close()
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status >> 8
+    process.returncode = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status)
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, process.returncode
 
 
