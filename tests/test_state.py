@@ -69,8 +69,12 @@ class CrashSafetyTests(unittest.TestCase):
         rng = random.Random(4)
         seen, interrupted = set(), 0
         for _ in range(self.KILLS):
+            before = os.stat(store.path).st_mtime_ns
             writer = subprocess.Popen([sys.executable, "-c", WRITER, directory])
-            time.sleep(rng.uniform(0.08, 0.3))
+            deadline = time.monotonic() + 30
+            while os.stat(store.path).st_mtime_ns == before and time.monotonic() < deadline:
+                time.sleep(0.002)       # however slow the start, kill it while it is writing
+            time.sleep(rng.uniform(0, 0.05))
             writer.send_signal(signal.SIGKILL)
             writer.wait()
             with open(store.path) as handle:
