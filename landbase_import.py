@@ -854,7 +854,7 @@ def progress_texts(tracker, console, now, delay, deadline):
     return plain, redraw
 
 
-def poll_until_terminal(api, account_id, import_ids, console, command):
+def poll_until_terminal(api, account_id, import_ids, console):
     """Poll each import on its own schedule until all are terminal; the final snapshots, in order."""
     started = CLOCK.now()
     deadline = started + WAIT_LIMIT
@@ -871,7 +871,7 @@ def poll_until_terminal(api, account_id, import_ids, console, command):
                 wake = min(t.due for t in pending)
                 if wake > deadline:
                     CLOCK.sleep(deadline - now)
-                    raise wait_timeout(pending, command)
+                    raise wait_timeout(pending, account_id)
                 CLOCK.sleep(wake - now)
                 continue
             if len(due) == 1:
@@ -895,7 +895,7 @@ def poll_until_terminal(api, account_id, import_ids, console, command):
                 plain, redraw = progress_texts(tracker, console, now, delay, deadline)
                 console.progress(plain, redraw if len(trackers) == 1 else None)
             if CLOCK.now() >= deadline and any(not t.done for t in trackers):
-                raise wait_timeout([t for t in trackers if not t.done], command)
+                raise wait_timeout([t for t in trackers if not t.done], account_id)
     finally:
         if pool is not None:
             pool.shutdown(wait=False)
@@ -909,11 +909,11 @@ def poll_once(api, account_id, tracker):
         return None, exc
 
 
-def wait_timeout(pending, command):
+def wait_timeout(pending, account_id):
     ids = [t.import_id for t in pending]
     meta = {"importId": ids[0]} if len(ids) == 1 else {"importIds": ids}
     return LandbaseError("TIMEOUT", "gave up after %d minutes; the import keeps running: %s"
-                         % (WAIT_LIMIT // 60, command.resume(ids)), meta)
+                         % (WAIT_LIMIT // 60, resume_command(account_id, ids)), meta)
 
 
 def finish_wait(statuses, single):
@@ -934,19 +934,12 @@ def finish_wait(statuses, single):
     raise LandbaseError(code, message, meta)
 
 
-class Invocation:
-    """How this process was called, to print the exact command that resumes a wait."""
-
-    def __init__(self, account):
-        self.program = sys.argv[0] if sys.argv and sys.argv[0] else "landbase_import.py"
-        self.account = account
-
-    def resume(self, import_ids):
-        import shlex
-        words = [self.program, "contacts-import", "wait"] + [str(i) for i in import_ids]
-        if self.account:
-            words.append("--account=" + self.account)
-        return " ".join(shlex.quote(word) for word in words)
+def resume_command(account_id, import_ids):
+    """The exact command that resumes a wait, as this process was called."""
+    import shlex
+    program = sys.argv[0] if sys.argv and sys.argv[0] else "landbase_import.py"
+    words = [program, "contacts-import", "wait"] + [str(i) for i in import_ids] + ["--account=" + account_id]
+    return " ".join(shlex.quote(word) for word in words)
 
 
 # ---------------------------------------------------------------- input body
@@ -1422,13 +1415,12 @@ def cmd_import_start(args, console):
     path = "/v1/accounts/%s/contacts-imports" % account_id
     data = api.call("POST", path, body, headers={"Idempotency-Key": str(uuid.uuid4())}, check=check_started)
     import_id = data["importId"]
-    invocation = Invocation(account_id)
     console.release("Started import %d (run %s) in account %s. Follow it with: %s"
-                    % (import_id, data["runRef"], account_id, invocation.resume([import_id])))
+                    % (import_id, data["runRef"], account_id, resume_command(account_id, [import_id])))
     if not args.watch:
         write_json({"importId": import_id, "runRef": data["runRef"]})
         return 0
-    return wait_for(api, account_id, [import_id], console, invocation, single=True)
+    return wait_for(api, account_id, [import_id], console, single=True)
 
 
 def check_started(data):
@@ -1455,17 +1447,16 @@ def cmd_import_wait(args, console):
         raise LandbaseError("INVALID_INPUT", "an import id is given twice: %s" % " ".join(args.import_ids))
     session = load_session(args, SessionStore(), console)
     account_id = require_account(session)
-    invocation = Invocation(account_id)
     api = api_for(args, console, session.token)
-    return wait_for(api, account_id, import_ids, console, invocation, single=len(import_ids) == 1)
+    return wait_for(api, account_id, import_ids, console, single=len(import_ids) == 1)
 
 
-def wait_for(api, account_id, import_ids, console, invocation, single):
+def wait_for(api, account_id, import_ids, console, single):
     try:
-        statuses = poll_until_terminal(api, account_id, import_ids, console, invocation)
+        statuses = poll_until_terminal(api, account_id, import_ids, console)
     except (KeyboardInterrupt, Terminated) as exc:
         code = "TERMINATED" if isinstance(exc, Terminated) else "INTERRUPTED"
-        command = invocation.resume(import_ids)
+        command = resume_command(account_id, import_ids)
         console.line("%s: the import%s keep%s running on Landbase. Resume the wait with:\n  %s"
                      % ("Terminated" if code == "TERMINATED" else "Interrupted",
                         "" if single else "s", "s" if single else "", command))
