@@ -17,6 +17,10 @@ device-page (or * for any). A fault is a JSON object:
   {"json": {...}}         200 (or "status") with this body: wrong types and the like
   {"redirect": "URL"}     302 (or "status") to URL
   {}                      the real answer (to let earlier requests through)
+
+A sandbox run as a process takes the same controls over HTTP:
+POST /_sandbox/control {"route": "status", "fault": {...}, "times": 2} | {"advance": SECONDS} |
+{"expireTokens": true} | {"mintToken": "usr_demo"} (answers {"accessToken": ...}).
 """
 
 import argparse
