@@ -201,6 +201,50 @@ class HeaderTests(ToolTestCase):
         self.assertNotIn(self.token[4:], result.stderr + result.stdout)
 
 
+class ProxyTests(ToolTestCase):
+    """HTTP(S)_PROXY and NO_PROXY are honoured (API.md), through urllib's own proxy handling."""
+
+    def setUp(self):
+        ToolTestCase.setUp(self)
+        self.login()
+        import http.server
+        import threading
+        seen = self.seen = []
+
+        class Proxy(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append(self.path)
+                body = b'{"userId": "usr_via_proxy", "email": null}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+        self.proxy = http.server.HTTPServer(("127.0.0.1", 0), Proxy)
+        thread = threading.Thread(target=self.proxy.serve_forever, kwargs={"poll_interval": 0.05})
+        thread.daemon = True
+        thread.start()
+        self.addCleanup(self.proxy.server_close)
+        self.addCleanup(self.proxy.shutdown)
+        for name in ("NO_PROXY", "no_proxy"):
+            os.environ.pop(name, None)
+        os.environ["http_proxy"] = "http://127.0.0.1:%d" % self.proxy.server_address[1]
+
+    def test_the_proxy_is_used(self):
+        doc = self.assertOk(self.run_tool("auth", "status"))
+        self.assertEqual(doc["userId"], "usr_via_proxy")
+        self.assertEqual(self.seen, [self.sandbox.url + "/v1/me"])
+        self.assertEqual(self.platform.requests, [])
+
+    def test_no_proxy_bypasses_it(self):
+        os.environ["no_proxy"] = "127.0.0.1"
+        self.assertEqual(self.assertOk(self.run_tool("auth", "status"))["userId"], "usr_demo")
+        self.assertEqual(self.seen, [])
+
+
 class RedirectTests(ToolTestCase):
     def setUp(self):
         ToolTestCase.setUp(self)
