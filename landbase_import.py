@@ -1490,7 +1490,8 @@ EXAMPLES = {
     "": """examples:
   landbase_import.py auth login
   landbase_import.py account set acc_abc123
-  echo '{"datasetId": "ds_def456", "tagName": "Q2 outreach"}' | landbase_import.py contacts-import start --json - --watch
+  echo '{"datasetId": "ds_def456", "tagName": "Q2 outreach"}' |
+    landbase_import.py contacts-import start --json - --watch
   landbase_import.py contacts-import wait 7 --account=acc_abc123
 
 exit codes: 0 ok; 1 invalid input; 2 not found, conflict, API error, import failed or partial;

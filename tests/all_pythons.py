@@ -6,7 +6,6 @@ Fails if any interpreter fails, or if fewer than two were found.
 
 import glob
 import os
-import shutil
 import subprocess
 import sys
 import time

@@ -63,7 +63,7 @@ TRANSIENT_CODES = {
 EXIT = {"NETWORK_ERROR": 4, "TIMEOUT": 4, "API_ERROR": 2, "RATE_LIMITED": 2}
 
 
-def expected(command, fault, transient):
+def expected(command, fault_name, fault, transient):
     """(exit, code, attempts) that CLI.md and API.md promise for this command and fault."""
     if transient is None:                                   # followed: the command works
         return 0, None, 2
@@ -74,15 +74,8 @@ def expected(command, fault, transient):
         if fault == "refused":                              # the platform never comes back
             return 4, "TIMEOUT", 92
         return 0, None, 4                                   # three failed polls, then the final status
-    code = TRANSIENT_CODES.get(fault_name_of(fault), "API_ERROR")
+    code = TRANSIENT_CODES.get(fault_name, "API_ERROR")
     return EXIT[code], code, 4
-
-
-def fault_name_of(fault):
-    for name, spec, _ in FAULTS:
-        if spec is fault or spec == fault:
-            return name
-    return fault
 
 
 def free_port():
@@ -158,7 +151,7 @@ def run_case(command, fault_name, fault, transient, python=sys.executable):
             attempts = stderr.count("poll failed") if command == "wait" else stderr.count(" failed (") + 1
         return {"command": command, "fault": fault_name, "exit": process.returncode, "code": code,
                 "attempts": attempts, "sleeps": sleeps, "stdout": process.stdout.decode("utf-8", "replace"),
-                "stderr": stderr, "seconds": seconds, "expected": expected(command, fault, transient),
+                "stderr": stderr, "seconds": seconds, "expected": expected(command, fault_name, fault, transient),
                 "leaked": other.platform.requests if other else [], "token": token}
     finally:
         box.stop()
@@ -172,10 +165,3 @@ def run_matrix(python=sys.executable, jobs=4):
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         return list(pool.map(lambda case: run_case(*case, python=python), cases))
 
-
-def describe(row):
-    exit_code, code, attempts = row["exit"], row["code"], row["attempts"]
-    outcome = "exit %d %s" % (exit_code, code) if exit_code else "exit 0"
-    waits = ", ".join("%g" % s for s in row["sleeps"][:4]) + (", …" if len(row["sleeps"]) > 4 else "")
-    return "%s; %d request%s%s" % (outcome, attempts, "" if attempts == 1 else "s",
-                                   "; waits %s s" % waits if waits else "")

@@ -28,7 +28,6 @@ import base64
 import hashlib
 import html
 import json
-import os
 import secrets
 import signal
 import socket

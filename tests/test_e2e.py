@@ -16,7 +16,7 @@ import unittest
 import urllib.request
 from urllib.parse import urlencode
 
-from support import Result, TOOL, run_cli, sandbox, subprocess_env
+from support import TOOL, run_cli, sandbox, subprocess_env, tool
 
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 BROWSER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_browser.py")
@@ -60,7 +60,8 @@ class EndToEndTests(unittest.TestCase):
         self.assertEqual((status["authenticated"], status["tokenSource"]), (True, "file"))
         accounts = self.ok(self.cli("account", "list"))
         self.assertEqual([a["id"] for a in accounts], ["acc_demo", "acc_team"])
-        self.assertEqual(self.ok(self.cli("account", "set", "acc_team")), {"accountId": "acc_team", "name": "Demo Team"})
+        self.assertEqual(self.ok(self.cli("account", "set", "acc_team")),
+                         {"accountId": "acc_team", "name": "Demo Team"})
         self.assertEqual(self.ok(self.cli("auth", "status"))["accountId"], "acc_team")
         self.fails(self.cli("account", "set", "acc_other"), "NOT_FOUND", 2)
         self.assertEqual(self.ok(self.cli("auth", "logout")), {"loggedOut": True, "revoked": True})
@@ -215,7 +216,7 @@ class EndToEndTests(unittest.TestCase):
         result = self.cli("--help")
         self.assertEqual(result.code, 0)
         self.assertIn("contacts-import", result.stdout)
-        self.assertEqual(self.cli("--version").stdout.strip(), "landbase-import " + __import__("support").tool.__version__)
+        self.assertEqual(self.cli("--version").stdout.strip(), "landbase-import " + tool.__version__)
         self.fails(self.cli("contacts-import", "frobnicate"), "INVALID_INPUT", 1)
         self.fails(self.cli("contacts-import", "status", "7", "--account=acc_1",
                             env={"LANDBASE_CONFIG_DIR": os.path.join(self.config, "none")}), "AUTH_REQUIRED", 3)
