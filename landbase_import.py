@@ -859,7 +859,6 @@ def poll_until_terminal(api, account_id, import_ids, console):
     started = CLOCK.now()
     deadline = started + WAIT_LIMIT
     trackers = [Tracker(import_id, started) for import_id in import_ids]
-    pool = None
     try:
         while True:
             now = CLOCK.now()
@@ -874,13 +873,7 @@ def poll_until_terminal(api, account_id, import_ids, console):
                     raise wait_timeout(pending, account_id)
                 CLOCK.sleep(wake - now)
                 continue
-            if len(due) == 1:
-                results = [poll_once(api, account_id, due[0])]
-            else:
-                if pool is None:
-                    from concurrent.futures import ThreadPoolExecutor
-                    pool = ThreadPoolExecutor(max_workers=MAX_POLLS_IN_FLIGHT)
-                results = list(pool.map(lambda t: poll_once(api, account_id, t), due))
+            results = poll_batch(api, account_id, due)
             now = CLOCK.now()
             for tracker, (status, error) in zip(due, results):
                 if error is not None and (not error.transient or error.code in ("AUTH_FAILED", "NOT_FOUND")):
@@ -897,9 +890,33 @@ def poll_until_terminal(api, account_id, import_ids, console):
             if CLOCK.now() >= deadline and any(not t.done for t in trackers):
                 raise wait_timeout([t for t in trackers if not t.done], account_id)
     finally:
-        if pool is not None:
-            pool.shutdown(wait=False)
         console.end_progress()
+
+
+def poll_batch(api, account_id, trackers):
+    """(status, error) for each tracker, at most MAX_POLLS_IN_FLIGHT requests at a time.
+
+    The workers are daemon threads, so Ctrl-C or SIGTERM never waits for a request in flight."""
+    if len(trackers) == 1:
+        return [poll_once(api, account_id, trackers[0])]
+    import threading
+    results = [None] * len(trackers)
+    todo = list(enumerate(trackers))
+    lock = threading.Lock()
+
+    def work():
+        while True:
+            with lock:
+                if not todo:
+                    return
+                index, tracker = todo.pop()
+            results[index] = poll_once(api, account_id, tracker)
+    workers = [threading.Thread(target=work, daemon=True) for _ in range(min(MAX_POLLS_IN_FLIGHT, len(trackers)))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return results
 
 
 def poll_once(api, account_id, tracker):

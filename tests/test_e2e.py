@@ -201,6 +201,32 @@ class EndToEndTests(unittest.TestCase):
                 self.assertEqual(json.loads(err.splitlines()[-1])["error"]["code"], code)
                 self.assertEqual(out, "")
 
+    def test_ctrl_c_does_not_wait_for_requests_in_flight(self):
+        self.log_in()
+        ids = [str(self.ok(self.cli("contacts-import", "start", "--json", "-", "--account=acc_demo",
+                                    stdin='{"datasetId": "ds_long", "tagName": "x"}'))["importId"])
+               for _ in range(3)]
+        self.platform.inject("status", {"delay": 20}, times=3)    # every first poll hangs
+        process = subprocess.Popen([sys.executable, TOOL, "contacts-import", "wait"] + ids + ["--account=acc_demo"],
+                                   env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   universal_newlines=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            deadline = time.monotonic() + 10
+            while self.platform.in_flight < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertEqual(self.platform.in_flight, 3)
+            sent = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=15)
+            took = time.monotonic() - sent
+        finally:
+            if process.poll() is None:
+                process.kill()
+        self.assertEqual(process.returncode, 130, err)
+        self.assertLess(took, 5)
+        self.assertIn("contacts-import wait %s --account=acc_demo" % " ".join(ids), err)
+
     def test_a_closed_stdout_exits_quietly(self):
         self.log_in()
         process = subprocess.Popen([sys.executable, TOOL, "contacts-import", "status", "1", "--account=acc_demo"],
