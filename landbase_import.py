@@ -103,12 +103,15 @@ def redact(text):
     return TOKEN_RE.sub("lbs_\u2026(redacted)", text)
 
 
+def printable(text, keep="\n"):
+    """text with control characters (terminal escapes among them) replaced by U+FFFD."""
+    return "".join(ch if ch.isprintable() or ch in keep else "\ufffd" for ch in text)
+
+
 def quote_body(raw, limit=200):
     """At most `limit` characters of a server's text, on one line, without control characters or tokens."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    text = " ".join(text.split())[:limit]
-    text = "".join(ch if ch.isprintable() else "\ufffd" for ch in text)     # no terminal escapes
-    return redact(text) or "(empty body)"
+    return redact(printable(" ".join(text.split())[:limit], keep="")) or "(empty body)"
 
 
 # ---------------------------------------------------------------- time and streams
@@ -150,8 +153,7 @@ class Console:
             self._held.append(text)
             return
         self._end_redraw()
-        text = "".join(ch if ch.isprintable() or ch == "\n" else "\ufffd" for ch in text)   # no terminal escapes
-        self._write(redact(text) + "\n")
+        self._write(redact(printable(text)) + "\n")
 
     def hold(self):
         """Keep lines back until release(), so that release's line comes first."""
@@ -640,24 +642,23 @@ class Api:
                 reply_headers = response.headers
         except urllib.error.URLError as exc:
             raise self._transport_error(where, exc.reason, socket, ssl, http.client)
-        except (socket.timeout, ssl.SSLError, ssl.CertificateError, OSError, http.client.HTTPException) as exc:
+        except (socket.timeout, ssl.SSLError, ssl.CertificateError, OSError, http.client.HTTPException,
+                ValueError) as exc:
             raise self._transport_error(where, exc, socket, ssl, http.client)
-        except ValueError as exc:       # a URL http.client refuses, e.g. control characters in a Location
-            raise LandbaseError("API_ERROR", "%s: %s" % (quote_body(where), quote_body(str(exc))))
         self.console.debug("< HTTP %d in %d ms" % (status, (CLOCK.now() - started) * 1000))
         if "/oauth/" not in url:
             self.console.debug("< " + quote_body(raw, 500))
         return status, reply_headers, raw
 
     def _transport_error(self, where, reason, socket, ssl, http_client):
-        if isinstance(reason, http_client.InvalidURL):
-            return LandbaseError("API_ERROR", "%s: %s" % (quote_body(where), quote_body(str(reason))))
         if isinstance(reason, socket.timeout):
             return LandbaseError("TIMEOUT", "%s: no answer within %gs (--timeout)" % (where, self.timeout),
                                  transient=True)
         if isinstance(reason, (ssl.CertificateError, ssl.SSLError)):
             return LandbaseError("NETWORK_ERROR", "%s: TLS failed (%s); the certificate must be trusted by "
                                  "the system store or SSL_CERT_FILE" % (where, reason))
+        if isinstance(reason, (http_client.InvalidURL, ValueError)):   # e.g. control characters in a Location
+            return LandbaseError("API_ERROR", "%s: %s" % (quote_body(where), quote_body(str(reason))))
         if isinstance(reason, (OSError, http_client.HTTPException)):
             return LandbaseError("NETWORK_ERROR", "%s: %s" % (where, reason or type(reason).__name__),
                                  transient=True)
