@@ -16,7 +16,14 @@ device-page (or * for any). A fault is a JSON object:
   {"truncate": true}      200 with the real JSON cut in half
   {"json": {...}}         200 (or "status") with this body: wrong types and the like
   {"redirect": "URL"}     302 (or "status") to URL
+  {"endless": true}       200, a chunked body that never ends (until the client leaves)
+  {"drip": 1.0}           the real answer, one byte every 1.0 s (headers included)
+  {"size": 104857600}     200, the real JSON padded to this many bytes (streamed, Content-Length set)
+  {"raw": "...", "status": 200, "headers": {...}}   exactly this body text, any bytes a str can hold
   {}                      the real answer (to let earlier requests through)
+
+Connections, not routes: platform.drop_handshakes = N (or {"dropHandshakes": N} on the control
+endpoint) closes the next N TLS connections during the handshake.
 
 A sandbox run as a process takes the same controls over HTTP:
 POST /_sandbox/control {"route": "status", "fault": {...}, "times": 2} | {"advance": SECONDS} |
@@ -90,6 +97,7 @@ class Platform:
         self.faults = []                 # [route, fault, times left]
         self.requests = []               # (method, path, headers) of every request, for the tests
         self.connections = 0             # TCP connections accepted
+        self.drop_handshakes = 0         # close this many TLS connections before the handshake
         self.in_flight = 0               # requests being answered now, and the most at once
         self.most_in_flight = 0
         self.next_id = 100
@@ -418,14 +426,60 @@ class Handler(BaseHTTPRequestHandler):
         if fault.get("redirect"):
             self.answer(fault.get("status", 302), None, {"Location": fault["redirect"]})
             return True
+        if fault.get("endless"):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
+            self.close_connection = True
+            try:
+                self.wfile.write(b"1\r\n{\r\n")
+                while True:
+                    self.wfile.write(chunk)
+            except OSError:
+                return True
+        if fault.get("drip") or fault.get("size"):
+            status, body, headers = self.real_answer(handler, parts)
+            if fault.get("size"):
+                status, body = 200, body if isinstance(body, dict) else {"body": body}
+            raw = json.dumps(body).encode()
+            size = max(int(fault.get("size") or 0), len(raw))
+            head = ("HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s"
+                    "Connection: close\r\n\r\n" % (status, size, "".join("%s: %s\r\n" % item for item in
+                                                                        headers.items()))).encode()
+            self.close_connection = True
+            try:
+                if fault.get("drip"):
+                    for byte in head + raw:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(float(fault["drip"]))
+                    return True
+                self.wfile.write(head + raw[:-1])           # the padding goes before the closing brace
+                pad, left = b" " * 65536, size - len(raw)
+                while left > 0:
+                    self.wfile.write(pad[:left])
+                    left -= len(pad)
+                self.wfile.write(raw[-1:])
+            except OSError:
+                pass
+            return True
+        if "raw" in fault:
+            raw = fault["raw"].encode("utf-8", "surrogatepass")
+            self.send_response(fault.get("status", 200))
+            self.send_header("Content-Type", "application/json")
+            for name, value in (fault.get("headers") or {}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+            return True
         if "json" in fault:
             self.answer(fault.get("status", 200), fault["json"], fault.get("headers"), as_json=True)
             return True
         if fault.get("truncate") or fault.get("drop"):
-            try:
-                status, body, _ = handler(parts) if handler else (200, {"truncated": "yes"}, {})
-            except Reply as reply:
-                status, body = reply.status, reply.body
+            status, body, _ = self.real_answer(handler, parts)
             raw = json.dumps(body).encode()
             cut = raw[:max(1, len(raw) // 2)]
             self.send_response(status)
@@ -449,6 +503,12 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(raw)
             return True
         return False
+
+    def real_answer(self, handler, parts):
+        try:
+            return handler(parts) if handler else (200, {"truncated": "yes"}, {})
+        except Reply as reply:
+            return reply.status, reply.body, reply.headers
 
     # -- plumbing
     def answer(self, status, body, headers=None, as_json=False):
@@ -535,6 +595,8 @@ class Handler(BaseHTTPRequestHandler):
             platform.advance(float(body["advance"]))
         if body.get("fault"):
             platform.inject(body["route"], body["fault"], int(body.get("times", 1)))
+        if body.get("dropHandshakes"):
+            platform.drop_handshakes = int(body["dropHandshakes"])
         if body.get("expireTokens"):
             platform.expire_tokens()
         if body.get("mintToken"):
@@ -592,6 +654,11 @@ class Server(socketserver.ThreadingMixIn, HTTPServer):
         connection, address = self.socket.accept()
         with self.platform.lock:
             self.platform.connections += 1
+            drop = self.tls is not None and self.platform.drop_handshakes > 0
+            self.platform.drop_handshakes -= drop
+        if drop:                         # the handshake is cut short: the client sees EOF
+            connection.close()
+            raise OSError("handshake dropped on purpose")
         if self.tls is not None:         # a failed handshake raises OSError, which drops the connection
             connection = self.tls.wrap_socket(connection, server_side=True)
         return connection, address
