@@ -38,24 +38,35 @@ SESSION_FILE = "platform.json"
 SESSION_LIFETIME = 7 * 24 * 3600        # what a login grants; --with-token assumes it
 SESSION_WARN_BELOW = 24 * 3600          # warn when less than this is left
 
-DEFAULT_TIMEOUT = 30.0                  # seconds per request
+DEFAULT_TIMEOUT = 30.0                  # seconds per request (--timeout)
+MAX_TIMEOUT = 3600
 RETRY_DELAYS = (5, 10, 20)              # one-shot commands: three retries
 RETRY_AFTER_CAP = 300                   # a longer Retry-After ends a one-shot command
 POLL_DELAYS = (5, 10)                   # then POLL_EVERY, until WAIT_LIMIT
 POLL_EVERY = 20
-WAIT_LIMIT = 30 * 60
+WAIT_LIMIT = 30 * 60                    # --max-wait's default
+MAX_WAIT_LIMIT = 7 * 24 * 3600          # and its largest value
+REDRAW_EVERY = 1                        # seconds between redraws of a terminal's progress line
+BAR_WIDTH = 24
 MAX_POLLS_IN_FLIGHT = 4                 # wait with many ids
 LOGIN_LIMIT = 5 * 60                    # browser login
+CALLBACK_CONNECTION_TIMEOUT = 10        # seconds one connection to the login callback may take
+DEVICE_LIMIT = 15 * 60                  # device login, whatever expiresIn says
+DEVICE_INTERVAL = 5                     # the device flow polls this often unless the server says otherwise,
+DEVICE_INTERVALS = (1, 60)              # and never outside these bounds
 MAX_REDIRECTS = 5
 
-MAX_BODY_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 1024 * 1024           # the body of start --json, and platform.json
+MAX_ANSWER_BYTES = 4 * 1024 * 1024       # an answer from the platform
+MAX_JSON_DIGITS = 40                     # a longer integer in any JSON document is refused
 MAX_DATASET_ID = 200
 MAX_TAG_NAME = 100
 MAX_IMPORT_ID = 2 ** 63 - 1
 BODY_KEYS = ("datasetId", "tagName", "importId")
 ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 IMPORT_ID_RE = re.compile(r"[0-9]{1,19}\Z")
-TOKEN_RE = re.compile(r"lbs_[^\s\"',;&]+")
+TOKEN_RE = re.compile(r"lbs_[^\s\"',;&()<>\u2026]+")     # \u2026: not the redacted form again
+REDACTED = "lbs_\u2026(redacted)"
 
 TERMINAL_PHASES = ("completed", "partial", "failed")   # any other phase is in flight
 
@@ -63,10 +74,12 @@ EXIT_CODES = {
     "INVALID_INPUT": 1, "VALIDATION_ERROR": 1, "SETUP_FAILED": 1,
     "NOT_FOUND": 2, "CONFLICT": 2, "API_ERROR": 2, "RATE_LIMITED": 2,
     "UPGRADE_REQUIRED": 2, "IMPORT_FAILED": 2, "IMPORT_PARTIAL": 2,
+    "OUTPUT_FAILED": 2,
     "AUTH_REQUIRED": 3, "AUTH_FAILED": 3,
     "TIMEOUT": 4, "NETWORK_ERROR": 4,
     "INTERRUPTED": 130, "TERMINATED": 143,
 }
+LOCAL_CODES = ("OUTPUT_FAILED", "INTERRUPTED", "TERMINATED")    # never taken from a server's envelope
 STATUS_CODES = {400: "VALIDATION_ERROR", 422: "VALIDATION_ERROR", 401: "AUTH_FAILED",
                 403: "NOT_FOUND", 404: "NOT_FOUND", 409: "CONFLICT",
                 426: "UPGRADE_REQUIRED", 429: "RATE_LIMITED"}
@@ -99,19 +112,51 @@ class Terminated(BaseException):
     """Raised by the SIGTERM handler so that cleanup runs and the exit is 143."""
 
 
+# ---------------------------------------------------------------- what may be printed
+
+SECRETS = set()             # every token value seen in this run: stored, from the environment, sent by a server
+
+
+def remember_secret(value):
+    """From now on, `value` is redacted wherever it would be printed, whatever its characters."""
+    if isinstance(value, str) and value.strip():
+        SECRETS.update((value, value.strip()))
+    return value
+
+
 def redact(text):
-    return TOKEN_RE.sub("lbs_\u2026(redacted)", text)
+    """text without any token in it: the exact values in SECRETS, longest first, then anything like lbs_…"""
+    for secret in sorted(SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return TOKEN_RE.sub(REDACTED, text)
 
 
-def printable(text, keep="\n"):
-    """text with control characters (terminal escapes among them) replaced by U+FFFD."""
-    return "".join(ch if ch.isprintable() or ch in keep else "\ufffd" for ch in text)
+def printable(text):
+    """text on one line, with every control character (newlines and terminal escapes among them) replaced."""
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
+
+
+def sanitize(text):
+    """The one sanitiser for text bound for a terminal or a log: no token, no control character."""
+    return printable(redact(text))
+
+
+def redact_values(value):
+    """A JSON document with every string in it (keys too) redacted, so that it stays valid JSON."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [redact_values(item) for item in value]
+    if isinstance(value, dict):
+        return {redact(str(key)): redact_values(item) for key, item in value.items()}
+    return value
 
 
 def quote_body(raw, limit=200):
     """At most `limit` characters of a server's text, on one line, without control characters or tokens."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    return redact(printable(" ".join(text.split())[:limit], keep="")) or "(empty body)"
+    return sanitize(" ".join(redact(text).split())[:limit]) or "(empty body)"
 
 
 # ---------------------------------------------------------------- time and streams
@@ -137,23 +182,33 @@ CLOCK = Clock()
 
 
 class Console:
-    """stderr for people and logs: warnings, progress (plain or redrawn), the error envelope."""
+    """stderr for people and logs. Every character written passes through sanitize(); a closed stderr is silent.
 
-    def __init__(self, quiet=False, verbose=False, stream=None):
-        self.stream = stream or sys.stderr
+    A log (not a terminal, or TERM=dumb) gets one line per event, each beginning with its UTC time;
+    a terminal gets plain lines and one progress line redrawn in place, cut to the terminal's width."""
+
+    def __init__(self, quiet=False, verbose=False, stream=None, query=None):
+        self.stream = sys.stderr if stream is None else stream     # None when stderr was closed (2>&-)
         self.quiet = quiet
         self.verbose = verbose
-        self.tty = _isatty(self.stream)
-        self.color = self.tty and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+        self.query = query              # --query paths: the result is printed as text
+        self.tty = _isatty(self.stream) and os.environ.get("TERM") != "dumb"
+        self.color = self.tty and "NO_COLOR" not in os.environ
         self._redrawn = False
         self._held = None
+
+    def result(self, doc, meta=None):
+        """The command's result, on stdout (see write_json)."""
+        self._end_redraw()
+        write_json(doc, meta, self.query)
 
     def line(self, text):
         if self._held is not None:
             self._held.append(text)
             return
         self._end_redraw()
-        self._write(redact(printable(text)) + "\n")
+        stamp = "" if self.tty else format_time(CLOCK.wall()) + " "
+        self._write(stamp + sanitize(text) + "\n")
 
     def hold(self):
         """Keep lines back until release(), so that release's line comes first."""
@@ -171,20 +226,37 @@ class Console:
         if self.verbose:
             self.line(text)
 
-    def progress(self, text, redraw_text=None):
+    def envelope(self, error):
+        """The error envelope: the last line, pure JSON, every string in it redacted."""
+        self.release()
+        self._end_redraw()
+        doc = redact_values(error.envelope())
+        self._write(printable(json.dumps(doc, ensure_ascii=True, allow_nan=False, default=str)) + "\n")
+
+    def progress(self, plain, segments=None):
+        """A progress event: redrawn from `segments` [(text, phase or None), …] on a terminal, else a line."""
         if self.quiet:
             return
-        if self.tty and redraw_text is not None:
-            self._write("\r\x1b[K" + redraw_text)
-            self._redrawn = True
-        else:
-            self.line(text)
+        if not (self.tty and segments):
+            self.line(plain)
+            return
+        room, shown = self.width() - 1, []
+        for text, phase in segments:
+            text = fit(sanitize(text), room)
+            room -= cells(text)
+            shown.append(self.paint(text, phase) if phase else text)
+        self._write("\r\x1b[K" + "".join(shown))
+        self._redrawn = True
+
+    def width(self):
+        try:
+            return max(20, os.get_terminal_size(self.stream.fileno()).columns)
+        except (AttributeError, ValueError, OSError):
+            return 80
 
     def paint(self, text, phase):
-        if not self.color:
-            return text
         color = {"completed": "32", "partial": "33", "failed": "31"}.get(phase)
-        return "\x1b[%sm%s\x1b[0m" % (color, text) if color else text
+        return "\x1b[%sm%s\x1b[0m" % (color, text) if color and self.color and text else text
 
     def end_progress(self):
         self._end_redraw()
@@ -195,11 +267,29 @@ class Console:
             self._write("\n")
 
     def _write(self, text):
+        if self.stream is None:
+            return
         try:
             self.stream.write(text)
             self.stream.flush()
-        except (OSError, ValueError):
-            pass                        # a closed stderr must not turn into a traceback
+        except (OSError, ValueError, AttributeError):
+            self.stream = None          # a closed or full stderr changes nothing else
+
+
+def cells(text):
+    """The columns text takes on a terminal: wide characters take two, combining marks none."""
+    import unicodedata
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+               for ch in text)
+
+
+def fit(text, room):
+    """text cut to at most `room` columns."""
+    if len(text) * 2 <= room:
+        return text
+    while text and cells(text) > room:
+        text = text[:-1]
+    return text
 
 
 def _isatty(stream):
@@ -209,23 +299,116 @@ def _isatty(stream):
         return False
 
 
-def write_json(doc):
-    """Print the one JSON document of a successful command; a closed stdout is not an error."""
-    text = json.dumps(doc, ensure_ascii=True, allow_nan=False) + "\n"
+def write_json(doc, meta=None, query=None):
+    """Print the result of a command: its one JSON document, or with --query the selected values as
+    text (see write_stdout). `meta` names what the command did, for OUTPUT_FAILED."""
+    doc = redact_values(doc)
+    text = json.dumps(doc, ensure_ascii=True, allow_nan=False) + "\n" if query is None else query_text(doc, query)
+    write_stdout(text, meta, doc)
+
+
+def query_text(doc, paths):
+    """--query: the values at `paths`, tab-separated, one line per entry of an array. Strings raw (on one
+    printable line), numbers and booleans as JSON, null empty, objects and arrays as compact JSON."""
+    lines = []
+    for entry in doc if isinstance(doc, list) else [doc]:
+        fields = []
+        for path in paths:
+            value = entry
+            for key in path.split("."):
+                value = value.get(key) if isinstance(value, dict) else None
+            if value is None:
+                fields.append("")
+            elif isinstance(value, str):
+                fields.append(printable(value))
+            else:
+                fields.append(json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":")))
+        lines.append("\t".join(fields) + "\n")
+    return "".join(lines)
+
+
+def write_stdout(text, meta=None, doc=None):
+    """Write stdout. A reader that left (| head) ends it quietly; any other failure is OUTPUT_FAILED,
+    which carries what could not be printed, so that nothing is lost (an import id above all)."""
     try:
+        if sys.stdout is None:
+            raise OSError("stdout is closed")
         sys.stdout.write(text)
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
+    except (OSError, ValueError, AttributeError) as exc:
+        _silence_stdout()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        shown = json.dumps(redact_values(doc), ensure_ascii=True, allow_nan=False) if doc is not None else ""
+        raise LandbaseError("OUTPUT_FAILED", "the command did its work but stdout could not be written (%s)%s"
+                            % (reason, "; the result was: " + shown[:2000] if shown else ""), meta)
 
 
 def _silence_stdout():
+    """Point fd 1 at /dev/null, so that the interpreter's last flush cannot fail again."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, sys.stdout.fileno() if sys.stdout is not None else 1)
         os.close(devnull)
     except (OSError, ValueError, AttributeError):
         pass
+
+
+# ---------------------------------------------------------------- strict JSON
+
+class StrictJSONError(ValueError):
+    """A document that strict JSON refuses; `key` names a duplicated key."""
+
+    def __init__(self, message, key=None):
+        ValueError.__init__(self, message)
+        self.key = key
+
+
+def parse_json(raw):
+    """The one JSON reader, for input bodies, platform.json and every answer alike: UTF-8 (one BOM
+    tolerated), no duplicate keys, no NaN/Infinity, no number too large to print back. StrictJSONError."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StrictJSONError("not UTF-8 (byte 0x%02x at offset %d)" % (raw[exc.start], exc.start))
+    try:
+        return json.loads(text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant,
+                          parse_float=_finite_float, parse_int=_bounded_int)
+    except RecursionError:
+        raise StrictJSONError("nested too deeply")
+    except StrictJSONError:
+        raise
+    except ValueError as exc:
+        raise StrictJSONError("not valid JSON: %s" % exc)
+
+
+def _refuse_duplicates(pairs):
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise StrictJSONError("duplicate key %r" % key, key)
+        seen[key] = value
+    return seen
+
+
+def _refuse_constant(name):
+    raise StrictJSONError("%s is not allowed (only finite numbers)" % name)
+
+
+def _finite_float(text):
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise StrictJSONError("the number %s is out of range" % text[:40])
+    return value
+
+
+def _bounded_int(text):
+    if len(text.lstrip("-")) > MAX_JSON_DIGITS:
+        raise StrictJSONError("the number %s… is out of range" % text[:20])
+    return int(text)
 
 
 # ---------------------------------------------------------------- config and session
@@ -248,12 +431,24 @@ def parse_time(text):
     return calendar.timegm(time.strptime(value, "%Y-%m-%dT%H:%M:%S"))
 
 
-def parse_duration(text):
-    """Seconds in 90, 90s, 30m, 12h or 2d."""
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text, option):
+    """Seconds in 90, 90s, 30m, 12h or 2d; INVALID_INPUT naming the option otherwise."""
     match = re.match(r"\s*([0-9]{1,9})\s*([smhd]?)\s*\Z", text or "")
     if not match:
-        raise LandbaseError("INVALID_INPUT", "--min-valid takes a duration such as 90s, 30m, 12h or 2d, not %r" % text)
-    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        raise LandbaseError("INVALID_INPUT", "%s takes a duration such as 90s, 30m, 12h or 2d, not %r" % (option, text))
+    return int(match.group(1)) * DURATION_UNITS[match.group(2)]
+
+
+def format_duration(seconds):
+    """The shortest of 90s, 30m, 1h30m, 2d for a whole number of seconds."""
+    seconds = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return "%d%s" % (seconds // size, unit)
+    return format_span(seconds).replace("m00s", "m")
 
 
 def config_dir():
@@ -270,29 +465,25 @@ class SessionStore:
 
     def load(self, console=None):
         """The stored object ({} when there is none); a damaged file is SETUP_FAILED naming it."""
-        try:
-            with open(self.path, "rb") as handle:
-                mode = os.fstat(handle.fileno()).st_mode
-                raw = handle.read(MAX_BODY_BYTES + 1)
-        except FileNotFoundError:
+        raw, mode = self._read()
+        if raw is None:
             return {}
-        except OSError as exc:
-            raise LandbaseError("SETUP_FAILED", "cannot read %s: %s" % (self.path, exc.strerror or exc))
         if console is not None and os.name == "posix" and mode & 0o077:
             console.warn("%s is open to group or others; run: chmod 600 %s" % (self.path, self.path))
         fix = "; fix it, or remove it and run: landbase_import.py auth login"
         if not raw.strip():
             raise LandbaseError("SETUP_FAILED", "%s is empty%s" % (self.path, fix))
         try:
-            data = json.loads(raw.decode("utf-8"))
-        except (ValueError, RecursionError) as exc:
-            raise LandbaseError("SETUP_FAILED", "%s is not valid JSON (%s)%s" % (self.path, exc, fix))
+            data = parse_json(raw)
+        except StrictJSONError as exc:
+            raise LandbaseError("SETUP_FAILED", "%s is damaged: %s%s" % (self.path, exc, fix))
         if not isinstance(data, dict):
             raise LandbaseError("SETUP_FAILED", "%s must hold a JSON object, not %s%s"
-                                % (self.path, type(data).__name__, fix))
+                                % (self.path, _json_type(data), fix))
         for key in ("accessToken", "expiresAt", "accountId", "deviceName"):
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise LandbaseError("SETUP_FAILED", "%s: %s must be a string%s" % (self.path, key, fix))
+        remember_secret(data.get("accessToken"))
         if data.get("expiresAt") is not None:
             try:
                 parse_time(data["expiresAt"])
@@ -300,6 +491,36 @@ class SessionStore:
                 raise LandbaseError("SETUP_FAILED", "%s: expiresAt %r is not a time like 2026-12-05T10:00:00Z%s"
                                     % (self.path, data["expiresAt"], fix))
         return data
+
+    def _read(self):
+        """(bytes, mode) of the file, or (None, None) when there is none. Opened without blocking and
+        refused unless it is a regular file: a FIFO in its place must not hang every command."""
+        import stat
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            raise LandbaseError("SETUP_FAILED", "cannot read %s: %s" % (self.path, exc.strerror or exc))
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise LandbaseError("SETUP_FAILED", "%s is not a regular file; remove it and run: "
+                                    "landbase_import.py auth login" % self.path)
+            chunks, size = [], 0
+            while size <= MAX_BODY_BYTES:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        except OSError as exc:
+            raise LandbaseError("SETUP_FAILED", "cannot read %s: %s" % (self.path, exc.strerror or exc))
+        finally:
+            os.close(fd)
+        if size > MAX_BODY_BYTES:
+            raise LandbaseError("SETUP_FAILED", "%s is larger than 1 MiB: it is not a session file" % self.path)
+        return b"".join(chunks), mode
 
     def save(self, data):
         """Write atomically: a reader, or a crash at any point, sees the old file or the new one."""
@@ -319,7 +540,6 @@ class SessionStore:
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
-            self._remove_stale_temporaries()
         except OSError as exc:
             _remove_quietly(tmp)
             raise LandbaseError("SETUP_FAILED", "cannot write %s: %s" % (self.path, exc.strerror or exc))
@@ -327,6 +547,7 @@ class SessionStore:
             _remove_quietly(tmp)
             raise
         self._fsync_directory()
+        self._remove_stale_temporaries()
 
     def update(self, changes, console=None, replace_damaged=False):
         """Read, change, write back; keys this tool does not know are kept."""
@@ -366,11 +587,16 @@ class SessionStore:
             raise LandbaseError("SETUP_FAILED", "cannot create %s: %s" % (self.directory, exc.strerror or exc))
 
     def _remove_stale_temporaries(self):
-        """Remove temporary files of writers that died mid-write (SIGKILL runs no cleanup)."""
+        """Remove temporary files of writers that died mid-write (SIGKILL runs no cleanup); best effort,
+        as the new file is already in place."""
         if os.name != "posix":
             return                      # os.kill(pid, 0) would terminate the process on Windows
         prefix = ".%s." % SESSION_FILE
-        for name in os.listdir(self.directory):
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return
+        for name in names:
             pid = name[len(prefix):].split(".", 1)[0]
             if name.startswith(prefix) and name.endswith(".tmp") and pid.isdigit() and not _alive(int(pid)):
                 _remove_quietly(os.path.join(self.directory, name))
@@ -484,20 +710,26 @@ def base_url(env_name, default):
         host = (parts.hostname or "").lower()
         parts.port                      # raises ValueError for a bad port
     except ValueError as exc:
-        raise LandbaseError("INVALID_INPUT", "%s=%s is not a valid URL (%s)" % (env_name, url, exc))
-    loopback = host in ("localhost", "127.0.0.1", "::1")
-    if parts.scheme not in ("http", "https") or not host or parts.username or parts.query or parts.fragment:
-        raise LandbaseError("INVALID_INPUT", "%s=%s is not an http(s) base URL" % (env_name, url))
-    if parts.scheme == "http" and not loopback:
+        raise LandbaseError("INVALID_INPUT", "%s=%s is not a valid URL (%s)" % (env_name, quote_body(url), exc))
+    if parts.scheme not in ("http", "https") or not host or parts.username or parts.query or parts.fragment \
+            or any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise LandbaseError("INVALID_INPUT", "%s=%s is not an http(s) base URL" % (env_name, quote_body(url)))
+    if parts.scheme == "http" and not is_loopback(url):
         raise LandbaseError("INVALID_INPUT", "%s=%s: https is required except on loopback" % (env_name, url))
     landbase = host == "landbase.com" or host.endswith(".landbase.com")
-    if not (landbase or loopback) and os.environ.get("LANDBASE_ALLOW_CUSTOM_API_URL") != "1":
+    if not (landbase or is_loopback(url)) and os.environ.get("LANDBASE_ALLOW_CUSTOM_API_URL") != "1":
         raise LandbaseError("INVALID_INPUT", "%s=%s: the host %s is not landbase.com or loopback; set "
                             "LANDBASE_ALLOW_CUSTOM_API_URL=1 to send your credentials there" % (env_name, url, host))
     return url.rstrip("/")
 
 
+def is_loopback(url):
+    from urllib.parse import urlsplit
+    return (urlsplit(url).hostname or "").lower() in ("localhost", "127.0.0.1", "::1")
+
+
 def same_origin(url_a, url_b):
+    """Whether two URLs share scheme, host and port; ValueError for a port out of range."""
     from urllib.parse import urlsplit
     a, b = urlsplit(url_a), urlsplit(url_b)
     default = {"http": 80, "https": 443}
@@ -509,29 +741,102 @@ def parse_retry_after(headers, data):
     """Seconds from Retry-After (seconds or an HTTP date) and error.meta.retry_after_seconds, the larger."""
     found = []
     value = (headers.get("Retry-After") or "").strip() if headers is not None else ""
-    if value:
-        if value.isdigit():
-            found.append(int(value))
-        else:
-            from email.utils import parsedate_tz, mktime_tz
-            try:
-                parsed = parsedate_tz(value)
-                if parsed:
-                    found.append(max(0, int(mktime_tz(parsed) - CLOCK.wall())))
-            except (TypeError, ValueError, OverflowError):
-                pass
-    meta = data.get("error", {}).get("meta") if isinstance(data, dict) and isinstance(data.get("error"), dict) else None
+    if re.match(r"[0-9]{1,9}\Z", value):            # ASCII digits only: "²".isdigit() is true
+        found.append(int(value))
+    elif value:
+        from email.utils import parsedate_tz, mktime_tz
+        try:
+            parsed = parsedate_tz(value)
+            if parsed:
+                found.append(min(10 ** 9, max(0, int(mktime_tz(parsed) - CLOCK.wall()))))
+        except (TypeError, ValueError, OverflowError, IndexError):
+            pass                        # an unreadable date: the loop's own schedule applies
+    error = data.get("error") if isinstance(data, dict) else None
+    meta = error.get("meta") if isinstance(error, dict) else None
     if isinstance(meta, dict):
         seconds = meta.get("retry_after_seconds")
-        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 0 <= seconds < 10 ** 7:
+        if is_number(seconds) and 0 <= seconds < 10 ** 7:
             found.append(int(seconds + 0.999))
     return max(found) if found else None
 
 
-def _opener(https):
-    """One opener per process: no redirects followed by urllib, one verifying TLS context for https."""
+def retry_wait(error, planned, longest=None):
+    """The one retry decision, for the one-shot retries, the poller and the device flow alike: the
+    seconds to wait before trying again after `error`, or None to give up. `planned` is the loop's own
+    next wait (None when it has no try left); a longer Retry-After is honoured, up to `longest`."""
+    if not error.transient or planned is None:
+        return None
+    wait = planned if error.retry_after is None else max(planned, error.retry_after)
+    if longest is not None and wait > longest:
+        return None
+    return wait
+
+
+class Deadline:
+    """--timeout over a whole request, connect to last byte: when it passes, the request's socket is
+    shut down, so that a server dripping one byte at a time cannot stretch it (the socket's own
+    timeout bounds each read, not the request)."""
+
+    def __init__(self, seconds):
+        import threading
+        self.seconds = seconds
+        self.expired = False
+        self.lock = threading.Lock()
+        self.sockets = []
+        self.timer = threading.Timer(seconds, self.expire)
+        self.timer.daemon = True
+
+    def watch(self, sock):
+        """Called with each socket the request opens (a proxy's included); returns it."""
+        with self.lock:
+            watched = sock.dup()
+            self.sockets.append(watched)
+            if self.expired:
+                self._shut(watched)
+        return sock
+
+    def expire(self):
+        with self.lock:
+            self.expired = True
+            for sock in self.sockets:
+                self._shut(sock)
+
+    @staticmethod
+    def _shut(sock):
+        import socket
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass                        # already closed
+
+    def __enter__(self):
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.timer.cancel()
+        with self.lock:
+            for sock in self.sockets:
+                sock.close()
+            self.sockets = []
+
+
+def _opener(https, direct):
+    """One opener per process: no redirects followed by urllib, every socket watched by its request's
+    Deadline, one verifying TLS context for https, and no proxy at all for a loopback base."""
+    import socket
     import ssl
+    import http.client
     import urllib.request
+
+    def watched(connection_class):
+        class Watched(connection_class):
+            def __init__(self, *args, **kwargs):
+                deadline = kwargs.pop("deadline")
+                connection_class.__init__(self, *args, **kwargs)
+                self._create_connection = lambda *a, **k: deadline.watch(socket.create_connection(*a, **k))
+        return Watched
+    plain, secure = watched(http.client.HTTPConnection), watched(http.client.HTTPSConnection)
 
     class NoRedirects(urllib.request.HTTPRedirectHandler):
         """Follow nothing: Api.once() follows same-origin redirects itself and refuses the rest."""
@@ -539,10 +844,37 @@ def _opener(https):
         def redirect_request(self, req, fp, code, msg, headers, newurl):
             return None
 
-    handlers = [NoRedirects()]
-    if https:                           # loading the CA store costs ~35 ms: only where it is used
-        handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context()))
+    class HTTPHandler(urllib.request.HTTPHandler):
+        def http_open(self, req):
+            return self.do_open(plain, req, deadline=req.deadline)
+
+    class HTTPSHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req):
+            return self.do_open(secure, req, context=self._context, deadline=req.deadline)
+
+    # loading the CA store costs ~35 ms: only where it is used
+    handlers = [NoRedirects(), HTTPHandler(),
+                HTTPSHandler(context=ssl.create_default_context() if https else None)]
+    if direct:                          # http_proxy must never see a token bound for loopback
+        handlers.append(urllib.request.ProxyHandler({}))
     return urllib.request.build_opener(*handlers)
+
+
+class AnswerBoundary:
+    """Where an answer (status, headers, body) is interpreted: anything raised inside that is not a
+    LandbaseError is a broken answer, a transient API_ERROR, never an internal error."""
+
+    def __init__(self, where):
+        self.where = where
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, traceback):
+        if kind is None or not issubclass(kind, Exception) or issubclass(kind, LandbaseError):
+            return False
+        raise LandbaseError("API_ERROR", "%s: the answer could not be read (%s: %s)"
+                            % (self.where, kind.__name__, quote_body(str(exc), 120)), transient=True)
 
 
 class Api:
@@ -550,7 +882,7 @@ class Api:
 
     def __init__(self, base, token=None, timeout=DEFAULT_TIMEOUT, console=None):
         self.base = base
-        self.token = token
+        self.token = remember_secret(token)
         self.timeout = timeout
         self.console = console or Console()
         self._opener = None
@@ -560,46 +892,53 @@ class Api:
 
         check() raises a transient API_ERROR for an answer that breaks the contract, so that
         such an answer is retried like a 5xx."""
-        delays = list(RETRY_DELAYS) if retry else []
+        delays = iter(RETRY_DELAYS if retry else ())
         attempt = 0
         while True:
             try:
-                data = self.once(method, path, body, auth, headers)
-                return check(data) if check is not None else data
+                return self.once(method, path, body, auth, headers, check)
             except LandbaseError as exc:
-                if not exc.transient or attempt >= len(delays):
+                wait = retry_wait(exc, next(delays, None), RETRY_AFTER_CAP)
+                if wait is None:
                     raise
-                delay = delays[attempt]
-                if exc.retry_after is not None:
-                    if exc.retry_after > RETRY_AFTER_CAP:
-                        raise
-                    delay = max(delay, exc.retry_after)
                 attempt += 1
                 self.console.line("%s %s failed (%s: %s); retry %d of %d in %ds"
-                                  % (method, path, exc.code, exc.message, attempt, len(delays), delay))
-                CLOCK.sleep(delay)
+                                  % (method, path, exc.code, exc.message, attempt, len(RETRY_DELAYS), wait))
+                CLOCK.sleep(wait)
 
-    def once(self, method, path, body=None, auth=True, headers=None):
+    def once(self, method, path, body=None, auth=True, headers=None, check=None):
+        """One request, with the same-origin redirects it meets; its answer judged inside the boundary."""
         url = self.base + path
         data = None if body is None else json.dumps(body, ensure_ascii=True, allow_nan=False).encode("ascii")
         for _ in range(MAX_REDIRECTS + 1):
             status, reply_headers, raw = self._send(method, url, data, auth, headers or {})
-            if status in (301, 302, 303, 307, 308):
-                url, method, data = self._redirect(url, method, data, status, reply_headers)
-                continue
-            return self._decode(method, path, status, reply_headers, raw)
+            with AnswerBoundary("%s %s" % (method, path)):
+                if status in (301, 302, 303, 307, 308):
+                    url, method, data = self._redirect(url, method, data, status, reply_headers)
+                    continue
+                answer = self._decode(method, path, status, reply_headers, raw)
+                return check(answer) if check is not None else answer
         raise LandbaseError("API_ERROR", "%s %s: more than %d redirects" % (method, path, MAX_REDIRECTS))
 
     def _redirect(self, url, method, data, status, headers):
         from urllib.parse import urljoin
-        location = headers.get("Location") if headers is not None else None
+        location = (headers.get("Location") or "").strip()
         if not location:
-            raise LandbaseError("API_ERROR", "%s %s: HTTP %d without a Location" % (method, url, status))
+            raise LandbaseError("API_ERROR", "%s %s: HTTP %d without a Location" % (method, url, status),
+                                transient=True)
         target = urljoin(url, location)
-        if not same_origin(url, target):
+        try:
+            usable = not any(ch.isspace() or not ch.isprintable() for ch in target)
+            same = usable and same_origin(url, target)
+        except ValueError:
+            usable = False
+        if not usable:
+            raise LandbaseError("API_ERROR", "%s %s: HTTP %d with a Location that is not a usable URL (%s)"
+                                % (method, url, status, quote_body(location, 100)), {"status": status},
+                                transient=True)
+        if not same:
             raise LandbaseError("API_ERROR", "%s %s: refused a redirect to another origin (%s); the token "
-                                "is never sent there" % (method, url, quote_body(target)),
-                                {"status": status})
+                                "is never sent there" % (method, url, quote_body(target)), {"status": status})
         if status in (307, 308):
             return target, method, data
         if method == "GET":
@@ -607,13 +946,12 @@ class Api:
         raise LandbaseError("API_ERROR", "%s %s: refused an HTTP %d redirect of a %s" % (method, url, status, method))
 
     def _send(self, method, url, data, auth, headers):
-        import socket
-        import ssl
+        """(status, headers, body) of one exchange, read against a Deadline and at most MAX_ANSWER_BYTES."""
         import http.client
         import urllib.request
         import urllib.error
         if self._opener is None:
-            self._opener = _opener(self.base.startswith("https:"))
+            self._opener = _opener(self.base.startswith("https:"), is_loopback(self.base))
         request = urllib.request.Request(url, data=data, method=method)
         request.add_header("Accept", "application/json")
         request.add_header("User-Agent", "landbase-import/%s python/%d.%d" % ((__version__,) + sys.version_info[:2]))
@@ -623,64 +961,72 @@ class Api:
             request.add_header(name, value)
         if auth and self.token:
             request.add_unredirected_header("Authorization", "Bearer " + self.token)
-        self.console.debug("> %s %s%s" % (method, url, " (Authorization: Bearer lbs_\u2026(redacted))"
-                                                          if auth and self.token else ""))
+        self.console.debug("> %s %s%s" % (method, url, " (Authorization: Bearer %s)" % REDACTED
+                                          if auth and self.token else ""))
         for name, value in sorted(headers.items()):
             self.console.debug("> %s: %s" % (name, value))
         if data is not None and "/oauth/" not in url:
             self.console.debug("> " + data.decode("ascii"))
         started = CLOCK.now()
         where = "%s %s" % (method, url)
+        request.deadline = deadline = Deadline(self.timeout)
         try:
-            try:
-                response = self._opener.open(request, timeout=self.timeout)
-            except urllib.error.HTTPError as exc:
-                response = exc
-            with response:
-                status = response.getcode() if hasattr(response, "getcode") else response.code
-                raw = response.read()
-                reply_headers = response.headers
+            with deadline:
+                try:
+                    response = self._opener.open(request, timeout=self.timeout)
+                except urllib.error.HTTPError as exc:
+                    response = exc
+                with response:
+                    status = response.getcode()
+                    reply_headers = response.headers
+                    raw = read_answer(response, where)
+        except LandbaseError:
+            raise
         except urllib.error.URLError as exc:
-            raise self._transport_error(where, exc.reason, socket, ssl, http.client)
-        except (socket.timeout, ssl.SSLError, ssl.CertificateError, OSError, http.client.HTTPException,
-                ValueError) as exc:
-            raise self._transport_error(where, exc, socket, ssl, http.client)
+            raise self._transport_error(where, exc.reason, deadline.expired)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise self._transport_error(where, exc, deadline.expired)
+        if deadline.expired:            # what was read before the deadline may look complete: it is not
+            raise self._transport_error(where, None, True)
         self.console.debug("< HTTP %d in %d ms" % (status, (CLOCK.now() - started) * 1000))
         if "/oauth/" not in url:
             self.console.debug("< " + quote_body(raw, 500))
         return status, reply_headers, raw
 
-    def _transport_error(self, where, reason, socket, ssl, http_client):
-        if isinstance(reason, socket.timeout):
-            return LandbaseError("TIMEOUT", "%s: no answer within %gs (--timeout)" % (where, self.timeout),
+    def _transport_error(self, where, reason, expired):
+        import socket
+        import ssl
+        if expired or isinstance(reason, socket.timeout):
+            return LandbaseError("TIMEOUT", "%s: no complete answer within %gs (--timeout)" % (where, self.timeout),
                                  transient=True)
-        if isinstance(reason, (ssl.CertificateError, ssl.SSLError)):
+        if isinstance(reason, ssl.CertificateError) or (isinstance(reason, ssl.SSLError) and "CERTIFICATE_VERIFY_FAILED"
+                                                        in "%s %s" % (getattr(reason, "reason", ""), reason)):
             return LandbaseError("NETWORK_ERROR", "%s: TLS failed (%s); the certificate must be trusted by "
-                                 "the system store or SSL_CERT_FILE" % (where, reason))
-        if isinstance(reason, (http_client.InvalidURL, ValueError)):   # e.g. control characters in a Location
-            return LandbaseError("API_ERROR", "%s: %s" % (quote_body(where), quote_body(str(reason))))
-        if isinstance(reason, (OSError, http_client.HTTPException)):
-            return LandbaseError("NETWORK_ERROR", "%s: %s" % (where, reason or type(reason).__name__),
+                                 "the system store or SSL_CERT_FILE" % (where, quote_body(str(reason))))
+        if isinstance(reason, ValueError) and not isinstance(reason, ssl.SSLError):
+            return LandbaseError("API_ERROR", "%s: a malformed answer (%s)" % (where, quote_body(str(reason))),
                                  transient=True)
-        return LandbaseError("NETWORK_ERROR", "%s: %s" % (where, reason), transient=True)
+        return LandbaseError("NETWORK_ERROR", "%s: %s" % (where, quote_body(str(reason) or type(reason).__name__)),
+                             transient=True)
 
     def _decode(self, method, path, status, headers, raw):
         where = "%s %s" % (method, path)
         data = None
         if raw.strip():
             try:
-                data = json.loads(raw.decode("utf-8"))
-            except (ValueError, RecursionError):
-                data = None
+                data = parse_json(raw)
+            except StrictJSONError as exc:
                 if 200 <= status < 300:
-                    raise LandbaseError("API_ERROR", "%s: HTTP %d with a body that is not JSON: %s"
-                                        % (where, status, quote_body(raw)), {"status": status}, transient=True)
+                    raise LandbaseError("API_ERROR", "%s: HTTP %d with a body that is not strict JSON (%s): %s"
+                                        % (where, status, exc, quote_body(raw)), {"status": status}, transient=True)
+        if isinstance(data, dict):
+            remember_secret(data.get("accessToken"))        # a token a server sends is never printed
         if 200 <= status < 300:
             return data
         error = data.get("error") if isinstance(data, dict) else None
         error = error if isinstance(error, dict) else {}
         server_code = error.get("code") if isinstance(error.get("code"), str) else None
-        code = server_code if server_code in EXIT_CODES and server_code not in ("INTERRUPTED", "TERMINATED") \
+        code = server_code if server_code in EXIT_CODES and server_code not in LOCAL_CODES \
             else STATUS_CODES.get(status, "API_ERROR")
         message = error.get("message") if isinstance(error.get("message"), str) else None
         if message:
@@ -695,9 +1041,25 @@ class Api:
                             retry_after=parse_retry_after(headers, data))
 
 
+def read_answer(response, where):
+    """The body, read in chunks; past MAX_ANSWER_BYTES it is a broken answer and is not read further."""
+    chunks, size = [], 0
+    while True:
+        chunk = response.read(65536)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise LandbaseError("API_ERROR", "%s: the answer is larger than %d MiB; it was not read further"
+                                % (where, MAX_ANSWER_BYTES // (1024 * 1024)), transient=True)
+        chunks.append(chunk)
+
+
 def api_for(args, console, token=None):
     return Api(base_url("LANDBASE_PLATFORM_API_URL", DEFAULT_API_URL), token, args.timeout, console)
 
+
+# ---------------------------------------------------------------- the answers a server sends
 
 def contract_error(where, field, value, expected):
     return LandbaseError("API_ERROR", "%s: the answer broke the contract: %s is %s, expected %s"
@@ -715,8 +1077,8 @@ def is_number(value):
         and value not in (float("inf"), float("-inf"))
 
 
-def normalize_status(data, import_id):
-    """The five keys of a status snapshot, checked against API.md; a broken answer is a transient API_ERROR."""
+def status_answer(data, import_id):
+    """The five keys of a status snapshot, checked against the contract."""
     where = "import %d status" % import_id
     expect_object(data, where)
     if data.get("importId") != import_id or isinstance(data.get("importId"), bool):
@@ -736,21 +1098,17 @@ def normalize_status(data, import_id):
     return {"importId": import_id, "phase": phase, "percent": percent, "counts": counts, "error": error}
 
 
-def count_of(counts, key):
-    value = counts.get(key) if isinstance(counts, dict) else None
-    return value if is_number(value) else None
+def started_answer(data):
+    where = "POST contacts-imports"
+    import_id = expect_object(data, where).get("importId")
+    if not isinstance(import_id, int) or isinstance(import_id, bool) or not 0 < import_id <= MAX_IMPORT_ID:
+        raise contract_error(where, "importId", import_id, "a positive integer")
+    if not isinstance(data.get("runRef"), str):
+        raise contract_error(where, "runRef", data.get("runRef"), "a string")
+    return data
 
 
-def fetch_status(api, account_id, import_id, retry=True):
-    path = "/v1/accounts/%s/contacts-imports/%d" % (account_id, import_id)
-    try:
-        return api.call("GET", path, retry=retry, check=lambda data: normalize_status(data, import_id))
-    except LandbaseError as exc:
-        exc.meta.setdefault("importId", import_id)
-        raise
-
-
-def check_accounts(data):
+def accounts_answer(data):
     accounts = expect_object(data, "GET /v1/accounts").get("accounts")
     if not isinstance(accounts, list):
         raise contract_error("GET /v1/accounts", "accounts", accounts, "a list")
@@ -760,20 +1118,58 @@ def check_accounts(data):
     return accounts
 
 
-def fetch_accounts(api):
-    return api.call("GET", "/v1/accounts", check=check_accounts)
-
-
-def check_me(data):
+def me_answer(data):
     expect_object(data, "GET /v1/me")
-    for key in ("userId", "email"):
+    for key in ("userId", "email", "expiresAt"):
         if data.get(key) is not None and not isinstance(data.get(key), str):
             raise contract_error("GET /v1/me", key, data.get(key), "a string")
     return data
 
 
+def device_answer(data):
+    expect_object(data, "POST /v1/oauth/device")
+    for key in ("deviceCode", "userCode", "verificationUri"):
+        if not isinstance(data.get(key), str):
+            raise contract_error("POST /v1/oauth/device", key, data.get(key), "a string")
+    return data
+
+
+def token_answer(data):
+    where = "POST /v1/oauth/token"
+    expect_object(data, where)
+    token = remember_secret(data.get("accessToken"))
+    if not (isinstance(token, str) and token.startswith("lbs_") and 4 < len(token) <= 4096
+            and not any(ch.isspace() or not ch.isprintable() for ch in token)):
+        raise contract_error(where, "accessToken", "(hidden)", "an lbs_ token")
+    try:
+        parse_time(data.get("expiresAt"))
+    except ValueError:
+        raise contract_error(where, "expiresAt", data.get("expiresAt"), "a time like 2026-12-05T10:00:00Z")
+    if data.get("accountId") is not None and not isinstance(data.get("accountId"), str):
+        raise contract_error(where, "accountId", data.get("accountId"), "a string or null")
+    return data
+
+
+def count_of(counts, key):
+    value = counts.get(key) if isinstance(counts, dict) else None
+    return value if is_number(value) else None
+
+
+def fetch_status(api, account_id, import_id, retry=True):
+    path = "/v1/accounts/%s/contacts-imports/%d" % (account_id, import_id)
+    try:
+        return api.call("GET", path, retry=retry, check=lambda data: status_answer(data, import_id))
+    except LandbaseError as exc:
+        exc.meta.setdefault("importId", import_id)
+        raise account_hint(exc, account_id)
+
+
+def fetch_accounts(api):
+    return api.call("GET", "/v1/accounts", check=accounts_answer)
+
+
 def fetch_me(api):
-    return api.call("GET", "/v1/me", check=check_me)
+    return api.call("GET", "/v1/me", check=me_answer)
 
 
 # ---------------------------------------------------------------- the import poller
@@ -787,40 +1183,51 @@ def poll_delays():
 
 
 class Tracker:
-    """One import being waited on: its schedule, its last snapshot, the rate behind its ETA."""
+    """One import being waited on: its schedule, its last snapshot (or the error that ended it), its ETA."""
 
     def __init__(self, import_id, now):
         self.import_id = import_id
         self.delays = poll_delays()
-        self.due = now
+        self.due = now                  # when it is polled next
+        self.polled = None              # when it was last read
         self.status = None
+        self.error = None               # the permanent error that ended this id (NOT_FOUND and the like)
         self.first_seen = None          # (time, percent) of the first in_progress reading
 
     @property
     def done(self):
-        return self.status is not None and self.status["phase"] in TERMINAL_PHASES
+        return self.error is not None or (self.status is not None and self.status["phase"] in TERMINAL_PHASES)
+
+    @property
+    def outcome(self):
+        """The code this id ends a wait with; None when it completed."""
+        if self.error is not None:
+            return self.error.code
+        phase = self.status["phase"] if self.status is not None else None
+        return {"completed": None, "partial": "IMPORT_PARTIAL", "failed": "IMPORT_FAILED"}.get(phase, "TIMEOUT")
+
+    def entry(self):
+        """Its place in the output: the last snapshot, or phase null and the error that ended it."""
+        if self.status is not None and self.error is None:
+            return self.status
+        error = {"code": self.error.code, "message": self.error.message} if self.error is not None else None
+        return {"importId": self.import_id, "phase": None, "percent": None, "counts": None, "error": error}
 
     def observe(self, status, now):
-        self.status = status
+        self.status, self.polled = status, now
         percent = status["percent"]
         if status["phase"] == "in_progress" and is_number(percent) and self.first_seen is None:
             self.first_seen = (now, percent)
 
     def eta(self, now):
-        percent = self.status and self.status["percent"]
-        if self.first_seen is None or not is_number(percent):
+        """Seconds left at the rate observed so far, counting down between polls; None until a rate is known."""
+        percent = self.status["percent"] if self.status is not None else None
+        if self.first_seen is None or not is_number(percent) or self.done:
             return None
         started, first = self.first_seen
-        if now <= started or percent <= first:
+        if self.polled <= started or percent <= first:
             return None
-        return (100 - percent) * (now - started) / (percent - first)
-
-    def schedule(self, now, retry_after=None):
-        delay = next(self.delays)
-        if retry_after is not None and retry_after > delay:
-            delay = retry_after
-        self.due = now + delay
-        return delay
+        return max(0.0, (100 - percent) * (self.polled - started) / (percent - first) - (now - self.polled))
 
 
 def describe_counts(counts):
@@ -832,72 +1239,103 @@ def describe_counts(counts):
     total = count_of(counts, "total")
     text = ", ".join(parts)
     if total is not None:
-        text = (text + " of %d" % total) if text else "%d contacts" % total
+        text = (text + " of %d rows" % total) if text else "%d rows" % total
     return text
 
 
-def progress_texts(tracker, console, now, delay, deadline):
+def progress_line(tracker, now):
+    """The log form of a reading: import 7: in_progress 42% (… of 1000 rows); next poll in 20s"""
     status = tracker.status
-    percent = status["percent"]
-    pct = "%d%%" % percent if is_number(percent) else "--%"
+    percent = "%d%%" % status["percent"] if is_number(status["percent"]) else "--%"
+    counts = describe_counts(status["counts"])
+    return "import %d: %s %s%s%s" % (tracker.import_id, status["phase"], percent, " (%s)" % counts if counts else "",
+                                     "" if tracker.done else "; next poll in %ds" % seconds_until(tracker.due, now))
+
+
+def progress_segments(tracker, now):
+    """The terminal form, as (text, phase to colour) pieces: a bar, counts, an ETA once a rate is known,
+    and a countdown to the next poll. Console.progress() sanitises and cuts them to the width."""
+    status = tracker.status
+    percent = status["percent"] if is_number(status["percent"]) else None
+    filled = int(BAR_WIDTH * percent / 100) if percent is not None else 0
     counts = describe_counts(status["counts"])
     eta = tracker.eta(now)
-    timing = "" if tracker.done else "; next poll in %ds" % delay
-    plain = "import %d: %s %s%s%s" % (tracker.import_id, status["phase"], pct,
-                                      " (%s)" % counts if counts else "", timing)
-    width = 24
-    filled = int(width * percent / 100) if is_number(percent) else 0
-    bar = "[" + "#" * filled + "-" * (width - filled) + "]"
-    eta_text = (" ETA %s" % format_span(eta)) if eta is not None and not tracker.done else ""
-    left = "" if tracker.done else " %s left" % format_span(max(0, deadline - now))
-    redraw = "import %d %s %s %s%s%s%s" % (tracker.import_id, bar, pct, console.paint(status["phase"], status["phase"]),
-                                          " " + counts if counts else "", eta_text, left if not eta_text else "")
-    return plain, redraw
+    return [("import %d [%s%s] %s " % (tracker.import_id, "#" * filled, "-" * (BAR_WIDTH - filled),
+                                        "%d%%" % percent if percent is not None else "--%"), None),
+            (status["phase"], status["phase"]),
+            (" " + counts if counts else "", None),
+            (" ETA %s" % format_span(eta) if eta is not None else "", None),
+            ("" if tracker.done else " | next poll in %ds" % seconds_until(tracker.due, now), None)]
 
 
-def poll_until_terminal(api, account_id, import_ids, console):
-    """Poll each import on its own schedule until all are terminal; the final snapshots, in order."""
-    started = CLOCK.now()
-    deadline = started + WAIT_LIMIT
-    trackers = [Tracker(import_id, started) for import_id in import_ids]
+def seconds_until(when, now):
+    return max(0, int(when - now + 0.999))
+
+
+def poll_until_terminal(api, account_id, trackers, console, limit):
+    """Poll each import on its own schedule until every one has ended; TIMEOUT once `limit` has passed.
+
+    On a terminal, a single import's line is redrawn about once a second between polls."""
+    deadline = CLOCK.now() + limit
+    redraw = console.tty and not console.quiet and len(trackers) == 1
     try:
         while True:
-            now = CLOCK.now()
             pending = [t for t in trackers if not t.done]
             if not pending:
-                return [t.status for t in trackers]
-            due = [t for t in pending if t.due <= now]
-            if not due:
-                wake = min(t.due for t in pending)
-                if wake > deadline:
-                    CLOCK.sleep(deadline - now)
-                    raise wait_timeout(pending, account_id)
-                CLOCK.sleep(wake - now)
-                continue
-            results = poll_batch(api, account_id, due)
+                return
             now = CLOCK.now()
-            for tracker, (status, error) in zip(due, results):
-                if error is not None and (not error.transient or error.code in ("AUTH_FAILED", "NOT_FOUND")):
-                    raise error         # AUTH_FAILED, NOT_FOUND and the like end the wait at once
-                if error is not None:
-                    delay = tracker.schedule(now, error.retry_after)
-                    console.line("import %d: poll failed (%s: %s); next poll in %ds"
-                                 % (tracker.import_id, error.code, error.message, delay))
-                    continue
-                tracker.observe(status, now)
-                delay = 0 if tracker.done else tracker.schedule(now)
-                plain, redraw = progress_texts(tracker, console, now, delay, deadline)
-                console.progress(plain, redraw if len(trackers) == 1 else None)
-            if CLOCK.now() >= deadline and any(not t.done for t in trackers):
-                raise wait_timeout([t for t in trackers if not t.done], account_id)
+            due = [t for t in pending if t.due <= now]
+            if due:
+                poll_round(api, account_id, due, console, redraw, several=len(trackers) > 1)
+                continue
+            if now >= deadline:
+                raise StopWaiting()
+            wake = min(min(t.due for t in pending), deadline)
+            while now < wake:
+                if redraw and trackers[0].status is not None:
+                    console.progress(None, progress_segments(trackers[0], now))
+                CLOCK.sleep(min(REDRAW_EVERY, wake - now) if redraw else wake - now)
+                now = CLOCK.now()
     finally:
         console.end_progress()
+
+
+class StopWaiting(Exception):
+    """The wait's limit has passed: finish_wait() reports the imports still running."""
+
+
+def poll_round(api, account_id, due, console, redraw, several):
+    """Read the imports that are due, and plan each one's next read: the one retry decision decides
+    after a failure. AUTH_FAILED ends the whole wait; another permanent error ends that id only."""
+    for tracker, (status, error) in zip(due, poll_batch(api, account_id, due)):
+        now = CLOCK.now()
+        if error is not None and not isinstance(error, LandbaseError):
+            raise error                 # a bug, for main()'s boundary to report
+        if error is not None:
+            if error.code == "AUTH_FAILED":
+                raise error
+            wait = retry_wait(error, next(tracker.delays))
+            if wait is None:
+                tracker.error = error
+                if several:
+                    console.line("import %d: %s (%s); not polled again" % (tracker.import_id, error.message,
+                                                                         error.code))
+                continue
+            tracker.due = now + wait
+            console.line("import %d: poll failed (%s: %s); next poll in %ds"
+                         % (tracker.import_id, error.code, error.message, wait))
+            continue
+        tracker.observe(status, now)
+        if not tracker.done:
+            tracker.due = now + next(tracker.delays)
+        console.progress(progress_line(tracker, now), progress_segments(tracker, now) if redraw else None)
 
 
 def poll_batch(api, account_id, trackers):
     """(status, error) for each tracker, at most MAX_POLLS_IN_FLIGHT requests at a time.
 
-    The workers are daemon threads, so Ctrl-C or SIGTERM never waits for a request in flight."""
+    The workers are daemon threads, so Ctrl-C or SIGTERM never waits for a request in flight;
+    whatever a worker meets is handed back to this thread, never printed by the thread."""
     if len(trackers) == 1:
         return [poll_once(api, account_id, trackers[0])]
     import threading
@@ -911,7 +1349,10 @@ def poll_batch(api, account_id, trackers):
                 if not todo:
                     return
                 index, tracker = todo.pop()
-            results[index] = poll_once(api, account_id, tracker)
+            try:
+                results[index] = poll_once(api, account_id, tracker)
+            except Exception as exc:    # handed to the main thread, which raises it
+                results[index] = (None, exc)
     workers = [threading.Thread(target=work, daemon=True) for _ in range(min(MAX_POLLS_IN_FLIGHT, len(trackers)))]
     for worker in workers:
         worker.start()
@@ -927,29 +1368,61 @@ def poll_once(api, account_id, tracker):
         return None, exc
 
 
-def wait_timeout(pending, account_id):
-    ids = [t.import_id for t in pending]
-    meta = {"importId": ids[0]} if len(ids) == 1 else {"importIds": ids}
-    return LandbaseError("TIMEOUT", "gave up after %d minutes; the import keeps running: %s"
-                         % (WAIT_LIMIT // 60, resume_command(account_id, ids)), meta)
+def import_meta(import_ids, single):
+    """The one builder of the error meta that names imports: importId for one, importIds for several."""
+    return {"importId": import_ids[0]} if single else {"importIds": list(import_ids)}
 
 
-def finish_wait(statuses, single):
-    """Print the final status (or array); IMPORT_FAILED/IMPORT_PARTIAL when not all completed."""
-    write_json(statuses[0] if single else statuses)
-    failed = [s for s in statuses if s["phase"] == "failed"]
-    partial = [s for s in statuses if s["phase"] == "partial"]
-    if not failed and not partial:
+def wait_for(api, account_id, import_ids, console, limit, single):
+    """Wait, print the final status (or the array), and decide the exit (see finish_wait)."""
+    started = CLOCK.now()
+    trackers = [Tracker(import_id, started) for import_id in import_ids]
+    try:
+        poll_until_terminal(api, account_id, trackers, console, limit)
+    except StopWaiting:
+        pass
+    except (KeyboardInterrupt, Terminated) as exc:
+        code = "TERMINATED" if isinstance(exc, Terminated) else "INTERRUPTED"
+        command = resume_command(account_id, import_ids)
+        console.line("%s: the import%s keep%s running on Landbase. Resume the wait with:"
+                     % ("Terminated" if code == "TERMINATED" else "Interrupted",
+                        "" if single else "s", "s" if single else ""))
+        console.line("  " + command)
+        meta = import_meta(import_ids, single)
+        meta["resume"] = command
+        stopped = LandbaseError(code, "the wait was %s; resume it with: %s"
+                                % ("terminated" if code == "TERMINATED" else "interrupted", command), meta)
+        return finish_wait(console, trackers, single, account_id, limit, stopped)
+    return finish_wait(console, trackers, single, account_id, limit)
+
+
+def finish_wait(console, trackers, single, account_id, limit, stopped=None):
+    """Print the final status, or the array of every id's last-known state, and return 0 when every
+    import completed; otherwise raise the error of the first id, in the order given, that did not."""
+    first = next((t for t in trackers if t.outcome is not None), None)
+    code = stopped.code if stopped is not None else first.outcome if first is not None else None
+    ids = [t.import_id for t in trackers]
+    if not single or code in (None, "IMPORT_FAILED", "IMPORT_PARTIAL"):
+        console.result(trackers[0].entry() if single else [t.entry() for t in trackers], import_meta(ids, single))
+    if code is None:
         return 0
-    worst = failed or partial
-    code = "IMPORT_FAILED" if failed else "IMPORT_PARTIAL"
-    first = worst[0]
-    detail = first["error"].get("message") if isinstance(first["error"], dict) else None
-    message = "import %d ended %s%s" % (first["importId"], first["phase"], ": %s" % detail if detail else "")
-    if len(worst) > 1:
-        message += " (and %d more)" % (len(worst) - 1)
-    meta = {"importId": first["importId"]} if single else {"importIds": [s["importId"] for s in worst]}
-    raise LandbaseError(code, message, meta)
+    if stopped is not None:
+        raise stopped
+    alike = [t for t in trackers if t.outcome == code]
+    meta = import_meta([t.import_id for t in alike], single)
+    more = " (and %d more)" % (len(alike) - 1) if len(alike) > 1 else ""
+    if code == "TIMEOUT":
+        raise LandbaseError("TIMEOUT", "gave up after %s (--max-wait); the import%s keep%s running: %s"
+                            % (format_duration(limit), "" if len(alike) == 1 else "s",
+                               "s" if len(alike) == 1 else "", resume_command(account_id, meta.get("importIds")
+                                                                              or [meta["importId"]])), meta)
+    if first.error is not None:
+        meta.update((k, v) for k, v in first.error.meta.items() if k != "importId")
+        raise LandbaseError(code, first.error.message + more, meta)
+    detail = first.status["error"].get("message") if isinstance(first.status["error"], dict) else None
+    raise LandbaseError(code, "import %d ended %s%s%s" % (first.import_id, first.status["phase"],
+                                                         ": %s" % detail if isinstance(detail, str) else "", more),
+                        meta)
 
 
 def resume_command(account_id, import_ids):
@@ -965,6 +1438,8 @@ def resume_command(account_id, import_ids):
 def read_import_body(source):
     """The validated body of `start --json`: INVALID_INPUT naming the field for anything off."""
     if source == "-":
+        if sys.stdin is None:
+            raise LandbaseError("INVALID_INPUT", "stdin is closed: --json - reads the body from stdin")
         stream = getattr(sys.stdin, "buffer", sys.stdin)
         try:
             raw = stream.read(MAX_BODY_BYTES + 1)
@@ -991,46 +1466,19 @@ def read_import_body(source):
 
 
 def parse_import_body(raw, name="the body"):
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise LandbaseError("INVALID_INPUT", "%s is not UTF-8 (byte 0x%02x at offset %d)"
-                            % (name, raw[exc.start], exc.start))
-    if not text.strip():
+    if not raw.strip() or raw.strip() == b"\xef\xbb\xbf":
         raise LandbaseError("INVALID_INPUT", "%s is empty: expected a JSON object with datasetId and tagName" % name)
     try:
-        body = json.loads(text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant,
-                          parse_float=_finite_float)
-    except RecursionError:
-        raise LandbaseError("INVALID_INPUT", "%s is nested too deeply to be an import body" % name)
-    except ValueError as exc:
-        raise LandbaseError("INVALID_INPUT", "%s is not valid JSON: %s" % (name, exc))
+        body = parse_json(raw)
+    except StrictJSONError as exc:
+        if exc.key is not None:
+            raise LandbaseError("INVALID_INPUT", "duplicate key %r in the body" % exc.key, {"field": exc.key})
+        raise LandbaseError("INVALID_INPUT", "%s is %s" % (name, exc) if str(exc).startswith("not ")
+                            else "%s: %s" % (name, exc))
     if not isinstance(body, dict):
         raise LandbaseError("INVALID_INPUT", "%s must be a JSON object with datasetId and tagName, not %s"
                             % (name, _json_type(body)))
     return check_import_body(body)
-
-
-def _refuse_duplicates(pairs):
-    seen = {}
-    for key, value in pairs:
-        if key in seen:
-            raise LandbaseError("INVALID_INPUT", "duplicate key %r in the body" % key, {"field": key})
-        seen[key] = value
-    return seen
-
-
-def _refuse_constant(name):
-    raise LandbaseError("INVALID_INPUT", "%s is not allowed in the body (only finite numbers)" % name)
-
-
-def _finite_float(text):
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise LandbaseError("INVALID_INPUT", "the number %s is out of range" % text[:40])
-    return value
 
 
 def _json_type(value):
@@ -1152,9 +1600,13 @@ def login_browser(args, console, api):
 
 
 class CallbackListener:
-    """http://127.0.0.1:{port}/callback: takes one answer whose state matches, then stops."""
+    """http://127.0.0.1:{port}/callback: takes one answer whose state matches, then stops.
+
+    Each connection has its own thread and a time limit, so an idle or slow local client cannot hold
+    the real browser's callback back; anything malformed gets a 400; nothing is ever printed."""
 
     def __init__(self, state):
+        import socketserver
         import threading
         from http.server import HTTPServer, BaseHTTPRequestHandler
         listener = self
@@ -1163,13 +1615,21 @@ class CallbackListener:
         self.done = threading.Event()
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = CALLBACK_CONNECTION_TIMEOUT
+
             def do_GET(self):
                 listener.handle(self)
 
             def log_message(self, *args):
                 pass
 
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        class Server(socketserver.ThreadingMixIn, HTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass                    # a client that resets or misbehaves is its own problem
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.redirect_uri = "http://127.0.0.1:%d/callback" % self.server.server_address[1]
         self.thread = threading.Thread(target=self._serve, daemon=True)
 
@@ -1184,11 +1644,14 @@ class CallbackListener:
     def handle(self, request):
         import hmac
         from urllib.parse import urlsplit, parse_qs
-        parts = urlsplit(request.path)
-        query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+        try:
+            parts = urlsplit(request.path)
+            query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+        except ValueError:
+            return self._answer(request, 400, "This is not a sign-in answer.")
         if parts.path != "/callback" or self.done.is_set():
             return self._answer(request, 404, "Not found.")
-        if not hmac.compare_digest(query.get("state", "").encode(), self.state.encode()):
+        if not hmac.compare_digest(query.get("state", "").encode("utf-8", "replace"), self.state.encode()):
             return self._answer(request, 400, "This sign-in answer does not match the login in progress "
                                 "(wrong or missing state). Close this tab.")
         if "code" in query:
@@ -1219,73 +1682,59 @@ class CallbackListener:
 
 
 def login_device(console, api):
-    """RFC 8628: show a code, poll the token endpoint every `interval` until it is approved."""
+    """RFC 8628: show a code, poll the token endpoint every `interval` until it is approved; the wait
+    ends when the code expires, and never later than DEVICE_LIMIT whatever the server says."""
     import socket
     data = api.call("POST", "/v1/oauth/device", {"client_id": CLIENT_ID, "device_name": socket.gethostname()},
-                    auth=False, check=check_device_answer)
-    interval = data.get("interval") if is_number(data.get("interval")) and data["interval"] > 0 else 5
-    expires_in = data.get("expiresIn") if is_number(data.get("expiresIn")) and data["expiresIn"] > 0 else 600
+                    auth=False, check=device_answer)
+    interval = clamp(data.get("interval"), DEVICE_INTERVALS, DEVICE_INTERVAL)
+    expires_in = clamp(data.get("expiresIn"), (1, DEVICE_LIMIT), DEVICE_LIMIT)
     console.line("To sign in, open %s and enter the code %s" % (data["verificationUri"], data["userCode"]))
     if isinstance(data.get("verificationUriComplete"), str):
         console.line("  (or open %s)" % data["verificationUriComplete"])
     deadline = CLOCK.now() + expires_in
+    expired = LandbaseError("TIMEOUT", "the code %s expired before it was approved; run auth login --device again"
+                            % data["userCode"])
     body = {"grant_type": "urn:ietf:params:oauth:grant-type:device_code", "client_id": CLIENT_ID,
             "device_code": data["deviceCode"]}
+    wait = interval
     while True:
-        CLOCK.sleep(interval)
-        if CLOCK.now() > deadline:
-            raise LandbaseError("TIMEOUT", "the code %s expired before it was approved; run auth login --device again"
-                                % data["userCode"])
+        if CLOCK.now() + wait > deadline:
+            raise expired
+        CLOCK.sleep(wait)
         try:
             return exchange_token(api, body, retry=False)
         except LandbaseError as exc:
-            if exc.server_code == "AUTHORIZATION_PENDING":
-                continue
-            if exc.server_code == "SLOW_DOWN":
-                interval += 5
-                continue
             if exc.server_code == "ACCESS_DENIED":
                 raise LandbaseError("AUTH_FAILED", "the login was refused on the device page")
             if exc.server_code == "EXPIRED_TOKEN":
-                raise LandbaseError("TIMEOUT", "the code %s expired before it was approved; run auth login "
-                                    "--device again" % data["userCode"])
-            if exc.transient:
+                raise expired
+            if exc.server_code == "SLOW_DOWN":
+                interval += 5
+            if exc.server_code in ("AUTHORIZATION_PENDING", "SLOW_DOWN"):
+                exc.transient = True    # not a failure: the person has not answered yet
+            elif exc.transient:
                 console.line("waiting for approval: %s (%s); trying again" % (exc.message, exc.code))
-                continue
-            raise
+            wait = retry_wait(exc, interval, deadline - CLOCK.now())
+            if wait is None:
+                raise expired if exc.transient else exc
 
 
-def check_device_answer(data):
-    expect_object(data, "POST /v1/oauth/device")
-    for key in ("deviceCode", "userCode", "verificationUri"):
-        if not isinstance(data.get(key), str):
-            raise contract_error("POST /v1/oauth/device", key, data.get(key), "a string")
-    return data
+def clamp(value, bounds, default):
+    """A server's number kept within bounds; the default when it is not a number at all."""
+    if not is_number(value):
+        return default
+    return min(max(value, bounds[0]), bounds[1])
 
 
 def exchange_token(api, body, retry=True):
     try:
-        return api.call("POST", "/v1/oauth/token", body, auth=False, retry=retry, check=check_token_answer)
+        return api.call("POST", "/v1/oauth/token", body, auth=False, retry=retry, check=token_answer)
     except LandbaseError as exc:
         if exc.code == "VALIDATION_ERROR" and exc.server_code not in (
                 "AUTHORIZATION_PENDING", "SLOW_DOWN", "ACCESS_DENIED", "EXPIRED_TOKEN"):
             exc.code = "AUTH_FAILED"        # a refused code or verifier: the login failed
         raise
-
-
-def check_token_answer(data):
-    where = "POST /v1/oauth/token"
-    expect_object(data, where)
-    token = data.get("accessToken")
-    if not isinstance(token, str) or not token.startswith("lbs_"):
-        raise contract_error(where, "accessToken", "(hidden)", "an lbs_ token")
-    try:
-        parse_time(data.get("expiresAt"))
-    except ValueError:
-        raise contract_error(where, "expiresAt", data.get("expiresAt"), "a time like 2026-12-05T10:00:00Z")
-    if data.get("accountId") is not None and not isinstance(data.get("accountId"), str):
-        raise contract_error(where, "accountId", data.get("accountId"), "a string or null")
-    return data
 
 
 def should_use_device_flow():
@@ -1300,6 +1749,8 @@ def should_use_device_flow():
 
 
 def read_token_from_stdin():
+    if sys.stdin is None:
+        raise LandbaseError("INVALID_INPUT", "stdin is closed: pipe an lbs_ token into auth login --with-token")
     if _isatty(sys.stdin):
         import getpass
         try:
@@ -1314,6 +1765,7 @@ def read_token_from_stdin():
     token = token.strip()
     if not token:
         raise LandbaseError("INVALID_INPUT", "no token on stdin: pipe an lbs_ token into auth login --with-token")
+    remember_secret(token)
     if not token.startswith("lbs_") or not TOKEN_RE.match(token) or TOKEN_RE.match(token).group(0) != token:
         raise LandbaseError("INVALID_INPUT", "the token on stdin is not an lbs_ platform token")
     return token
@@ -1329,9 +1781,14 @@ def cmd_auth_login(args, console):
     if args.with_token:
         api.token = read_token_from_stdin()
         me = fetch_me(api)              # the check: a rejected token is never saved
-        granted = {"accessToken": api.token, "expiresAt": format_time(CLOCK.wall() + SESSION_LIFETIME),
-                   "accountId": None}
-        console.line("The session is assumed to last 7 days from now; the platform may end it sooner.")
+        expires_at = me.get("expiresAt")
+        try:
+            parse_time(expires_at)
+        except ValueError:
+            expires_at = format_time(CLOCK.wall() + SESSION_LIFETIME)
+            console.line("The session is assumed to last %s from now; the platform may end it sooner."
+                         % format_duration(SESSION_LIFETIME))
+        granted = {"accessToken": api.token, "expiresAt": expires_at, "accountId": None}
     else:
         use_device = args.device or (not args.no_browser and should_use_device_flow())
         if use_device and not args.device:
@@ -1348,30 +1805,42 @@ def cmd_auth_login(args, console):
     store.update(session, console, replace_damaged=True)      # saved first: a failure below loses no login
     if me is None:
         me = fetch_me(api)
-    if not (getattr(args, "account", None) or os.environ.get("LANDBASE_ACCOUNT_ID") or account_id):
-        accounts = fetch_accounts(api)
-        if len(accounts) == 1:
-            account_id = accounts[0]["id"]
-            store.update({"accountId": account_id})
-            console.line("Active account: %s (the only one this identity has)" % account_id)
-    write_json({"userId": me.get("userId"), "email": me.get("email"), "accountId": account_id,
-                "expiresAt": granted["expiresAt"]})
+    account_id = settle_account(store, fetch_accounts(api), account_id, console)
+    console.result({"userId": me.get("userId"), "email": me.get("email"), "accountId": account_id,
+                    "expiresAt": granted["expiresAt"]})
     return 0
 
 
+def settle_account(store, accounts, account_id, console):
+    """After a login, the active account is one the new identity can use: a stored one it cannot use
+    is cleared, and when none is active the identity's only account becomes the active one."""
+    ids = [a["id"] for a in accounts]
+    if account_id and account_id not in ids:
+        store.update({"accountId": None})
+        console.line("The active account %s is not one this identity can use; it was cleared. Choose one with: "
+                     "landbase_import.py account set <accountId> (see: landbase_import.py account list)"
+                     % account_id)
+        account_id = None
+    if not account_id and len(ids) == 1:
+        account_id = ids[0]
+        store.update({"accountId": account_id})
+        console.line("Active account: %s (the only one this identity has)" % account_id)
+    return account_id
+
+
 def cmd_auth_status(args, console):
-    min_valid = parse_duration(args.min_valid) if args.min_valid is not None else None
     session = load_session(args, SessionStore(), console)
     expires_in = None if session.expires_at is None else int(session.expires_at - CLOCK.wall())
-    if min_valid is not None and expires_in is not None and expires_in < min_valid:
+    if args.min_valid is not None and expires_in is not None and expires_in < args.min_valid:
         raise LandbaseError("AUTH_FAILED", "the session ends in %s, before the %s asked for by --min-valid: "
-                            "run landbase_import.py auth login" % (format_span(expires_in), args.min_valid),
+                            "run landbase_import.py auth login" % (format_span(expires_in),
+                                                                   format_duration(args.min_valid)),
                             {"expiresInSeconds": expires_in})
     me = fetch_me(api_for(args, console, session.token))
-    write_json({"authenticated": True, "userId": me.get("userId"), "email": me.get("email"),
-                "accountId": session.account_id,
-                "expiresAt": format_time(session.expires_at) if session.expires_at is not None else None,
-                "expiresInSeconds": expires_in, "tokenSource": session.source})
+    console.result({"authenticated": True, "userId": me.get("userId"), "email": me.get("email"),
+                    "accountId": session.account_id,
+                    "expiresAt": format_time(session.expires_at) if session.expires_at is not None else None,
+                    "expiresInSeconds": expires_in, "tokenSource": session.source})
     return 0
 
 
@@ -1397,29 +1866,30 @@ def cmd_auth_logout(args, console):
     store.remove()
     if os.environ.get("LANDBASE_ACCESS_TOKEN"):
         console.warn("LANDBASE_ACCESS_TOKEN is set and still used; logout neither revokes nor unsets it")
-    write_json({"loggedOut": True, "revoked": revoked})
+    console.result({"loggedOut": True, "revoked": revoked})
     return 0
 
 
 def cmd_account_list(args, console):
     session = load_session(args, SessionStore(), console)
     accounts = fetch_accounts(api_for(args, console, session.token))
-    write_json([{"id": a["id"], "name": a.get("name"), "active": a["id"] == session.account_id} for a in accounts])
+    console.result([{"id": a["id"], "name": a.get("name"), "active": a["id"] == session.account_id}
+                    for a in accounts])
     return 0
 
 
 def cmd_account_set(args, console):
-    account_id = check_account_id(args.account_id)
     store = SessionStore()
     session = load_session(args, store, console)
     accounts = fetch_accounts(api_for(args, console, session.token))
-    match = [a for a in accounts if a["id"] == account_id]
+    match = [a for a in accounts if a["id"] == args.account_id]
     if not match:
         known = ", ".join(a["id"] for a in accounts) or "none"
-        raise LandbaseError("NOT_FOUND", "account %s is not one this identity can use (it can use: %s)"
-                            % (account_id, known), {"accountId": account_id})
-    store.update({"accountId": account_id}, console)
-    write_json({"accountId": account_id, "name": match[0].get("name")})
+        raise LandbaseError("NOT_FOUND", "account %s is not one this identity can use (it can use: %s; see: "
+                            "landbase_import.py account list)" % (args.account_id, known),
+                            {"accountId": args.account_id})
+    store.update({"accountId": args.account_id}, console)
+    console.result({"accountId": args.account_id, "name": match[0].get("name")})
     return 0
 
 
@@ -1429,182 +1899,312 @@ def cmd_import_start(args, console):
     console.hold()                      # the first stderr line names the import id
     session = load_session(args, SessionStore(), console)
     account_id = require_account(session)
-    api = api_for(args, console, session.token)
     path = "/v1/accounts/%s/contacts-imports" % account_id
-    data = api.call("POST", path, body, headers={"Idempotency-Key": str(uuid.uuid4())}, check=check_started)
+    if args.dry_run:
+        console.release()
+        console.result({"dryRun": True, "accountId": account_id, "request": "POST " + path, "body": body})
+        return 0
+    api = api_for(args, console, session.token)
+    key = args.idempotency_key or str(uuid.uuid4())
+    try:
+        data = api.call("POST", path, body, headers={"Idempotency-Key": key}, check=started_answer)
+    except LandbaseError as exc:
+        running = exc.meta.get("importId")
+        if exc.code != "CONFLICT" or not isinstance(running, int) or isinstance(running, bool) \
+                or not 0 < running <= MAX_IMPORT_ID:
+            raise account_hint(exc, account_id)
+        command = resume_command(account_id, [running])
+        if not args.watch:
+            exc.message += "; import %d is already running: wait on it with: %s" % (running, command)
+            raise
+        console.release("Import %d is already running (CONFLICT); waiting on it, as --watch asks. Resume with: %s"
+                        % (running, command))
+        return wait_for(api, account_id, [running], console, args.max_wait, single=True)
     import_id = data["importId"]
     console.release("Started import %d (run %s) in account %s. Follow it with: %s"
                     % (import_id, data["runRef"], account_id, resume_command(account_id, [import_id])))
     if not args.watch:
-        write_json({"importId": import_id, "runRef": data["runRef"]})
+        console.result({"importId": import_id, "runRef": data["runRef"]}, {"importId": import_id})
         return 0
-    return wait_for(api, account_id, [import_id], console, single=True)
+    return wait_for(api, account_id, [import_id], console, args.max_wait, single=True)
 
 
-def check_started(data):
-    where = "POST contacts-imports"
-    import_id = expect_object(data, where).get("importId")
-    if not isinstance(import_id, int) or isinstance(import_id, bool) or not 0 < import_id <= MAX_IMPORT_ID:
-        raise contract_error(where, "importId", import_id, "a positive integer")
-    if not isinstance(data.get("runRef"), str):
-        raise contract_error(where, "runRef", data.get("runRef"), "a string")
-    return data
+def account_hint(exc, account_id):
+    """A NOT_FOUND under an account says where to look next."""
+    if exc.code == "NOT_FOUND" and "account list" not in exc.message:
+        exc.message += " (if %s is not the right account, see: landbase_import.py account list)" % account_id
+    return exc
 
 
 def cmd_import_status(args, console):
-    import_id = check_import_id(args.import_id)
     session = load_session(args, SessionStore(), console)
     account_id = require_account(session)
-    write_json(fetch_status(api_for(args, console, session.token), account_id, import_id))
+    import_id = args.import_ids[0]
+    console.result(fetch_status(api_for(args, console, session.token), account_id, import_id),
+                   {"importId": import_id})
     return 0
 
 
 def cmd_import_wait(args, console):
-    import_ids = [check_import_id(value) for value in args.import_ids]
-    if len(set(import_ids)) != len(import_ids):
-        raise LandbaseError("INVALID_INPUT", "an import id is given twice: %s" % " ".join(args.import_ids))
     session = load_session(args, SessionStore(), console)
     account_id = require_account(session)
     api = api_for(args, console, session.token)
-    return wait_for(api, account_id, import_ids, console, single=len(import_ids) == 1)
-
-
-def wait_for(api, account_id, import_ids, console, single):
-    try:
-        statuses = poll_until_terminal(api, account_id, import_ids, console)
-    except (KeyboardInterrupt, Terminated) as exc:
-        code = "TERMINATED" if isinstance(exc, Terminated) else "INTERRUPTED"
-        command = resume_command(account_id, import_ids)
-        console.line("%s: the import%s keep%s running on Landbase. Resume the wait with:\n  %s"
-                     % ("Terminated" if code == "TERMINATED" else "Interrupted",
-                        "" if single else "s", "s" if single else "", command))
-        meta = {"importId": import_ids[0]} if single else {"importIds": import_ids}
-        meta["resume"] = command
-        raise LandbaseError(code, "the wait was %s; resume it with: %s"
-                            % ("terminated" if code == "TERMINATED" else "interrupted", command), meta)
-    return finish_wait(statuses, single)
+    return wait_for(api, account_id, args.import_ids, console, args.max_wait, single=len(args.import_ids) == 1)
 
 
 # ---------------------------------------------------------------- argument parser
 
 class Parser(argparse.ArgumentParser):
-    """argparse that raises INVALID_INPUT (exit 1) instead of printing usage and exiting 2."""
+    """argparse that raises INVALID_INPUT (exit 1) with the nearest valid word, and prints help through
+    write_stdout (a closed stdout is OUTPUT_FAILED, a reader that left is quiet)."""
 
     def error(self, message):
-        raise LandbaseError("INVALID_INPUT", "%s (see: %s --help)" % (message, self.prog))
+        import difflib
+        words = set(self._option_string_actions)
+        for action in self._actions:
+            words.update(getattr(action, "choices", None) or ())
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    words.update(sub._option_string_actions)
+        bad = re.search(r"invalid choice: (['\"])(.*?)\1|unrecognized arguments: (\S+)", message)
+        word = bad and (bad.group(2) if bad.group(2) is not None else bad.group(3).split("=", 1)[0])
+        close = difflib.get_close_matches(word, sorted(words), n=1, cutoff=0.6) if word else []
+        hint = " (did you mean %r?)" % close[0] if close else ""
+        raise LandbaseError("INVALID_INPUT", "%s%s (see: %s --help)" % (message, hint, self.prog))
+
+    def _print_message(self, message, file=None):
+        if message:
+            write_stdout(message)
 
 
-def positive_seconds(text):
+def timeout_seconds(text):
     try:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not (0 < value <= 3600):
-        raise argparse.ArgumentTypeError("--timeout takes seconds between 0 and 3600, not %r" % text)
+    if not (0 < value <= MAX_TIMEOUT):
+        raise argparse.ArgumentTypeError("--timeout takes a number of seconds greater than 0 and at most %d, "
+                                         "not %r" % (MAX_TIMEOUT, text))
     return value
 
 
-EXAMPLES = {
-    "": """examples:
-  landbase_import.py auth login
-  landbase_import.py account set acc_abc123
-  echo '{"datasetId": "ds_def456", "tagName": "Q2 outreach"}' |
-    landbase_import.py contacts-import start --json - --watch
-  landbase_import.py contacts-import wait 7 --account=acc_abc123
-
-exit codes: 0 ok; 1 invalid input; 2 not found, conflict, API error, import failed or partial;
-3 no or rejected session; 4 timeout or network error; 130 Ctrl-C; 143 SIGTERM""",
-    "auth": "example:\n  landbase_import.py auth login --device",
-    "auth login": "examples:\n  landbase_import.py auth login\n  landbase_import.py auth login --device\n"
-                  "  printf '%s\\n' \"$TOKEN\" | landbase_import.py auth login --with-token",
-    "auth status": "example (cron pre-flight):\n  landbase_import.py auth status --min-valid 2d >/dev/null || alert",
-    "auth logout": "example:\n  landbase_import.py auth logout",
-    "account": "example:\n  landbase_import.py account list",
-    "account list": "example:\n  landbase_import.py account list",
-    "account set": "example:\n  landbase_import.py account set acc_abc123",
-    "contacts-import": "example:\n  landbase_import.py contacts-import status 7",
-    "contacts-import start": "examples:\n  landbase_import.py contacts-import start --json body.json\n"
-                             "  echo '{\"datasetId\": \"ds_def456\", \"tagName\": \"Q2\"}' | "
-                             "landbase_import.py contacts-import start --json - --watch",
-    "contacts-import status": "example:\n  landbase_import.py contacts-import status 7 --account=acc_abc123",
-    "contacts-import wait": "example:\n  landbase_import.py contacts-import wait 7 8 9",
+OUTPUT_KEYS = {                         # what each command prints, for --query
+    "status": ("importId", "phase", "percent", "counts", "counts.total", "counts.imported", "counts.skipped",
+               "counts.failed", "error", "error.code", "error.message"),
+    "auth login": ("userId", "email", "accountId", "expiresAt"),
+    "auth status": ("authenticated", "userId", "email", "accountId", "expiresAt", "expiresInSeconds",
+                    "tokenSource"),
+    "auth logout": ("loggedOut", "revoked"),
+    "account list": ("id", "name", "active"),
+    "account set": ("accountId", "name"),
+    "start": ("importId", "runRef"),
+    "start --dry-run": ("dryRun", "accountId", "request", "body", "body.datasetId", "body.tagName",
+                        "body.importId"),
 }
 
 
-def build_parser():
-    def add_globals(parser, top):
-        default = (lambda value: value) if top else (lambda value: argparse.SUPPRESS)
-        group = parser.add_argument_group("global options")
-        group.add_argument("--account", metavar="ID", default=default(None),
-                           help="the account for this call (else LANDBASE_ACCOUNT_ID, else the stored one)")
-        group.add_argument("--timeout", metavar="SECONDS", type=positive_seconds, default=default(DEFAULT_TIMEOUT),
-                           help="per-request timeout (default 30)")
-        group.add_argument("--verbose", action="store_true", default=default(False),
-                           help="request and response details on stderr (the token is redacted)")
-        group.add_argument("--quiet", action="store_true", default=default(False), help="no progress lines")
-
-    def command(subparsers, name, key, help_text):
-        sub = subparsers.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES[key],
-                                    formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
-        add_globals(sub, top=False)
-        return sub
-
-    def group(parser, dest):
-        subparsers = parser.add_subparsers(dest=dest, metavar="COMMAND")
-        subparsers.required = True
-        return subparsers
-
-    parser = Parser(prog=os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "landbase_import.py",
-                    description="Bulk-import a Landbase dataset's contacts into an account under a tag.",
-                    epilog=EXAMPLES[""], formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
-    parser.add_argument("--version", action="version", version="landbase-import %s" % __version__)
-    add_globals(parser, top=True)
-    top = group(parser, "command")
-
-    auth = group(command(top, "auth", "auth", "log in, show or end the platform session"), "action")
-    login = command(auth, "login", "auth login", "log in: browser (PKCE), --device, or --with-token from stdin")
-    how = login.add_mutually_exclusive_group()
-    how.add_argument("--device", action="store_true", help="device code flow, for hosts without a browser")
-    how.add_argument("--with-token", action="store_true", help="read an lbs_ token from stdin")
-    login.add_argument("--no-browser", action="store_true", help="print the login URL instead of opening it")
-    login.set_defaults(run=cmd_auth_login)
-    status = command(auth, "status", "auth status", "show who is logged in and how long the session lasts")
-    status.add_argument("--min-valid", metavar="DURATION",
-                        help="exit 3 unless the session lasts at least this long (90s, 30m, 12h, 2d)")
-    status.set_defaults(run=cmd_auth_status)
-    command(auth, "logout", "auth logout", "revoke the token and remove the local session").set_defaults(
-        run=cmd_auth_logout)
-
-    account = group(command(top, "account", "account", "list accounts or choose the active one"), "action")
-    command(account, "list", "account list", "list the accounts this identity can use").set_defaults(
-        run=cmd_account_list)
-    account_set = command(account, "set", "account set", "make an account the active one")
-    account_set.add_argument("account_id", metavar="accountId")
-    account_set.set_defaults(run=cmd_account_set)
-
-    imports = group(command(top, "contacts-import", "contacts-import", "start, read or wait for imports"), "action")
-    start = command(imports, "start", "contacts-import start", "start an import from {datasetId, tagName, importId?}")
-    start.add_argument("--json", required=True, metavar="PATH|-", help="the body: a file, or - for stdin")
-    start.add_argument("--watch", action="store_true", help="then wait until it ends, as wait does")
-    start.set_defaults(run=cmd_import_start)
-    status = command(imports, "status", "contacts-import status", "print an import's status once")
-    status.add_argument("import_id", metavar="importId")
-    status.set_defaults(run=cmd_import_status)
-    wait = command(imports, "wait", "contacts-import wait", "wait until imports end (5 s, 10 s, then every 20 s; "
-                   "30 minutes at most)")
-    wait.add_argument("import_ids", metavar="importId", nargs="+")
-    wait.set_defaults(run=cmd_import_wait)
-    return parser
+def query_keys(args):
+    """The paths --query may name for this command line."""
+    if args.command == "contacts-import":
+        if args.action == "start" and args.dry_run:
+            return OUTPUT_KEYS["start --dry-run"]
+        if args.action == "start" and not args.watch:
+            return OUTPUT_KEYS["start"]
+        return OUTPUT_KEYS["status"]
+    return OUTPUT_KEYS["%s %s" % (args.command, args.action)]
 
 
-def parse_args(argv):
-    args = build_parser().parse_args(argv)
+def check_args(args):
+    """Every check of the command line that argparse cannot make, in one place, before anything is sent."""
     if args.account is not None:
         check_account_id(args.account, "--account")
+    if getattr(args, "account_id", None) is not None:
+        check_account_id(args.account_id)
+    if getattr(args, "import_ids", None) is not None:
+        ids = args.import_ids = [check_import_id(value) for value in args.import_ids]
+        if len(set(ids)) != len(ids):
+            raise LandbaseError("INVALID_INPUT", "an import id is given twice: %s" % " ".join(map(str, ids)))
+    if getattr(args, "min_valid", None) is not None:
+        args.min_valid = parse_duration(args.min_valid, "--min-valid")
+    if getattr(args, "max_wait", None) is not None:
+        text, args.max_wait = args.max_wait, parse_duration(args.max_wait, "--max-wait")
+        if not 0 < args.max_wait <= MAX_WAIT_LIMIT:
+            raise LandbaseError("INVALID_INPUT", "--max-wait takes a duration greater than 0 and at most %s, not %r"
+                                % (format_duration(MAX_WAIT_LIMIT), text))
+    key = getattr(args, "idempotency_key", None)
+    if key is not None and not re.match(r"[\x20-\x7e]{1,255}\Z", key) or key is not None and not key.strip():
+        raise LandbaseError("INVALID_INPUT", "--idempotency-key takes 1 to 255 printable ASCII characters "
+                            "(such as nightly-2026-11-29), not %s" % quote_body(repr(key), 80))
+    if args.query is not None:
+        allowed = query_keys(args)
+        args.query = args.query.split(",")
+        for path in args.query:
+            if path not in allowed:
+                raise LandbaseError("INVALID_INPUT", "--query %r is not in this command's output; it prints: %s"
+                                    % (path, ", ".join(allowed)), {"field": "--query"})
     return args
 
 
+def schedule_text():
+    return "at once, then after %s, and every %d s" % (", ".join("%d s" % d for d in POLL_DELAYS), POLL_EVERY)
+
+
+# (words, what it does, example, positionals as (name, meaning)): the commands, in the order of the manual
+COMMANDS = [
+    (("auth", "login"), "log in: a browser (PKCE), --device (a code to enter elsewhere) or --with-token (stdin)",
+     "auth login --device", ()),
+    (("auth", "status"), "who is logged in, and how long the session lasts (exit 3 without a valid one)",
+     "auth status --min-valid 2d", ()),
+    (("auth", "logout"), "revoke the token and remove the local session", "auth logout", ()),
+    (("account", "list"), "the accounts this identity can use", "account list", ()),
+    (("account", "set"), "make an account the active one", "account set acc_abc123",
+     (("accountId", "an account id from account list, such as acc_abc123"),)),
+    (("contacts-import", "start"), "start an import from a JSON body {datasetId, tagName, importId?}",
+     "contacts-import start --json body.json --watch", ()),
+    (("contacts-import", "status"), "print an import's status once", "contacts-import status 7",
+     (("importId", "the import's id, a positive whole number (start prints it)"),)),
+    (("contacts-import", "wait"), "wait until imports end: reads %s, for --max-wait (default %s)"
+     % (schedule_text(), format_duration(WAIT_LIMIT)), "contacts-import wait 7 8 --max-wait 3h",
+     (("importId", "one or more import ids, positive whole numbers; several are waited on at once"),)),
+]
+LEVELS = {"auth": "log in, show or end the platform session", "account": "list accounts or choose the active one",
+          "contacts-import": "start, read or wait for imports"}
+GLOBAL_OPTIONS = [
+    ("--account=ID", "the account for this call (else LANDBASE_ACCOUNT_ID, else the stored one)"),
+    ("--timeout=SECONDS", "bound on each whole request, connect to last byte (default %g)" % DEFAULT_TIMEOUT),
+    ("--query=PATH[,PATH]", "print these fields as text, e.g. importId or counts.imported,error.code"),
+    ("--verbose", "requests and answers on stderr (the token redacted)"),
+    ("--quiet", "no progress lines"),
+]
+ENVIRONMENT = [
+    ("LANDBASE_ACCESS_TOKEN", "a token to use instead of the stored one (CI, cron)"),
+    ("LANDBASE_ACCOUNT_ID", "the active account, unless --account is given"),
+    ("LANDBASE_CONFIG_DIR", "where platform.json lives (default ~/.landbase)"),
+    ("LANDBASE_PLATFORM_API_URL", "the API (default %s)" % DEFAULT_API_URL),
+    ("LANDBASE_PLATFORM_WEB_URL", "the login pages (default %s)" % DEFAULT_WEB_URL),
+    ("LANDBASE_ALLOW_CUSTOM_API_URL=1", "allow a host other than landbase.com and loopback"),
+    ("HTTPS_PROXY, NO_PROXY", "proxies for https (a loopback base never uses one)"),
+    ("SSL_CERT_FILE", "a CA bundle to trust instead of the system store"),
+    ("BROWSER", "the browser auth login opens"),
+    ("NO_COLOR, TERM=dumb", "no colours; TERM=dumb also gets plain log lines"),
+]
+EXIT_MEANINGS = {0: "success; for wait and --watch, every import completed", 1: "the input or the setup is wrong",
+                 2: "the platform refused or failed, or an import ended failed or partial",
+                 3: "no session, or the session was rejected: run auth login", 4: "timeout or network error",
+                 130: "Ctrl-C", 143: "SIGTERM"}
+
+
+def manual(program):
+    """The top-level help's epilog: what a host without the README needs."""
+    lines = ["commands:"]
+    for words, text, example, _ in COMMANDS:
+        lines.append("  %-24s %s" % (" ".join(words), text))
+        lines.append("  %-24s   e.g. %s %s" % ("", program, example))
+    lines += ["", "global options (before or after the command):"]
+    lines += ["  %-24s %s" % item for item in GLOBAL_OPTIONS]
+    lines += ["", "environment:"]
+    lines += ["  %-32s %s" % item for item in ENVIRONMENT]
+    lines += ["", "exit codes:"]
+    for exit_code in sorted(set(EXIT_CODES.values()) | {0}):
+        codes = ", ".join(code for code, value in EXIT_CODES.items() if value == exit_code)
+        lines.append("  %-4d %s%s" % (exit_code, EXIT_MEANINGS[exit_code], " (%s)" % codes if codes else ""))
+    lines += ["", "session file:",
+              "  ~/.landbase/platform.json (or $LANDBASE_CONFIG_DIR/platform.json), 0600 in a 0700 directory,",
+              "  the official landbase-cli's file: {accessToken, expiresAt, accountId, deviceName}.",
+              "", "stdout is one JSON document (or --query's text); progress and the error envelope go to stderr."]
+    return "\n".join(lines)
+
+
+def build_parser():
+    """The parser, and the parser of every level by its words (for the help of a bare level)."""
+    formatter = argparse.RawDescriptionHelpFormatter
+    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "landbase_import.py"
+
+    def add_globals(parser, shown):
+        default = (lambda value: value) if shown else (lambda value: argparse.SUPPRESS)
+        hide = (lambda text: text) if shown else (lambda text: argparse.SUPPRESS)
+        group = parser.add_argument_group("global options") if shown else parser
+        group.add_argument("--account", metavar="ID", default=default(None), help=hide(GLOBAL_OPTIONS[0][1]))
+        group.add_argument("--timeout", metavar="SECONDS", type=timeout_seconds, default=default(DEFAULT_TIMEOUT),
+                           help=hide(GLOBAL_OPTIONS[1][1]))
+        group.add_argument("--query", metavar="PATH[,PATH]", default=default(None), help=hide(GLOBAL_OPTIONS[2][1]))
+        group.add_argument("--verbose", action="store_true", default=default(False), help=hide(GLOBAL_OPTIONS[3][1]))
+        group.add_argument("--quiet", action="store_true", default=default(False), help=hide(GLOBAL_OPTIONS[4][1]))
+
+    def level(subparsers, words, text, epilog):
+        sub = subparsers.add_parser(words[-1], help=text, description=text, formatter_class=formatter,
+                                    allow_abbrev=False, epilog=epilog + "\n\nglobal options (--account, --timeout, "
+                                    "--query, --verbose, --quiet): see %s --help" % program)
+        add_globals(sub, shown=False)
+        levels[words] = sub
+        return sub
+
+    levels = {}
+    parser = Parser(prog=program, description="Bulk-import a Landbase dataset's contacts into an account under a "
+                    "tag.", epilog=manual(program), formatter_class=formatter, allow_abbrev=False,
+                    usage="%(prog)s [global options] COMMAND ...")
+    parser.add_argument("--version", action="version", version="landbase-import %s" % __version__)
+    add_globals(parser, shown=True)
+    levels[()] = parser
+    top = parser.add_subparsers(dest="command", metavar="COMMAND", title="command groups")
+    groups = {}
+    for name, text in LEVELS.items():
+        examples = ["  %s %s" % (program, example) for words, _, example, _ in COMMANDS if words[0] == name]
+        groups[name] = level(top, (name,), text, "examples:\n" + "\n".join(examples)).add_subparsers(
+            dest="action", metavar="ACTION", title="actions")
+    commands = {}
+    for words, text, example, positionals in COMMANDS:
+        commands[words] = sub = level(groups[words[0]], words, text, "example:\n  %s %s" % (program, example))
+        for name, meaning in positionals:
+            if name == "accountId":
+                sub.add_argument("account_id", metavar=name, help=meaning)
+            else:
+                sub.add_argument("import_ids", metavar=name, help=meaning, nargs="+" if words[1] == "wait" else 1)
+        sub.set_defaults(run=RUNNERS[words])
+    login = commands[("auth", "login")]
+    how = login.add_mutually_exclusive_group()
+    how.add_argument("--device", action="store_true", help="the device code flow, for hosts without a browser")
+    how.add_argument("--with-token", action="store_true", help="read an lbs_ token from stdin")
+    login.add_argument("--no-browser", action="store_true", help="print the login URL instead of opening it")
+    commands[("auth", "status")].add_argument(
+        "--min-valid", metavar="DURATION", help="exit 3 unless the session lasts at least this long (90s, 30m, "
+        "12h, 2d)")
+    start = commands[("contacts-import", "start")]
+    start.add_argument("--json", required=True, metavar="PATH|-",
+                       help="the body: a file, or - for stdin (UTF-8 JSON, at most %d MiB)"
+                            % (MAX_BODY_BYTES // (1024 * 1024)))
+    start.add_argument("--watch", action="store_true", help="then wait until it ends, as wait does")
+    start.add_argument("--dry-run", action="store_true", help="check the body, the session and the account; "
+                       "send nothing; print the request")
+    start.add_argument("--idempotency-key", metavar="KEY", help="your own key (1 to 255 printable ASCII "
+                       "characters): a key the platform saw in the last 24 hours gets the original import back")
+    for words in (("contacts-import", "start"), ("contacts-import", "wait")):
+        commands[words].add_argument("--max-wait", metavar="DURATION", default=str(WAIT_LIMIT),
+                                     help="give up waiting after this long (default %s, at most %s)"
+                                          % (format_duration(WAIT_LIMIT), format_duration(MAX_WAIT_LIMIT)))
+    return parser, levels
+
+
+RUNNERS = {}                            # each command's function, filled in below the commands
+
+
+def parse_args(argv):
+    """The checked arguments; a bare level (no command, or no action) prints that level's help."""
+    parser, levels = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        levels[tuple(word for word in (args.command, getattr(args, "action", None)) if word)].print_help()
+        raise SystemExit(0)
+    return check_args(args)
+
+
 # ---------------------------------------------------------------- main
+
+RUNNERS.update({("auth", "login"): cmd_auth_login, ("auth", "status"): cmd_auth_status,
+                ("auth", "logout"): cmd_auth_logout, ("account", "list"): cmd_account_list,
+                ("account", "set"): cmd_account_set, ("contacts-import", "start"): cmd_import_start,
+                ("contacts-import", "status"): cmd_import_status, ("contacts-import", "wait"): cmd_import_wait})
+
 
 def _on_sigterm(signum, frame):
     raise Terminated()
@@ -1621,7 +2221,8 @@ def main(argv=None):
         pass                            # not the main thread (in-process tests)
     try:
         args = parse_args(argv)
-        console = Console(quiet=args.quiet, verbose=args.verbose)
+        console = Console(quiet=args.quiet, verbose=args.verbose, query=args.query)
+        remember_secret(os.environ.get("LANDBASE_ACCESS_TOKEN"))
         return args.run(args, console)
     except LandbaseError as exc:
         return report(console, exc)
@@ -1646,8 +2247,7 @@ def main(argv=None):
 
 
 def report(console, exc):
-    console.release()
-    console.line(json.dumps(exc.envelope(), ensure_ascii=True, allow_nan=False, default=str))
+    console.envelope(exc)
     return exc.exit_code
 
 
