@@ -47,7 +47,7 @@ POLL_EVERY = 20
 WAIT_LIMIT = 30 * 60                    # --max-wait's default
 MAX_WAIT_LIMIT = 7 * 24 * 3600          # and its largest value
 REDRAW_EVERY = 1                        # seconds between redraws of a terminal's progress line
-BAR_WIDTH = 24
+BAR_WIDTH = 20
 MAX_POLLS_IN_FLIGHT = 4                 # wait with many ids
 LOGIN_LIMIT = 5 * 60                    # browser login
 CALLBACK_CONNECTION_TIMEOUT = 10        # seconds one connection to the login callback may take
@@ -234,15 +234,20 @@ class Console:
         self._write(printable(json.dumps(doc, ensure_ascii=True, allow_nan=False, default=str)) + "\n")
 
     def progress(self, plain, segments=None):
-        """A progress event: redrawn from `segments` [(text, phase or None), …] on a terminal, else a line."""
+        """A progress event: on a terminal, one line redrawn from `segments` [(text, phase to colour, rank)],
+        which never wraps: the pieces of highest rank are left out first, then the line is cut; else a line."""
         if self.quiet:
             return
         if not (self.tty and segments):
             self.line(plain)
             return
-        room, shown = self.width() - 1, []
-        for text, phase in segments:
-            text = fit(sanitize(text), room)
+        room = self.width() - 1
+        pieces = [(sanitize(text), phase, rank) for text, phase, rank in segments]
+        while sum(cells(text) for text, _, _ in pieces) > room and any(rank for _, _, rank in pieces):
+            pieces.remove(max(pieces, key=lambda piece: piece[2] or 0))
+        shown = []
+        for text, phase, _ in pieces:
+            text = fit(text, room)
             room -= cells(text)
             shown.append(self.paint(text, phase) if phase else text)
         self._write("\r\x1b[K" + "".join(shown))
@@ -839,10 +844,11 @@ def _opener(https, direct):
     plain, secure = watched(http.client.HTTPConnection), watched(http.client.HTTPSConnection)
 
     class NoRedirects(urllib.request.HTTPRedirectHandler):
-        """Follow nothing: Api.once() follows same-origin redirects itself and refuses the rest."""
+        """Follow nothing, read no Location: Api.once() judges redirects itself, inside the answer boundary."""
 
-        def redirect_request(self, req, fp, code, msg, headers, newurl):
-            return None
+        def http_error_302(self, req, fp, code, msg, headers):
+            return None                 # the default error handler then raises HTTPError 30x
+        http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
     class HTTPHandler(urllib.request.HTTPHandler):
         def http_open(self, req):
@@ -926,8 +932,8 @@ class Api:
         if not location:
             raise LandbaseError("API_ERROR", "%s %s: HTTP %d without a Location" % (method, url, status),
                                 transient=True)
-        target = urljoin(url, location)
         try:
+            target = urljoin(url, location)
             usable = not any(ch.isspace() or not ch.isprintable() for ch in target)
             same = usable and same_origin(url, target)
         except ValueError:
@@ -1047,6 +1053,10 @@ def read_answer(response, where):
     while True:
         chunk = response.read(65536)
         if not chunk:
+            left = getattr(response, "length", None)      # what Content-Length promised and never came
+            if isinstance(left, int) and left > 0:
+                raise LandbaseError("NETWORK_ERROR", "%s: the connection closed %d bytes before the end of the "
+                                    "answer" % (where, left), transient=True)
             return b"".join(chunks)
         size += len(chunk)
         if size > MAX_ANSWER_BYTES:
@@ -1253,19 +1263,24 @@ def progress_line(tracker, now):
 
 
 def progress_segments(tracker, now):
-    """The terminal form, as (text, phase to colour) pieces: a bar, counts, an ETA once a rate is known,
-    and a countdown to the next poll. Console.progress() sanitises and cuts them to the width."""
+    """The terminal form, as (text, phase to colour, rank) pieces: a bar, counts, an ETA once a rate is
+    known, a countdown to the next poll. Console.progress() sanitises them and fits them to the width,
+    leaving out the pieces of highest rank first (the id, the percentage and the phase always stay)."""
     status = tracker.status
     percent = status["percent"] if is_number(status["percent"]) else None
     filled = int(BAR_WIDTH * percent / 100) if percent is not None else 0
-    counts = describe_counts(status["counts"])
+    total, done = count_of(status["counts"], "total"), [count_of(status["counts"], key)
+                                                         for key in ("imported", "skipped", "failed")]
+    counts = "%d/%d rows" % (sum(n or 0 for n in done), total) if total is not None else ""
+    counts += ", %d failed" % done[2] if counts and done[2] else ""
     eta = tracker.eta(now)
-    return [("import %d [%s%s] %s " % (tracker.import_id, "#" * filled, "-" * (BAR_WIDTH - filled),
-                                        "%d%%" % percent if percent is not None else "--%"), None),
-            (status["phase"], status["phase"]),
-            (" " + counts if counts else "", None),
-            (" ETA %s" % format_span(eta) if eta is not None else "", None),
-            ("" if tracker.done else " | next poll in %ds" % seconds_until(tracker.due, now), None)]
+    return [("import %d " % tracker.import_id, None, None),
+            ("[%s%s] " % ("#" * filled, "-" * (BAR_WIDTH - filled)), None, 3),
+            ("%s " % ("%d%%" % percent if percent is not None else "--%"), None, None),
+            (status["phase"], status["phase"], None),
+            (" " + counts if counts else "", None, 4),
+            (" ETA %s" % format_span(eta) if eta is not None else "", None, 1),
+            ("" if tracker.done else " | next poll in %ds" % seconds_until(tracker.due, now), None, 2)]
 
 
 def seconds_until(when, now):
@@ -1960,15 +1975,18 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         import difflib
-        words = set(self._option_string_actions)
-        for action in self._actions:
-            words.update(getattr(action, "choices", None) or ())
-            if isinstance(action, argparse._SubParsersAction):
-                for sub in action.choices.values():
-                    words.update(sub._option_string_actions)
+        words, parsers = set(), [self]
+        while parsers:                  # this level's words, and every option below it
+            parser = parsers.pop()
+            words.update(parser._option_string_actions)
+            for action in parser._actions:
+                if isinstance(action, argparse._SubParsersAction):
+                    words.update(action.choices if parser is self else ())
+                    parsers.extend(action.choices.values())
         bad = re.search(r"invalid choice: (['\"])(.*?)\1|unrecognized arguments: (\S+)", message)
         word = bad and (bad.group(2) if bad.group(2) is not None else bad.group(3).split("=", 1)[0])
-        close = difflib.get_close_matches(word, sorted(words), n=1, cutoff=0.6) if word else []
+        close = [w for w in sorted(words, key=len) if word and w.startswith(word)] \
+            or (difflib.get_close_matches(word, sorted(words), n=1, cutoff=0.6) if word else [])
         hint = " (did you mean %r?)" % close[0] if close else ""
         raise LandbaseError("INVALID_INPUT", "%s%s (see: %s --help)" % (message, hint, self.prog))
 
@@ -1983,8 +2001,8 @@ def timeout_seconds(text):
     except ValueError:
         value = -1.0
     if not (0 < value <= MAX_TIMEOUT):
-        raise argparse.ArgumentTypeError("--timeout takes a number of seconds greater than 0 and at most %d, "
-                                         "not %r" % (MAX_TIMEOUT, text))
+        raise argparse.ArgumentTypeError("a number of seconds greater than 0 and at most %d is allowed, not %r"
+                                         % (MAX_TIMEOUT, text))
     return value
 
 
@@ -2090,27 +2108,27 @@ ENVIRONMENT = [
 ]
 EXIT_MEANINGS = {0: "success; for wait and --watch, every import completed", 1: "the input or the setup is wrong",
                  2: "the platform refused or failed, or an import ended failed or partial",
-                 3: "no session, or the session was rejected: run auth login", 4: "timeout or network error",
+                 3: "no session, or the session was rejected (run auth login)", 4: "timeout or network error",
                  130: "Ctrl-C", 143: "SIGTERM"}
 
 
 def manual(program):
     """The top-level help's epilog: what a host without the README needs."""
-    lines = ["commands:"]
+    import textwrap
+    lines = ["commands, each with an example (global options go before or after them):"]
     for words, text, example, _ in COMMANDS:
-        lines.append("  %-24s %s" % (" ".join(words), text))
-        lines.append("  %-24s   e.g. %s %s" % ("", program, example))
-    lines += ["", "global options (before or after the command):"]
-    lines += ["  %-24s %s" % item for item in GLOBAL_OPTIONS]
+        lines += textwrap.wrap(text, 96, initial_indent="  %-23s " % " ".join(words), subsequent_indent=" " * 26)
+        lines.append("  %-23s   example: %s %s" % ("", program, example))
     lines += ["", "environment:"]
     lines += ["  %-32s %s" % item for item in ENVIRONMENT]
     lines += ["", "exit codes:"]
     for exit_code in sorted(set(EXIT_CODES.values()) | {0}):
         codes = ", ".join(code for code, value in EXIT_CODES.items() if value == exit_code)
-        lines.append("  %-4d %s%s" % (exit_code, EXIT_MEANINGS[exit_code], " (%s)" % codes if codes else ""))
+        lines += textwrap.wrap("%s%s" % (EXIT_MEANINGS[exit_code], ": %s" % codes if codes else ""), 96,
+                               initial_indent="  %-4d " % exit_code, subsequent_indent=" " * 7)
     lines += ["", "session file:",
               "  ~/.landbase/platform.json (or $LANDBASE_CONFIG_DIR/platform.json), 0600 in a 0700 directory,",
-              "  the official landbase-cli's file: {accessToken, expiresAt, accountId, deviceName}.",
+              "  the file of the official landbase-cli: {accessToken, expiresAt, accountId, deviceName}.",
               "", "stdout is one JSON document (or --query's text); progress and the error envelope go to stderr."]
     return "\n".join(lines)
 
@@ -2133,6 +2151,7 @@ def build_parser():
 
     def level(subparsers, words, text, epilog):
         sub = subparsers.add_parser(words[-1], help=text, description=text, formatter_class=formatter,
+                                    prog="%s %s" % (program, " ".join(words)),
                                     allow_abbrev=False, epilog=epilog + "\n\nglobal options (--account, --timeout, "
                                     "--query, --verbose, --quiet): see %s --help" % program)
         add_globals(sub, shown=False)

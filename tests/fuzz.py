@@ -135,6 +135,11 @@ def generate(seed=20261128):
 
 # ---- the oracle: CLI.md "Input body", written apart from the tool's own code
 
+def is_bare_level(argv):
+    """A command line that stops at a level (no command, or a group without its action) prints help."""
+    words = [word for word in argv if not word.startswith("-")]
+    return words in ([], ["auth"], ["account"], ["contacts-import"]) and "--" not in argv
+
 def id_is_valid(text):
     return re.fullmatch(r"[0-9]+", text, re.ASCII) is not None and 0 < int(text) <= MAX_IMPORT_ID
 

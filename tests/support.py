@@ -4,6 +4,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,9 +22,10 @@ sys.path.insert(0, HERE)
 import landbase_import as tool  # noqa: E402
 import sandbox  # noqa: E402
 
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ", re.M)
 CLEARED = ("LANDBASE_ACCESS_TOKEN", "LANDBASE_ACCOUNT_ID", "LANDBASE_ALLOW_CUSTOM_API_URL", "LANDBASE_CONFIG_DIR",
            "LANDBASE_PLATFORM_API_URL", "LANDBASE_PLATFORM_WEB_URL", "BROWSER", "SSH_CONNECTION", "SSH_TTY",
-           "NO_COLOR", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+           "NO_COLOR", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "TERM")
 
 
 class FakeClock(tool.Clock):
@@ -62,6 +64,15 @@ class Result:
     @property
     def json(self):
         return json.loads(self.stdout)
+
+    @property
+    def log(self):
+        """stderr without the UTC time that begins each line of the log form (the envelope has none)."""
+        return STAMP.sub("", self.stderr)
+
+    @property
+    def lines(self):
+        return self.log.rstrip("\n").split("\n") if self.log else []
 
     @property
     def envelope(self):

@@ -103,7 +103,7 @@ class MappingTests(ToolTestCase):
         self.assertLess(time.monotonic() - started, 4)
 
     def test_answers_that_break_the_contract_are_transient_api_errors(self):
-        cases = [({"truncate": True}, "not JSON"), ({"json": "<html>"}, "object"),
+        cases = [({"truncate": True}, "not strict JSON"), ({"json": "<html>"}, "object"),
                  ({"json": {"importId": 1, "phase": 3, "percent": None, "counts": None, "error": None}}, "phase"),
                  ({"json": {"importId": 1, "phase": "draft", "percent": "5", "counts": None, "error": None}},
                   "percent"),
@@ -132,20 +132,24 @@ class MappingTests(ToolTestCase):
         envelope = self.assertFails(result, "NOT_FOUND")
         self.assertNotIn("\x1b", result.stderr)
         self.assertNotIn("\x1b", envelope["error"]["message"])
-        self.assertLess(len(envelope["error"]["message"]), 400)
+        self.assertLess(len(envelope["error"]["message"]), 450)      # 300 of the server's, the path, the hint
 
-    def test_a_location_http_client_refuses_is_an_api_error(self):
-        self.platform.inject("me", {"redirect": "/v1/me\x01x", "status": 302})
-        result = self.run_tool("auth", "status")
-        envelope = self.assertFails(result, "API_ERROR")
-        self.assertNotIn("internal error", envelope["error"]["message"])
-        self.assertNotIn("\x01", result.stderr)
-        self.assertEqual(self.clock.sleeps, [])
+    def test_an_unusable_location_is_a_broken_answer_and_retried(self):
+        for location in ("/v1/me\x01x", "http://127.0.0.1:99999/v1/me", "http://[oops/v1/me"):
+            with self.subTest(location=location):
+                self.clock.sleeps = []
+                self.platform.inject("me", {"redirect": location, "status": 302}, times=4)
+                result = self.run_tool("auth", "status")
+                envelope = self.assertFails(result, "API_ERROR")
+                self.assertIn("not a usable URL", envelope["error"]["message"])
+                self.assertNotIn("internal error", result.stderr)
+                self.assertNotIn("\x01", result.stderr)
+                self.assertEqual(self.clock.sleeps, [5, 10, 20])
 
     def test_a_200_that_is_not_json_is_never_a_crash(self):
         self.platform.inject("me", {"status": 200, "body": "<html>hello</html>"}, times=4)
         envelope = self.assertFails(self.run_tool("auth", "status"), "API_ERROR")
-        self.assertIn("not JSON", envelope["error"]["message"])
+        self.assertIn("not strict JSON", envelope["error"]["message"])
 
     def test_extra_fields_are_dropped_from_the_status(self):
         doc = self.assertOk(self.run_tool(*STATUS))
@@ -202,24 +206,22 @@ class HeaderTests(ToolTestCase):
 
 
 class ProxyTests(ToolTestCase):
-    """HTTP(S)_PROXY and NO_PROXY are honoured (API.md), through urllib's own proxy handling."""
+    """A loopback base never goes through a proxy; https goes through HTTPS_PROXY with CONNECT."""
 
     def setUp(self):
         ToolTestCase.setUp(self)
-        self.login()
+        self.token = self.login()
         import http.server
         import threading
         seen = self.seen = []
 
         class Proxy(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                seen.append(self.path)
-                body = b'{"userId": "usr_via_proxy", "email": null}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
+            def answer(self):
+                seen.append((self.command, self.path, dict(self.headers)))
+                self.send_response(502)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
-                self.wfile.write(body)
+            do_GET = do_POST = do_CONNECT = answer
 
             def log_message(self, *args):
                 pass
@@ -231,18 +233,25 @@ class ProxyTests(ToolTestCase):
         self.addCleanup(self.proxy.shutdown)
         for name in ("NO_PROXY", "no_proxy"):
             os.environ.pop(name, None)
-        os.environ["http_proxy"] = "http://127.0.0.1:%d" % self.proxy.server_address[1]
+        self.proxy_url = "http://127.0.0.1:%d" % self.proxy.server_address[1]
 
-    def test_the_proxy_is_used(self):
-        doc = self.assertOk(self.run_tool("auth", "status"))
-        self.assertEqual(doc["userId"], "usr_via_proxy")
-        self.assertEqual(self.seen, [self.sandbox.url + "/v1/me"])
-        self.assertEqual(self.platform.requests, [])
+    def test_a_loopback_base_never_goes_through_a_proxy(self):
+        for name in ("http_proxy", "HTTP_PROXY", "all_proxy"):
+            os.environ[name] = self.proxy_url
+        for base in (self.sandbox.url, self.sandbox.url.replace("127.0.0.1", "localhost")):
+            with self.subTest(base=base):
+                os.environ["LANDBASE_PLATFORM_API_URL"] = base
+                self.assertEqual(self.assertOk(self.run_tool("auth", "status"))["userId"], "usr_demo")
+        self.assertEqual(self.seen, [], "a request with the token went to the proxy in clear text")
 
-    def test_no_proxy_bypasses_it(self):
-        os.environ["no_proxy"] = "127.0.0.1"
-        self.assertEqual(self.assertOk(self.run_tool("auth", "status"))["userId"], "usr_demo")
-        self.assertEqual(self.seen, [])
+    def test_https_goes_through_the_proxy_with_connect_and_the_token_stays_inside(self):
+        os.environ.update(HTTPS_PROXY=self.proxy_url, https_proxy=self.proxy_url, LANDBASE_ALLOW_CUSTOM_API_URL="1",
+                          LANDBASE_PLATFORM_API_URL="https://gateway.example.invalid")
+        result = self.run_tool("auth", "status")
+        self.assertFails(result, "NETWORK_ERROR")
+        self.assertEqual([(method, path) for method, path, _ in self.seen][:1],
+                         [("CONNECT", "gateway.example.invalid:443")])
+        self.assertNotIn(self.token, repr(self.seen))
 
 
 class RedirectTests(ToolTestCase):

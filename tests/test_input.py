@@ -154,10 +154,31 @@ class ArgumentTests(ToolTestCase):
             with self.subTest(value=value):
                 self.refused("contacts-import", "status", "7", "--timeout", value)
 
+    def test_timeout_says_what_is_allowed(self):
+        message = self.refused("contacts-import", "status", "7", "--timeout", "0")["error"]["message"]
+        self.assertIn("greater than 0 and at most %d" % tool.MAX_TIMEOUT, message)
+
+    def test_a_bare_level_prints_its_help(self):
+        for argv in ((), ("auth",), ("account",), ("contacts-import",), ("--verbose",), ("auth", "--quiet")):
+            with self.subTest(argv=argv):
+                result = self.run_tool(*argv)
+                self.assertEqual(result.code, 0, result)
+                self.assertTrue(result.stdout.startswith("usage: landbase_import.py"), result.stdout[:100])
+                self.assertEqual(result.stderr, "")
+        self.assertIn("auth login", self.run_tool("auth").stdout)
+        self.assertEqual(self.platform.requests, [])
+
+    def test_a_mistyped_word_gets_the_nearest_one(self):
+        cases = [(("contacts-import", "stat", "7"), "'status'"), (("contacts-import", "wiat", "7"), "'wait'"),
+                 (("acount", "list"), "'account'"), (("auth", "stauts"), "'status'"),
+                 (("contacts-import", "status", "7", "--acount=acc_demo"), "'--account'"),
+                 (("contacts-import", "start", "--json", "-", "--dryrun"), "'--dry-run'")]
+        for argv, suggestion in cases:
+            with self.subTest(argv=argv):
+                self.assertIn("did you mean %s?" % suggestion, self.refused(*argv)["error"]["message"])
+
     def test_unknown_commands_and_options(self):
-        self.refused()
         self.refused("import")
-        self.refused("contacts-import")
         self.refused("contacts-import", "status")
         self.refused("contacts-import", "start")
         self.refused("contacts-import", "status", "7", "--bogus")

@@ -4,6 +4,7 @@ import io
 import json
 import os
 import re
+from unittest import mock
 
 from support import ToolTestCase, tool
 
@@ -129,7 +130,7 @@ class PollTests(ImportTestCase):
         result = self.run_tool("contacts-import", "start", "--json", "-", "--watch", stdin=BODY % "ds_demo")
         doc = self.assertOk(result)
         self.assertEqual(doc["phase"], "completed")
-        first = result.stderr.split("\n")[0]
+        first = result.lines[0]
         self.assertRegex(first, r"Started import %d\b" % doc["importId"])
         self.assertIn("contacts-import wait %d --account=acc_demo" % doc["importId"], first)
 
@@ -141,15 +142,20 @@ class PollTests(ImportTestCase):
     def test_progress_lines_name_phase_percent_counts_and_the_next_poll(self):
         import_id = self.start("ds_complete")
         result = self.run_tool("contacts-import", "wait", str(import_id))
-        lines = [line for line in result.stderr.split("\n") if line.startswith("import %d:" % import_id)]
+        lines = [line for line in result.lines if line.startswith("import %d:" % import_id)]
         self.assertEqual(len(lines), 5)
         self.assertEqual(lines[0], "import %d: draft --%%; next poll in 5s" % import_id)
-        self.assertEqual(lines[1], "import %d: in_progress 0%% (0 imported, 0 skipped, 0 failed of 300); "
+        self.assertEqual(lines[1], "import %d: in_progress 0%% (0 imported, 0 skipped, 0 failed of 300 rows); "
                                    "next poll in 10s" % import_id)
-        self.assertRegex(lines[2], r"in_progress \d+% \(\d+ imported, \d+ skipped, 0 failed of 300\); "
+        self.assertRegex(lines[2], r"in_progress \d+% \(\d+ imported, \d+ skipped, 0 failed of 300 rows\); "
                                    r"next poll in 20s")
-        self.assertEqual(lines[-1], "import %d: completed 100%% (290 imported, 10 skipped, 0 failed of 300)"
+        self.assertEqual(lines[-1], "import %d: completed 100%% (290 imported, 10 skipped, 0 failed of 300 rows)"
                          % import_id)
+        stamps = [line[:21] for line in result.stderr.splitlines()]
+        self.assertEqual(len(stamps), 5)
+        for stamp in stamps:                        # the log form: each line begins with its UTC time
+            self.assertRegex(stamp, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ")
+        self.assertEqual(stamps[0], tool.format_time(self.clock.wall0) + " ")
 
     def test_quiet_silences_progress(self):
         import_id = self.start("ds_complete")
@@ -163,7 +169,7 @@ class PollTests(ImportTestCase):
         result = self.run_tool("contacts-import", "wait", str(import_id))
         envelope = self.assertFails(result, "INTERRUPTED", 130)
         self.assertIn("keeps running", result.stderr)
-        self.assertRegex(result.stderr, r"\n  \S+ contacts-import wait %d --account=acc_demo\n" % import_id)
+        self.assertRegex(result.log, r"\n  \S+ contacts-import wait %d --account=acc_demo\n" % import_id)
         self.assertTrue(envelope["error"]["meta"]["resume"].endswith("contacts-import wait %d --account=acc_demo"
                                                                      % import_id))
 
@@ -196,9 +202,15 @@ class ManyImportsTests(ImportTestCase):
         self.assertEqual([d["importId"] for d in docs], ids)
         self.assertEqual([d["phase"] for d in docs], ["completed", "completed", "partial"])
 
-    def test_failed_wins_over_partial(self):
-        ids = [self.start(d) for d in ("ds_partial", "ds_failed")]
-        self.assertFails(self.run_tool("contacts-import", "wait", *[str(i) for i in ids]), "IMPORT_FAILED")
+    def test_the_first_id_that_did_not_complete_decides(self):
+        ids = [self.start(d) for d in ("ds_partial", "ds_failed", "ds_demo")]
+        envelope = self.assertFails(self.run_tool("contacts-import", "wait", *[str(i) for i in ids]),
+                                    "IMPORT_PARTIAL")
+        self.assertEqual(envelope["error"]["meta"], {"importIds": [ids[0]]})
+        ids = [self.start(d) for d in ("ds_demo", "ds_failed", "ds_partial")]
+        envelope = self.assertFails(self.run_tool("contacts-import", "wait", *[str(i) for i in ids]),
+                                    "IMPORT_FAILED")
+        self.assertEqual(envelope["error"]["meta"], {"importIds": [ids[1]]})
 
     def test_all_completed_exits_0(self):
         ids = [self.start("ds_demo") for _ in range(3)]
@@ -221,24 +233,70 @@ class ManyImportsTests(ImportTestCase):
 class RenderingTests(ToolTestCase):
     start_sandbox = False
 
-    def tracker(self, percent, phase="in_progress"):
+    def setUp(self):
+        ToolTestCase.setUp(self)
+        patch = mock.patch("os.get_terminal_size", terminal_size)
+        patch.start()
+        self.addCleanup(patch.stop)
+
+    def tracker(self, percent, phase="in_progress", counts=True):
         tracker = tool.Tracker(7, 0)
         tracker.observe({"importId": 7, "phase": phase, "percent": 10, "counts": None, "error": None}, 0)
-        tracker.observe({"importId": 7, "phase": phase, "percent": percent,
-                         "counts": {"total": 1000, "imported": 400, "skipped": 10, "failed": 0}, "error": None}, 30)
+        tracker.observe({"importId": 7, "phase": phase, "percent": percent, "error": None,
+                         "counts": {"total": 1000, "imported": 400, "skipped": 10, "failed": 0} if counts else None},
+                        30)
+        tracker.due = 50
         return tracker
 
-    def test_a_terminal_gets_a_redrawn_bar_with_an_eta(self):
-        stream = FakeTty()
+    def test_a_terminal_gets_a_redrawn_bar_with_an_eta_and_a_countdown(self):
+        stream = FakeTty(160)
         console = tool.Console(stream=stream)
-        plain, redraw = tool.progress_texts(self.tracker(40), console, 30, 20, 1800)
-        console.progress(plain, redraw)
-        self.assertTrue(stream.getvalue().startswith("\r\x1b[K"))
-        self.assertIn("[#########---------------] 40%", redraw)
-        self.assertIn("ETA 1m00s", redraw)          # 30 points in 30 s, 60 points to go
-        self.assertNotIn("\n", stream.getvalue())
+        console.progress("plain", tool.progress_segments(self.tracker(40), 30))
+        text = stream.getvalue()
+        self.assertTrue(text.startswith("\r\x1b[K"))
+        self.assertIn("[########------------] 40%", text)
+        self.assertIn("ETA 1m00s", text)          # 30 points in 30 s, 60 points to go
+        self.assertIn("next poll in 20s", text)
+        self.assertNotIn("\n", text)
+        console.progress("plain", tool.progress_segments(self.tracker(40), 40))
+        self.assertIn("ETA 50s", stream.getvalue())     # counting down between polls
+        self.assertIn("next poll in 10s", stream.getvalue())
         console.line("done")
         self.assertTrue(stream.getvalue().endswith("\ndone\n"))
+
+    def test_no_eta_before_a_rate_is_known(self):
+        tracker = tool.Tracker(7, 0)
+        tracker.observe({"importId": 7, "phase": "preparing", "percent": None, "counts": None, "error": None}, 0)
+        tracker.due = 5
+        text = "".join(piece for piece, _, _ in tool.progress_segments(tracker, 0))
+        self.assertNotIn("ETA", text)
+        self.assertNotIn("left", text)
+
+    def test_the_redrawn_line_never_wraps(self):
+        for columns in (80, 40, 20):
+            with self.subTest(columns=columns):
+                stream = FakeTty(columns)
+                tool.Console(stream=stream).progress("plain", tool.progress_segments(self.tracker(40), 30))
+                shown = stream.getvalue()[len("\r\x1b[K"):]
+                self.assertLessEqual(len(re.sub(r"\x1b\[[0-9;]*m", "", shown)), columns - 1)
+        stream = FakeTty(30)
+        tracker = self.tracker(40, phase="\u6570\u636e" * 20)        # wide characters take two columns
+        tool.Console(stream=stream).progress("plain", tool.progress_segments(tracker, 30))
+        self.assertLessEqual(tool.cells(stream.getvalue()[len("\r\x1b[K"):]), 29)
+
+    def test_server_text_on_a_terminal_is_sanitised_and_redacted(self):
+        token = "lbs_odd,token;x"
+        tool.remember_secret(token)
+        stream = FakeTty(200)
+        console = tool.Console(stream=stream)
+        tracker = self.tracker(40, phase="\x1b]0;TITLE\x07\x1b[2Jx\n{\"error\": 1} " + token)
+        console.progress("plain", tool.progress_segments(tracker, 30))
+        shown = stream.getvalue()[len("\r\x1b[K"):]
+        self.assertNotIn("\x1b]", shown)
+        self.assertNotIn("\x07", shown)
+        self.assertNotIn("\n", shown)
+        self.assertNotIn("odd,token", shown)
+        self.assertIn("(redacted)", shown)
 
     def test_no_color_is_respected(self):
         os.environ["NO_COLOR"] = "1"
@@ -246,15 +304,16 @@ class RenderingTests(ToolTestCase):
         del os.environ["NO_COLOR"]
         self.assertIn("\x1b[31m", tool.Console(stream=FakeTty()).paint("failed", "failed"))
         self.assertNotIn("\x1b[", tool.Console(stream=io.StringIO()).paint("failed", "failed"))
+        os.environ["TERM"] = "dumb"
+        self.assertFalse(tool.Console(stream=FakeTty()).tty)
 
-    def test_a_log_gets_plain_lines(self):
+    def test_a_log_gets_plain_dated_lines(self):
         stream = io.StringIO()
         console = tool.Console(stream=stream)
-        plain, redraw = tool.progress_texts(self.tracker(40), console, 30, 20, 1800)
-        console.progress(plain, redraw)
-        self.assertEqual(stream.getvalue(), "import 7: in_progress 40% (400 imported, 10 skipped, 0 failed of 1000); "
-                                            "next poll in 20s\n")
-        self.assertIsNone(re.search(r"\x1b", stream.getvalue()))
+        tracker = self.tracker(40)
+        console.progress(tool.progress_line(tracker, 30), tool.progress_segments(tracker, 30))
+        self.assertEqual(stream.getvalue(), tool.format_time(self.clock.wall()) + " import 7: in_progress 40% "
+                                            "(400 imported, 10 skipped, 0 failed of 1000 rows); next poll in 20s\n")
 
     def test_the_poll_delays(self):
         delays = tool.poll_delays()
@@ -262,5 +321,20 @@ class RenderingTests(ToolTestCase):
 
 
 class FakeTty(io.StringIO):
+    """A terminal `columns` wide: os.get_terminal_size() is asked about its descriptor."""
+
+    def __init__(self, columns=80):
+        io.StringIO.__init__(self)
+        self.columns = columns
+
     def isatty(self):
         return True
+
+    def fileno(self):
+        return 1000 + self.columns
+
+
+def terminal_size(fd):
+    if fd < 1000:
+        raise OSError("not a terminal")
+    return os.terminal_size((fd - 1000, 24))

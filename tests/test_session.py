@@ -91,7 +91,8 @@ class SessionFileTests(ToolTestCase):
     def test_damaged_files_are_named(self):
         cases = [(b"", "empty"), (b"  \n", "empty"), (b"[1, 2]", "JSON object"), (b'{"accessToken": 7}', "accessToken"),
                  (b'{"accessToken": "lbs_x", "expiresAt": "tomorrow"}', "expiresAt"),
-                 (b"\xff\xfe", "not valid JSON"), (b"{" * 100000, "not valid JSON")]
+                 (b"\xff\xfe", "not UTF-8"), (b"{" * 100000, "not valid JSON"), (b"null", "not null"),
+                 (b'{"accessToken": "lbs_x", "n": NaN}', "NaN"), (b'{"a": 1, "a": 2}', "duplicate key")]
         for raw, words in cases:
             with self.subTest(raw=raw):
                 os.makedirs(os.path.dirname(self.session_path), exist_ok=True)
@@ -143,7 +144,7 @@ class SessionFileTests(ToolTestCase):
         result = self.run_tool("contacts-import", "start", "--json", "-",
                                stdin='{"datasetId": "ds_demo", "tagName": "x"}')
         doc = self.assertOk(result)
-        lines = result.stderr.splitlines()
+        lines = result.lines
         self.assertTrue(lines[0].startswith("Started import %d " % doc["importId"]), lines)
         self.assertEqual(len(lines), 4, lines)      # then the two warnings and the retry
         self.assertIn("retry 1 of 3", result.stderr)
@@ -153,7 +154,7 @@ class SessionFileTests(ToolTestCase):
         result = self.run_tool("contacts-import", "start", "--json", "-",
                                stdin='{"datasetId": "ds_other", "tagName": "x"}')
         self.assertFails(result, "VALIDATION_ERROR")
-        self.assertIn("warning: the session expires in", result.stderr.splitlines()[0])
+        self.assertIn("warning: the session expires in", result.lines[0])
 
     def test_the_environment_token_wins(self):
         self.login()
