@@ -118,9 +118,13 @@ SECRETS = set()             # every token value seen in this run: stored, from t
 
 
 def remember_secret(value):
-    """From now on, `value` is redacted wherever it would be printed, whatever its characters."""
+    """From now on, `value` is redacted wherever it would be printed, whatever its characters: as it is,
+    and as it reads inside a JSON string or a URL, where a server may echo it."""
     if isinstance(value, str) and value.strip():
-        SECRETS.update((value, value.strip()))
+        from urllib.parse import quote
+        for text in (value, value.strip()):
+            SECRETS.update((text, json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1],
+                            quote(text, safe=""), quote(text)))
     return value
 
 
@@ -1039,6 +1043,8 @@ class Api:
             message = "%s: %s" % (where, quote_body(message, 300))
         else:
             message = "%s: HTTP %d: %s" % (where, status, quote_body(raw))
+        if status == 401:
+            message += "; run landbase_import.py auth login"
         meta = {"status": status}
         if isinstance(error.get("meta"), dict):
             meta.update(error["meta"])
@@ -1658,13 +1664,13 @@ class CallbackListener:
 
     def handle(self, request):
         import hmac
-        from urllib.parse import urlsplit, parse_qs
+        from urllib.parse import parse_qs
+        path, _, query = request.path.partition("?")   # no urlsplit: "//[oops/callback" made it raise on 3.6
         try:
-            parts = urlsplit(request.path)
-            query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+            query = {key: values[0] for key, values in parse_qs(query).items()}
         except ValueError:
             return self._answer(request, 400, "This is not a sign-in answer.")
-        if parts.path != "/callback" or self.done.is_set():
+        if path != "/callback" or self.done.is_set():
             return self._answer(request, 404, "Not found.")
         if not hmac.compare_digest(query.get("state", "").encode("utf-8", "replace"), self.state.encode()):
             return self._answer(request, 400, "This sign-in answer does not match the login in progress "
@@ -1736,8 +1742,8 @@ def login_device(console, api):
 
 
 def clamp(value, bounds, default):
-    """A server's number kept within bounds; the default when it is not a number at all."""
-    if not is_number(value):
+    """A server's number kept within bounds; the default when it is not a positive number."""
+    if not is_number(value) or value <= 0:
         return default
     return min(max(value, bounds[0]), bounds[1])
 

@@ -354,6 +354,15 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title
 class Handler(BaseHTTPRequestHandler):
     server_version = "LandbaseSandbox/1.0"
 
+    def send_header(self, keyword, value):
+        """Any header a test asks for, in UTF-8 where latin-1 cannot hold it (a hostile Retry-After: \u0663)."""
+        try:
+            BaseHTTPRequestHandler.send_header(self, keyword, value)
+        except UnicodeEncodeError:
+            if not hasattr(self, "_headers_buffer"):
+                self._headers_buffer = []
+            self._headers_buffer.append(("%s: %s\r\n" % (keyword, value)).encode("utf-8", "surrogatepass"))
+
     def log_message(self, fmt, *args):
         if not self.server.quiet:
             sys.stderr.write("sandbox: %s\n" % (fmt % args))

@@ -339,3 +339,122 @@ class BaseUrlTests(ToolTestCase):
         os.environ["LANDBASE_PLATFORM_API_URL"] = "http://127.0.0.1:9"
         self.assertFails(self.run_tool(*STATUS), "NETWORK_ERROR")
         self.assertEqual(self.clock.sleeps, [5, 10, 20])
+
+
+class HostileAnswerTests(ToolTestCase):
+    """Issue 8: answers that are endless, dripping, huge, non-strict or odd in their headers are broken
+    answers or timeouts, retried like any other, and never a crash."""
+
+    def setUp(self):
+        ToolTestCase.setUp(self)
+        self.token = self.login()
+
+    def test_an_endless_body_is_cut_at_4_mib_and_retried(self):
+        self.platform.inject("status", {"endless": True}, times=4)
+        envelope = self.assertFails(self.run_tool(*STATUS), "API_ERROR")
+        self.assertIn("larger than 4 MiB", envelope["error"]["message"])
+        self.assertEqual(self.clock.sleeps, [5, 10, 20])
+
+    def test_a_100_mb_body_is_not_read_past_4_mib(self):
+        self.platform.inject("status", {"size": 100 * 1024 * 1024})
+        result = self.run_tool(*STATUS)
+        self.assertOk(result)                                   # the retry got the real answer
+        self.assertIn("larger than 4 MiB", result.stderr)
+        self.assertEqual(self.clock.sleeps, [5])
+
+    def test_a_body_just_under_the_cap_is_read(self):
+        self.platform.inject("status", {"size": tool.MAX_ANSWER_BYTES - 10})
+        self.assertEqual(self.assertOk(self.run_tool(*STATUS))["importId"], 1)
+        self.assertEqual(self.clock.sleeps, [])
+
+    def test_a_dripping_answer_ends_at_the_timeout(self):
+        # one byte every 0.05 s: each read is quick, so only a whole-request deadline stops it; without
+        # one, the answer completes after about 10 s and the command succeeds
+        self.platform.inject("status", {"drip": 0.05}, times=4)
+        envelope = self.assertFails(self.run_tool(*(STATUS + ("--timeout", "0.3"))), "TIMEOUT")
+        self.assertIn("0.3", envelope["error"]["message"])
+        self.assertEqual(self.clock.sleeps, [5, 10, 20])
+
+    def test_non_strict_json_is_a_broken_answer(self):
+        bodies = ['{"importId": 1, "phase": "completed", "percent": NaN, "counts": null, "error": null}',
+                  '{"importId": 1, "phase": "completed", "percent": 1e999, "counts": null, "error": null}',
+                  '{"importId": 1, "phase": "completed", "phase": "failed", "percent": 1, "counts": null, '
+                  '"error": null}',
+                  '{"importId": 1, "phase": "completed", "percent": 1, "counts": {"total": %s}, "error": null}'
+                  % ("9" * 5000)]
+        for body in bodies:
+            with self.subTest(body=body[:90]):
+                self.clock.sleeps = []
+                self.platform.inject("status", {"raw": body}, times=4)
+                result = self.run_tool(*STATUS)
+                envelope = self.assertFails(result, "API_ERROR")
+                self.assertIn("not strict JSON", envelope["error"]["message"])
+                self.assertEqual(self.clock.sleeps, [5, 10, 20])
+
+    def test_odd_retry_after_values_fall_back_to_the_schedule(self):
+        for value in ("\u00b2", "\u0663", "-1", "1e9", "9" * 30, "soon", "Wed, 99 Foo 2026 99:99:99 GMT"):
+            with self.subTest(value=value):
+                self.clock.sleeps = []
+                self.platform.inject("status", {"status": 503, "headers": {"Retry-After": value}})
+                result = self.run_tool(*STATUS)
+                self.assertOk(result)
+                self.assertEqual(self.clock.sleeps, [5])
+
+    def test_a_retry_after_far_away_ends_a_one_shot_command(self):
+        self.platform.inject("status", {"status": 503, "headers": {"Retry-After": "999999999"}})
+        self.assertFails(self.run_tool(*STATUS), "API_ERROR")
+        self.assertEqual(self.clock.sleeps, [])
+
+    def test_a_token_the_server_echoes_is_never_printed(self):
+        odd = "tok,en;with \"odd\" chars"
+        os.environ["LANDBASE_ACCESS_TOKEN"] = odd
+        for fault in ({"status": 404, "body": {"error": {"code": "NOT_FOUND", "message": "no such " + odd}}},
+                      {"status": 500, "body": "<html>token=" + odd + " and " + self.token + "</html>"},
+                      {"json": {"importId": 1, "phase": odd, "percent": None, "counts": None, "error": None}},
+                      {"status": 403, "body": {"error": {"code": "NOT_FOUND", "message": "x", "meta": {odd: odd}}}}):
+            with self.subTest(fault=fault):
+                self.platform.inject("status", fault, times=4)
+                result = self.run_tool(*(STATUS + ("--verbose",)))
+                printed = result.stdout + result.stderr
+                self.assertNotIn(odd, printed)
+                self.assertNotIn("tok,en", printed)
+                self.assertNotIn(self.token, printed)
+                self.assertNotIn(self.token[4:], printed)
+
+    def test_verbose_keeps_the_auth_note_whole(self):
+        result = self.run_tool(*(STATUS + ("--verbose",)))
+        self.assertIn("(Authorization: Bearer lbs_\u2026(redacted))\n", result.log)
+
+    def test_a_401_says_to_log_in_again(self):
+        self.platform.expire_tokens()
+        envelope = self.assertFails(self.run_tool(*STATUS), "AUTH_FAILED")
+        self.assertIn("auth login", envelope["error"]["message"])
+
+    def test_an_import_under_the_wrong_account_points_at_account_list(self):
+        envelope = self.assertFails(self.run_tool(*(STATUS + ("--account=acc_team",))), "NOT_FOUND")
+        self.assertIn("account list", envelope["error"]["message"])
+
+
+class TlsTests(ToolTestCase):
+    """A TLS handshake cut short is transient; a certificate that fails verification is not."""
+    sandbox_options = {"certfile": os.path.join(os.path.dirname(os.path.abspath(__file__)), "tls", "localhost.pem")}
+
+    def setUp(self):
+        ToolTestCase.setUp(self)
+        self.login()
+        os.environ["LANDBASE_PLATFORM_API_URL"] = self.sandbox.url.replace("127.0.0.1", "localhost")
+        os.environ["SSL_CERT_FILE"] = os.path.join(os.path.dirname(self.sandbox_options["certfile"]), "ca.pem")
+
+    def test_a_handshake_dropped_once_is_retried(self):
+        self.platform.drop_handshakes = 1
+        result = self.run_tool(*STATUS)
+        self.assertOk(result)
+        self.assertIn("NETWORK_ERROR", result.stderr)
+        self.assertEqual(self.clock.sleeps, [5])
+        self.assertEqual(self.platform.connections, 2)
+
+    def test_an_untrusted_certificate_is_not_retried(self):
+        del os.environ["SSL_CERT_FILE"]
+        envelope = self.assertFails(self.run_tool(*STATUS), "NETWORK_ERROR")
+        self.assertIn("certificate", envelope["error"]["message"])
+        self.assertEqual(self.clock.sleeps, [])

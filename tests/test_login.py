@@ -1,5 +1,6 @@
 """auth login: the browser flow (PKCE, loopback, state), the device flow, --with-token."""
 
+import io
 import json
 import os
 import stat
@@ -121,6 +122,27 @@ class BrowserLoginTests(ToolTestCase):
         finally:
             listener.server.server_close()
 
+    def test_an_idle_or_broken_client_cannot_hold_the_callback_back(self):
+        import socket
+        import time
+        listener = tool.CallbackListener("s" * 43)
+        listener.start()
+        self.addCleanup(listener.stop)
+        port = listener.server.server_address[1]
+        idle = socket.create_connection(("127.0.0.1", port))             # connects, never speaks
+        self.addCleanup(idle.close)
+        reset = socket.create_connection(("127.0.0.1", port))            # connects, then resets
+        reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        reset.close()
+        with mock.patch("sys.stderr", io.StringIO()) as err:
+            self.assertEqual(get("http://127.0.0.1:%d//[oops/callback" % port), 404)
+            self.assertEqual(get("http://127.0.0.1:%d/callback?state=%%ff%%fe&code=x" % port), 400)
+            started = time.monotonic()
+            self.assertEqual(get(listener.redirect_uri + "?code=c&state=" + "s" * 43), 200)
+            self.assertLess(time.monotonic() - started, tool.CALLBACK_CONNECTION_TIMEOUT)
+            self.assertEqual(listener.wait(1), {"code": "c"})
+        self.assertEqual(err.getvalue(), "")
+
     def test_no_answer_within_5_minutes(self):
         result = self.login_with(lambda url, *a, **k: True)
         envelope = self.assertFails(result, "TIMEOUT")
@@ -223,6 +245,35 @@ class DeviceLoginTests(ToolTestCase):
         self.assertIn("expired", envelope["error"]["message"])
         self.assertLessEqual(sum(self.clock.sleeps), 600 + 5)
 
+    def test_slow_down_for_ever_ends_within_15_minutes(self):
+        self.platform.inject("device", {"json": {"deviceCode": "d", "userCode": "ABCD-EFGH", "interval": 5,
+                                                 "verificationUri": self.sandbox.url + "/cli/device",
+                                                 "expiresIn": 1e12}})
+        self.platform.inject("token", {"status": 400, "body": {"error": {"code": "SLOW_DOWN", "message": "slow"}}},
+                             times=10 ** 6)
+        envelope = self.assertFails(self.run_tool("auth", "login", "--device"), "TIMEOUT")
+        self.assertIn("expired", envelope["error"]["message"])
+        self.assertLessEqual(sum(self.clock.sleeps), tool.DEVICE_LIMIT)
+        self.assertEqual(self.clock.sleeps[:3], [5, 10, 15])
+
+    def test_an_absurd_interval_is_kept_in_bounds(self):
+        for interval, first in ((1e300, 60), (-5, 5), (0.001, 1), ("5", 5)):
+            with self.subTest(interval=interval):
+                self.clock.sleeps = []
+                self.platform.inject("device", {"json": {"deviceCode": "d", "userCode": "ABCD-EFGH",
+                                                         "verificationUri": self.sandbox.url + "/cli/device",
+                                                         "interval": interval, "expiresIn": 600}})
+                self.platform.inject("token", {"status": 400, "body": {"error": {"code": "ACCESS_DENIED",
+                                                                                 "message": "no"}}})
+                self.assertFails(self.run_tool("auth", "login", "--device"), "AUTH_FAILED")
+                self.assertEqual(self.clock.sleeps, [first])
+
+    def test_retry_after_is_honoured(self):
+        self.platform.inject("token", {"status": 429, "headers": {"Retry-After": "60"}})
+        self.approve_on_sleep(2)
+        self.assertOk(self.run_tool("auth", "login", "--device"))
+        self.assertEqual(self.clock.sleeps, [5, 60])
+
     def test_a_transient_failure_while_waiting_is_survived(self):
         self.platform.inject("token", {"status": 502})
         self.approve_on_sleep(2)
@@ -251,6 +302,36 @@ class TokenLoginTests(ToolTestCase):
             stored = json.load(handle)
         self.assertEqual(stored["accessToken"], token)
         self.assertNotIn(token, result.stdout + result.stderr)
+
+    def test_the_platform_says_when_a_pasted_token_ends(self):
+        token = self.platform.mint_token("usr_solo")
+        self.platform.inject("me", {"json": {"userId": "usr_solo", "email": "solo@acme.example",
+                                             "expiresAt": "2026-12-01T08:00:00Z"}})
+        result = self.run_tool("auth", "login", "--with-token", stdin=token + "\n")
+        self.assertEqual(self.assertOk(result)["expiresAt"], "2026-12-01T08:00:00Z")
+        self.assertNotIn("assumed", result.stderr)
+        with open(self.session_path) as handle:
+            self.assertEqual(json.load(handle)["expiresAt"], "2026-12-01T08:00:00Z")
+
+    def test_a_stored_account_the_new_identity_cannot_use_is_cleared(self):
+        tool.SessionStore().save({"accessToken": "lbs_old", "accountId": "acc_team"})
+        result = self.run_tool("auth", "login", "--with-token", stdin=self.platform.mint_token("usr_solo") + "\n")
+        doc = self.assertOk(result)
+        self.assertEqual(doc["accountId"], "acc_solo")          # cleared, then the only account became active
+        self.assertIn("acc_team is not one this identity can use", result.stderr)
+        self.assertIn("account set", result.stderr)
+        tool.SessionStore().save({"accessToken": "lbs_old", "accountId": "acc_other"})
+        result = self.run_tool("auth", "login", "--with-token", stdin=self.platform.mint_token("usr_demo") + "\n")
+        self.assertIsNone(self.assertOk(result)["accountId"])  # two accounts: none is chosen for the user
+        with open(self.session_path) as handle:
+            self.assertIsNone(json.load(handle)["accountId"])
+        self.assertEqual(self.assertOk(self.run_tool("auth", "status"))["accountId"], None)
+
+    def test_stdin_closed_is_invalid_input(self):
+        with mock.patch.object(tool.sys, "stdin", None):
+            result = self.run_tool("auth", "login", "--with-token")
+        self.assertFails(result, "INVALID_INPUT")
+        self.assertEqual(self.platform.requests, [])
 
     def test_a_rejected_token_is_not_saved(self):
         token = self.platform.mint_token()

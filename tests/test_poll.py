@@ -4,6 +4,7 @@ import io
 import json
 import os
 import re
+import sys
 from unittest import mock
 
 from support import ToolTestCase, tool
@@ -228,6 +229,128 @@ class ManyImportsTests(ImportTestCase):
         long_polls = [self.platform.count("GET", "/contacts-imports/%d" % i) for i in ids[6:]]
         self.assertEqual(demo_polls, [3] * 6)          # completed by the third poll, then left alone
         self.assertEqual(long_polls, [5] * 4)
+
+
+class SeveralIdsTests(ImportTestCase):
+    """CLI.md: an id that cannot be read does not stop the others; the array is printed whenever the wait
+    ends; the first id, in the order given, that did not complete decides; AUTH_FAILED ends everything."""
+
+    def wait(self, *ids, **kwargs):
+        return self.run_tool("contacts-import", "wait", *[str(i) for i in ids], **kwargs)
+
+    def test_an_unknown_id_does_not_stop_the_others(self):
+        good = self.start("ds_demo")
+        result = self.wait(good, 424242)
+        envelope = self.assertFails(result, "NOT_FOUND")
+        self.assertEqual(envelope["error"]["meta"]["importIds"], [424242])
+        docs = json.loads(result.stdout)
+        self.assertEqual(docs[0]["phase"], "completed")
+        self.assertEqual(docs[1], {"importId": 424242, "phase": None, "percent": None, "counts": None,
+                                   "error": {"code": "NOT_FOUND", "message": docs[1]["error"]["message"]}})
+        self.assertEqual(self.platform.count("GET", "/contacts-imports/424242"), 1)
+        self.assertIn("import 424242:", result.log)
+
+    def test_a_timeout_lists_every_id_still_running_and_prints_the_array(self):
+        ids = [self.start("ds_long"), self.start("ds_partial"), self.start("ds_long")]
+        result = self.wait(*ids)
+        envelope = self.assertFails(result, "TIMEOUT")
+        self.assertEqual(envelope["error"]["meta"], {"importIds": [ids[0], ids[2]]})
+        self.assertIn("contacts-import wait %d %d --account=acc_demo" % (ids[0], ids[2]),
+                      envelope["error"]["message"])
+        self.assertEqual([d["phase"] for d in json.loads(result.stdout)], ["in_progress", "partial", "in_progress"])
+
+    def test_auth_failed_ends_everything_and_prints_nothing(self):
+        ids = [self.start("ds_long"), self.start("ds_long")]
+        self.platform.inject("status", {}, times=2)
+        self.platform.inject("status", {"status": 401})
+        result = self.wait(*ids)
+        self.assertFails(result, "AUTH_FAILED")
+        self.assertEqual(result.stdout, "")
+
+    def test_ctrl_c_prints_the_last_known_states(self):
+        ids = [self.start("ds_long"), self.start("ds_long")]
+        self.clock.sleep = PollTests.interrupt_after(self, 1, KeyboardInterrupt)
+        result = self.wait(*ids)
+        envelope = self.assertFails(result, "INTERRUPTED", 130)
+        self.assertEqual(envelope["error"]["meta"]["importIds"], ids)
+        self.assertEqual([d["importId"] for d in json.loads(result.stdout)], ids)
+
+    def test_a_worker_that_meets_a_bug_reports_it_once_without_a_thread_traceback(self):
+        ids = [self.start("ds_demo"), self.start("ds_demo")]
+        with mock.patch.object(tool, "status_answer", side_effect=RuntimeError("boom")), \
+                mock.patch.object(tool, "AnswerBoundary", NoBoundary):
+            result = self.wait(*ids)
+        envelope = self.assertFails(result, "API_ERROR")
+        self.assertIn("internal error: RuntimeError: boom", envelope["error"]["message"])
+        self.assertNotIn("Traceback", result.stderr)
+
+
+class NoBoundary:
+    """An AnswerBoundary that lets everything through, to reach the worker's own handling."""
+
+    def __init__(self, where):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class MaxWaitTests(ImportTestCase):
+    def test_max_wait_sets_the_limit(self):
+        import_id = self.start("ds_long")                 # 3 hours in progress
+        result = self.run_tool("contacts-import", "wait", str(import_id), "--max-wait", "4h")
+        self.assertEqual(self.assertOk(result)["phase"], "completed")
+        self.assertGreater(sum(self.clock.sleeps), 3 * 3600)
+        import_id = self.start("ds_long")
+        before = len(self.clock.sleeps)
+        envelope = self.assertFails(self.run_tool("contacts-import", "wait", str(import_id), "--max-wait", "90s"),
+                                    "TIMEOUT")
+        self.assertIn("gave up after 1m30s", envelope["error"]["message"])
+        self.assertEqual(self.clock.sleeps[before:], [5, 10, 20, 20, 20, 15])
+
+    def test_start_watch_takes_max_wait(self):
+        result = self.run_tool("contacts-import", "start", "--json", "-", "--watch", "--max-wait", "1m",
+                               stdin=BODY % "ds_long")
+        self.assertFails(result, "TIMEOUT")
+
+    def test_bad_max_wait(self):
+        for value in ("0", "8d", "soon", "-1", "1w"):
+            with self.subTest(value=value):
+                envelope = self.assertFails(self.run_tool("contacts-import", "wait", "1", "--max-wait", value),
+                                            "INVALID_INPUT")
+                self.assertIn("--max-wait", envelope["error"]["message"])
+        self.assertEqual(self.platform.requests, [])
+
+    def test_a_wait_rides_out_hostile_answers(self):
+        import_id = self.start("ds_complete")
+        for fault in ({"status": 503, "headers": {"Retry-After": "\u00b2"}},
+                      {"redirect": "http://127.0.0.1:99999/x", "status": 302},
+                      {"raw": '{"importId": %d, "phase": "completed", "percent": NaN}' % import_id},
+                      {"endless": True}):
+            self.platform.inject("status", fault)
+        result = self.run_tool("contacts-import", "wait", str(import_id))
+        self.assertEqual(self.assertOk(result)["phase"], "completed")
+        self.assertEqual(result.log.count("poll failed"), 4)
+        self.assertEqual(self.clock.sleeps[:4], [5, 10, 20, 20])
+
+
+class TerminalWaitTests(ImportTestCase):
+    def test_the_line_is_redrawn_about_once_a_second_with_a_countdown(self):
+        import_id = self.start("ds_complete")
+        stream = FakeTty(200)
+        with mock.patch("os.get_terminal_size", terminal_size), mock.patch.object(sys, "stderr", stream):
+            code = tool.main(["contacts-import", "wait", str(import_id)])
+        self.assertEqual(code, 0)
+        frames = stream.getvalue().split("\r\x1b[K")[1:]
+        countdown = [int(m) for m in re.findall(r"next poll in (\d+)s", stream.getvalue())]
+        self.assertEqual(countdown[:6], [5, 5, 4, 3, 2, 1])     # the poll's line, then one a second
+        self.assertTrue(set(self.clock.sleeps) <= {1, tool.REDRAW_EVERY})
+        self.assertGreater(len(frames), 40)
+        self.assertTrue(stream.getvalue().endswith("\n"))
+        self.assertNotIn("left", stream.getvalue())
 
 
 class RenderingTests(ToolTestCase):

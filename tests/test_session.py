@@ -4,6 +4,7 @@ import json
 import os
 import stat
 import time
+from unittest import mock
 
 from support import ToolTestCase, tool
 
@@ -103,6 +104,45 @@ class SessionFileTests(ToolTestCase):
                 self.assertIn(self.session_path, envelope["error"]["message"])
                 self.assertIn(words, envelope["error"]["message"])
                 self.assertEqual(self.platform.requests, [])
+
+    def test_a_fifo_or_a_directory_in_its_place_is_named_and_never_waited_on(self):
+        os.makedirs(os.path.dirname(self.session_path))
+        for make in (os.mkfifo, os.mkdir):
+            with self.subTest(make=make.__name__):
+                make(self.session_path)
+                try:
+                    # a blocking open() of a FIFO would wait here for a writer that never comes
+                    envelope = self.assertFails(self.run_tool("contacts-import", "status", "1"), "SETUP_FAILED")
+                    self.assertIn(self.session_path, envelope["error"]["message"])
+                    self.assertEqual(self.platform.requests, [])
+                finally:
+                    (os.rmdir if make is os.mkdir else os.remove)(self.session_path)
+
+    def test_auth_login_replaces_a_fifo_or_a_non_strict_file(self):
+        os.makedirs(os.path.dirname(self.session_path))
+        for setup in ("fifo", b'{"accessToken": "lbs_old", "expiresAt": "2026-12-05T10:00:00Z", "n": NaN}'):
+            with self.subTest(setup=setup):
+                if setup == "fifo":
+                    os.mkfifo(self.session_path)
+                else:
+                    with open(self.session_path, "wb") as handle:
+                        handle.write(setup)
+                token = self.platform.mint_token("usr_solo")
+                result = self.run_tool("auth", "login", "--with-token", stdin=token + "\n")
+                self.assertOk(result)
+                self.assertIn("replacing the damaged", result.stderr)
+                with open(self.session_path) as handle:
+                    self.assertEqual(json.load(handle)["accessToken"], token)
+                os.remove(self.session_path)
+
+    def test_the_change_stands_when_the_clean_up_cannot_list_the_directory(self):
+        self.login()
+        real = os.listdir
+        with mock.patch("os.listdir", side_effect=PermissionError(13, "Permission denied")):
+            self.assertOk(self.run_tool("account", "set", "acc_team"))
+        with open(self.session_path) as handle:
+            self.assertEqual(json.load(handle)["accountId"], "acc_team")
+        self.assertEqual(real(os.path.dirname(self.session_path)), ["platform.json"])
 
     def test_a_truncated_file_is_named(self):
         os.makedirs(os.path.dirname(self.session_path))
