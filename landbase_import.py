@@ -22,12 +22,18 @@ IMPORT_FAILED, IMPORT_PARTIAL; 3 AUTH_REQUIRED, AUTH_FAILED;
 """
 
 import argparse
+import base64
 import json
 import os
 import re
+import shlex
 import signal
+import stat
 import sys
+import threading
 import time
+import unicodedata
+import urllib.parse
 
 __version__ = "1.0.0"
 
@@ -63,6 +69,7 @@ MAX_DATASET_ID = 200
 MAX_TAG_NAME = 100
 MAX_IMPORT_ID = 2 ** 63 - 1
 BODY_KEYS = ("datasetId", "tagName", "importId")
+TIME_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]+)?(?:[Zz]|\+00:00)?\Z")
 ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 IMPORT_ID_RE = re.compile(r"[0-9]{1,19}\Z")
 TOKEN_RE = re.compile(r"lbs_[^\s\"',;&()<>\u2026]+")     # \u2026: not the redacted form again
@@ -121,10 +128,9 @@ def remember_secret(value):
     """From now on, `value` is redacted wherever it would be printed, whatever its characters: as it is,
     and as it reads inside a JSON string or a URL, where a server may echo it."""
     if isinstance(value, str) and value.strip():
-        from urllib.parse import quote
         for text in (value, value.strip()):
             SECRETS.update((text, json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1],
-                            quote(text, safe=""), quote(text)))
+                            urllib.parse.quote(text, safe=""), urllib.parse.quote(text)))
     return value
 
 
@@ -157,9 +163,19 @@ def redact_values(value):
     return value
 
 
-def quote_body(raw, limit=200):
-    """At most `limit` characters of a server's text, on one line, without control characters or tokens."""
+def excerpt(raw, limit=200):
+    """At most `limit` characters of any text the tool quotes (an answer, a message, a URL, a path), on one
+    line, without control characters or tokens. A token hides in escapes (JSON's \\u0022, HTML's &quot;):
+    JSON is redacted as values and written back, other text is read with HTML's entities decoded."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    try:
+        if text.lstrip()[:1] not in ("{", "["):
+            raise StrictJSONError("not an object or an array")
+        text = json.dumps(redact_values(parse_json(text.encode("utf-8", "surrogatepass"))), ensure_ascii=False)
+    except StrictJSONError:
+        if "&" in text:
+            import html
+            text = html.unescape(text)
     return sanitize(" ".join(redact(text).split())[:limit]) or "(empty body)"
 
 
@@ -287,7 +303,6 @@ class Console:
 
 def cells(text):
     """The columns text takes on a terminal: wide characters take two, combining marks none."""
-    import unicodedata
     return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
                for ch in text)
 
@@ -427,17 +442,22 @@ def format_time(epoch):
 
 
 def parse_time(text):
-    """Seconds since the epoch for an RFC 3339 UTC time such as 2026-12-05T10:00:00Z."""
-    import calendar
-    if not isinstance(text, str):
-        raise ValueError("not a string")
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1]
-    elif value.endswith("+00:00"):
-        value = value[:-6]
-    value = value.split(".", 1)[0]
-    return calendar.timegm(time.strptime(value, "%Y-%m-%dT%H:%M:%S"))
+    """Seconds since the epoch for an RFC 3339 UTC time such as 2026-12-05T10:00:00Z; ValueError otherwise.
+    (By hand: time.strptime would import _strptime, calendar and datetime on every command.)"""
+    match = TIME_RE.match(text.strip()) if isinstance(text, str) else None
+    if not match:
+        raise ValueError("not a time like 2026-12-05T10:00:00Z: %r" % (text,))
+    year, month, day, hour, minute, second = (int(group) for group in match.groups())
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    days_in_month = (31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+    if not (1 <= month <= 12 and 1 <= day <= days_in_month[month - 1] and hour < 24 and minute < 60
+            and second <= 60):
+        raise ValueError("not a valid time: %r" % text)
+    shifted = year - (month <= 2)                # days since 1970-01-01 in the proleptic Gregorian calendar
+    era, year_of_era = shifted // 400, shifted % 400
+    day_of_year = (153 * (month - 3 if month > 2 else month + 9) + 2) // 5 + day - 1
+    days = era * 146097 + year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year - 719468
+    return days * 86400 + hour * 3600 + minute * 60 + second
 
 
 DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -465,8 +485,21 @@ def config_dir():
     return configured if configured else os.path.join(os.path.expanduser("~"), ".landbase")
 
 
+class Session:
+    """The credentials for one call: token, where it came from, when it ends, the active account."""
+
+    def __init__(self, token, source, expires_at, account_id):
+        self.token = token
+        self.source = source            # "env" or "file"
+        self.expires_at = expires_at    # epoch seconds, or None when unknown
+        self.account_id = account_id
+
+
 class SessionStore:
-    """platform.json: the official CLI's file and shape, private, written atomically, unknown keys kept."""
+    """platform.json: the official CLI's file and shape, private, written atomically, unknown keys kept.
+
+    Everything that knows the file's format is here: reading a session, saving a login, and the one rule
+    for the active account (--account, then LANDBASE_ACCOUNT_ID, then the file)."""
 
     def __init__(self, directory=None):
         self.directory = directory or config_dir()
@@ -504,7 +537,6 @@ class SessionStore:
     def _read(self):
         """(bytes, mode) of the file, or (None, None) when there is none. Opened without blocking and
         refused unless it is a regular file: a FIFO in its place must not hang every command."""
-        import stat
         try:
             fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
@@ -530,6 +562,60 @@ class SessionStore:
         if size > MAX_BODY_BYTES:
             raise LandbaseError("SETUP_FAILED", "%s is larger than 1 MiB: it is not a session file" % self.path)
         return b"".join(chunks), mode
+
+    def session(self, account_override, console):
+        """The session for this call: AUTH_REQUIRED without one, AUTH_FAILED past expiresAt; no request sent."""
+        stored = self.load(console)
+        token = os.environ.get("LANDBASE_ACCESS_TOKEN", "").strip()
+        source = "env"
+        if not token:
+            token, source = stored.get("accessToken") or "", "file"
+        if not token:
+            raise LandbaseError("AUTH_REQUIRED", "not logged in: run landbase_import.py auth login "
+                                "(or set LANDBASE_ACCESS_TOKEN)")
+        expires_at = None
+        if stored.get("expiresAt") and stored.get("accessToken") == token:
+            expires_at = parse_time(stored["expiresAt"])
+        if expires_at is not None:
+            left = expires_at - CLOCK.wall()
+            if left <= 0:
+                raise LandbaseError("AUTH_FAILED", "the session expired at %s: run landbase_import.py auth login"
+                                    % stored["expiresAt"], {"expiresAt": stored["expiresAt"]})
+            if left < SESSION_WARN_BELOW:
+                console.warn("the session expires in %s (%s): run landbase_import.py auth login soon"
+                             % (format_span(left), stored["expiresAt"]))
+        account_id = account_override or os.environ.get("LANDBASE_ACCOUNT_ID") or stored.get("accountId")
+        return Session(token, source, expires_at, account_id or None)
+
+    def save_login(self, granted, console):
+        """Store a new login over whatever was there (a damaged file is replaced); the stored active
+        account, which settle_account() then checks against the new identity."""
+        import socket
+        try:
+            previous = self.load(console)
+        except LandbaseError:
+            previous = {}
+        account_id = granted.get("accountId") or previous.get("accountId")
+        self.update({"accessToken": granted["accessToken"], "expiresAt": granted["expiresAt"],
+                     "accountId": account_id, "deviceName": previous.get("deviceName") or socket.gethostname()},
+                    console, replace_damaged=True)
+        return account_id
+
+    def settle_account(self, accounts, account_id, console):
+        """After a login, the active account is one the new identity can use: a stored one it cannot use
+        is cleared, and when none is active the identity's only account becomes the active one."""
+        ids = [a["id"] for a in accounts]
+        if account_id and account_id not in ids:
+            self.update({"accountId": None})
+            console.line("The active account %s is not one this identity can use; it was cleared. Choose one "
+                         "with: landbase_import.py account set <accountId> (see: landbase_import.py account list)"
+                         % account_id)
+            account_id = None
+        if not account_id and len(ids) == 1:
+            account_id = ids[0]
+            self.update({"accountId": account_id})
+            console.line("Active account: %s (the only one this identity has)" % account_id)
+        return account_id
 
     def save(self, data):
         """Write atomically: a reader, or a crash at any point, sees the old file or the new one."""
@@ -640,41 +726,6 @@ def _remove_quietly(path):
         pass
 
 
-class Session:
-    """The credentials for one call: token, where it came from, when it ends, the active account."""
-
-    def __init__(self, token, source, expires_at, account_id):
-        self.token = token
-        self.source = source            # "env" or "file"
-        self.expires_at = expires_at    # epoch seconds, or None when unknown
-        self.account_id = account_id
-
-
-def load_session(args, store, console):
-    """The session for this call: AUTH_REQUIRED without one, AUTH_FAILED past expiresAt; no request sent."""
-    stored = store.load(console)
-    token = os.environ.get("LANDBASE_ACCESS_TOKEN", "").strip()
-    source = "env"
-    if not token:
-        token, source = stored.get("accessToken") or "", "file"
-    if not token:
-        raise LandbaseError("AUTH_REQUIRED", "not logged in: run landbase_import.py auth login "
-                            "(or set LANDBASE_ACCESS_TOKEN)")
-    expires_at = None
-    if stored.get("expiresAt") and stored.get("accessToken") == token:
-        expires_at = parse_time(stored["expiresAt"])
-    if expires_at is not None:
-        left = expires_at - CLOCK.wall()
-        if left <= 0:
-            raise LandbaseError("AUTH_FAILED", "the session expired at %s: run landbase_import.py auth login"
-                                % stored["expiresAt"], {"expiresAt": stored["expiresAt"]})
-        if left < SESSION_WARN_BELOW:
-            console.warn("the session expires in %s (%s): run landbase_import.py auth login soon"
-                         % (format_span(left), stored["expiresAt"]))
-    account_id = getattr(args, "account", None) or os.environ.get("LANDBASE_ACCOUNT_ID") or stored.get("accountId")
-    return Session(token, source, expires_at, account_id or None)
-
-
 def require_account(session):
     if not session.account_id:
         raise LandbaseError("INVALID_INPUT", "No account id: run landbase_import.py account set <accountId> "
@@ -712,17 +763,16 @@ def format_span(seconds):
 
 def base_url(env_name, default):
     """A base URL from the environment, refused unless it is https on Landbase (or http on loopback)."""
-    from urllib.parse import urlsplit
     url = os.environ.get(env_name) or default
     try:
-        parts = urlsplit(url)
+        parts = urllib.parse.urlsplit(url)
         host = (parts.hostname or "").lower()
         parts.port                      # raises ValueError for a bad port
     except ValueError as exc:
-        raise LandbaseError("INVALID_INPUT", "%s=%s is not a valid URL (%s)" % (env_name, quote_body(url), exc))
+        raise LandbaseError("INVALID_INPUT", "%s=%s is not a valid URL (%s)" % (env_name, excerpt(url), exc))
     if parts.scheme not in ("http", "https") or not host or parts.username or parts.query or parts.fragment \
             or any(ch.isspace() or not ch.isprintable() for ch in url):
-        raise LandbaseError("INVALID_INPUT", "%s=%s is not an http(s) base URL" % (env_name, quote_body(url)))
+        raise LandbaseError("INVALID_INPUT", "%s=%s is not an http(s) base URL" % (env_name, excerpt(url)))
     if parts.scheme == "http" and not is_loopback(url):
         raise LandbaseError("INVALID_INPUT", "%s=%s: https is required except on loopback" % (env_name, url))
     landbase = host == "landbase.com" or host.endswith(".landbase.com")
@@ -733,14 +783,12 @@ def base_url(env_name, default):
 
 
 def is_loopback(url):
-    from urllib.parse import urlsplit
-    return (urlsplit(url).hostname or "").lower() in ("localhost", "127.0.0.1", "::1")
+    return (urllib.parse.urlsplit(url).hostname or "").lower() in ("localhost", "127.0.0.1", "::1")
 
 
 def same_origin(url_a, url_b):
     """Whether two URLs share scheme, host and port; ValueError for a port out of range."""
-    from urllib.parse import urlsplit
-    a, b = urlsplit(url_a), urlsplit(url_b)
+    a, b = urllib.parse.urlsplit(url_a), urllib.parse.urlsplit(url_b)
     default = {"http": 80, "https": 443}
     return ((a.scheme, (a.hostname or "").lower(), a.port or default.get(a.scheme))
             == (b.scheme, (b.hostname or "").lower(), b.port or default.get(b.scheme)))
@@ -787,7 +835,6 @@ class Deadline:
     timeout bounds each read, not the request)."""
 
     def __init__(self, seconds):
-        import threading
         self.seconds = seconds
         self.expired = False
         self.lock = threading.Lock()
@@ -884,7 +931,7 @@ class AnswerBoundary:
         if kind is None or not issubclass(kind, Exception) or issubclass(kind, LandbaseError):
             return False
         raise LandbaseError("API_ERROR", "%s: the answer could not be read (%s: %s)"
-                            % (self.where, kind.__name__, quote_body(str(exc), 120)), transient=True)
+                            % (self.where, kind.__name__, excerpt(str(exc), 120)), transient=True)
 
 
 class Api:
@@ -931,24 +978,23 @@ class Api:
         raise LandbaseError("API_ERROR", "%s %s: more than %d redirects" % (method, path, MAX_REDIRECTS))
 
     def _redirect(self, url, method, data, status, headers):
-        from urllib.parse import urljoin
         location = (headers.get("Location") or "").strip()
         if not location:
             raise LandbaseError("API_ERROR", "%s %s: HTTP %d without a Location" % (method, url, status),
                                 transient=True)
         try:
-            target = urljoin(url, location)
+            target = urllib.parse.urljoin(url, location)
             usable = not any(ch.isspace() or not ch.isprintable() for ch in target)
             same = usable and same_origin(url, target)
         except ValueError:
             usable = False
         if not usable:
             raise LandbaseError("API_ERROR", "%s %s: HTTP %d with a Location that is not a usable URL (%s)"
-                                % (method, url, status, quote_body(location, 100)), {"status": status},
+                                % (method, url, status, excerpt(location, 100)), {"status": status},
                                 transient=True)
         if not same:
             raise LandbaseError("API_ERROR", "%s %s: refused a redirect to another origin (%s); the token "
-                                "is never sent there" % (method, url, quote_body(target)), {"status": status})
+                                "is never sent there" % (method, url, excerpt(target)), {"status": status})
         if status in (307, 308):
             return target, method, data
         if method == "GET":
@@ -1000,7 +1046,7 @@ class Api:
             raise self._transport_error(where, None, True)
         self.console.debug("< HTTP %d in %d ms" % (status, (CLOCK.now() - started) * 1000))
         if "/oauth/" not in url:
-            self.console.debug("< " + quote_body(raw, 500))
+            self.console.debug("< " + excerpt(raw, 500))
         return status, reply_headers, raw
 
     def _transport_error(self, where, reason, expired):
@@ -1012,11 +1058,11 @@ class Api:
         if isinstance(reason, ssl.CertificateError) or (isinstance(reason, ssl.SSLError) and "CERTIFICATE_VERIFY_FAILED"
                                                         in "%s %s" % (getattr(reason, "reason", ""), reason)):
             return LandbaseError("NETWORK_ERROR", "%s: TLS failed (%s); the certificate must be trusted by "
-                                 "the system store or SSL_CERT_FILE" % (where, quote_body(str(reason))))
+                                 "the system store or SSL_CERT_FILE" % (where, excerpt(str(reason))))
         if isinstance(reason, ValueError) and not isinstance(reason, ssl.SSLError):
-            return LandbaseError("API_ERROR", "%s: a malformed answer (%s)" % (where, quote_body(str(reason))),
+            return LandbaseError("API_ERROR", "%s: a malformed answer (%s)" % (where, excerpt(str(reason))),
                                  transient=True)
-        return LandbaseError("NETWORK_ERROR", "%s: %s" % (where, quote_body(str(reason) or type(reason).__name__)),
+        return LandbaseError("NETWORK_ERROR", "%s: %s" % (where, excerpt(str(reason) or type(reason).__name__)),
                              transient=True)
 
     def _decode(self, method, path, status, headers, raw):
@@ -1028,7 +1074,7 @@ class Api:
             except StrictJSONError as exc:
                 if 200 <= status < 300:
                     raise LandbaseError("API_ERROR", "%s: HTTP %d with a body that is not strict JSON (%s): %s"
-                                        % (where, status, exc, quote_body(raw)), {"status": status}, transient=True)
+                                        % (where, status, exc, excerpt(raw)), {"status": status}, transient=True)
         if isinstance(data, dict):
             remember_secret(data.get("accessToken"))        # a token a server sends is never printed
         if 200 <= status < 300:
@@ -1040,9 +1086,9 @@ class Api:
             else STATUS_CODES.get(status, "API_ERROR")
         message = error.get("message") if isinstance(error.get("message"), str) else None
         if message:
-            message = "%s: %s" % (where, quote_body(message, 300))
+            message = "%s: %s" % (where, excerpt(message, 300))
         else:
-            message = "%s: HTTP %d: %s" % (where, status, quote_body(raw))
+            message = "%s: HTTP %d: %s" % (where, status, excerpt(raw))
         if status == 401:
             message += "; run landbase_import.py auth login"
         meta = {"status": status}
@@ -1079,7 +1125,7 @@ def api_for(args, console, token=None):
 
 def contract_error(where, field, value, expected):
     return LandbaseError("API_ERROR", "%s: the answer broke the contract: %s is %s, expected %s"
-                         % (where, field, quote_body(json.dumps(value), 60), expected), transient=True)
+                         % (where, field, excerpt(json.dumps(value), 60), expected), transient=True)
 
 
 def expect_object(data, where):
@@ -1359,7 +1405,6 @@ def poll_batch(api, account_id, trackers):
     whatever a worker meets is handed back to this thread, never printed by the thread."""
     if len(trackers) == 1:
         return [poll_once(api, account_id, trackers[0])]
-    import threading
     results = [None] * len(trackers)
     todo = list(enumerate(trackers))
     lock = threading.Lock()
@@ -1394,7 +1439,7 @@ def import_meta(import_ids, single):
     return {"importId": import_ids[0]} if single else {"importIds": list(import_ids)}
 
 
-def wait_for(api, account_id, import_ids, console, limit, single):
+def wait_and_report(api, account_id, import_ids, console, limit, single):
     """Wait, print the final status (or the array), and decide the exit (see finish_wait)."""
     started = CLOCK.now()
     trackers = [Tracker(import_id, started) for import_id in import_ids]
@@ -1448,7 +1493,6 @@ def finish_wait(console, trackers, single, account_id, limit, stopped=None):
 
 def resume_command(account_id, import_ids):
     """The exact command that resumes a wait, as this process was called."""
-    import shlex
     program = sys.argv[0] if sys.argv and sys.argv[0] else "landbase_import.py"
     words = [program, "contacts-import", "wait"] + [str(i) for i in import_ids] + ["--account=" + account_id]
     return " ".join(shlex.quote(word) for word in words)
@@ -1480,7 +1524,7 @@ def read_import_body(source):
                 hint = ("; --json takes a path or -, not the JSON itself: "
                         "echo '{...}' | landbase_import.py contacts-import start --json -")
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise LandbaseError("INVALID_INPUT", "cannot read --json %s: %s%s" % (quote_body(source, 80), reason, hint))
+            raise LandbaseError("INVALID_INPUT", "cannot read --json %s: %s%s" % (excerpt(source, 80), reason, hint))
     if len(raw) > MAX_BODY_BYTES:
         raise LandbaseError("INVALID_INPUT", "the body in %s is larger than 1 MiB" % name)
     return parse_import_body(raw, name)
@@ -1529,7 +1573,6 @@ def check_import_body(body):
         if key not in BODY_KEYS:
             raise _invalid_field(key, "is not a known key%s; the body takes datasetId, tagName and importId"
                                  % _did_you_mean(key))
-    import unicodedata
     dataset_id = body.get("datasetId")
     if "datasetId" not in body:
         raise _invalid_field("datasetId", "is required (the dataset to import, e.g. \"ds_def456\")")
@@ -1580,16 +1623,14 @@ def _did_you_mean(key):
 
 def login_browser(args, console, api):
     """Authorization code + PKCE S256 through a loopback listener; the token response."""
-    import base64
     import hashlib
     import secrets
     import socket
-    from urllib.parse import urlencode
     web = base_url("LANDBASE_PLATFORM_WEB_URL", DEFAULT_WEB_URL)
     listener = CallbackListener(secrets.token_urlsafe(32))
     verifier = secrets.token_urlsafe(64)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
-    query = urlencode([("client_id", CLIENT_ID), ("response_type", "code"),
+    query = urllib.parse.urlencode([("client_id", CLIENT_ID), ("response_type", "code"),
                        ("redirect_uri", listener.redirect_uri), ("state", listener.state),
                        ("code_challenge", challenge), ("code_challenge_method", "S256"),
                        ("device_name", socket.gethostname())])
@@ -1597,9 +1638,11 @@ def login_browser(args, console, api):
     listener.start()
     try:
         if args.no_browser:
-            console.line("Open this URL in a browser on this machine to sign in:\n  %s" % url)
+            console.line("Open this URL in a browser on this machine to sign in:")
+            console.line("  " + url)
         else:
-            console.line("Opening the browser to sign in. If it does not open, visit:\n  %s" % url)
+            console.line("Opening the browser to sign in. If it does not open, visit:")
+            console.line("  " + url)
             import webbrowser
             try:
                 opened = webbrowser.open(url)
@@ -1628,7 +1671,6 @@ class CallbackListener:
 
     def __init__(self, state):
         import socketserver
-        import threading
         from http.server import HTTPServer, BaseHTTPRequestHandler
         listener = self
         self.state = state
@@ -1664,10 +1706,9 @@ class CallbackListener:
 
     def handle(self, request):
         import hmac
-        from urllib.parse import parse_qs
         path, _, query = request.path.partition("?")   # no urlsplit: "//[oops/callback" made it raise on 3.6
         try:
-            query = {key: values[0] for key, values in parse_qs(query).items()}
+            query = {key: values[0] for key, values in urllib.parse.parse_qs(query).items()}
         except ValueError:
             return self._answer(request, 400, "This is not a sign-in answer.")
         if path != "/callback" or self.done.is_set():
@@ -1795,7 +1836,6 @@ def read_token_from_stdin():
 # ---------------------------------------------------------------- commands
 
 def cmd_auth_login(args, console):
-    import socket
     store = SessionStore()
     api = api_for(args, console)
     me = None
@@ -1816,41 +1856,17 @@ def cmd_auth_login(args, console):
             console.line("No browser can be opened here; using the device code flow (auth login --device).")
         granted = login_device(console, api) if use_device else login_browser(args, console, api)
         api.token = granted["accessToken"]
-    try:
-        previous = store.load(console)
-    except LandbaseError:
-        previous = {}
-    account_id = granted.get("accountId") or previous.get("accountId")
-    session = {"accessToken": granted["accessToken"], "expiresAt": granted["expiresAt"], "accountId": account_id,
-               "deviceName": previous.get("deviceName") or socket.gethostname()}
-    store.update(session, console, replace_damaged=True)      # saved first: a failure below loses no login
+    account_id = store.save_login(granted, console)         # saved first: a failure below loses no login
     if me is None:
         me = fetch_me(api)
-    account_id = settle_account(store, fetch_accounts(api), account_id, console)
+    account_id = store.settle_account(fetch_accounts(api), account_id, console)
     console.result({"userId": me.get("userId"), "email": me.get("email"), "accountId": account_id,
                     "expiresAt": granted["expiresAt"]})
     return 0
 
 
-def settle_account(store, accounts, account_id, console):
-    """After a login, the active account is one the new identity can use: a stored one it cannot use
-    is cleared, and when none is active the identity's only account becomes the active one."""
-    ids = [a["id"] for a in accounts]
-    if account_id and account_id not in ids:
-        store.update({"accountId": None})
-        console.line("The active account %s is not one this identity can use; it was cleared. Choose one with: "
-                     "landbase_import.py account set <accountId> (see: landbase_import.py account list)"
-                     % account_id)
-        account_id = None
-    if not account_id and len(ids) == 1:
-        account_id = ids[0]
-        store.update({"accountId": account_id})
-        console.line("Active account: %s (the only one this identity has)" % account_id)
-    return account_id
-
-
 def cmd_auth_status(args, console):
-    session = load_session(args, SessionStore(), console)
+    session = SessionStore().session(args.account, console)
     expires_in = None if session.expires_at is None else int(session.expires_at - CLOCK.wall())
     if args.min_valid is not None and expires_in is not None and expires_in < args.min_valid:
         raise LandbaseError("AUTH_FAILED", "the session ends in %s, before the %s asked for by --min-valid: "
@@ -1892,7 +1908,7 @@ def cmd_auth_logout(args, console):
 
 
 def cmd_account_list(args, console):
-    session = load_session(args, SessionStore(), console)
+    session = SessionStore().session(args.account, console)
     accounts = fetch_accounts(api_for(args, console, session.token))
     console.result([{"id": a["id"], "name": a.get("name"), "active": a["id"] == session.account_id}
                     for a in accounts])
@@ -1901,7 +1917,7 @@ def cmd_account_list(args, console):
 
 def cmd_account_set(args, console):
     store = SessionStore()
-    session = load_session(args, store, console)
+    session = store.session(args.account, console)
     accounts = fetch_accounts(api_for(args, console, session.token))
     match = [a for a in accounts if a["id"] == args.account_id]
     if not match:
@@ -1918,7 +1934,7 @@ def cmd_import_start(args, console):
     import uuid
     body = read_import_body(args.json)
     console.hold()                      # the first stderr line names the import id
-    session = load_session(args, SessionStore(), console)
+    session = SessionStore().session(args.account, console)
     account_id = require_account(session)
     path = "/v1/accounts/%s/contacts-imports" % account_id
     if args.dry_run:
@@ -1940,14 +1956,14 @@ def cmd_import_start(args, console):
             raise
         console.release("Import %d is already running (CONFLICT); waiting on it, as --watch asks. Resume with: %s"
                         % (running, command))
-        return wait_for(api, account_id, [running], console, args.max_wait, single=True)
+        return wait_and_report(api, account_id, [running], console, args.max_wait, single=True)
     import_id = data["importId"]
     console.release("Started import %d (run %s) in account %s. Follow it with: %s"
                     % (import_id, data["runRef"], account_id, resume_command(account_id, [import_id])))
     if not args.watch:
         console.result({"importId": import_id, "runRef": data["runRef"]}, {"importId": import_id})
         return 0
-    return wait_for(api, account_id, [import_id], console, args.max_wait, single=True)
+    return wait_and_report(api, account_id, [import_id], console, args.max_wait, single=True)
 
 
 def account_hint(exc, account_id):
@@ -1958,7 +1974,7 @@ def account_hint(exc, account_id):
 
 
 def cmd_import_status(args, console):
-    session = load_session(args, SessionStore(), console)
+    session = SessionStore().session(args.account, console)
     account_id = require_account(session)
     import_id = args.import_ids[0]
     console.result(fetch_status(api_for(args, console, session.token), account_id, import_id),
@@ -1967,10 +1983,10 @@ def cmd_import_status(args, console):
 
 
 def cmd_import_wait(args, console):
-    session = load_session(args, SessionStore(), console)
+    session = SessionStore().session(args.account, console)
     account_id = require_account(session)
     api = api_for(args, console, session.token)
-    return wait_for(api, account_id, args.import_ids, console, args.max_wait, single=len(args.import_ids) == 1)
+    return wait_and_report(api, account_id, args.import_ids, console, args.max_wait, single=len(args.import_ids) == 1)
 
 
 # ---------------------------------------------------------------- argument parser
@@ -1995,6 +2011,11 @@ class Parser(argparse.ArgumentParser):
             or (difflib.get_close_matches(word, sorted(words), n=1, cutoff=0.6) if word else [])
         hint = " (did you mean %r?)" % close[0] if close else ""
         raise LandbaseError("INVALID_INPUT", "%s%s (see: %s --help)" % (message, hint, self.prog))
+
+    def format_help(self):
+        if getattr(self, "manual", None) is not None:
+            self.epilog = self.manual(self.prog)        # built only when the help is printed
+        return argparse.ArgumentParser.format_help(self)
 
     def _print_message(self, message, file=None):
         if message:
@@ -2058,7 +2079,7 @@ def check_args(args):
     key = getattr(args, "idempotency_key", None)
     if key is not None and not re.match(r"[\x20-\x7e]{1,255}\Z", key) or key is not None and not key.strip():
         raise LandbaseError("INVALID_INPUT", "--idempotency-key takes 1 to 255 printable ASCII characters "
-                            "(such as nightly-2026-11-29), not %s" % quote_body(repr(key), 80))
+                            "(such as nightly-2026-11-29), not %s" % excerpt(repr(key), 80))
     if args.query is not None:
         allowed = query_keys(args)
         args.query = args.query.split(",")
@@ -2166,8 +2187,8 @@ def build_parser():
 
     levels = {}
     parser = Parser(prog=program, description="Bulk-import a Landbase dataset's contacts into an account under a "
-                    "tag.", epilog=manual(program), formatter_class=formatter, allow_abbrev=False,
-                    usage="%(prog)s [global options] COMMAND ...")
+                    "tag.", formatter_class=formatter, allow_abbrev=False, usage="%(prog)s [global options] COMMAND ...")
+    parser.manual = manual
     parser.add_argument("--version", action="version", version="landbase-import %s" % __version__)
     add_globals(parser, shown=True)
     levels[()] = parser
