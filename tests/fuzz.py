@@ -1,7 +1,7 @@
 """A seeded fuzzer for main(): generated argv lists and `start --json -` bodies, with an oracle for the bodies.
 
 generate(seed) yields cases (kind, argv, stdin bytes, expected) where expected is
-"invalid" when CLI.md says the input is invalid (INVALID_INPUT, nothing sent),
+"invalid" when the README says the input is invalid (INVALID_INPUT, nothing sent),
 "valid" when it says the input is fine (a request must be sent), or None when
 only the universal properties apply. test_fuzz.py runs every case.
 """
@@ -133,7 +133,7 @@ def generate(seed=20261128):
     return cases
 
 
-# ---- the oracle: CLI.md "Input body", written apart from the tool's own code
+# ---- the oracle: the README's rules for the body of start, written apart from the tool's own code
 
 def is_bare_level(argv):
     """A command line that stops at a level (no command, or a group without its action) prints help."""

@@ -3,7 +3,8 @@
 
     lint.py BUILD_DIR
 
-vermin is installed into a throwaway virtual environment under BUILD_DIR; the tool stays dependency-free.
+vermin (pinned: VERMIN) is installed from PyPI into a throwaway virtual environment under BUILD_DIR;
+the tool stays dependency-free.
 """
 
 import ast
@@ -17,6 +18,7 @@ import sysconfig
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TOOL = os.path.join(ROOT, "landbase_import.py")
+VERMIN = "vermin==1.9.2"
 sys.path.insert(0, HERE)
 from all_pythons import interpreters  # noqa: E402
 
@@ -24,10 +26,12 @@ from all_pythons import interpreters  # noqa: E402
 def vermin(build):
     venv = os.path.join(build, "lint-venv")
     binary = os.path.join(venv, "bin", "vermin")
-    if not os.path.exists(binary):
+    stamp = os.path.join(venv, VERMIN)
+    if not os.path.exists(stamp):
         subprocess.check_call([sys.executable, "-m", "venv", venv])
         subprocess.check_call([os.path.join(venv, "bin", "python"), "-m", "pip", "install", "--quiet",
-                               "--disable-pip-version-check", "vermin"])
+                               "--disable-pip-version-check", VERMIN])
+        open(stamp, "w").close()
     files = [TOOL] + sorted(glob.glob(os.path.join(HERE, "*.py")))
     code = subprocess.call([binary, "-t=3.6-", "--violations", "--eval-annotations", "--no-tips"] + files)
     print("lint: vermin -t=3.6- on %d files: %s" % (len(files), "ok" if code == 0 else "VIOLATIONS"))

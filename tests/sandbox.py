@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A fake Landbase platform that implements ../shared/API.md, for the demo and the end-to-end tests.
+"""A fake Landbase platform that implements the HTTP protocol of README.md, for the demo and the tests.
 
     python3 tests/sandbox.py [--port 0] [--speed X] [--token-ttl SECONDS] [--fault ROUTE[*N]=JSON ...]
 
@@ -719,7 +719,7 @@ def parse_fault(text):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="A fake Landbase platform on 127.0.0.1 (see API.md).")
+    parser = argparse.ArgumentParser(description="A fake Landbase platform on 127.0.0.1 (see 'The HTTP protocol' in README.md).")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--speed", type=float, default=1.0, help="platform seconds per real second")
     parser.add_argument("--token-ttl", type=float, default=7 * DAY, help="lifetime of new tokens, in seconds")

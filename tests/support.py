@@ -141,7 +141,7 @@ class ToolTestCase(unittest.TestCase):
         return Result(code, out.getvalue(), err.getvalue())
 
     def assertFails(self, result, code, exit_code=None):
-        """The exit code follows the CLI.md table, stdout stays empty, stderr ends with the envelope."""
+        """The exit code follows the README's table, stdout stays empty, stderr ends with the envelope."""
         expected_exit = tool.EXIT_CODES[code] if exit_code is None else exit_code
         self.assertEqual(result.code, expected_exit, result)
         envelope = result.envelope

@@ -1,4 +1,4 @@
-"""The seeded fuzzer: 2,200 generated argv lists and bodies through main(), each checked against CLI.md."""
+"""The seeded fuzzer: 2,200 generated argv lists and bodies through main(), each checked against the README."""
 
 import json
 import os

@@ -1,4 +1,4 @@
-"""CLI.md "Input body" and argument validation: INVALID_INPUT naming the field, and nothing sent."""
+"""The body of start and argument validation (README: Use): INVALID_INPUT naming the field, and nothing sent."""
 
 import io
 import os

@@ -1,4 +1,4 @@
-"""The poller of CLI.md "Polling": schedule, deadline, transient failures, terminal exits, signals, progress."""
+"""The poller (README: wait): schedule, deadline, transient failures, terminal exits, signals, progress."""
 
 import io
 import json
@@ -232,7 +232,7 @@ class ManyImportsTests(ImportTestCase):
 
 
 class SeveralIdsTests(ImportTestCase):
-    """CLI.md: an id that cannot be read does not stop the others; the array is printed whenever the wait
+    """README: an id that cannot be read does not stop the others; the array is printed whenever the wait
     ends; the first id, in the order given, that did not complete decides; AUTH_FAILED ends everything."""
 
     def wait(self, *ids, **kwargs):

@@ -1,4 +1,4 @@
-"""The session file of API.md: location, modes, atomic writes, kept keys, damage, expiry; auth and account commands."""
+"""The session file (README: The session file): location, modes, atomic writes, kept keys, damage, expiry; auth and account commands."""
 
 import json
 import os

@@ -1,5 +1,5 @@
 """End to end: closed and full streams, odd files, proxies, the login callback, the device flow, odd tokens,
-hostile text on a terminal and the log form, each asserted against ../shared/CLI.md and API.md.
+hostile text on a terminal and the log form, each asserted against the README (Streams, Exit codes, The HTTP protocol).
 
 The real file runs as a subprocess, as users run it (through /bin/sh where a descriptor must be closed,
 `>&-`, `2>&-`, `<&-`), against an in-process sandbox: one sandbox and one config directory per case, so
