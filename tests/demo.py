@@ -30,8 +30,12 @@ def step(env, words, stdin=None):
     sys.stdout.write(result.stdout)
     sys.stdout.flush()
     if result.returncode != 0:
-        raise SystemExit("demo: step failed with exit %d: %s" % (result.returncode, shown))
+        raise DemoFailed("demo: step failed with exit %d: %s" % (result.returncode, shown))
     return result.stdout
+
+
+class DemoFailed(Exception):
+    pass
 
 
 def main():
@@ -43,8 +47,8 @@ def main():
     try:
         url = sandbox.stdout.readline().strip()
         if not url.startswith("http://127.0.0.1:"):
-            raise SystemExit("demo: the sandbox did not start (see %s)" % log_path)
-        print("Sandbox platform at %s (request log: %s)" % (url, log_path))
+            raise DemoFailed("demo: the sandbox did not start")
+        print("Sandbox platform at %s (its request log is shown if a step fails)" % url)
         env = dict(os.environ)
         for name in ("LANDBASE_ACCESS_TOKEN", "LANDBASE_ACCOUNT_ID", "LANDBASE_ALLOW_CUSTOM_API_URL"):
             env.pop(name, None)
@@ -57,9 +61,15 @@ def main():
         step(env, ["account", "set", "acc_demo"])
         final = step(env, ["contacts-import", "start", "--json", "-", "--watch"], stdin=BODY + "\n")
         if '"phase": "completed"' not in final:
-            raise SystemExit("demo: the import did not complete")
+            raise DemoFailed("demo: the import did not complete")
         print("\nDemo complete: the import ended completed.")
         return 0
+    except DemoFailed as exc:
+        log.flush()
+        with open(log_path) as handle:
+            print("\nThe sandbox's request log:\n" + "".join(handle.readlines()[-30:]))
+        print(exc)
+        return 1
     finally:
         sandbox.terminate()
         try:
@@ -68,7 +78,7 @@ def main():
             sandbox.kill()
             sandbox.wait()
         log.close()
-        shutil.rmtree(os.path.join(workdir, "config"), ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -58,9 +58,33 @@ def main(argv):
     data = urlencode(fields).encode()
     with opener.open(urljoin(argv[1], form.action), data=data, timeout=10) as response:
         answer = response.read().decode("utf-8", "replace")
-    sys.stderr.write("fake_browser: pressed %s; the page says: %s\n"
-                     % (fields["decision"], " ".join(answer.split())[-120:]))
+    sys.stderr.write("(the person at the browser pressed %s; the page said: %s)\n"
+                     % (fields["decision"].capitalize(), page_text(answer)))
     return 0
+
+
+def page_text(page):
+    """The words a person reads on a page, without its markup."""
+    reader = TextReader()
+    reader.feed(page)
+    return " ".join(" ".join(reader.words).split()) or "(an empty page)"
+
+
+class TextReader(HTMLParser):
+    def __init__(self):
+        HTMLParser.__init__(self)
+        self.words = []
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        self._skip += tag in ("title", "style", "script")
+
+    def handle_endtag(self, tag):
+        self._skip -= tag in ("title", "style", "script") and self._skip > 0
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.words.append(data)
 
 
 if __name__ == "__main__":
