@@ -23,9 +23,46 @@ import landbase_import as tool  # noqa: E402
 import sandbox  # noqa: E402
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ", re.M)
-CLEARED = ("LANDBASE_ACCESS_TOKEN", "LANDBASE_ACCOUNT_ID", "LANDBASE_ALLOW_CUSTOM_API_URL", "LANDBASE_CONFIG_DIR",
+# the environment a test must not inherit: the tool's own variables, proxies, terminal and colour settings
+CLEARED = ("all_proxy", "ALL_PROXY", "TZ", "COLUMNS", "LINES", "FASTCLOCK_LOG", "LANDBASE_ACCESS_TOKEN", "LANDBASE_ACCOUNT_ID", "LANDBASE_ALLOW_CUSTOM_API_URL", "LANDBASE_CONFIG_DIR",
            "LANDBASE_PLATFORM_API_URL", "LANDBASE_PLATFORM_WEB_URL", "BROWSER", "SSH_CONNECTION", "SSH_TTY",
            "NO_COLOR", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "TERM")
+
+
+def direct_opener():
+    """A urllib opener that uses no proxy, whatever the environment says: the tests talk to loopback."""
+    import urllib.request
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def envelope_of(stderr):
+    """The error envelope: the last stderr line, which must be one."""
+    return json.loads(stderr.rstrip("\n").split("\n")[-1])
+
+
+def write_session(directory, token, account="acc_demo", days=6, **extra):
+    """platform.json in `directory` as a login leaves it (0600 in a 0700 directory), without the tool."""
+    os.makedirs(directory, 0o700, exist_ok=True)
+    doc = {"accessToken": token, "accountId": account, "deviceName": "test-host",
+           "expiresAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + days * 86400))}
+    doc.update(extra)
+    path = os.path.join(directory, "platform.json")
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        json.dump(doc, handle)
+    return path
+
+
+def on_sleep(clock, count, action):
+    """Make the clock call action() when the tool sleeps for the count-th time (then sleep as usual)."""
+    real = clock.sleep
+    calls = []
+
+    def sleep(seconds):
+        calls.append(seconds)
+        if len(calls) == count:
+            action()
+        real(seconds)
+    clock.sleep = sleep
 
 
 class FakeClock(tool.Clock):
@@ -77,8 +114,7 @@ class Result:
     @property
     def envelope(self):
         """The last stderr line, which must be the error envelope."""
-        lines = self.stderr.rstrip("\n").split("\n")
-        return json.loads(lines[-1])
+        return envelope_of(self.stderr)
 
     def __repr__(self):
         return "Result(code=%r, stdout=%r, stderr=%r)" % (self.code, self.stdout, self.stderr[-2000:])
@@ -121,10 +157,7 @@ class ToolTestCase(unittest.TestCase):
     def login(self, user="usr_demo", account="acc_demo", **extra):
         """A stored session for `user`, as auth login would leave it."""
         token = self.platform.mint_token(user)
-        data = {"accessToken": token, "expiresAt": tool.format_time(time.time() + 7 * 86400),
-                "accountId": account, "deviceName": "test-host"}
-        data.update(extra)
-        tool.SessionStore().save(data)
+        write_session(os.path.dirname(self.session_path), token, account, days=7, **extra)
         return token
 
     def run_tool(self, *argv, **kwargs):
@@ -159,7 +192,9 @@ class ToolTestCase(unittest.TestCase):
 
 
 def subprocess_env(base_url=None, config_dir=None, **extra):
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED}
+    """The environment of the tool run as a subprocess against a loopback sandbox: nothing inherited that
+    would change what it does, no proxy for loopback, no bytecode written."""
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED and not k.startswith("LANDBASE_")}
     env.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", PYTHONDONTWRITEBYTECODE="1")
     if base_url:
         env.update(LANDBASE_PLATFORM_API_URL=base_url, LANDBASE_PLATFORM_WEB_URL=base_url)

@@ -13,12 +13,11 @@ import sys
 import tempfile
 import time
 import unittest
-import urllib.request
 from urllib.parse import urlencode
 
-from support import STAMP, TOOL, run_cli, sandbox, subprocess_env, tool
+from support import STAMP, TOOL, direct_opener, envelope_of, run_cli, sandbox, subprocess_env, tool
 
-DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+DIRECT = direct_opener()
 BROWSER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_browser.py")
 
 
@@ -44,7 +43,7 @@ class EndToEndTests(unittest.TestCase):
     def fails(self, result, code, exit_code):
         self.assertEqual(result.code, exit_code, result)
         self.assertNotIn("Traceback", result.stderr)
-        envelope = json.loads(result.stderr.rstrip("\n").split("\n")[-1])
+        envelope = result.envelope
         self.assertEqual(envelope["error"]["code"], code, result)
         return envelope
 
@@ -162,7 +161,7 @@ class EndToEndTests(unittest.TestCase):
             if process.poll() is None:
                 process.kill()
         self.assertEqual(process.returncode, 3, err)
-        self.assertEqual(json.loads(err.splitlines()[-1])["error"]["code"], "AUTH_FAILED")
+        self.assertEqual(envelope_of(err)["error"]["code"], "AUTH_FAILED")
         self.assertEqual(out, "")
 
     def test_a_429_is_honoured(self):
@@ -199,7 +198,7 @@ class EndToEndTests(unittest.TestCase):
                 self.assertIn("keeps running", err)
                 self.assertIn("\n  %s contacts-import wait %d --account=acc_demo\n" % (TOOL, doc["importId"]),
                               STAMP.sub("", err))
-                self.assertEqual(json.loads(err.splitlines()[-1])["error"]["code"], code)
+                self.assertEqual(envelope_of(err)["error"]["code"], code)
                 self.assertEqual(out, "")
 
     def test_ctrl_c_does_not_wait_for_requests_in_flight(self):

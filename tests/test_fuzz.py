@@ -22,10 +22,7 @@ class FuzzTests(ToolTestCase):
         self.addCleanup(browser.stop)
 
     def fresh_session(self):
-        token = self.platform.mint_token()
-        tool.SessionStore().save({"accessToken": token, "accountId": "acc_demo", "deviceName": "fuzz",
-                                  "expiresAt": tool.format_time(time.time() + 6 * 86400)})
-        return token
+        return self.login()
 
     def check(self, kind, argv, stdin, expected):
         token = self.fresh_session()
@@ -43,7 +40,7 @@ class FuzzTests(ToolTestCase):
             self.assertTrue(result.stdout.endswith("\n") and result.stdout.count("\n") == 1, where)
             json.loads(result.stdout)
         if result.code != 0:
-            envelope = json.loads(result.stderr.rstrip("\n").split("\n")[-1])
+            envelope = result.envelope
             code = envelope["error"]["code"]
             self.assertEqual(tool.EXIT_CODES[code], result.code, where)
             self.assertFalse(envelope["error"]["message"].startswith("internal error"), where + result.stderr)
@@ -53,7 +50,7 @@ class FuzzTests(ToolTestCase):
                 self.assertEqual(result.stdout, "", where)      # only IMPORT_* print a final status
         if expected == "invalid":
             self.assertEqual(result.code, 1, where + result.stderr)
-            self.assertEqual(json.loads(result.stderr.splitlines()[-1])["error"]["code"], "INVALID_INPUT", where)
+            self.assertEqual(result.envelope["error"]["code"], "INVALID_INPUT", where)
             self.assertEqual(sent, [], where)
         elif expected == "valid":
             self.assertNotEqual(sent, [], where + result.stderr)

@@ -9,10 +9,10 @@ import urllib.request
 from unittest import mock
 from urllib.parse import parse_qs, urlsplit
 
-from support import ToolTestCase, tool
+from support import ToolTestCase, direct_opener, on_sleep, tool
 import fake_browser
 
-DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+DIRECT = direct_opener()
 
 
 def get(url):
@@ -204,16 +204,10 @@ class DeviceLoginTests(ToolTestCase):
 
     def approve_on_sleep(self, count, decision="approve"):
         """The person approves on the device page while the tool sleeps for the count-th time."""
-        real = self.clock.sleep
-        calls = []
-
-        def sleep(seconds):
-            calls.append(seconds)
-            if len(calls) == count:
-                code = [d["user_code"] for d in self.platform.devices.values() if d["state"] == "pending"][0]
-                self.platform.decide_device(code, decision, "usr_demo")
-            real(seconds)
-        self.clock.sleep = sleep
+        def decide():
+            code = [d["user_code"] for d in self.platform.devices.values() if d["state"] == "pending"][0]
+            self.platform.decide_device(code, decision, "usr_demo")
+        on_sleep(self.clock, count, decide)
 
     def test_approve(self):
         self.approve_on_sleep(3)

@@ -7,7 +7,7 @@ import re
 import sys
 from unittest import mock
 
-from support import ToolTestCase, tool
+from support import ToolTestCase, on_sleep, tool
 
 BODY = '{"datasetId": "%s", "tagName": "poll test"}'
 
@@ -166,7 +166,7 @@ class PollTests(ImportTestCase):
 
     def test_ctrl_c_exits_130_with_the_resume_command(self):
         import_id = self.start("ds_long")
-        self.clock.sleep = self.interrupt_after(2, KeyboardInterrupt)
+        self.interrupt_after(2, KeyboardInterrupt)
         result = self.run_tool("contacts-import", "wait", str(import_id))
         envelope = self.assertFails(result, "INTERRUPTED", 130)
         self.assertIn("keeps running", result.stderr)
@@ -176,21 +176,16 @@ class PollTests(ImportTestCase):
 
     def test_sigterm_exits_143_with_the_resume_command(self):
         import_id = self.start("ds_long")
-        self.clock.sleep = self.interrupt_after(1, tool.Terminated)
+        self.interrupt_after(1, tool.Terminated)
         result = self.run_tool("contacts-import", "wait", str(import_id))
         self.assertFails(result, "TERMINATED", 143)
         self.assertIn("contacts-import wait %d --account=acc_demo" % import_id, result.stderr)
 
     def interrupt_after(self, count, exception):
-        real = self.clock.sleep
-        calls = []
-
-        def sleep(seconds):
-            calls.append(seconds)
-            if len(calls) > count:
-                raise exception()
-            real(seconds)
-        return sleep
+        """The signal arrives while the tool sleeps for the time after `count` sleeps."""
+        def interrupt():
+            raise exception()
+        on_sleep(self.clock, count + 1, interrupt)
 
 
 class ManyImportsTests(ImportTestCase):
@@ -269,7 +264,7 @@ class SeveralIdsTests(ImportTestCase):
 
     def test_ctrl_c_prints_the_last_known_states(self):
         ids = [self.start("ds_long"), self.start("ds_long")]
-        self.clock.sleep = PollTests.interrupt_after(self, 1, KeyboardInterrupt)
+        PollTests.interrupt_after(self, 1, KeyboardInterrupt)
         result = self.wait(*ids)
         envelope = self.assertFails(result, "INTERRUPTED", 130)
         self.assertEqual(envelope["error"]["meta"]["importIds"], ids)

@@ -10,9 +10,10 @@ import urllib.error
 import urllib.request
 
 import sandbox
+from support import direct_opener
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+DIRECT = direct_opener()
 
 
 def call(url, method="GET", token=None, body=None, headers=None):

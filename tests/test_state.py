@@ -11,7 +11,7 @@ import tempfile
 import time
 import unittest
 
-from support import ROOT, sandbox, subprocess_env, tool
+from support import ROOT, sandbox, subprocess_env, tool, write_session
 
 WRITER = """
 import sys
@@ -35,8 +35,7 @@ class ConcurrencyTests(unittest.TestCase):
         self.addCleanup(shutil.rmtree, config, True)
         directory = os.path.join(config, "landbase")
         token = box.platform.mint_token()
-        tool.SessionStore(directory).save({"accessToken": token, "accountId": "acc_demo", "deviceName": "host",
-                                           "expiresAt": tool.format_time(time.time() + 6 * 86400), "kept": [1]})
+        write_session(directory, token, deviceName="host", kept=[1])
         env = subprocess_env(box.url, directory)
         commands = []
         for i in range(20):

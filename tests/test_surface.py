@@ -7,7 +7,7 @@ import json
 import sys
 from unittest import mock
 
-from support import ToolTestCase, tool
+from support import ToolTestCase, envelope_of, tool
 
 BODY = '{"datasetId": "ds_demo", "tagName": "surface"}'
 START = ("contacts-import", "start", "--json", "-")
@@ -161,7 +161,7 @@ class ClosedStreamTests(ToolTestCase):
                 before = len(self.platform.imports)
                 code, _, err = self.run_with(START, stdout=stdout)
                 self.assertEqual(code, 2, err)
-                envelope = json.loads(err.splitlines()[-1])
+                envelope = envelope_of(err)
                 self.assertEqual(envelope["error"]["code"], "OUTPUT_FAILED")
                 import_id = envelope["error"]["meta"]["importId"]
                 self.assertIn(import_id, self.platform.imports)
@@ -181,13 +181,13 @@ class ClosedStreamTests(ToolTestCase):
     def test_stdin_closed_is_invalid_input(self):
         code, _, err = self.run_with(START, closed_stdin=True)
         self.assertEqual(code, 1)
-        self.assertEqual(json.loads(err.splitlines()[-1])["error"]["code"], "INVALID_INPUT")
+        self.assertEqual(envelope_of(err)["error"]["code"], "INVALID_INPUT")
         self.assertEqual(self.platform.requests, [])
 
     def test_help_into_a_closed_stdout(self):
         code, _, err = self.run_with(("--help",), stdout="closed")
         self.assertEqual(code, 2)
-        self.assertEqual(json.loads(err.splitlines()[-1])["error"]["code"], "OUTPUT_FAILED")
+        self.assertEqual(envelope_of(err)["error"]["code"], "OUTPUT_FAILED")
 
 
 class FullStream(io.StringIO):
