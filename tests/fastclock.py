@@ -6,7 +6,9 @@
 The real file is loaded and its main() runs with everything real but time:
 each sleep moves a virtual clock instead, and is appended to the file named by
 $FASTCLOCK_LOG (one number a line), so the fault tests can check the retry and
-poll schedules without waiting for them.
+poll schedules without waiting for them. With $FASTCLOCK_ADVANCE set to a
+sandbox's URL, each sleep also moves that sandbox's clock by as much, so the
+imports the tool waits on progress in the same virtual time.
 """
 
 import importlib.util
@@ -28,6 +30,14 @@ def load_tool():
 def main():
     tool = load_tool()
     log_path = os.environ.get("FASTCLOCK_LOG")
+    advance_url = os.environ.get("FASTCLOCK_ADVANCE")
+
+    def advance(seconds):
+        import json
+        import urllib.request
+        request = urllib.request.Request(advance_url + "/_sandbox/control", method="POST",
+                                         data=json.dumps({"advance": seconds}).encode())
+        urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=10).close()
 
     class FastClock(tool.Clock):
         skipped = 0.0
@@ -44,6 +54,8 @@ def main():
             if log_path:
                 with open(log_path, "a") as handle:
                     handle.write("%r\n" % seconds)
+            if advance_url:
+                advance(seconds)
 
         def wait_event(self, event, seconds):
             if not event.wait(min(seconds, 1.0)):
