@@ -2114,6 +2114,8 @@ COMMANDS = [
 ]
 LEVELS = {"auth": "log in, show or end the platform session", "account": "list accounts or choose the active one",
           "contacts-import": "start, read or wait for imports"}
+GLOBAL_OPTIONS_TAKE = [("--account", True), ("--timeout", True), ("--query", True), ("--verbose", False),
+                       ("--quiet", False)]      # each global option, and whether it takes a value
 GLOBAL_OPTIONS = [
     ("--account=ID", "the account for this call (else LANDBASE_ACCOUNT_ID, else the stored one)"),
     ("--timeout=SECONDS", "bound on each whole request, connect to last byte (default %g)" % DEFAULT_TIMEOUT),
@@ -2160,28 +2162,18 @@ def manual(program):
     return "\n".join(lines)
 
 
-def build_parser():
-    """The parser, and the parser of every level by its words (for the help of a bare level)."""
+def build_parser(program):
+    """The parser, and the parser of every level by its words (for the help of a bare level). The global
+    options are the top level's alone: take_globals() brings them there from wherever they stand."""
+    if program in PARSERS:
+        return PARSERS[program]
     formatter = argparse.RawDescriptionHelpFormatter
-    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "landbase_import.py"
-
-    def add_globals(parser, shown):
-        default = (lambda value: value) if shown else (lambda value: argparse.SUPPRESS)
-        hide = (lambda text: text) if shown else (lambda text: argparse.SUPPRESS)
-        group = parser.add_argument_group("global options") if shown else parser
-        group.add_argument("--account", metavar="ID", default=default(None), help=hide(GLOBAL_OPTIONS[0][1]))
-        group.add_argument("--timeout", metavar="SECONDS", type=timeout_seconds, default=default(DEFAULT_TIMEOUT),
-                           help=hide(GLOBAL_OPTIONS[1][1]))
-        group.add_argument("--query", metavar="PATH[,PATH]", default=default(None), help=hide(GLOBAL_OPTIONS[2][1]))
-        group.add_argument("--verbose", action="store_true", default=default(False), help=hide(GLOBAL_OPTIONS[3][1]))
-        group.add_argument("--quiet", action="store_true", default=default(False), help=hide(GLOBAL_OPTIONS[4][1]))
 
     def level(subparsers, words, text, epilog):
         sub = subparsers.add_parser(words[-1], help=text, description=text, formatter_class=formatter,
                                     prog="%s %s" % (program, " ".join(words)),
                                     allow_abbrev=False, epilog=epilog + "\n\nglobal options (--account, --timeout, "
                                     "--query, --verbose, --quiet): see %s --help" % program)
-        add_globals(sub, shown=False)
         levels[words] = sub
         return sub
 
@@ -2190,7 +2182,13 @@ def build_parser():
                     "tag.", formatter_class=formatter, allow_abbrev=False, usage="%(prog)s [global options] COMMAND ...")
     parser.manual = manual
     parser.add_argument("--version", action="version", version="landbase-import %s" % __version__)
-    add_globals(parser, shown=True)
+    group = parser.add_argument_group("global options (before or after the command)")
+    group.add_argument("--account", metavar="ID", help=GLOBAL_OPTIONS[0][1])
+    group.add_argument("--timeout", metavar="SECONDS", type=timeout_seconds, default=DEFAULT_TIMEOUT,
+                       help=GLOBAL_OPTIONS[1][1])
+    group.add_argument("--query", metavar="PATH[,PATH]", help=GLOBAL_OPTIONS[2][1])
+    group.add_argument("--verbose", action="store_true", help=GLOBAL_OPTIONS[3][1])
+    group.add_argument("--quiet", action="store_true", help=GLOBAL_OPTIONS[4][1])
     levels[()] = parser
     top = parser.add_subparsers(dest="command", metavar="COMMAND", title="command groups")
     groups = {}
@@ -2228,7 +2226,31 @@ def build_parser():
         commands[words].add_argument("--max-wait", metavar="DURATION", default=str(WAIT_LIMIT),
                                      help="give up waiting after this long (default %s, at most %s)"
                                           % (format_duration(WAIT_LIMIT), format_duration(MAX_WAIT_LIMIT)))
+    PARSERS[program] = parser, levels
     return parser, levels
+
+
+PARSERS = {}                            # built once a process (the tests call main() thousands of times)
+
+
+def take_globals(argv):
+    """argv with the global options moved in front of the command, from wherever they stand
+    (`contacts-import status 7 --account=acc_1`), so that only the top level needs to know them."""
+    options = dict((name.split("=")[0], value) for name, value in GLOBAL_OPTIONS_TAKE)
+    moved, rest, words = [], [], iter(argv)
+    for word in words:
+        if word == "--":
+            rest.append(word)
+            rest.extend(words)
+            break
+        name, equals, _ = word.partition("=")
+        if options.get(name) is None or (equals and not options[name]):
+            rest.append(word)
+        else:
+            moved.append(word)
+            if options[name] and not equals:
+                moved.extend(word for word in [next(words, None)] if word is not None)
+    return moved + rest
 
 
 RUNNERS = {}                            # each command's function, filled in below the commands
@@ -2236,8 +2258,8 @@ RUNNERS = {}                            # each command's function, filled in bel
 
 def parse_args(argv):
     """The checked arguments; a bare level (no command, or no action) prints that level's help."""
-    parser, levels = build_parser()
-    args = parser.parse_args(argv)
+    parser, levels = build_parser(os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "landbase_import.py")
+    args = parser.parse_args(take_globals(argv))
     if not hasattr(args, "run"):
         levels[tuple(word for word in (args.command, getattr(args, "action", None)) if word)].print_help()
         raise SystemExit(0)
