@@ -303,16 +303,22 @@ class Console:
 
 def cells(text):
     """The columns text takes on a terminal: wide characters take two, combining marks none."""
-    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
-               for ch in text)
+    return sum(_cells(ch) for ch in text)
+
+
+def _cells(ch):
+    return 0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
 
 
 def fit(text, room):
-    """text cut to at most `room` columns."""
+    """text cut to at most `room` columns, in one pass however long it is."""
     if len(text) * 2 <= room:
         return text
-    while text and cells(text) > room:
-        text = text[:-1]
+    width = 0
+    for index, ch in enumerate(text):
+        width += _cells(ch)
+        if width > room:
+            return text[:index]
     return text
 
 

@@ -1,7 +1,7 @@
 """The fault matrix: each command of the tool, as a subprocess, against each fault of the sandbox.
 
-run_matrix() returns one row per (command, fault) with what happened; expected() says what CLI.md
-and API.md promise for it (exit, code, requests, the waits between them); test_faults.py asserts
+run_matrix() returns one row per (command, fault) with what happened; expected() says what the README
+and the HTTP protocol (README) promise for it (exit, code, requests, the waits between them); test_faults.py asserts
 the rows against it and reliability.py prints them as a table.
 
 The subprocess is the real file run by fastclock.py, so retries and polls are real requests but
@@ -40,8 +40,8 @@ MAX_RSS = 64 * 1024 * 1024      # the tool's memory stays under this whatever th
 STARTUP_MARGIN = 15.0           # what a run may take beyond its waits and --timeout per request
 TOLERANCE = 0.5                 # a logged wait matches a planned one within this (the poller's waits
                                 # are measured from the end of the poll, less the few ms since)
-RETRY_DELAYS = (5, 10, 20)      # CLI.md: one-shot commands retry 3 times after 5, 10 and 20 s
-POLL_DELAYS = (5, 10)           # CLI.md: wait polls at once, after 5 s, 10 s, then every 20 s ...
+RETRY_DELAYS = (5, 10, 20)      # the README: one-shot commands retry 3 times after 5, 10 and 20 s
+POLL_DELAYS = (5, 10)           # the README: wait polls at once, after 5 s, 10 s, then every 20 s ...
 POLL_EVERY = 20
 WAIT_LIMIT = 1800               # ... and gives up with TIMEOUT after 30 minutes
 EXIT = {"NETWORK_ERROR": 4, "TIMEOUT": 4, "API_ERROR": 2, "RATE_LIMITED": 2}
@@ -57,7 +57,7 @@ COMMANDS = collections.OrderedDict([
 
 Route = collections.namedtuple("Route", "method path wrong_types nan")
 # route: the request, a 200 with the wrong types for it, and a 200 that a lenient JSON reader would
-# take (NaN where a number goes); API.md: an answer that is not strict JSON is a broken answer
+# take (NaN where a number goes); the HTTP protocol (README): an answer that is not strict JSON is a broken answer
 ROUTES = {
     "start": Route("POST", "/v1/accounts/acc_demo/contacts-imports", {"importId": "7", "runRef": 5},
                    '{"importId": 7, "runRef": "run_NAN", "estimatedSeconds": NaN}'),
@@ -80,7 +80,7 @@ def fault(name, setup, code, transient=True, times=None, retry_after=None, timeo
 
     setup: a sandbox fault (a dict) or the name of a special setup (see run_case).
     code: what one failed attempt is (None: the fault is followed and the command works).
-    transient: retried by one-shot commands and ridden out by wait (API.md, CLI.md).
+    transient: retried by one-shot commands and ridden out by wait (the HTTP protocol (README), the README).
     times: how many requests meet the fault: None for as many as the command makes before it
       gives up (4 for a one-shot command, 3 for wait, then the real answer), a number for that
       many, "always" for a platform that never comes back.
@@ -124,7 +124,7 @@ Expect = collections.namedtuple("Expect", "exit code attempts schedule limit")
 
 
 def planned_waits(command, count):
-    """The first `count` waits of the command's own schedule (CLI.md, "Polling")."""
+    """The first `count` waits of the command's own schedule (the README, "Polling")."""
     if command != "wait":
         return list(RETRY_DELAYS[:count])
     waits = list(POLL_DELAYS[:count])
@@ -132,7 +132,7 @@ def planned_waits(command, count):
 
 
 def expected(command, fault):
-    """Expect(exit, code, attempts, schedule, limit): what CLI.md and API.md promise for this command
+    """Expect(exit, code, attempts, schedule, limit): what the README promise for this command
     against this fault. schedule: the waits between the attempts, each a number (matched within
     TOLERANCE) or a (low, high) range. limit: for a wait that ends at its limit, that limit in
     seconds (its last wait is then cut short by it; see schedule_problem)."""

@@ -99,7 +99,7 @@ class FaultMatrixTests(unittest.TestCase):
 
 
 class ExpectationTests(unittest.TestCase):
-    """faults.expected() itself, against CLI.md's schedule, so that the matrix cannot drift with it."""
+    """faults.expected() itself, against the README.s schedule, so that the matrix cannot drift with it."""
 
     def by_name(self, name):
         return next(fault for fault in faults.FAULTS if fault.name == name)

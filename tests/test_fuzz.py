@@ -2,7 +2,6 @@
 
 import json
 import os
-import time
 from unittest import mock
 
 import fuzz

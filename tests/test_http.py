@@ -2,7 +2,6 @@
 
 import email.utils
 import os
-import time
 
 from support import ToolTestCase, tool, sandbox
 
@@ -95,12 +94,10 @@ class MappingTests(ToolTestCase):
                 self.assertEqual(self.clock.sleeps, [5, 10, 20])
 
     def test_no_answer_within_the_timeout(self):
-        self.platform.inject("status", {"delay": 1.5}, times=4)
-        started = time.monotonic()
+        self.platform.inject("status", {"delay": 1.5}, times=4)     # answered, but after the timeout
         envelope = self.assertFails(self.run_tool(*(STATUS + ("--timeout", "0.3"))), "TIMEOUT")
         self.assertIn("0.3", envelope["error"]["message"])
         self.assertEqual(self.clock.sleeps, [5, 10, 20])
-        self.assertLess(time.monotonic() - started, 4)
 
     def test_answers_that_break_the_contract_are_transient_api_errors(self):
         cases = [({"truncate": True}, "not strict JSON"), ({"json": "<html>"}, "object"),
@@ -336,8 +333,13 @@ class BaseUrlTests(ToolTestCase):
         self.assertIn("LANDBASE_ALLOW_CUSTOM_API_URL", envelope["error"]["message"])
 
     def test_connection_refused_is_a_network_error_after_retries(self):
-        os.environ["LANDBASE_PLATFORM_API_URL"] = "http://127.0.0.1:9"
-        self.assertFails(self.run_tool(*STATUS), "NETWORK_ERROR")
+        import socket
+        closed = socket.socket()            # bound, never listening: a connection to it is refused
+        closed.bind(("127.0.0.1", 0))
+        self.addCleanup(closed.close)
+        os.environ["LANDBASE_PLATFORM_API_URL"] = "http://127.0.0.1:%d" % closed.getsockname()[1]
+        envelope = self.assertFails(self.run_tool(*STATUS), "NETWORK_ERROR")
+        self.assertIn("refused", envelope["error"]["message"])
         self.assertEqual(self.clock.sleeps, [5, 10, 20])
 
 

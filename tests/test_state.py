@@ -10,22 +10,9 @@ import sys
 import tempfile
 import time
 import unittest
+import warnings
 
 from support import ROOT, sandbox, subprocess_env, tool, write_session
-
-WRITER = """
-import sys
-sys.path.insert(0, %r)
-import landbase_import as tool
-store = tool.SessionStore(sys.argv[1])
-payloads = [{"accessToken": "lbs_a", "accountId": "acc_a", "pad": "a" * 300000},
-            {"accessToken": "lbs_b", "accountId": "acc_b", "pad": "b" * 300000}]
-i = 0
-while True:
-    store.save(payloads[i %% 2])
-    i += 1
-""" % ROOT
-
 
 class ConcurrencyTests(unittest.TestCase):
     def test_twenty_processes_leave_a_valid_file_and_no_temporaries(self):
@@ -57,25 +44,68 @@ class ConcurrencyTests(unittest.TestCase):
         self.assertEqual(os.listdir(directory), ["platform.json"])
 
 
+PAYLOADS = [{"accessToken": "lbs_a", "accountId": "acc_a", "pad": "a" * 300000},
+            {"accessToken": "lbs_b", "accountId": "acc_b", "pad": "b" * 300000}]
+
+
+def start_writer(directory, pause_mid_write):
+    """A forked process (the tool already imported) that saves the two payloads in turn for ever. With
+    pause_mid_write, it stops inside its first write, after the temporary is written and before the
+    rename, and says so on the pipe it returns: a kill then lands mid-write for certain."""
+    ready, tell = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)         # 3.12+: fork() with threads about
+        pid = os.fork()
+    if pid:
+        os.close(tell)
+        return pid, ready
+    try:
+        os.close(ready)
+        if pause_mid_write:
+            real_fsync = os.fsync
+
+            def fsync(fd):                  # the first fsync is the temporary's
+                real_fsync(fd)
+                os.write(tell, b"x")
+                time.sleep(60)
+            os.fsync = fsync
+        store = tool.SessionStore(directory)
+        i = 0
+        while True:
+            store.save(PAYLOADS[i % 2])
+            i += 1
+    finally:
+        os._exit(0)
+
+
 class CrashSafetyTests(unittest.TestCase):
     KILLS = 40
 
     def test_sigkill_mid_write_leaves_the_old_file_or_the_new_one(self):
+        """Half the kills land mid-write for certain (the writer pauses there); the other half at a random
+        time among whole writes. Either way the file is the old one or a new one, never a mix."""
         directory = os.path.join(tempfile.mkdtemp(prefix="lbi-kill-"), "landbase")
         self.addCleanup(shutil.rmtree, os.path.dirname(directory), True)
         store = tool.SessionStore(directory)
         store.save({"accessToken": "lbs_first", "accountId": "acc_first"})
         rng = random.Random(4)
         seen, interrupted = set(), 0
-        for _ in range(self.KILLS):
+        for kill in range(self.KILLS):
+            paused = kill % 2 == 0
             before = os.stat(store.path).st_mtime_ns
-            writer = subprocess.Popen([sys.executable, "-c", WRITER, directory])
-            deadline = time.monotonic() + 30
-            while os.stat(store.path).st_mtime_ns == before and time.monotonic() < deadline:
-                time.sleep(0.002)       # however slow the start, kill it while it is writing
-            time.sleep(rng.uniform(0, 0.05))
-            writer.send_signal(signal.SIGKILL)
-            writer.wait()
+            pid, ready = start_writer(directory, paused)
+            try:
+                if paused:
+                    self.assertEqual(os.read(ready, 1), b"x")      # inside the write, before the rename
+                else:
+                    deadline = time.monotonic() + 30
+                    while os.stat(store.path).st_mtime_ns == before and time.monotonic() < deadline:
+                        time.sleep(0.002)                           # a whole write has landed; kill in the next
+                    time.sleep(rng.uniform(0, 0.05))
+            finally:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                os.close(ready)
             with open(store.path) as handle:
                 data = json.load(handle)               # never a mix, never truncated
             self.assertIn(data["accessToken"], ("lbs_first", "lbs_a", "lbs_b"))
@@ -83,6 +113,6 @@ class CrashSafetyTests(unittest.TestCase):
             seen.add(data["accessToken"])
             interrupted += any(name.endswith(".tmp") for name in os.listdir(directory))
         self.assertTrue({"lbs_a", "lbs_b"} <= seen)
-        self.assertGreater(interrupted, 0, "no kill landed in the middle of a write")
+        self.assertGreaterEqual(interrupted, self.KILLS // 2)       # the paused kills left their temporaries
         store.update({"accountId": "acc_after"})      # the next writer clears what the killed ones left
         self.assertEqual(os.listdir(directory), ["platform.json"])
