@@ -132,6 +132,7 @@ def print_server_fuzzer():
 
 
 def main():
+    os.environ["LANDBASE_TEST_FULL"] = "1"      # every command of the fault matrix, every case of the fuzzers
     started = time.monotonic()
     failures = 0
     print("Figures from `make reliability` (%s, Python %s, %s)\n" % (

@@ -3,7 +3,7 @@
 
     run.py [-v] [-j JOBS] [PATTERN ...]      PATTERN: test_*.py (the default), test_http.py, test_e2e*.py
 
-Each test module runs in its own process, JOBS at a time (default: one more than the CPUs), slowest
+Each test module runs in its own process, JOBS at a time (default: two more than the CPUs), slowest
 first: most of the end-to-end modules wait on subprocesses and sockets, so they overlap well. Each
 module's line gives its wall and CPU seconds. -v shows every test's name as it runs.
 """
@@ -55,7 +55,7 @@ def main(argv):
     parser = argparse.ArgumentParser(description="Run the test suite.")
     parser.add_argument("-v", "--verbose", action="store_true", help="every test's name as it runs")
     parser.add_argument("-q", "--quiet", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("-j", "--jobs", type=int, default=(os.cpu_count() or 1) + 1)
+    parser.add_argument("-j", "--jobs", type=int, default=(os.cpu_count() or 1) + 2)
     parser.add_argument("--module", help=argparse.SUPPRESS)
     parser.add_argument("patterns", nargs="*", default=["test_*.py"])
     args = parser.parse_args(argv[1:])
