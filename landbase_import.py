@@ -8,17 +8,21 @@ One file, standard library only, Python 3.6+. Copy it onto a host and run it:
     landbase_import.py auth logout
     landbase_import.py account list
     landbase_import.py account set <accountId>
-    landbase_import.py contacts-import start --json <path|-> [--watch]
+    landbase_import.py contacts-import start --json <path|-> [--watch] [--dry-run] [--max-wait 4h]
+                                             [--idempotency-key KEY]
     landbase_import.py contacts-import status <importId>
-    landbase_import.py contacts-import wait <importId> [<importId> ...]
+    landbase_import.py contacts-import wait <importId> [<importId> ...] [--max-wait 4h]
 
-stdout carries exactly one JSON document on success; progress, warnings and,
+Global options, before or after the command: --account=ID --timeout=SECONDS --query=PATH[,PATH]
+--verbose --quiet. `landbase_import.py --help` is the manual.
+
+stdout carries exactly one JSON document on success (or --query's text); progress, warnings and,
 on failure, a one-line error envelope go to stderr.
 
 Exit codes: 0 success; 1 INVALID_INPUT, VALIDATION_ERROR, SETUP_FAILED;
-2 NOT_FOUND, CONFLICT, API_ERROR, RATE_LIMITED, UPGRADE_REQUIRED,
-IMPORT_FAILED, IMPORT_PARTIAL; 3 AUTH_REQUIRED, AUTH_FAILED;
-4 TIMEOUT, NETWORK_ERROR; 130 interrupted; 143 terminated.
+2 NOT_FOUND, CONFLICT, API_ERROR, RATE_LIMITED, UPGRADE_REQUIRED, IMPORT_FAILED,
+IMPORT_PARTIAL, OUTPUT_FAILED; 3 AUTH_REQUIRED, AUTH_FAILED; 4 TIMEOUT, NETWORK_ERROR;
+130 INTERRUPTED; 143 TERMINATED.
 """
 
 import argparse
@@ -62,9 +66,9 @@ DEVICE_INTERVAL = 5                     # the device flow polls this often unles
 DEVICE_INTERVALS = (1, 60)              # and never outside these bounds
 MAX_REDIRECTS = 5
 
-MAX_BODY_BYTES = 1024 * 1024           # the body of start --json, and platform.json
-MAX_ANSWER_BYTES = 4 * 1024 * 1024       # an answer from the platform
-MAX_JSON_DIGITS = 40                     # a longer integer in any JSON document is refused
+MAX_BODY_BYTES = 1024 * 1024            # the body of start --json, and platform.json
+MAX_ANSWER_BYTES = 4 * 1024 * 1024      # an answer from the platform
+MAX_JSON_DIGITS = 40                    # a longer integer in any JSON document is refused
 MAX_DATASET_ID = 200
 MAX_TAG_NAME = 100
 MAX_IMPORT_ID = 2 ** 63 - 1
@@ -1357,12 +1361,12 @@ def poll_until_terminal(api, account_id, trackers, console, limit):
             if not pending:
                 return
             now = CLOCK.now()
+            if now >= deadline:
+                raise StopWaiting()
             due = [t for t in pending if t.due <= now]
             if due:
                 poll_round(api, account_id, due, console, redraw, several=len(trackers) > 1)
                 continue
-            if now >= deadline:
-                raise StopWaiting()
             wake = min(min(t.due for t in pending), deadline)
             while now < wake:
                 if redraw and trackers[0].status is not None:

@@ -45,7 +45,7 @@ def interpreters():
 
 def run(version, path):
     started = time.monotonic()
-    process = subprocess.run([path, os.path.join(HERE, "run.py")], stdout=subprocess.PIPE,
+    process = subprocess.run([path, os.path.join(HERE, "run.py"), "-j", "2"], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, universal_newlines=True)
     return version, path, process.returncode, process.stdout, time.monotonic() - started
 
@@ -57,7 +57,7 @@ def main():
         return 1
     print("test-all: %s" % ", ".join("%d.%d" % v for v in sorted(found)), flush=True)
     failures = 0
-    with ThreadPoolExecutor(max_workers=int(os.environ.get("TEST_ALL_JOBS", "3"))) as pool:
+    with ThreadPoolExecutor(max_workers=int(os.environ.get("TEST_ALL_JOBS", "2"))) as pool:
         for version, path, code, output, seconds in pool.map(lambda item: run(*item), sorted(found.items())):
             last = output.strip().splitlines()[-1] if output.strip() else "(no output)"
             print("  %d.%d  %-4s %5.0fs  %s  (%s)" % (version + ("ok" if code == 0 else "FAIL", seconds, last, path)),
