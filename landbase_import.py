@@ -267,12 +267,13 @@ class Console:
             return
         room = self.width() - 1
         pieces = [(sanitize(text), phase, rank) for text, phase, rank in segments]
-        while sum(cells(text) for text, _, _ in pieces) > room and any(rank for _, _, rank in pieces):
+        pieces = [(text, phase, rank, cells(text)) for text, phase, rank in pieces]
+        while sum(piece[3] for piece in pieces) > room and any(piece[2] for piece in pieces):
             pieces.remove(max(pieces, key=lambda piece: piece[2] or 0))
         shown = []
-        for text, phase, _ in pieces:
-            text = fit(text, room)
-            room -= cells(text)
+        for text, phase, _, width in pieces:
+            text = fit(text, room) if width > room else text
+            room -= cells(text) if width > room else width
             shown.append(self.paint(text, phase) if phase else text)
         self._write("\r\x1b[K" + "".join(shown))
         self._redrawn = True
@@ -307,7 +308,11 @@ class Console:
 
 def cells(text):
     """The columns text takes on a terminal: wide characters take two, combining marks none."""
-    return sum(_cells(ch) for ch in text)
+    try:
+        text.encode("ascii")
+        return len(text)                # the common case, without a look at each character
+    except UnicodeEncodeError:
+        return sum(_cells(ch) for ch in text)
 
 
 def _cells(ch):

@@ -114,9 +114,13 @@ class EndToEndTests(unittest.TestCase):
         snapshot = self.ok(self.cli("contacts-import", "status", str(ids[0])))
         self.assertEqual(sorted(snapshot), ["counts", "error", "importId", "percent", "phase"])
         self.assertIn(snapshot["phase"], ("draft", "preparing", "in_progress", "completed"))
+        # each first poll fails, whatever the imports' state by then: so the second poll, 5 real seconds
+        # later, is the one that sees them end, and the wait cannot end before the schedule allows
+        self.platform.inject("status", {"status": 503}, times=3)
         started = time.monotonic()
         result = self.cli("contacts-import", "wait", *[str(i) for i in ids])
         self.assertGreaterEqual(time.monotonic() - started, 5)         # the real schedule: 0 s, then 5 s
+        self.assertEqual(result.log.count("poll failed (API_ERROR"), 3)
         envelope = self.fails(result, "IMPORT_PARTIAL", 2)           # the first id that did not complete
         self.assertEqual(envelope["error"]["meta"], {"importIds": [ids[1]]})
         self.assertEqual([d["phase"] for d in json.loads(result.stdout)], ["completed", "partial", "failed"])

@@ -31,7 +31,7 @@ try:
 except ImportError:             # Windows: no RSS figure, no fork, no alarm
     resource = None
 
-REAL_SECONDS_PER_CASE = 4.0     # a case still running after this is stopped and reported
+REAL_SECONDS_PER_CASE = 8.0     # a case still running after this is stopped and reported
 MAX_SLEEPS = 3000               # more fake sleeps than a 30-minute wait or a 15-minute device login needs
 MAX_FAKE_SECONDS = 8 * 86400    # --max-wait goes up to 7 days
 RSS_BOUND_MIB = 64
