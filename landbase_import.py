@@ -279,10 +279,15 @@ class Console:
         self._redrawn = True
 
     def width(self):
+        """The columns of the terminal stderr is on (not stdout's: `x=$(… wait 7)` is the usual case);
+        COLUMNS, then 80, where it does not say (a pseudo-terminal nobody sized says 0)."""
         try:
-            return max(20, os.get_terminal_size(self.stream.fileno()).columns)
+            columns = os.get_terminal_size(self.stream.fileno()).columns
         except (AttributeError, ValueError, OSError):
-            return 80
+            columns = 0
+        if columns <= 0:
+            columns = int(os.environ["COLUMNS"]) if re.match(r"[0-9]{1,4}\Z", os.environ.get("COLUMNS", "")) else 80
+        return max(20, columns)
 
     def paint(self, text, phase):
         color = {"completed": "32", "partial": "33", "failed": "31"}.get(phase)

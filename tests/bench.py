@@ -114,10 +114,12 @@ def main():
         wait_rss = statistics.median(run[2] for run in wait_runs)
         per_poll = (wait_cpu - status_cpu) / max(1, polls - 1)
 
-        # 4. a wait on a terminal, its line redrawn once a second: CPU per second of waiting
+        # 4. a wait on a terminal, its line redrawn once a second: CPU per second of waiting, as the slope
+        # between a short wait and a long one (the start-up both pay cancels out)
         tty_id = start_import(platform_, "ds_long")
-        tty_cpu, tty_seconds = terminal_wait(env, tty_id, TTY_SECONDS)
-        tty_share = max(0.0, tty_cpu - status_cpu) / tty_seconds
+        short = min(terminal_wait(env, tty_id, 2) for _ in range(2))
+        long_ = min(terminal_wait(env, tty_id, TTY_SECONDS) for _ in range(2))
+        tty_share = max(0.0, long_[0] - short[0]) / (long_[1] - short[1])
 
         # 5. many imports: one process for all of them, or one process each
         ids = [start_import(platform_, "ds_demo") for _ in range(MANY)]
@@ -155,8 +157,9 @@ def main():
         print("| `wait` requests for a 30-minute import | %d | | | ≤ 92 %s | |" % (polls, "met" if polls <= 92
                                                                            else "**not met**"))
         print("| `wait` on a terminal, redrawn once a second: CPU per second of waiting | %.2f%% of a core | | "
-              "| < 1%% %s | %.0f ms of CPU in %.0f s |" % (tty_share * 100, "met" if tty_share < 0.01 else
-                                                         "**not met**", tty_cpu * 1000, tty_seconds))
+              "| < 1%% %s | %.0f ms of CPU for a %.0f s wait, %.0f ms for a %.0f s one |"
+              % (tty_share * 100, "met" if tty_share < 0.01 else "**not met**", long_[0] * 1000, long_[1],
+                 short[0] * 1000, short[1]))
         print("\n%d imports: one `wait` with %d ids vs %d `wait` processes (sandbox at --speed 10)\n"
               % (MANY, MANY, MANY))
         print("| | one process | %d processes | ratio |" % MANY)
@@ -183,8 +186,12 @@ def row(runs, name, floor, target, raw_floors):
 def terminal_wait(env, import_id, seconds):
     """(CPU seconds, wall seconds) of a real `wait` with stderr on a pseudo-terminal, stopped by
     --max-wait after `seconds`: its line is redrawn once a second, its polls follow the real schedule."""
+    import fcntl
     import pty
+    import struct
+    import termios
     master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))     # a 100-column terminal
     started = time.perf_counter()
     process = subprocess.Popen([PY, TOOL, "contacts-import", "wait", str(import_id), "--max-wait", "%ds" % seconds],
                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)

@@ -390,6 +390,12 @@ class RenderingTests(ToolTestCase):
         self.assertNotIn("ETA", text)
         self.assertNotIn("left", text)
 
+    def test_a_terminal_that_does_not_say_its_width(self):
+        self.assertEqual(tool.Console(stream=FakeTty(0)).width(), 80)     # an unsized pseudo-terminal says 0
+        os.environ["COLUMNS"] = "50"
+        self.assertEqual(tool.Console(stream=FakeTty(0)).width(), 50)
+        self.assertEqual(tool.Console(stream=FakeTty(120)).width(), 120)  # the terminal's own word wins
+
     def test_the_redrawn_line_never_wraps(self):
         for columns in (80, 40, 20):
             with self.subTest(columns=columns):
