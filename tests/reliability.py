@@ -20,7 +20,7 @@ import faults  # noqa: E402
 GUARANTEES = [
     ("20 processes running `account set` and `status` at once leave a valid `platform.json`, no temporary files",
      "test_state.ConcurrencyTests"),
-    ("SIGKILL at random points of a session write (40 kills) leaves the old file or the new one",
+    ("SIGKILL during a session write (40 kills, half of them mid-write for certain) leaves the old file or the new one",
      "test_state.CrashSafetyTests"),
     ("SIGINT/SIGTERM during a wait exit 130/143 with the resume command; a closed stdout exits quietly",
      "test_e2e.EndToEndTests.test_signals_end_a_wait_with_the_resume_command",
@@ -50,6 +50,33 @@ GUARANTEES = [
      "test_session.SessionFileTests.test_created_0600_in_a_0700_directory_whatever_the_umask"),
     ("`start` retried after a lost answer imports once (same `Idempotency-Key`)",
      "test_http.HeaderTests.test_start_retries_with_the_same_idempotency_key_and_imports_once"),
+    ("closed stdout / stderr / stdin, `/dev/full` and a reader that left, for `start`, `status`, `wait` and "
+     "`auth status`: `OUTPUT_FAILED` with the import id, no exit changed by stderr, `INVALID_INPUT` for stdin",
+     "test_streams.StreamTests.test_closed_or_full_stdout_is_output_failed_naming_the_import",
+     "test_streams.StreamTests.test_closed_stderr_changes_no_exit_code",
+     "test_streams.StreamTests.test_closed_stdin", "test_streams.StreamTests.test_a_reader_that_left_is_quiet"),
+    ("a FIFO or a directory in place of `platform.json`: `SETUP_FAILED` naming it, never a hang",
+     "test_streams.StreamTests.test_a_fifo_or_a_directory_in_place_of_platform_json"),
+    ("`http_proxy` with a loopback base: the proxy sees nothing",
+     "test_streams.StreamTests.test_http_proxy_is_never_used_for_a_loopback_base",
+     "test_http.ProxyTests"),
+    ("an idle, reset or malformed connection to the login callback neither blocks the browser's answer nor "
+     "prints anything",
+     "test_streams.StreamTests.test_an_idle_connection_does_not_hold_the_login_callback",
+     "test_streams.StreamTests.test_a_reset_and_a_malformed_request_on_the_login_callback_print_nothing"),
+    ("a device flow that never ends stops within 15 minutes; a huge interval is kept in bounds; "
+     "`Retry-After` is honoured",
+     "test_streams.StreamTests.test_device_login_is_bounded_and_honours_retry_after",
+     "test_login.DeviceLoginTests"),
+    ("a token of odd shape in the environment, echoed back by a server (plain, JSON-escaped, HTML-escaped), "
+     "under `--verbose`: on no stream",
+     "test_streams.StreamTests.test_a_token_of_odd_shape_is_printed_nowhere",
+     "test_http.HostileAnswerTests.test_a_token_the_server_echoes_is_never_printed"),
+    ("a hostile `phase` on a terminal (a pseudo-terminal, 40 and 80 columns): no escape, no newline, no token, "
+     "no wrapped line; `TERM=dumb` and logs get dated plain lines",
+     "test_streams.StreamTests.test_a_hostile_phase_on_a_terminal",
+     "test_streams.StreamTests.test_term_dumb_on_a_terminal_gets_the_log_form",
+     "test_streams.StreamTests.test_the_log_form_dates_every_line_and_ends_with_pure_json"),
 ]
 
 
@@ -124,11 +151,31 @@ def print_matrix():
 
 
 def print_server_fuzzer():
-    """Issue 8, "Tests and figures": the server-side fuzzer's figures go here (seeded mutations of the
-    answers the tool reads, run through the tool with an oracle written apart from it, and the planted
-    bugs it catches), printed as a "### Server-side fuzzer" section. Not built yet: returns the number
-    of failures, 0 until then."""
-    return 0
+    """The server-side fuzzer: seeded mutations of the answers the tool reads, each run through the tool
+    and judged by an oracle written apart from it, and the planted bugs it catches. Failures: a count."""
+    report = os.path.join(tempfile.mkdtemp(prefix="lbi-rel-"), "server-fuzz.json")
+    ran, failed = run_tests(["test_fuzz_server"], {"FUZZ_SERVER_REPORT": report})
+    try:
+        with open(report) as handle:
+            fuzz = json.load(handle)
+    except (OSError, ValueError):
+        print("### Server-side fuzzer\n\n**it wrote no report** (%d tests ran, %d failed)\n" % (ran, failed))
+        return failed or 1
+    print("### Server-side fuzzer\n")
+    print("%d seeded mutations (seed %s) of the answers of %d routes (%s), through the commands that read them, "
+          "each judged by an oracle written apart from the tool: no traceback or internal error, no token on any "
+          "stream, an exit and a code from the documented table, stdout one JSON document or nothing, every "
+          "stderr line printable, time and memory within bounds. %d mutation families; exits seen: %s; codes: %s. "
+          "Slowest case %.2f s; the process's peak memory grew %.1f MiB over the whole run (bound 64). Planted "
+          "bugs caught: %d of %d (%s). %s\n" % (
+              fuzz["cases"], fuzz.get("seed", "20261129"), len(fuzz["by_route"]), ", ".join(sorted(fuzz["by_route"])),
+              len(fuzz["by_mutation_family"]), ", ".join("%s x%s" % item for item in sorted(
+                  fuzz["exits"].items(), key=lambda item: int(item[0]) if item[0].isdigit() else 999)),
+              ", ".join("%s x%s" % item for item in sorted(fuzz["codes"].items())),
+              fuzz["max_case_seconds"], fuzz["maxrss_growth_mib"], fuzz["planted_bugs_caught"], fuzz["planted_bugs"],
+              ", ".join(sorted(fuzz.get("planted", {}))),
+              "All passed." if not failed else "**%d FAILED**" % failed))
+    return failed
 
 
 def main():
