@@ -10,7 +10,6 @@ tool compiles it; the floors that carry a target include that compilation:
   parse, fetch, pass                                                          the raw ratios beside them
 """
 
-import json
 import os
 import platform
 import shutil
@@ -25,6 +24,7 @@ ROOT = os.path.dirname(HERE)
 TOOL = os.path.join(ROOT, "landbase_import.py")
 sys.path.insert(0, HERE)
 import sandbox  # noqa: E402
+from support import subprocess_env, write_session  # noqa: E402
 
 PY = sys.executable
 RUNS = int(os.environ.get("BENCH_RUNS", "25"))
@@ -66,14 +66,9 @@ def main():
         platform_ = box.platform
         token = platform_.mint_token()
         config = os.path.join(work, "landbase")
-        os.makedirs(config, 0o700)
-        with open(os.open(os.path.join(config, "platform.json"), os.O_WRONLY | os.O_CREAT, 0o600), "w") as handle:
-            json.dump({"accessToken": token, "accountId": "acc_demo",
-                       "expiresAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 6 * 86400))},
-                      handle)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LANDBASE_")}
-        env.update(LANDBASE_CONFIG_DIR=config, LANDBASE_PLATFORM_API_URL=box.url, LANDBASE_PLATFORM_WEB_URL=box.url,
-                   NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+        write_session(config, token)
+        env = subprocess_env(box.url, config)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)        # the floors and the tool alike use the stdlib's caches
         status_url = box.url + "/v1/accounts/acc_demo/contacts-imports/1"
         rows = []
 

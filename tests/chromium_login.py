@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from urllib.parse import urlsplit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -120,7 +119,9 @@ def be_the_person(url):
             time.sleep(0.1)
         with open(port_file) as handle:
             port = int(handle.readline())
-        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        sys.path.insert(0, HERE)
+        from support import direct_opener
+        direct = direct_opener()
         while True:
             with direct.open("http://127.0.0.1:%d/json/list" % port, timeout=10) as response:
                 pages = [t for t in json.loads(response.read().decode()) if t.get("type") == "page"]
@@ -160,10 +161,9 @@ def run_test():
     box = sandbox.Sandbox().start()
     config = tempfile.mkdtemp(prefix="lbi-browser-")
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LANDBASE_")}
-        env.update(LANDBASE_CONFIG_DIR=os.path.join(config, "landbase"), LANDBASE_PLATFORM_API_URL=box.url,
-                   LANDBASE_PLATFORM_WEB_URL=box.url, BROWSER=os.path.abspath(__file__), CHROMIUM_PERSON="1",
-                   NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+        from support import subprocess_env
+        env = subprocess_env(box.url, os.path.join(config, "landbase"), BROWSER=os.path.abspath(__file__),
+                             CHROMIUM_PERSON="1")
         result = subprocess.run([sys.executable, TOOL, "auth", "login"], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, universal_newlines=True, timeout=180)
         sys.stderr.write(result.stderr)

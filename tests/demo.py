@@ -14,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 
+from support import subprocess_env
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOOL = os.path.join(os.path.dirname(HERE), "landbase_import.py")
 BODY = '{"datasetId": "ds_demo", "tagName": "Demo outreach"}'
@@ -49,12 +51,8 @@ def main():
         if not url.startswith("http://127.0.0.1:"):
             raise DemoFailed("demo: the sandbox did not start")
         print("Sandbox platform at %s (its request log is shown if a step fails)" % url)
-        env = dict(os.environ)
-        for name in ("LANDBASE_ACCESS_TOKEN", "LANDBASE_ACCOUNT_ID", "LANDBASE_ALLOW_CUSTOM_API_URL"):
-            env.pop(name, None)
-        env.update(LANDBASE_CONFIG_DIR=os.path.join(workdir, "config"), LANDBASE_PLATFORM_API_URL=url,
-                   LANDBASE_PLATFORM_WEB_URL=url, BROWSER=os.path.join(HERE, "fake_browser.py"),
-                   NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", PYTHONUNBUFFERED="1")
+        env = subprocess_env(url, os.path.join(workdir, "config"), BROWSER=os.path.join(HERE, "fake_browser.py"),
+                             PYTHONUNBUFFERED="1")
         step(env, ["auth", "login"])
         step(env, ["auth", "status"])
         step(env, ["account", "list"])

@@ -11,9 +11,10 @@ FAKE_BROWSER_USER picks the identity on the sandbox's page (usr_demo by default)
 
 import os
 import sys
-import urllib.request
 from html.parser import HTMLParser
 from urllib.parse import urlencode, urljoin
+
+from support import direct_opener
 
 
 class FormReader(HTMLParser):
@@ -43,7 +44,7 @@ def main(argv):
     if len(argv) != 2:
         sys.stderr.write("usage: fake_browser.py URL\n")
         return 2
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    opener = direct_opener()
     with opener.open(argv[1], timeout=10) as response:
         page = response.read().decode("utf-8")
     form = FormReader()
