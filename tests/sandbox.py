@@ -475,14 +475,8 @@ class Handler(BaseHTTPRequestHandler):
                 pass
             return True
         if "raw" in fault:
-            raw = fault["raw"].encode("utf-8", "surrogatepass")
-            self.send_response(fault.get("status", 200))
-            self.send_header("Content-Type", "application/json")
-            for name, value in (fault.get("headers") or {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+            self.send_bytes(fault.get("status", 200), fault["raw"].encode("utf-8", "surrogatepass"),
+                            "application/json", fault.get("headers"))
             return True
         if "json" in fault:
             self.answer(fault.get("status", 200), fault["json"], fault.get("headers"), as_json=True)
@@ -502,16 +496,19 @@ class Handler(BaseHTTPRequestHandler):
         if "status" in fault:
             body = fault.get("body", "<html><body><h1>%d</h1>proxy error</body></html>" % fault["status"])
             raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-            self.send_response(fault["status"])
-            self.send_header("Content-Type", fault.get("content_type", "text/html" if isinstance(body, str)
-                                                       else "application/json"))
-            for name, value in (fault.get("headers") or {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+            self.send_bytes(fault["status"], raw, fault.get("content_type", "text/html" if isinstance(body, str)
+                                                            else "application/json"), fault.get("headers"))
             return True
         return False
+
+    def send_bytes(self, status, raw, content_type, headers=None):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
 
     def real_answer(self, handler, parts):
         try:
