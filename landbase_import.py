@@ -68,7 +68,8 @@ MAX_REDIRECTS = 5
 
 MAX_BODY_BYTES = 1024 * 1024            # the body of start --json, and platform.json
 MAX_ANSWER_BYTES = 4 * 1024 * 1024      # an answer from the platform
-MAX_JSON_DIGITS = 40                    # a longer integer in any JSON document is refused
+MAX_JSON_DIGITS = 40                    # a longer integer in any JSON document is refused,
+MAX_JSON_DEPTH = 64                     # and a deeper document
 MAX_DATASET_ID = 200
 MAX_TAG_NAME = 100
 MAX_IMPORT_ID = 2 ** 63 - 1
@@ -418,6 +419,8 @@ def parse_json(raw):
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise StrictJSONError("not UTF-8 (byte 0x%02x at offset %d)" % (raw[exc.start], exc.start))
+    if _too_deep(text):
+        raise StrictJSONError("nested deeper than %d levels" % MAX_JSON_DEPTH)
     try:
         return json.loads(text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant,
                           parse_float=_finite_float, parse_int=_bounded_int)
@@ -427,6 +430,19 @@ def parse_json(raw):
         raise
     except ValueError as exc:
         raise StrictJSONError("not valid JSON: %s" % exc)
+
+
+def _too_deep(text):
+    """Whether the brackets outside strings nest deeper than MAX_JSON_DEPTH. On 3.12+ the stdlib's parser
+    accepts deeper documents than Python's own recursion limit lets anything walk afterwards."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return False
+    depth = 0
+    for bracket in re.findall(r"[\[\]{}]", re.sub(r'"(?:[^"\\]|\\.)*"', "", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > MAX_JSON_DEPTH:
+            return True
+    return False
 
 
 def _refuse_duplicates(pairs):
