@@ -40,6 +40,7 @@ SLOW_CAP = TIMEOUT + 1.0        # a drip or hang the client has not left by then
 ACCOUNT = "acc_demo"
 IMPORT_ID = 7
 MIB = 1024 * 1024
+MAX_DEPTH = 64                  # the HTTP protocol (README): a document nested deeper is not strict JSON
 BODY_CAP = 4 * MIB              # the HTTP protocol (README): an answer body over 4 MiB is not read further
 ENDLESS_BYTES = 32 * MIB        # an endless body the client has taken this far was read past the cap
 WEB = "https://platform.landbase.com"
@@ -1358,8 +1359,11 @@ def strict_json(raw):
     """('ok', doc) | ('broken', why) | ('unknown', why): JSON as RFC 8259 and the HTTP protocol (README) read it."""
     if raw[:3] == b"\xef\xbb\xbf":
         return "unknown", "a UTF-8 BOM"
-    if len(raw) < 65536 and raw.count(b"[") + raw.count(b"{") > 200 and _depth(raw) > 200:
-        return "unknown", "nested deeper than 200"
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
+        if len(raw) > MIB:
+            return "unknown", "too big to measure its depth here"
+        if _depth(raw) > MAX_DEPTH:
+            return "broken", "nested deeper than %d levels (the README's limit)" % MAX_DEPTH
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
