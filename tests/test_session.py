@@ -92,7 +92,7 @@ class SessionFileTests(ToolTestCase):
     def test_damaged_files_are_named(self):
         cases = [(b"", "empty"), (b"  \n", "empty"), (b"[1, 2]", "JSON object"), (b'{"accessToken": 7}', "accessToken"),
                  (b'{"accessToken": "lbs_x", "expiresAt": "tomorrow"}', "expiresAt"),
-                 (b"\xff\xfe", "not UTF-8"), (b"{" * 100000, "not valid JSON"), (b"null", "not null"),
+                 (b"\xff\xfe", "not UTF-8"), (b"{" * 100000, "nested deeper than 64 levels"), (b"{" * 10, "not valid JSON"), (b"null", "not null"),
                  (b'{"accessToken": "lbs_x", "n": NaN}', "NaN"), (b'{"a": 1, "a": 2}', "duplicate key")]
         for raw, words in cases:
             with self.subTest(raw=raw):
