@@ -74,6 +74,7 @@ MAX_DATASET_ID = 200
 MAX_TAG_NAME = 100
 MAX_IMPORT_ID = 2 ** 63 - 1
 BODY_KEYS = ("datasetId", "tagName", "importId")
+COUNT_KEYS = ("total", "imported", "skipped", "failed")
 TIME_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]+)?(?:[Zz]|\+00:00)?\Z")
 ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 IMPORT_ID_RE = re.compile(r"[0-9]{1,19}\Z")
@@ -91,7 +92,8 @@ EXIT_CODES = {
     "TIMEOUT": 4, "NETWORK_ERROR": 4,
     "INTERRUPTED": 130, "TERMINATED": 143,
 }
-LOCAL_CODES = ("OUTPUT_FAILED", "INTERRUPTED", "TERMINATED")    # never taken from a server's envelope
+# the tool's own codes: never taken from a server's envelope (its status decides instead)
+LOCAL_CODES = ("INVALID_INPUT", "SETUP_FAILED", "AUTH_REQUIRED", "OUTPUT_FAILED", "INTERRUPTED", "TERMINATED")
 STATUS_CODES = {400: "VALIDATION_ERROR", 422: "VALIDATION_ERROR", 401: "AUTH_FAILED",
                 403: "NOT_FOUND", 404: "NOT_FOUND", 409: "CONFLICT",
                 426: "UPGRADE_REQUIRED", 429: "RATE_LIMITED"}
@@ -562,6 +564,9 @@ class SessionStore:
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise LandbaseError("SETUP_FAILED", "%s: %s must be a string%s" % (self.path, key, fix))
         remember_secret(data.get("accessToken"))
+        if data.get("accountId") is not None and not ACCOUNT_ID_RE.match(data["accountId"]):
+            raise LandbaseError("SETUP_FAILED", "%s: accountId %s is not an account id%s" % (
+                self.path, excerpt(repr(data["accountId"]), 80), "; run: landbase_import.py account set <accountId>"))
         if data.get("expiresAt") is not None:
             try:
                 parse_time(data["expiresAt"])
@@ -609,6 +614,11 @@ class SessionStore:
         if not token:
             raise LandbaseError("AUTH_REQUIRED", "not logged in: run landbase_import.py auth login "
                                 "(or set LANDBASE_ACCESS_TOKEN)")
+        if not usable_token(token):
+            raise (LandbaseError("INVALID_INPUT", "LANDBASE_ACCESS_TOKEN is not a usable token (printable ASCII "
+                                 "only); set it to the token itself") if source == "env" else
+                   LandbaseError("SETUP_FAILED", "%s: accessToken is not a usable token (printable ASCII only); "
+                                 "run: landbase_import.py auth login" % self.path))
         expires_at = None
         if stored.get("expiresAt") and stored.get("accessToken") == token:
             expires_at = parse_time(stored["expiresAt"])
@@ -834,8 +844,8 @@ def parse_retry_after(headers, data):
     """Seconds from Retry-After (seconds or an HTTP date) and error.meta.retry_after_seconds, the larger."""
     found = []
     value = (headers.get("Retry-After") or "").strip() if headers is not None else ""
-    if re.match(r"[0-9]{1,9}\Z", value):            # ASCII digits only: "²".isdigit() is true
-        found.append(int(value))
+    if re.match(r"[0-9]+\Z", value):                # ASCII digits only: "²".isdigit() is true
+        found.append(int(value) if len(value) < 10 else 10 ** 9)
     elif value:
         from email.utils import parsedate_tz, mktime_tz
         try:
@@ -848,8 +858,8 @@ def parse_retry_after(headers, data):
     meta = error.get("meta") if isinstance(error, dict) else None
     if isinstance(meta, dict):
         seconds = meta.get("retry_after_seconds")
-        if is_number(seconds) and 0 <= seconds < 10 ** 7:
-            found.append(int(seconds + 0.999))
+        if is_number(seconds) and seconds >= 0:
+            found.append(int(min(seconds, 10 ** 9) + 0.999))
     return max(found) if found else None
 
 
@@ -976,35 +986,44 @@ class Api:
     def __init__(self, base, token=None, timeout=DEFAULT_TIMEOUT, console=None):
         self.base = base
         self.token = remember_secret(token)
+        self.ambiguous = False
         self.timeout = timeout
         self.console = console or Console()
         self._opener = None
 
-    def call(self, method, path, body=None, auth=True, retry=True, headers=None, check=None):
+    def call(self, method, path, body=None, auth=True, retry=True, headers=None, check=None, timeout=None):
         """The decoded JSON answer of a 2xx, passed through check(); LandbaseError otherwise.
 
         check() raises a transient API_ERROR for an answer that breaks the contract, so that
-        such an answer is retried like a 5xx."""
+        such an answer is retried like a 5xx. `ambiguous` says afterwards whether an attempt failed
+        after it was sent: the platform may have acted on it."""
         delays = iter(RETRY_DELAYS if retry else ())
         attempt = 0
+        self.ambiguous = False
         while True:
             try:
-                return self.once(method, path, body, auth, headers, check)
+                return self.once(method, path, body, auth, headers, check, timeout)
             except LandbaseError as exc:
-                wait = retry_wait(exc, next(delays, None), RETRY_AFTER_CAP)
+                self.ambiguous = self.ambiguous or exc.transient
+                planned = next(delays, None)
+                wait = retry_wait(exc, planned, RETRY_AFTER_CAP)
                 if wait is None:
+                    if exc.transient and planned is not None and exc.retry_after is not None:
+                        exc.message += ("; the platform asked to wait %s before trying again, longer than the %s a "
+                                        "one-shot command waits: run it again later"
+                                        % (format_span(exc.retry_after), format_duration(RETRY_AFTER_CAP)))
                     raise
                 attempt += 1
                 self.console.line("%s %s failed (%s: %s); retry %d of %d in %ds"
                                   % (method, path, exc.code, exc.message, attempt, len(RETRY_DELAYS), wait))
                 CLOCK.sleep(wait)
 
-    def once(self, method, path, body=None, auth=True, headers=None, check=None):
+    def once(self, method, path, body=None, auth=True, headers=None, check=None, timeout=None):
         """One request, with the same-origin redirects it meets; its answer judged inside the boundary."""
         url = self.base + path
         data = None if body is None else json.dumps(body, ensure_ascii=True, allow_nan=False).encode("ascii")
         for _ in range(MAX_REDIRECTS + 1):
-            status, reply_headers, raw = self._send(method, url, data, auth, headers or {})
+            status, reply_headers, raw = self._send(method, url, data, auth, headers or {}, timeout or self.timeout)
             with AnswerBoundary("%s %s" % (method, path)):
                 if status in (301, 302, 303, 307, 308):
                     url, method, data = self._redirect(url, method, data, status, reply_headers)
@@ -1020,7 +1039,8 @@ class Api:
                                 transient=True)
         try:
             target = urllib.parse.urljoin(url, location)
-            usable = not any(ch.isspace() or not ch.isprintable() for ch in target)
+            usable = not any(ch.isspace() or not ch.isprintable() for ch in target) \
+                and urllib.parse.urlsplit(target).username is None
             same = usable and same_origin(url, target)
         except ValueError:
             usable = False
@@ -1037,7 +1057,7 @@ class Api:
             return target, "GET", None
         raise LandbaseError("API_ERROR", "%s %s: refused an HTTP %d redirect of a %s" % (method, url, status, method))
 
-    def _send(self, method, url, data, auth, headers):
+    def _send(self, method, url, data, auth, headers, timeout):
         """(status, headers, body) of one exchange, read against a Deadline and at most MAX_ANSWER_BYTES."""
         import http.client
         import urllib.request
@@ -1061,11 +1081,11 @@ class Api:
             self.console.debug("> " + data.decode("ascii"))
         started = CLOCK.now()
         where = "%s %s" % (method, url)
-        request.deadline = deadline = Deadline(self.timeout)
+        request.deadline = deadline = Deadline(timeout)
         try:
             with deadline:
                 try:
-                    response = self._opener.open(request, timeout=self.timeout)
+                    response = self._opener.open(request, timeout=timeout)
                 except urllib.error.HTTPError as exc:
                     response = exc
                 with response:
@@ -1075,22 +1095,23 @@ class Api:
         except LandbaseError:
             raise
         except urllib.error.URLError as exc:
-            raise self._transport_error(where, exc.reason, deadline.expired)
+            raise self._transport_error(where, exc.reason, deadline.expired, timeout)
         except (OSError, http.client.HTTPException, ValueError) as exc:
-            raise self._transport_error(where, exc, deadline.expired)
+            raise self._transport_error(where, exc, deadline.expired, timeout)
         if deadline.expired:            # what was read before the deadline may look complete: it is not
-            raise self._transport_error(where, None, True)
+            raise self._transport_error(where, None, True, timeout)
         self.console.debug("< HTTP %d in %d ms" % (status, (CLOCK.now() - started) * 1000))
         if "/oauth/" not in url:
             self.console.debug("< " + excerpt(raw, 500))
         return status, reply_headers, raw
 
-    def _transport_error(self, where, reason, expired):
+    def _transport_error(self, where, reason, expired, timeout):
         import socket
         import ssl
         if expired or isinstance(reason, socket.timeout):
-            return LandbaseError("TIMEOUT", "%s: no complete answer within %gs (--timeout)" % (where, self.timeout),
-                                 transient=True)
+            return LandbaseError("TIMEOUT", "%s: no complete answer within %gs%s" % (
+                where, timeout, " (--timeout)" if timeout == self.timeout else " (what was left of --max-wait)"),
+                transient=True)
         if isinstance(reason, ssl.CertificateError) or (isinstance(reason, ssl.SSLError) and "CERTIFICATE_VERIFY_FAILED"
                                                         in "%s %s" % (getattr(reason, "reason", ""), reason)):
             return LandbaseError("NETWORK_ERROR", "%s: TLS failed (%s); the certificate must be trusted by "
@@ -1153,6 +1174,12 @@ def read_answer(response, where):
         chunks.append(chunk)
 
 
+def usable_token(token):
+    """Whether a token can travel in an Authorization header: printable ASCII."""
+    return isinstance(token, str) and 0 < len(token.strip()) and len(token) <= 4096 \
+        and all(" " <= ch <= "~" for ch in token)
+
+
 def api_for(args, console, token=None):
     return Api(base_url("LANDBASE_PLATFORM_API_URL", DEFAULT_API_URL), token, args.timeout, console)
 
@@ -1190,9 +1217,16 @@ def status_answer(data, import_id):
     counts = data.get("counts")
     if counts is not None and not isinstance(counts, dict):
         raise contract_error(where, "counts", counts, "an object or null")
+    for key in COUNT_KEYS:
+        value = counts.get(key) if counts is not None else None
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise contract_error(where, "counts." + key, value, "an integer or null")
     error = data.get("error")
     if error is not None and not isinstance(error, dict):
         raise contract_error(where, "error", error, "an object or null")
+    for key in ("code", "message"):
+        if error is not None and error.get(key) is not None and not isinstance(error[key], str):
+            raise contract_error(where, "error." + key, error[key], "a string")
     return {"importId": import_id, "phase": phase, "percent": percent, "counts": counts, "error": error}
 
 
@@ -1236,8 +1270,7 @@ def token_answer(data):
     where = "POST /v1/oauth/token"
     expect_object(data, where)
     token = remember_secret(data.get("accessToken"))
-    if not (isinstance(token, str) and token.startswith("lbs_") and 4 < len(token) <= 4096
-            and not any(ch.isspace() or not ch.isprintable() for ch in token)):
+    if not (usable_token(token) and token.startswith("lbs_") and len(token) > 4 and " " not in token):
         raise contract_error(where, "accessToken", "(hidden)", "an lbs_ token")
     try:
         parse_time(data.get("expiresAt"))
@@ -1253,10 +1286,10 @@ def count_of(counts, key):
     return value if is_number(value) else None
 
 
-def fetch_status(api, account_id, import_id, retry=True):
+def fetch_status(api, account_id, import_id, retry=True, timeout=None):
     path = "/v1/accounts/%s/contacts-imports/%d" % (account_id, import_id)
     try:
-        return api.call("GET", path, retry=retry, check=lambda data: status_answer(data, import_id))
+        return api.call("GET", path, retry=retry, check=lambda data: status_answer(data, import_id), timeout=timeout)
     except LandbaseError as exc:
         exc.meta.setdefault("importId", import_id)
         raise account_hint(exc, account_id)
@@ -1391,7 +1424,7 @@ def poll_until_terminal(api, account_id, trackers, console, limit):
                 raise StopWaiting()
             due = [t for t in pending if t.due <= now]
             if due:
-                poll_round(api, account_id, due, console, redraw, several=len(trackers) > 1)
+                poll_round(api, account_id, due, console, redraw, len(trackers) > 1, deadline - now)
                 continue
             wake = min(min(t.due for t in pending), deadline)
             while now < wake:
@@ -1407,10 +1440,12 @@ class StopWaiting(Exception):
     """The wait's limit has passed: finish_wait() reports the imports still running."""
 
 
-def poll_round(api, account_id, due, console, redraw, several):
+def poll_round(api, account_id, due, console, redraw, several, left):
     """Read the imports that are due, and plan each one's next read: the one retry decision decides
-    after a failure. AUTH_FAILED ends the whole wait; another permanent error ends that id only."""
-    for tracker, (status, error) in zip(due, poll_batch(api, account_id, due)):
+    after a failure. AUTH_FAILED ends the whole wait; another permanent error ends that id only.
+    No request outlives the wait: each gets --timeout or what is `left` of --max-wait, the less."""
+    timeout = min(api.timeout, max(left, 0.001))
+    for tracker, (status, error) in zip(due, poll_batch(api, account_id, due, timeout)):
         now = CLOCK.now()
         if error is not None and not isinstance(error, LandbaseError):
             raise error                 # a bug, for main()'s boundary to report
@@ -1434,13 +1469,13 @@ def poll_round(api, account_id, due, console, redraw, several):
         console.progress(progress_line(tracker, now), progress_segments(tracker, now) if redraw else None)
 
 
-def poll_batch(api, account_id, trackers):
+def poll_batch(api, account_id, trackers, timeout):
     """(status, error) for each tracker, at most MAX_POLLS_IN_FLIGHT requests at a time.
 
     The workers are daemon threads, so Ctrl-C or SIGTERM never waits for a request in flight;
     whatever a worker meets is handed back to this thread, never printed by the thread."""
     if len(trackers) == 1:
-        return [poll_once(api, account_id, trackers[0])]
+        return [poll_once(api, account_id, trackers[0], timeout)]
     results = [None] * len(trackers)
     todo = list(enumerate(trackers))
     lock = threading.Lock()
@@ -1452,7 +1487,7 @@ def poll_batch(api, account_id, trackers):
                     return
                 index, tracker = todo.pop()
             try:
-                results[index] = poll_once(api, account_id, tracker)
+                results[index] = poll_once(api, account_id, tracker, timeout)
             except Exception as exc:    # handed to the main thread, which raises it
                 results[index] = (None, exc)
     workers = [threading.Thread(target=work, daemon=True) for _ in range(min(MAX_POLLS_IN_FLIGHT, len(trackers)))]
@@ -1463,9 +1498,9 @@ def poll_batch(api, account_id, trackers):
     return results
 
 
-def poll_once(api, account_id, tracker):
+def poll_once(api, account_id, tracker, timeout):
     try:
-        return fetch_status(api, account_id, tracker.import_id, retry=False), None
+        return fetch_status(api, account_id, tracker.import_id, retry=False, timeout=timeout), None
     except LandbaseError as exc:
         return None, exc
 
@@ -1484,13 +1519,15 @@ def wait_and_report(api, account_id, import_ids, console, limit, single):
     except StopWaiting:
         pass
     except (KeyboardInterrupt, Terminated) as exc:
+        ignore_signals()                # a second Ctrl-C must not cut the report of the first
         code = "TERMINATED" if isinstance(exc, Terminated) else "INTERRUPTED"
-        command = resume_command(account_id, import_ids)
+        running = [t.import_id for t in trackers if not t.done] or import_ids
+        command = resume_command(account_id, running)
         console.line("%s: the import%s keep%s running on Landbase. Resume the wait with:"
                      % ("Terminated" if code == "TERMINATED" else "Interrupted",
                         "" if single else "s", "s" if single else ""))
         console.line("  " + command)
-        meta = import_meta(import_ids, single)
+        meta = import_meta(running, single)
         meta["resume"] = command
         stopped = LandbaseError(code, "the wait was %s; resume it with: %s"
                                 % ("terminated" if code == "TERMINATED" else "interrupted", command), meta)
@@ -1979,27 +2016,44 @@ def cmd_import_start(args, console):
         return 0
     api = api_for(args, console, session.token)
     key = args.idempotency_key or str(uuid.uuid4())
+    again = "re-run it with --idempotency-key %s to get that import back, never a second one" % shlex.quote(key)
+    import_id = None
     try:
-        data = api.call("POST", path, body, headers={"Idempotency-Key": key}, check=started_answer)
-    except LandbaseError as exc:
-        running = exc.meta.get("importId")
-        if exc.code != "CONFLICT" or not isinstance(running, int) or isinstance(running, bool) \
-                or not 0 < running <= MAX_IMPORT_ID:
-            raise account_hint(exc, account_id)
-        command = resume_command(account_id, [running])
+        try:
+            data = api.call("POST", path, body, headers={"Idempotency-Key": key}, check=started_answer)
+        except (KeyboardInterrupt, Terminated) as exc:
+            ignore_signals()
+            raise LandbaseError("TERMINATED" if isinstance(exc, Terminated) else "INTERRUPTED",
+                                "start was stopped before the platform's answer arrived; the import may exist: "
+                                + again, {"idempotencyKey": key})
+        except LandbaseError as exc:
+            running = exc.meta.get("importId")
+            if exc.code != "CONFLICT" or not isinstance(running, int) or isinstance(running, bool) \
+                    or not 0 < running <= MAX_IMPORT_ID:
+                raise account_hint(exc, account_id)
+            import_id, command = running, resume_command(account_id, [running])
+            if not args.watch:
+                exc.message += "; import %d is already running: wait on it with: %s" % (running, command)
+                raise
+            console.release("Import %d is already running (CONFLICT); waiting on it, as --watch asks. Resume "
+                            "with: %s" % (running, command))
+            return wait_and_report(api, account_id, [running], console, args.max_wait, single=True)
+        import_id = data["importId"]
+        console.release("Started import %d (run %s) in account %s. Follow it with: %s"
+                        % (import_id, data["runRef"], account_id, resume_command(account_id, [import_id])))
         if not args.watch:
-            exc.message += "; import %d is already running: wait on it with: %s" % (running, command)
+            console.result({"importId": import_id, "runRef": data["runRef"]}, {"importId": import_id})
+            return 0
+        return wait_and_report(api, account_id, [import_id], console, args.max_wait, single=True)
+    except LandbaseError as exc:
+        if exc.exit_code != 1 or not (api.ambiguous or import_id):
             raise
-        console.release("Import %d is already running (CONFLICT); waiting on it, as --watch asks. Resume with: %s"
-                        % (running, command))
-        return wait_and_report(api, account_id, [running], console, args.max_wait, single=True)
-    import_id = data["importId"]
-    console.release("Started import %d (run %s) in account %s. Follow it with: %s"
-                    % (import_id, data["runRef"], account_id, resume_command(account_id, [import_id])))
-    if not args.watch:
-        console.result({"importId": import_id, "runRef": data["runRef"]}, {"importId": import_id})
-        return 0
-    return wait_and_report(api, account_id, [import_id], console, args.max_wait, single=True)
+        # exit 1 says "fix the input and run it again": never after an import may have been created
+        where = ("import %d exists and keeps running: %s" % (import_id, resume_command(account_id, [import_id]))
+                 if import_id else "an earlier attempt may have created the import: " + again)
+        meta = {"importId": import_id} if import_id else {"idempotencyKey": key}
+        meta["serverCode"] = exc.code
+        raise LandbaseError("API_ERROR", "%s (%s); %s" % (exc.message, exc.code, where), meta)
 
 
 def account_hint(exc, account_id):
@@ -2314,13 +2368,24 @@ def _on_sigterm(signum, frame):
     raise Terminated()
 
 
+def ignore_signals():
+    """From the first Ctrl-C or SIGTERM on, the others are ignored: the tool is already ending, and a
+    second signal must not cut its report short (or print a traceback)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(signum, signal.SIG_IGN)
+        except (ValueError, OSError):
+            pass                        # not the main thread (in-process tests)
+
+
 def main(argv=None):
     """Run one command; the exit code. Every failure ends stderr with the one-line error envelope."""
     argv = sys.argv[1:] if argv is None else argv
     console = Console()
-    previous = None
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        previous = {signal.SIGINT: signal.getsignal(signal.SIGINT),
+                    signal.SIGTERM: signal.signal(signal.SIGTERM, _on_sigterm)}
     except (ValueError, OSError):
         pass                            # not the main thread (in-process tests)
     try:
@@ -2331,8 +2396,10 @@ def main(argv=None):
     except LandbaseError as exc:
         return report(console, exc)
     except KeyboardInterrupt:
+        ignore_signals()
         return report(console, LandbaseError("INTERRUPTED", "interrupted"))
     except Terminated:
+        ignore_signals()
         return report(console, LandbaseError("TERMINATED", "terminated by SIGTERM"))
     except SystemExit as exc:           # --help and --version
         return exc.code if isinstance(exc.code, int) else 0
@@ -2343,10 +2410,10 @@ def main(argv=None):
         return report(console, LandbaseError("API_ERROR", "internal error: %s: %s (please report it)"
                                              % (type(exc).__name__, exc)))
     finally:
-        if previous is not None:
+        for signum, handler in previous.items():     # as they were, for a caller that goes on (the tests)
             try:
-                signal.signal(signal.SIGTERM, previous)
-            except (ValueError, OSError):
+                signal.signal(signum, handler)
+            except (ValueError, OSError, TypeError):
                 pass
 
 
@@ -2356,4 +2423,6 @@ def report(console, exc):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    ignore_signals()                    # the exit itself is not to be interrupted
+    sys.exit(exit_code)
