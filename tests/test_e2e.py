@@ -178,6 +178,29 @@ class EndToEndTests(unittest.TestCase):
                 self.assertEqual(envelope_of(err)["error"]["code"], code)
                 self.assertEqual(out, "")
 
+    def test_a_second_signal_does_not_cut_the_first_short(self):
+        self.log_in()
+        doc = self.ok(self.cli("contacts-import", "start", "--json", "-", "--account=acc_demo",
+                               stdin='{"datasetId": "ds_long", "tagName": "x"}'))
+        for attempt in range(5):
+            with self.subTest(attempt=attempt):
+                process = subprocess.Popen(
+                    [sys.executable, TOOL, "contacts-import", "wait", str(doc["importId"]), "--account=acc_demo"],
+                    env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                try:
+                    self.assertIn("next poll", process.stderr.readline())
+                    for signum in (signal.SIGINT, signal.SIGINT, signal.SIGTERM, signal.SIGINT):
+                        process.send_signal(signum)         # the next ones while the first is being reported
+                        time.sleep(0.002 * attempt)
+                    out, err = process.communicate(timeout=20)
+                finally:
+                    if process.poll() is None:
+                        process.kill()
+                self.assertEqual(process.returncode, 130, err)
+                self.assertNotIn("Traceback", err)
+                self.assertEqual(envelope_of(err)["error"]["code"], "INTERRUPTED")
+
     def test_ctrl_c_does_not_wait_for_requests_in_flight(self):
         self.log_in()
         ids = [str(self.ok(self.cli("contacts-import", "start", "--json", "-", "--account=acc_demo",

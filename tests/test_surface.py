@@ -2,12 +2,13 @@
 that are closed or full (in-process; tests/test_streams.py does the same with real descriptors)."""
 
 import errno
+import os
 import io
 import json
 import sys
 from unittest import mock
 
-from support import ToolTestCase, envelope_of, tool
+from support import ToolTestCase, envelope_of, on_sleep, tool
 
 BODY = '{"datasetId": "ds_demo", "tagName": "surface"}'
 START = ("contacts-import", "start", "--json", "-")
@@ -193,3 +194,90 @@ class ClosedStreamTests(ToolTestCase):
 class FullStream(io.StringIO):
     def write(self, text):
         raise OSError(errno.ENOSPC, "No space left on device")
+
+
+class NeverExitOneAfterCreatingTests(ToolTestCase):
+    """A start that may have created an import never exits 1: cron reads 1 as 'fix it and run it again'."""
+
+    def setUp(self):
+        ToolTestCase.setUp(self)
+        self.login()
+
+    def test_a_status_refused_while_watching_the_new_import(self):
+        self.platform.inject("status", {"status": 400, "body": {"error": {"code": "VALIDATION_ERROR",
+                                                                          "message": "no"}}})
+        result = self.run_tool(*(START + ("--watch",)), stdin=BODY)
+        envelope = self.assertFails(result, "API_ERROR")
+        import_id = envelope["error"]["meta"]["importId"]
+        self.assertIn(import_id, self.platform.imports)
+        self.assertEqual(envelope["error"]["meta"]["serverCode"], "VALIDATION_ERROR")
+        self.assertIn("contacts-import wait %d" % import_id, envelope["error"]["message"])
+
+    def test_a_refusal_after_an_attempt_that_may_have_created_it(self):
+        self.platform.inject("start", {"drop": True})           # the platform acts, the answer is lost
+        self.platform.inject("start", {"status": 422, "body": {"error": {"code": "VALIDATION_ERROR",
+                                                                         "message": "no"}}})
+        envelope = self.assertFails(self.run_tool(*START, stdin=BODY), "API_ERROR")
+        key = envelope["error"]["meta"]["idempotencyKey"]
+        self.assertIn("--idempotency-key %s" % key, envelope["error"]["message"])
+        self.assertEqual([h["Idempotency-Key"] for m, p, h in self.platform.requests if m == "POST"], [key, key])
+        doc = self.assertOk(self.run_tool(*(START + ("--idempotency-key", key)), stdin=BODY))
+        self.assertEqual(len([i for i in self.platform.imports if i != 1]), 1)     # the one the lost answer made
+        self.assertIn(doc["importId"], self.platform.imports)
+
+    def test_a_plain_refusal_still_exits_1(self):
+        self.assertFails(self.run_tool(*START, stdin=BODY.replace("ds_demo", "ds_other")), "VALIDATION_ERROR")
+
+    def test_a_start_interrupted_before_its_answer_names_its_key(self):
+        self.platform.inject("start", {"status": 503})
+
+        def interrupt():
+            raise KeyboardInterrupt()
+        on_sleep(self.clock, 1, interrupt)
+        envelope = self.assertFails(self.run_tool(*START, stdin=BODY), "INTERRUPTED", 130)
+        self.assertIn("--idempotency-key %s" % envelope["error"]["meta"]["idempotencyKey"],
+                      envelope["error"]["message"])
+
+
+class StrictAnswerTests(ToolTestCase):
+    def setUp(self):
+        ToolTestCase.setUp(self)
+        self.login()
+
+    def test_counts_and_error_have_their_types(self):
+        for body in ({"counts": {"total": True}}, {"counts": {"imported": "7"}}, {"counts": {"failed": 1.5}},
+                     {"error": {"code": 5}}, {"error": {"message": ["x"]}}):
+            with self.subTest(body=body):
+                answer = {"importId": 1, "phase": "failed", "percent": 1, "counts": None, "error": None}
+                answer.update(body)
+                self.platform.inject("status", {"json": answer}, times=4)
+                envelope = self.assertFails(self.run_tool("contacts-import", "status", "1"), "API_ERROR")
+                self.assertIn(sorted(body)[0] + ".", envelope["error"]["message"])
+
+    def test_a_token_that_cannot_travel_in_a_header(self):
+        os.environ["LANDBASE_ACCESS_TOKEN"] = "lbs_tok\u20ac"
+        envelope = self.assertFails(self.run_tool("contacts-import", "status", "1"), "INVALID_INPUT")
+        self.assertIn("LANDBASE_ACCESS_TOKEN", envelope["error"]["message"])
+        del os.environ["LANDBASE_ACCESS_TOKEN"]
+        self.login(accessToken="lbs_\u00e9t\u00e9")
+        envelope = self.assertFails(self.run_tool("contacts-import", "status", "1"), "SETUP_FAILED")
+        self.assertIn(self.session_path, envelope["error"]["message"])
+        self.assertEqual(self.platform.requests, [])
+
+    def test_an_account_id_in_the_file_that_is_none(self):
+        self.login(account="../../v1/me?")
+        envelope = self.assertFails(self.run_tool("auth", "status"), "SETUP_FAILED")
+        self.assertIn(self.session_path, envelope["error"]["message"])
+
+    def test_a_location_with_user_information_is_unusable(self):
+        self.platform.inject("me", {"redirect": "http://x:y@%s/v1/me" % self.sandbox.url[len("http://"):],
+                                    "status": 302}, times=4)
+        envelope = self.assertFails(self.run_tool("auth", "status"), "API_ERROR")
+        self.assertIn("not a usable URL", envelope["error"]["message"])
+
+    def test_max_wait_bounds_the_requests_too(self):
+        self.platform.inject("status", {"delay": 3}, times=5)      # answered, but only after 3 real seconds
+        result = self.run_tool("contacts-import", "wait", "1", "--max-wait", "1", "--timeout", "30")
+        envelope = self.assertFails(result, "TIMEOUT")
+        self.assertIn("gave up after 1s", envelope["error"]["message"])
+        self.assertIn("what was left of --max-wait", result.stderr)
