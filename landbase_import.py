@@ -123,7 +123,7 @@ class LandbaseError(Exception):
 
 
 class Terminated(BaseException):
-    """Raised by the SIGTERM handler so that cleanup runs and the exit is 143."""
+    """Raised by the SIGTERM handler (_on_signal) so that cleanup runs and the exit is 143."""
 
 
 # ---------------------------------------------------------------- what may be printed
@@ -137,16 +137,18 @@ def remember_secret(value):
     if isinstance(value, str) and value.strip():
         for text in (value, value.strip()):
             SECRETS.update((text, json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1],
-                            urllib.parse.quote(text, safe=""), urllib.parse.quote(text)))
+                            urllib.parse.quote(text, safe=""), urllib.parse.quote(text),
+                            urllib.parse.quote_plus(text)))
     return value
 
 
-def redact(text):
-    """text without any token in it: the exact values in SECRETS, longest first, then anything like lbs_…"""
+def redact(text, pattern=True):
+    """text without any token in it: the exact values in SECRETS, longest first, then (with `pattern`)
+    anything that looks like lbs_…"""
     for secret in sorted(SECRETS, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, REDACTED)
-    return TOKEN_RE.sub(REDACTED, text)
+    return TOKEN_RE.sub(REDACTED, text) if pattern else text
 
 
 def printable(text):
@@ -180,10 +182,23 @@ def excerpt(raw, limit=200):
             raise StrictJSONError("not an object or an array")
         text = json.dumps(redact_values(parse_json(text.encode("utf-8", "surrogatepass"))), ensure_ascii=False)
     except StrictJSONError:
-        if "&" in text:
-            import html
-            text = html.unescape(text)
+        # the known tokens as they came, then everything once decoded (the pattern first would cut a token
+        # short where an entity begins, and leave its end behind)
+        text = _unescaped(redact(text, pattern=False))
     return sanitize(" ".join(redact(text).split())[:limit]) or "(empty body)"
+
+
+def _unescaped(text):
+    """Text that is not JSON, with what may hide a token decoded: HTML entities, JSON's \\uXXXX escapes,
+    percent-encoding. (Only for what is quoted back; the tool reads nothing from it.)"""
+    if "&" in text:
+        import html
+        text = html.unescape(text)
+    if "\\u" in text:
+        text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda match: chr(int(match.group(1), 16)), text)
+    if "%" in text:
+        text = urllib.parse.unquote(text)
+    return text
 
 
 # ---------------------------------------------------------------- time and streams
@@ -220,7 +235,7 @@ class Console:
         self.verbose = verbose
         self.query = query              # --query paths: the result is printed as text
         self.tty = _isatty(self.stream) and os.environ.get("TERM") != "dumb"
-        self.color = self.tty and "NO_COLOR" not in os.environ
+        self.color = self.tty and not os.environ.get("NO_COLOR")        # no-color.org: set and not empty
         self._redrawn = False
         self._held = None
 
@@ -269,7 +284,7 @@ class Console:
             self.line(plain)
             return
         room = self.width() - 1
-        pieces = [(sanitize(text), phase, rank) for text, phase, rank in segments]
+        pieces = [(self._as_written(sanitize(text)), phase, rank) for text, phase, rank in segments]
         pieces = [(text, phase, rank, cells(text)) for text, phase, rank in pieces]
         while sum(piece[3] for piece in pieces) > room and any(piece[2] for piece in pieces):
             pieces.remove(max(pieces, key=lambda piece: piece[2] or 0))
@@ -281,6 +296,16 @@ class Console:
         self._write("\r\x1b[K" + "".join(shown))
         self._redrawn = True
 
+    def _as_written(self, text):
+        """text as the stream will write it: what its encoding cannot hold becomes a backslash escape
+        (stderr under LC_ALL=C on 3.6), which is wider on the terminal than the character was."""
+        encoding = getattr(self.stream, "encoding", None) or "utf-8"
+        try:
+            text.encode(encoding)
+            return text
+        except (UnicodeEncodeError, LookupError):
+            return text.encode("ascii", "backslashreplace").decode("ascii")
+
     def width(self):
         """The columns of the terminal stderr is on (not stdout's: `x=$(… wait 7)` is the usual case);
         COLUMNS, then 80, where it does not say (a pseudo-terminal nobody sized says 0)."""
@@ -290,7 +315,7 @@ class Console:
             columns = 0
         if columns <= 0:
             columns = int(os.environ["COLUMNS"]) if re.match(r"[0-9]{1,4}\Z", os.environ.get("COLUMNS", "")) else 80
-        return max(20, columns)
+        return max(1, columns)
 
     def paint(self, text, phase):
         color = {"completed": "32", "partial": "33", "failed": "31"}.get(phase)
@@ -1588,6 +1613,8 @@ def read_import_body(source):
         name = "stdin"
     else:
         name = source
+        if not source:
+            raise LandbaseError("INVALID_INPUT", "--json takes a path, or - for stdin, not an empty string")
         try:
             with open(source, "rb") as handle:
                 raw = handle.read(MAX_BODY_BYTES + 1)
@@ -2168,11 +2195,11 @@ def check_args(args):
                                 % (format_duration(MAX_WAIT_LIMIT), text))
     key = getattr(args, "idempotency_key", None)
     if key is not None and not re.match(r"[\x20-\x7e]{1,255}\Z", key) or key is not None and not key.strip():
-        raise LandbaseError("INVALID_INPUT", "--idempotency-key takes 1 to 255 printable ASCII characters "
-                            "(such as nightly-2026-11-29), not %s" % excerpt(repr(key), 80))
+        raise LandbaseError("INVALID_INPUT", "--idempotency-key takes 1 to 255 printable ASCII characters, not "
+                            "only spaces (such as nightly-2026-11-29), not %s" % excerpt(repr(key), 80))
     if args.query is not None:
         allowed = query_keys(args)
-        args.query = args.query.split(",")
+        args.query = ",".join(args.query).split(",")          # --query a --query b is --query a,b
         for path in args.query:
             if path not in allowed:
                 raise LandbaseError("INVALID_INPUT", "--query %r is not in this command's output; it prints: %s"
@@ -2276,7 +2303,7 @@ def build_parser(program):
     group.add_argument("--account", metavar="ID", help=GLOBAL_OPTIONS[0][1])
     group.add_argument("--timeout", metavar="SECONDS", type=timeout_seconds, default=DEFAULT_TIMEOUT,
                        help=GLOBAL_OPTIONS[1][1])
-    group.add_argument("--query", metavar="PATH[,PATH]", help=GLOBAL_OPTIONS[2][1])
+    group.add_argument("--query", metavar="PATH[,PATH]", action="append", help=GLOBAL_OPTIONS[2][1])
     group.add_argument("--verbose", action="store_true", help=GLOBAL_OPTIONS[3][1])
     group.add_argument("--quiet", action="store_true", help=GLOBAL_OPTIONS[4][1])
     levels[()] = parser
@@ -2311,7 +2338,8 @@ def build_parser(program):
     start.add_argument("--dry-run", action="store_true", help="check the body, the session and the account; "
                        "send nothing; print the request")
     start.add_argument("--idempotency-key", metavar="KEY", help="your own key (1 to 255 printable ASCII "
-                       "characters): a key the platform saw in the last 24 hours gets the original import back")
+                       "characters): sent again to the same account with the same body within 24 hours, it gets "
+                       "the original import back")
     for words in (("contacts-import", "start"), ("contacts-import", "wait")):
         commands[words].add_argument("--max-wait", metavar="DURATION", default=str(WAIT_LIMIT),
                                      help="give up waiting after this long (default %s, at most %s)"
@@ -2364,8 +2392,16 @@ RUNNERS.update({("auth", "login"): cmd_auth_login, ("auth", "status"): cmd_auth_
                 ("contacts-import", "status"): cmd_import_status, ("contacts-import", "wait"): cmd_import_wait})
 
 
-def _on_sigterm(signum, frame):
-    raise Terminated()
+STOPPING = []                           # the signal that asked this run to stop, once one has
+
+
+def _on_signal(signum, frame):
+    """Ctrl-C raises KeyboardInterrupt and SIGTERM Terminated, the first of them only: the ones that
+    follow (a second Ctrl-C, a SIGTERM right behind it) change nothing while the first is reported."""
+    if STOPPING:
+        return
+    STOPPING.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def ignore_signals():
@@ -2383,9 +2419,10 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     console = Console()
     previous = {}
+    del STOPPING[:]
     try:
-        previous = {signal.SIGINT: signal.getsignal(signal.SIGINT),
-                    signal.SIGTERM: signal.signal(signal.SIGTERM, _on_sigterm)}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, _on_signal)
     except (ValueError, OSError):
         pass                            # not the main thread (in-process tests)
     try:

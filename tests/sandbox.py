@@ -92,7 +92,7 @@ class Platform:
         self.codes = {}                  # authorization code -> grant
         self.devices = {}                # device code -> request
         self.imports = {}                # import id -> import
-        self.idempotency = {}            # (user, key) -> (time, status, body)
+        self.idempotency = {}            # (user, account, key) -> (time, status, answer, request body)
         self.last_poll = {}              # (account, import id) -> time
         self.faults = []                 # [route, fault, times left]
         self.requests = []               # (method, path, headers) of every request, for the tests
@@ -172,17 +172,22 @@ class Platform:
 
     # -- imports
     def start(self, user, account, body, key):
+        """A key is the identity's, in one account, for 24 hours: seen again with the same body, it gets the
+        original answer; with another body, it is refused."""
         with self.lock:
             if key:
-                kept = self.idempotency.get((user, key))
+                kept = self.idempotency.get((user, account, key))
                 if kept and kept[0] > self.wall() - DAY:
+                    if kept[3] != body:
+                        raise Reply(422, envelope("VALIDATION_ERROR", "this Idempotency-Key was used in the last 24 "
+                                                  "hours for another body; use a key per import"))
                     raise Reply(kept[1], kept[2])
             try:
                 status, answer = self._start(account, body)
             except Reply as reply:
                 status, answer = reply.status, reply.body
             if key:
-                self.idempotency[(user, key)] = (self.wall(), status, answer)
+                self.idempotency[(user, account, key)] = (self.wall(), status, answer, body)
             raise Reply(status, answer)
 
     def _start(self, account, body):

@@ -1,4 +1,4 @@
-"""The fault matrix of issues 4 and 8: every command against every fault, as a subprocess; see faults.py.
+"""The fault matrix: every command against every fault, as a subprocess; see faults.py.
 
 Each aspect of a row is its own test, and each row its own subTest, so that one failure hides no other.
 """

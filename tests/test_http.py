@@ -344,7 +344,7 @@ class BaseUrlTests(ToolTestCase):
 
 
 class HostileAnswerTests(ToolTestCase):
-    """Issue 8: answers that are endless, dripping, huge, non-strict or odd in their headers are broken
+    """Answers that are endless, dripping, huge, non-strict or odd in their headers are broken
     answers or timeouts, retried like any other, and never a crash."""
 
     def setUp(self):
@@ -470,3 +470,21 @@ class TlsTests(ToolTestCase):
         envelope = self.assertFails(self.run_tool(*STATUS), "NETWORK_ERROR")
         self.assertIn("certificate", envelope["error"]["message"])
         self.assertEqual(self.clock.sleeps, [])
+
+
+class RedactionTests(ToolTestCase):
+    """A token hides in escapes a server may use: each form is redacted where the tool quotes the answer."""
+
+    def test_escaped_forms_of_the_token(self):
+        self.login()
+        odd = "tok,en;with \"odd\" space"
+        os.environ["LANDBASE_ACCESS_TOKEN"] = odd
+        for body in ("<p>%s</p>" % odd.replace('"', "&quot;"), "not json: %s" % odd.replace('"', "\\u0022"),
+                     "q=" + odd.replace(" ", "+").replace('"', "%22").replace(",", "%2C").replace(";", "%3B"),
+                     "q=" + "".join("%%%02X" % ord(ch) for ch in odd)):
+            with self.subTest(body=body):
+                self.platform.inject("status", {"status": 400, "body": body})
+                result = self.run_tool("contacts-import", "status", "1", "--verbose")
+                self.assertFails(result, "VALIDATION_ERROR")
+                self.assertNotIn("odd", result.stderr.replace("(redacted)", ""))
+                self.assertIn("(redacted)", result.envelope["error"]["message"])

@@ -390,6 +390,19 @@ class RenderingTests(ToolTestCase):
         self.assertNotIn("ETA", text)
         self.assertNotIn("left", text)
 
+    def test_what_the_stream_cannot_encode_is_measured_as_written(self):
+        raw = io.BytesIO()
+        stream = AsciiTty(raw)                       # stderr under LC_ALL=C on 3.6: ascii, backslashreplace
+        tracker = self.tracker(40, phase="\u6f22\u5b57" * 40)
+        tool.Console(stream=stream).progress("plain", tool.progress_segments(tracker, 30))
+        stream.flush()
+        self.assertLessEqual(len(raw.getvalue()) - len(b"\r\x1b[K"), 39)
+
+    def test_a_very_narrow_terminal(self):
+        stream = FakeTty(10)
+        tool.Console(stream=stream).progress("plain", tool.progress_segments(self.tracker(40), 30))
+        self.assertLessEqual(len(stream.getvalue()) - len("\r\x1b[K"), 9)
+
     def test_a_terminal_that_does_not_say_its_width(self):
         self.assertEqual(tool.Console(stream=FakeTty(0)).width(), 80)     # an unsized pseudo-terminal says 0
         os.environ["COLUMNS"] = "50"
@@ -456,6 +469,17 @@ class FakeTty(io.StringIO):
 
     def fileno(self):
         return 1000 + self.columns
+
+
+class AsciiTty(io.TextIOWrapper):
+    def __init__(self, raw):
+        io.TextIOWrapper.__init__(self, raw, encoding="ascii", errors="backslashreplace")
+
+    def isatty(self):
+        return True
+
+    def fileno(self):
+        return 1040                             # 40 columns (terminal_size below)
 
 
 def terminal_size(fd):

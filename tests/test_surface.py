@@ -1,4 +1,4 @@
-"""Issue 9's scripting surface: --query, --dry-run, --idempotency-key, CONFLICT, and stdout/stderr/stdin
+"""The scripting surface: --query, --dry-run, --idempotency-key, CONFLICT, and stdout/stderr/stdin
 that are closed or full (in-process; tests/test_streams.py does the same with real descriptors)."""
 
 import errno
@@ -99,6 +99,16 @@ class IdempotencyKeyTests(ToolTestCase):
         keys = [h["Idempotency-Key"] for m, p, h in self.platform.requests if m == "POST"]
         self.assertEqual(keys, ["nightly-2026-11-29"] * 2)
         self.assertNotEqual(self.start("nightly-2026-11-30")["importId"], first["importId"])
+
+    def test_a_key_belongs_to_an_account_and_a_body(self):
+        first = self.start("nightly")
+        other = self.assertOk(self.run_tool(*(START + ("--idempotency-key", "nightly", "--account=acc_team")),
+                                            stdin=BODY))
+        self.assertNotEqual(other["importId"], first["importId"])
+        self.assertEqual(self.platform.imports[other["importId"]]["account"], "acc_team")
+        envelope = self.assertFails(self.run_tool(*(START + ("--idempotency-key", "nightly")),
+                                                  stdin=BODY.replace("ds_demo", "ds_partial")), "VALIDATION_ERROR")
+        self.assertIn("Idempotency-Key", envelope["error"]["message"])
 
     def test_the_platform_keeps_a_key_24_hours(self):
         first = self.start("daily")
