@@ -23,7 +23,7 @@ GUARANTEES = [
     ("SIGKILL during a session write (40 kills, half of them mid-write for certain) leaves the old file or the new one",
      "test_state.CrashSafetyTests"),
     ("SIGINT/SIGTERM during a wait exit 130/143 with the resume command; a closed stdout exits quietly",
-     "test_e2e.EndToEndTests.test_signals_end_a_wait_with_the_resume_command",
+     "test_e2e_sessions.LoginAndSignalTests.test_signals_end_a_wait_with_the_resume_command",
      "test_e2e.EndToEndTests.test_a_closed_stdout_exits_quietly"),
     ("a wait rides out a 3-minute outage of the status endpoint and ends with the final status",
      "test_poll.PollTests.test_a_long_outage_is_ridden_out"),

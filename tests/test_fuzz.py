@@ -58,6 +58,8 @@ class FuzzTests(ToolTestCase):
     def test_generated_inputs(self):
         cases = fuzz.generate()
         self.assertGreaterEqual(len(cases), 2000)
+        if not os.environ.get("LANDBASE_TEST_FULL"):     # make test: every other case; make reliability: all
+            cases = cases[::2]
         counts = {"valid": 0, "invalid": 0, None: 0}
         exits = {}
         for kind, argv, stdin, expected in cases:
@@ -66,8 +68,9 @@ class FuzzTests(ToolTestCase):
                 code = self.check(kind, argv, stdin, expected)
                 exits[code] = exits.get(code, 0) + 1
         # the generator reaches both sides of the oracle and several exits, or it proves little
-        self.assertGreater(counts["valid"], 200)
-        self.assertGreater(counts["invalid"], 800)
+        scale = 1 if os.environ.get("LANDBASE_TEST_FULL") else 2
+        self.assertGreater(counts["valid"], 200 // scale)
+        self.assertGreater(counts["invalid"], 800 // scale)
         self.assertTrue({0, 1, 2, 3}.issubset(exits), exits)
         if os.environ.get("FUZZ_REPORT"):
             with open(os.environ["FUZZ_REPORT"], "w") as handle:

@@ -338,7 +338,9 @@ class StreamTests(unittest.TestCase):
         ]
         cases = []
         for kind in ("fifo", "directory"):
-            for name, argv, extra in commands:
+            # every command against a FIFO (the hang); a directory takes the same path: a few of them
+            for name, argv, extra in commands if kind == "fifo" else [c for c in commands if c[0] in (
+                    "status", "start", "auth logout", "auth login --with-token")]:
                 world = World(self, session=False)
                 os.makedirs(world.config, 0o700)
                 if kind == "fifo":
