@@ -18,31 +18,31 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TOOL = os.path.join(ROOT, "landbase_import.py")
 sys.path.insert(0, HERE)
+import faults  # noqa: E402
 import sandbox  # noqa: E402
 from support import subprocess_env, write_session  # noqa: E402
 
 PY = sys.executable
 RUNS = int(os.environ.get("BENCH_RUNS", "25"))
 MANY = int(os.environ.get("BENCH_MANY", "200"))
-TTY_SECONDS = int(os.environ.get("BENCH_TTY_SECONDS", "12"))
+TTY_SECONDS = int(os.environ.get("BENCH_TTY_SECONDS", "22"))
 
 
 def measure(argv, env, stdin=b""):
-    """(wall seconds, cpu seconds, max RSS in KiB) of one run."""
-    started = time.perf_counter()
-    process = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    process.stdin.write(stdin)
-    process.stdin.close()
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    process.returncode = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status)
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, process.returncode
+    """(wall seconds, cpu seconds, max RSS in KiB, exit) of one run, started by a small launcher process:
+    on Linux a child's ru_maxrss counts the copy of its parent it was forked from, and this process,
+    which holds a sandbox, is far bigger than the runs it measures."""
+    with tempfile.NamedTemporaryFile(prefix="lbi-bench-in-") as handle:
+        handle.write(stdin)
+        handle.flush()
+        report = LAUNCHER[0].run(argv, env, handle.name, os.devnull, os.devnull, 600)
+    return report["seconds"], report["cpu"], report["maxrss"] / 1024, report["exit"]
 
 
 def interleaved(commands, env, runs=RUNS):
@@ -58,8 +58,12 @@ def median(results, name, field):
     return statistics.median(run[field] for run in results[name])
 
 
+LAUNCHER = []                           # the faults.Launcher every measured run is started by
+
+
 def main():
     started = time.monotonic()
+    LAUNCHER.append(faults.Launcher(PY))
     work = tempfile.mkdtemp(prefix="lbi-bench-")
     box = sandbox.Sandbox(min_poll_interval=0, speed=10).start()
     try:
@@ -97,6 +101,7 @@ def main():
             raise SystemExit("bench: status failed")
         rows.append(row(runs, "status", "fetch + compile", 1.25, ("fetch", "pass")))
         status_rss, fetch_rss = median(runs, "status", 2), median(runs, "fetch", 2)
+        compiled_rss = median(runs, "fetch + compile", 2)
         status_cpu = median(runs, "status", 1)
 
         # 3. a wait of a 30-minute import: every poll real, the sleeps skipped (tests/fastclock.py)
@@ -112,8 +117,8 @@ def main():
         # 4. a wait on a terminal, its line redrawn once a second: CPU per second of waiting, as the slope
         # between a short wait and a long one (the start-up both pay cancels out)
         tty_id = start_import(platform_, "ds_long")
-        short = min(terminal_wait(env, tty_id, 2) for _ in range(2))
-        long_ = min(terminal_wait(env, tty_id, TTY_SECONDS) for _ in range(2))
+        short = sorted(terminal_wait(env, tty_id, 2) for _ in range(3))[1]          # the medians of three
+        long_ = sorted(terminal_wait(env, tty_id, TTY_SECONDS) for _ in range(3))[1]
         tty_share = max(0.0, long_[0] - short[0]) / (long_[1] - short[1])
 
         # 5. many imports: one process for all of them, or one process each
@@ -121,15 +126,13 @@ def main():
         one = measure([PY, TOOL, "contacts-import", "wait", "--quiet"] + [str(i) for i in ids], env)
         ids = [start_import(platform_, "ds_demo") for _ in range(MANY)]
         t0 = time.perf_counter()
-        processes = [subprocess.Popen([PY, TOOL, "contacts-import", "wait", str(i), "--quiet"], env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in ids]
-        usages = [os.wait4(p.pid, 0) for p in processes]
-        for p in processes:
-            p.returncode = 0
+        with ThreadPoolExecutor(max_workers=MANY) as pool:
+            usages = list(pool.map(lambda i: measure([PY, TOOL, "contacts-import", "wait", str(i), "--quiet"], env),
+                                   ids))
         many_wall = time.perf_counter() - t0
-        many_cpu = sum(u[2].ru_utime + u[2].ru_stime for u in usages)
-        many_rss = sum(u[2].ru_maxrss for u in usages)
-        failed = sum(1 for u in usages if u[1] != 0) + (one[3] != 0)
+        many_cpu = sum(u[1] for u in usages)
+        many_rss = sum(u[2] for u in usages)
+        failed = sum(1 for u in usages if u[3] != 0) + (one[3] != 0)
 
         print("landbase-import benchmark: %s, %d CPUs, CPython %s; medians of %d interleaved runs\n"
               % (cpu_model(), os.cpu_count() or 0, platform.python_version(), RUNS))
@@ -141,9 +144,12 @@ def main():
                 name, value * 1000, floor_name, floor_value * 1000, ratio, target,
                 "met" if ratio <= target else "**not met**",
                 ", ".join("%.2fx %s" % (value / floor, floor_name) for floor_name, floor in raw)))
-        print("| `status` max RSS | %.1f MiB | fetch %.1f MiB | %.2fx | ≤ 1.20x %s | |" % (
-            status_rss / 1024, fetch_rss / 1024, status_rss / fetch_rss,
-            "met" if status_rss / fetch_rss <= 1.2 else "**not met**"))
+        # a script is compiled at every start, and compiling ~110 KB of source peaks at a few MiB: status
+        # (run as a script) is judged against the floor that compiles it too; the wait, run by fastclock.py
+        # (which imports the tool, from cached bytecode), against the bare fetch
+        print("| `status` max RSS | %.1f MiB | fetch + compile %.1f MiB | %.2fx | ≤ 1.20x %s | %.2fx fetch |" % (
+            status_rss / 1024, compiled_rss / 1024, status_rss / compiled_rss,
+            "met" if status_rss / compiled_rss <= 1.2 else "**not met**", status_rss / fetch_rss))
         print("| `wait` max RSS | %.1f MiB | fetch %.1f MiB | %.2fx | ≤ 1.20x %s | |" % (
             wait_rss / 1024, fetch_rss / 1024, wait_rss / fetch_rss,
             "met" if wait_rss / fetch_rss <= 1.2 else "**not met**"))
@@ -170,6 +176,7 @@ def main():
     finally:
         box.stop()
         shutil.rmtree(work, ignore_errors=True)
+        LAUNCHER.pop().close()
 
 
 def row(runs, name, floor, target, raw_floors):

@@ -269,9 +269,9 @@ def kill(pid):
     except OSError:
         pass
 def run(job):
+    started = time.monotonic()
     with open(job["stdin"], "rb") as i, open(job["stdout"], "wb") as o, open(job["stderr"], "wb") as e:
         process = subprocess.Popen(job["argv"], env=job["env"], stdin=i, stdout=o, stderr=e, start_new_session=True)
-    started = time.monotonic()
     killer = threading.Timer(job["kill_after"], kill, (process.pid,))
     killer.start()
     _, status, usage = os.wait4(process.pid, 0)
