@@ -65,24 +65,31 @@ class LoginAndSignalTests(EndToEndTestCase):
         status = self.ok(self.cli("auth", "status", env={"LANDBASE_ACCESS_TOKEN": other}))
         self.assertEqual((status["userId"], status["tokenSource"]), ("usr_demo", "env"))
 
+    def signal_a_wait(self, import_id, signals, gap=0.0):
+        """(exit, stdout, stderr) of a wait sent `signals`, `gap` seconds apart, once it is waiting."""
+        process = subprocess.Popen(
+            [sys.executable, TOOL, "contacts-import", "wait", str(import_id), "--account=acc_demo"],
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            self.assertIn("next poll", process.stderr.readline())
+            for signum in signals:
+                process.send_signal(signum)
+                time.sleep(gap)
+            out, err = process.communicate(timeout=20)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        return process.returncode, out, err
+
     def test_signals_end_a_wait_with_the_resume_command(self):
         self.log_in()
         doc = self.ok(self.cli("contacts-import", "start", "--json", "-", "--account=acc_demo",
                                stdin='{"datasetId": "ds_long", "tagName": "x"}'))
         for signum, exit_code, code in ((signal.SIGINT, 130, "INTERRUPTED"), (signal.SIGTERM, 143, "TERMINATED")):
             with self.subTest(signal=signum):
-                process = subprocess.Popen(
-                    [sys.executable, TOOL, "contacts-import", "wait", str(doc["importId"]), "--account=acc_demo"],
-                    env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-                try:
-                    self.assertIn("next poll", process.stderr.readline())
-                    process.send_signal(signum)
-                    out, err = process.communicate(timeout=10)
-                finally:
-                    if process.poll() is None:
-                        process.kill()
-                self.assertEqual(process.returncode, exit_code, err)
+                returncode, out, err = self.signal_a_wait(doc["importId"], [signum])
+                self.assertEqual(returncode, exit_code, err)
                 self.assertNotIn("Traceback", err)
                 self.assertIn("keeps running", err)
                 self.assertIn("\n  %s contacts-import wait %d --account=acc_demo\n" % (TOOL, doc["importId"]),
@@ -96,20 +103,10 @@ class LoginAndSignalTests(EndToEndTestCase):
                                stdin='{"datasetId": "ds_long", "tagName": "x"}'))
         for attempt in range(5):
             with self.subTest(attempt=attempt):
-                process = subprocess.Popen(
-                    [sys.executable, TOOL, "contacts-import", "wait", str(doc["importId"]), "--account=acc_demo"],
-                    env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-                try:
-                    self.assertIn("next poll", process.stderr.readline())
-                    for signum in (signal.SIGINT, signal.SIGINT, signal.SIGTERM, signal.SIGINT):
-                        process.send_signal(signum)         # the next ones while the first is being reported
-                        time.sleep(0.002 * attempt)
-                    out, err = process.communicate(timeout=20)
-                finally:
-                    if process.poll() is None:
-                        process.kill()
-                self.assertEqual(process.returncode, 130, err)
+                # the next ones arrive while the first is being reported
+                returncode, out, err = self.signal_a_wait(
+                    doc["importId"], [signal.SIGINT, signal.SIGINT, signal.SIGTERM, signal.SIGINT], 0.002 * attempt)
+                self.assertEqual(returncode, 130, err)
                 self.assertNotIn("Traceback", err)
                 self.assertEqual(envelope_of(err)["error"]["code"], "INTERRUPTED")
 
