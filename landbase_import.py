@@ -1986,7 +1986,7 @@ def cmd_auth_logout(args, console):
     try:
         stored = store.load(console)
     except LandbaseError as exc:
-        console.warn(exc.message)
+        console.warn("%s; logout removes it" % exc.message.split("; ")[0])     # not the fix: this is it
         stored = {}
     token = stored.get("accessToken")
     revoked = False
