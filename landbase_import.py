@@ -2447,7 +2447,9 @@ def main(argv=None):
         return report(console, LandbaseError("API_ERROR", "internal error: %s: %s (please report it)"
                                              % (type(exc).__name__, exc)))
     finally:
-        for signum, handler in previous.items():     # as they were, for a caller that goes on (the tests)
+        # as they were, for a caller that goes on (the tests); but once a signal has stopped this run, the
+        # ones that follow stay ignored until the process is gone
+        for signum, handler in previous.items() if not STOPPING else ():
             try:
                 signal.signal(signum, handler)
             except (ValueError, OSError, TypeError):
