@@ -134,7 +134,9 @@ class ToolTestCase(unittest.TestCase):
         env.update(LANDBASE_CONFIG_DIR=os.path.join(self.config, "landbase"),
                    NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
         if self.start_sandbox:
-            self.sandbox = sandbox.Sandbox(**self.sandbox_options).start()
+            options = dict(self.sandbox_options)
+            options.setdefault("speed", 0)        # the platform's time moves with the fake clock's sleeps alone
+            self.sandbox = sandbox.Sandbox(**options).start()
             self.addCleanup(self.sandbox.stop)
             self.platform = self.sandbox.platform
             env.update(LANDBASE_PLATFORM_API_URL=self.sandbox.url, LANDBASE_PLATFORM_WEB_URL=self.sandbox.url)
