@@ -185,7 +185,7 @@ def excerpt(raw, limit=200):
         # the known tokens as they came, then everything once decoded (the pattern first would cut a token
         # short where an entity begins, and leave its end behind)
         text = _unescaped(redact(text, pattern=False))
-    return sanitize(" ".join(redact(text).split())[:limit]) or "(empty body)"
+    return printable(" ".join(redact(text).split())[:limit]) or "(empty body)"     # redacted before it is cut
 
 
 def _unescaped(text):
@@ -284,14 +284,18 @@ class Console:
             self.line(plain)
             return
         room = self.width() - 1
-        pieces = [(self._as_written(sanitize(text)), phase, rank) for text, phase, rank in segments]
-        pieces = [(text, phase, rank, cells(text)) for text, phase, rank in pieces]
+        pieces = []
+        for text, phase, rank in segments:
+            text = self._as_written(sanitize(text))
+            pieces.append((text, phase, rank, cells(text)))
         while sum(piece[3] for piece in pieces) > room and any(piece[2] for piece in pieces):
             pieces.remove(max(pieces, key=lambda piece: piece[2] or 0))
         shown = []
         for text, phase, _, width in pieces:
-            text = fit(text, room) if width > room else text
-            room -= cells(text) if width > room else width
+            if width > room:
+                text = fit(text, room)
+                width = cells(text)
+            room -= width
             shown.append(self.paint(text, phase) if phase else text)
         self._write("\r\x1b[K" + "".join(shown))
         self._redrawn = True
@@ -401,7 +405,7 @@ def query_text(doc, paths):
 
 def write_stdout(text, meta=None, doc=None):
     """Write stdout. A reader that left (| head) ends it quietly; any other failure is OUTPUT_FAILED,
-    which carries what could not be printed, so that nothing is lost (an import id above all)."""
+    which carries what could not be printed (`doc`, already redacted), so that nothing is lost."""
     try:
         if sys.stdout is None:
             raise OSError("stdout is closed")
@@ -412,7 +416,7 @@ def write_stdout(text, meta=None, doc=None):
     except (OSError, ValueError, AttributeError) as exc:
         _silence_stdout()
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        shown = json.dumps(redact_values(doc), ensure_ascii=True, allow_nan=False) if doc is not None else ""
+        shown = json.dumps(doc, ensure_ascii=True, allow_nan=False) if doc is not None else ""   # redacted
         raise LandbaseError("OUTPUT_FAILED", "the command did its work but stdout could not be written (%s)%s"
                             % (reason, "; the result was: " + shown[:2000] if shown else ""), meta)
 
@@ -810,6 +814,11 @@ def check_account_id(value, what="account id"):
         raise LandbaseError("INVALID_INPUT", "%s %r is not valid: use 1 to 64 letters, digits, _ or -"
                             % (what, value))
     return value
+
+
+def is_import_id(value):
+    """An import id as the platform holds it: a positive whole number (not true, not 7.0) of 63 bits."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_IMPORT_ID
 
 
 def check_import_id(value):
@@ -1258,7 +1267,7 @@ def status_answer(data, import_id):
 def started_answer(data):
     where = "POST contacts-imports"
     import_id = expect_object(data, where).get("importId")
-    if not isinstance(import_id, int) or isinstance(import_id, bool) or not 0 < import_id <= MAX_IMPORT_ID:
+    if not is_import_id(import_id):
         raise contract_error(where, "importId", import_id, "a positive integer")
     if not isinstance(data.get("runRef"), str):
         raise contract_error(where, "runRef", data.get("runRef"), "a string")
@@ -1544,7 +1553,6 @@ def wait_and_report(api, account_id, import_ids, console, limit, single):
     except StopWaiting:
         pass
     except (KeyboardInterrupt, Terminated) as exc:
-        ignore_signals()                # a second Ctrl-C must not cut the report of the first
         code = "TERMINATED" if isinstance(exc, Terminated) else "INTERRUPTED"
         running = [t.import_id for t in trackers if not t.done] or import_ids
         command = resume_command(account_id, running)
@@ -1578,8 +1586,8 @@ def finish_wait(console, trackers, single, account_id, limit, stopped=None):
     if code == "TIMEOUT":
         raise LandbaseError("TIMEOUT", "gave up after %s (--max-wait); the import%s keep%s running: %s"
                             % (format_duration(limit), "" if len(alike) == 1 else "s",
-                               "s" if len(alike) == 1 else "", resume_command(account_id, meta.get("importIds")
-                                                                              or [meta["importId"]])), meta)
+                               "s" if len(alike) == 1 else "", resume_command(account_id, [t.import_id for t in alike])),
+                            meta)
     if first.error is not None:
         meta.update((k, v) for k, v in first.error.meta.items() if k != "importId")
         raise LandbaseError(code, first.error.message + more, meta)
@@ -1700,7 +1708,7 @@ def check_import_body(body):
     clean = {"datasetId": dataset_id, "tagName": tag_name}
     if "importId" in body:
         import_id = body["importId"]
-        if not isinstance(import_id, int) or isinstance(import_id, bool) or not 0 < import_id <= MAX_IMPORT_ID:
+        if not is_import_id(import_id):
             shown = _json_type(import_id) if not isinstance(import_id, int) or isinstance(import_id, bool) \
                 else str(import_id)
             raise _invalid_field("importId", "must be a positive integer such as 7, not %s "
@@ -2049,14 +2057,12 @@ def cmd_import_start(args, console):
         try:
             data = api.call("POST", path, body, headers={"Idempotency-Key": key}, check=started_answer)
         except (KeyboardInterrupt, Terminated) as exc:
-            ignore_signals()
             raise LandbaseError("TERMINATED" if isinstance(exc, Terminated) else "INTERRUPTED",
                                 "start was stopped before the platform's answer arrived; the import may exist: "
                                 + again, {"idempotencyKey": key})
         except LandbaseError as exc:
             running = exc.meta.get("importId")
-            if exc.code != "CONFLICT" or not isinstance(running, int) or isinstance(running, bool) \
-                    or not 0 < running <= MAX_IMPORT_ID:
+            if exc.code != "CONFLICT" or not is_import_id(running):
                 raise account_hint(exc, account_id)
             import_id, command = running, resume_command(account_id, [running])
             if not args.watch:
@@ -2194,7 +2200,7 @@ def check_args(args):
             raise LandbaseError("INVALID_INPUT", "--max-wait takes a duration greater than 0 and at most %s, not %r"
                                 % (format_duration(MAX_WAIT_LIMIT), text))
     key = getattr(args, "idempotency_key", None)
-    if key is not None and not re.match(r"[\x20-\x7e]{1,255}\Z", key) or key is not None and not key.strip():
+    if key is not None and not (re.match(r"[\x20-\x7e]{1,255}\Z", key) and key.strip()):
         raise LandbaseError("INVALID_INPUT", "--idempotency-key takes 1 to 255 printable ASCII characters, not "
                             "only spaces (such as nightly-2026-11-29), not %s" % excerpt(repr(key), 80))
     if args.query is not None:
@@ -2231,9 +2237,7 @@ COMMANDS = [
 ]
 LEVELS = {"auth": "log in, show or end the platform session", "account": "list accounts or choose the active one",
           "contacts-import": "start, read or wait for imports"}
-GLOBAL_OPTIONS_TAKE = [("--account", True), ("--timeout", True), ("--query", True), ("--verbose", False),
-                       ("--quiet", False)]      # each global option, and whether it takes a value
-GLOBAL_OPTIONS = [
+GLOBAL_OPTIONS = [                      # the options of every command; "=" marks those that take a value
     ("--account=ID", "the account for this call (else LANDBASE_ACCOUNT_ID, else the stored one)"),
     ("--timeout=SECONDS", "bound on each whole request, connect to last byte (default %g)" % DEFAULT_TIMEOUT),
     ("--query=PATH[,PATH]", "print these fields as text, e.g. importId or counts.imported,error.code"),
@@ -2289,8 +2293,8 @@ def build_parser(program):
     def level(subparsers, words, text, epilog):
         sub = subparsers.add_parser(words[-1], help=text, description=text, formatter_class=formatter,
                                     prog="%s %s" % (program, " ".join(words)),
-                                    allow_abbrev=False, epilog=epilog + "\n\nglobal options (--account, --timeout, "
-                                    "--query, --verbose, --quiet): see %s --help" % program)
+                                    allow_abbrev=False, epilog=epilog + "\n\nglobal options (%s): see %s --help"
+                                    % (", ".join(name.partition("=")[0] for name, _ in GLOBAL_OPTIONS), program))
         levels[words] = sub
         return sub
 
@@ -2354,7 +2358,7 @@ PARSERS = {}                            # built once a process (the tests call m
 def take_globals(argv):
     """argv with the global options moved in front of the command, from wherever they stand
     (`contacts-import status 7 --account=acc_1`), so that only the top level needs to know them."""
-    options = dict((name.split("=")[0], value) for name, value in GLOBAL_OPTIONS_TAKE)
+    options = dict(name.partition("=")[::2] for name, _ in GLOBAL_OPTIONS)     # the option: its value's name
     moved, rest, words = [], [], iter(argv)
     for word in words:
         if word == "--":
@@ -2405,8 +2409,7 @@ def _on_signal(signum, frame):
 
 
 def ignore_signals():
-    """From the first Ctrl-C or SIGTERM on, the others are ignored: the tool is already ending, and a
-    second signal must not cut its report short (or print a traceback)."""
+    """Ctrl-C and SIGTERM ignored, for the exit after main(): nothing may interrupt it any more."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
             signal.signal(signum, signal.SIG_IGN)
@@ -2433,10 +2436,8 @@ def main(argv=None):
     except LandbaseError as exc:
         return report(console, exc)
     except KeyboardInterrupt:
-        ignore_signals()
         return report(console, LandbaseError("INTERRUPTED", "interrupted"))
     except Terminated:
-        ignore_signals()
         return report(console, LandbaseError("TERMINATED", "terminated by SIGTERM"))
     except SystemExit as exc:           # --help and --version
         return exc.code if isinstance(exc.code, int) else 0

@@ -508,7 +508,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_bytes(self, status, raw, content_type, headers=None):
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
+        if content_type:
+            self.send_header("Content-Type", content_type)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(raw)))
@@ -530,14 +531,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             raw, kind = json.dumps(body).encode(), "application/json"
         try:
-            self.send_response(status)
-            if kind:
-                self.send_header("Content-Type", kind)
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+            self.send_bytes(status, raw, kind, headers)
         except (BrokenPipeError, ConnectionResetError):
             pass
 
