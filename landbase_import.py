@@ -70,6 +70,7 @@ MAX_BODY_BYTES = 1024 * 1024            # the body of start --json, and platform
 MAX_ANSWER_BYTES = 4 * 1024 * 1024      # an answer from the platform
 MAX_JSON_DIGITS = 40                    # a longer integer in any JSON document is refused,
 MAX_JSON_DEPTH = 64                     # and a deeper document
+EXCERPT_JSON_BYTES = 64 * 1024          # a longer answer is quoted as text, not parsed a second time
 MAX_DATASET_ID = 200
 MAX_TAG_NAME = 100
 MAX_IMPORT_ID = 2 ** 63 - 1
@@ -178,8 +179,8 @@ def excerpt(raw, limit=200):
     JSON is redacted as values and written back, other text is read with HTML's entities decoded."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
     try:
-        if text.lstrip()[:1] not in ("{", "["):
-            raise StrictJSONError("not an object or an array")
+        if text.lstrip()[:1] not in ("{", "[") or len(text) > EXCERPT_JSON_BYTES:
+            raise StrictJSONError("not an object or an array, or too long to parse again for a few words")
         text = json.dumps(redact_values(parse_json(text.encode("utf-8", "surrogatepass"))), ensure_ascii=False)
     except StrictJSONError:
         # the known tokens as they came, then everything once decoded (the pattern first would cut a token

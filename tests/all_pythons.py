@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """`make test-all`: the whole suite on every CPython 3.x found (pyenv's, and python3.X on PATH).
 
-Fails if any interpreter fails, or if fewer than two were found.
+Fails if any interpreter fails, or if fewer than two were found. One interpreter at a time (TEST_ALL_JOBS
+says otherwise), each running the suite as `make test` does: two suites at once on two cores slow the
+tests that bound real time past the margins they keep for make test's own load.
 """
 
 import glob
@@ -45,7 +47,7 @@ def interpreters():
 
 def run(version, path):
     started = time.monotonic()
-    process = subprocess.run([path, os.path.join(HERE, "run.py"), "-j", "2"], stdout=subprocess.PIPE,
+    process = subprocess.run([path, os.path.join(HERE, "run.py")], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, universal_newlines=True)
     return version, path, process.returncode, process.stdout, time.monotonic() - started
 
@@ -57,7 +59,7 @@ def main():
         return 1
     print("test-all: %s" % ", ".join("%d.%d" % v for v in sorted(found)), flush=True)
     failures = 0
-    with ThreadPoolExecutor(max_workers=int(os.environ.get("TEST_ALL_JOBS", "2"))) as pool:
+    with ThreadPoolExecutor(max_workers=int(os.environ.get("TEST_ALL_JOBS", "1"))) as pool:
         for version, path, code, output, seconds in pool.map(lambda item: run(*item), sorted(found.items())):
             last = output.strip().splitlines()[-1] if output.strip() else "(no output)"
             print("  %d.%d  %-4s %5.0fs  %s  (%s)" % (version + ("ok" if code == 0 else "FAIL", seconds, last, path)),
