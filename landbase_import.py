@@ -27,7 +27,9 @@ IMPORT_PARTIAL, OUTPUT_FAILED; 3 AUTH_REQUIRED, AUTH_FAILED; 4 TIMEOUT, NETWORK_
 
 import argparse
 import base64
+import itertools
 import json
+import operator
 import os
 import re
 import shlex
@@ -444,50 +446,62 @@ class StrictJSONError(ValueError):
 
 def parse_json(raw):
     """The one JSON reader, for input bodies, platform.json and every answer alike: UTF-8 (one BOM
-    tolerated), no duplicate keys, no NaN/Infinity, no number too large to print back. StrictJSONError."""
+    tolerated), no duplicate keys, no NaN/Infinity, no number too large to print back, no nesting deeper
+    than MAX_JSON_DEPTH. Linear in the size of `raw`, whatever it holds. StrictJSONError."""
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise StrictJSONError("not UTF-8 (byte 0x%02x at offset %d)" % (raw[exc.start], exc.start))
-    if _too_deep(text):
+    if _too_deep(raw):
         raise StrictJSONError("nested deeper than %d levels" % MAX_JSON_DEPTH)
+    numbers = {}                # the number checks cost a call a number: only where a number may be too long
+    if LONG_NUMBER_RE.search(raw):
+        numbers = {"parse_float": _finite_float, "parse_int": _bounded_int}
+    import gc
+    collect = gc.isenabled()
+    gc.disable()                # a million small containers: the collector would make it slower, not safer
     try:
-        return json.loads(text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant,
-                          parse_float=_finite_float, parse_int=_bounded_int)
+        return json.loads(text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant, **numbers)
     except RecursionError:
-        raise StrictJSONError("nested too deeply")
+        raise StrictJSONError("nested deeper than %d levels" % MAX_JSON_DEPTH)
     except StrictJSONError:
         raise
     except ValueError as exc:
         raise StrictJSONError("not valid JSON: %s" % exc)
+    finally:
+        if collect:
+            gc.enable()
 
 
-def _too_deep(text):
-    """Whether the brackets outside strings nest deeper than MAX_JSON_DEPTH. On 3.12+ the stdlib's parser
-    accepts deeper documents than Python's own recursion limit lets anything walk afterwards."""
-    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+def _too_deep(raw):
+    """Whether the brackets outside strings nest deeper than MAX_JSON_DEPTH, by whole-buffer operations only
+    (no regular expression, no loop a character): on 3.12+ the parser accepts documents deeper than Python's
+    recursion limit lets anything walk afterwards."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
         return False
-    depth = 0
-    for bracket in re.findall(r"[\[\]{}]", re.sub(r'"(?:[^"\\]|\\.)*"', "", text)):
-        depth += 1 if bracket in "[{" else -1
-        if depth > MAX_JSON_DEPTH:
-            return True
-    return False
+    outside = b"".join(raw.replace(b"\\\\", b"").replace(b'\\"', b"").split(b'"')[::2])    # strings gone
+    steps = outside.translate(BRACKET_STEPS, NOT_BRACKETS)          # 2 for [ {, 0 for ] }: depth = sum - count
+    return max(map(operator.sub, itertools.accumulate(steps), itertools.count(1)), default=0) > MAX_JSON_DEPTH
 
 
 def _refuse_duplicates(pairs):
-    seen = {}
-    for key, value in pairs:
-        if key in seen:
-            raise StrictJSONError("duplicate key %r" % key, key)
-        seen[key] = value
+    seen = dict(pairs)
+    if len(seen) < len(pairs):
+        keys = [key for key, _ in pairs]
+        key = next(key for index, key in enumerate(keys) if key in keys[:index])
+        raise StrictJSONError("duplicate key %r" % key, key)
     return seen
 
 
 def _refuse_constant(name):
     raise StrictJSONError("%s is not allowed (only finite numbers)" % name)
+
+
+LONG_NUMBER_RE = re.compile(rb"[0-9]{%d}|[eE][-+]?0*[1-9][0-9]{2}" % (MAX_JSON_DIGITS + 1))  # else finite
+BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
 
 def _finite_float(text):
