@@ -8,25 +8,26 @@ One file, standard library only, Python 3.6+. Copy it onto a host and run it:
     landbase_import.py auth logout
     landbase_import.py account list
     landbase_import.py account set <accountId>
-    landbase_import.py contacts-import start --json <path|-> [--watch] [--dry-run] [--max-wait 4h]
-                                             [--idempotency-key KEY]
+    landbase_import.py contacts-import start --json <path|-> [--watch] [--max-wait 4h] [--dry-run]
+                                             [--idempotency-key=KEY]
     landbase_import.py contacts-import status <importId>
     landbase_import.py contacts-import wait <importId> [<importId> ...] [--max-wait 4h]
+    landbase_import.py doctor
 
 Global options, before or after the command: --account=ID --timeout=SECONDS --query=PATH[,PATH]
 --verbose --quiet. `landbase_import.py --help` is the manual.
 
-stdout carries exactly one JSON document on success (or --query's text); progress, warnings and,
-on failure, a one-line error envelope go to stderr.
+stdout carries exactly one JSON document on success (or --query's text); progress, warnings and, on
+failure, a line naming the error and then the one-line error envelope go to stderr.
 
 Exit codes: 0 success; 1 INVALID_INPUT, VALIDATION_ERROR, SETUP_FAILED;
 2 NOT_FOUND, CONFLICT, API_ERROR, RATE_LIMITED, UPGRADE_REQUIRED, IMPORT_FAILED,
 IMPORT_PARTIAL, OUTPUT_FAILED; 3 AUTH_REQUIRED, AUTH_FAILED; 4 TIMEOUT, NETWORK_ERROR;
-130 INTERRUPTED; 143 TERMINATED.
+130 INTERRUPTED (Ctrl-C); 143 and 129 TERMINATED (SIGTERM, SIGHUP).
 """
 
-import argparse
 import base64
+import contextlib
 import itertools
 import json
 import operator
@@ -41,14 +42,16 @@ import time
 import unicodedata
 import urllib.parse
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 DEFAULT_API_URL = "https://api.landbase.com"
 DEFAULT_WEB_URL = "https://platform.landbase.com"
 CLIENT_ID = "landbase-cli"
 SESSION_FILE = "platform.json"
-SESSION_LIFETIME = 7 * 24 * 3600        # what a login grants; --with-token assumes it
+SESSION_LIFETIME = 7 * 24 * 3600        # what a login grants; --with-token assumes it when the platform is silent
 SESSION_WARN_BELOW = 24 * 3600          # warn when less than this is left
+LOCK_WAIT = 10                          # seconds a writer of platform.json waits for another one
+CLOCK_SKEW = 5 * 60                     # doctor: a larger difference from the platform's clock is a warning
 
 DEFAULT_TIMEOUT = 30.0                  # seconds per request (--timeout)
 MAX_TIMEOUT = 3600
@@ -59,9 +62,9 @@ POLL_EVERY = 20
 WAIT_LIMIT = 30 * 60                    # --max-wait's default
 MAX_WAIT_LIMIT = 7 * 24 * 3600          # and its largest value
 REDRAW_EVERY = 1                        # seconds between redraws of a terminal's progress line
-BAR_WIDTH = 20
+BAR_WIDTH = 20                          # the progress bar's widest; it shrinks first on a narrow terminal
 MAX_POLLS_IN_FLIGHT = 4                 # wait with many ids
-LOGIN_LIMIT = 5 * 60                    # browser login
+LOGIN_LIMIT = 5 * 60                    # browser login, from the moment it starts
 CALLBACK_CONNECTION_TIMEOUT = 10        # seconds one connection to the login callback may take
 DEVICE_LIMIT = 15 * 60                  # device login, whatever expiresIn says
 DEVICE_INTERVAL = 5                     # the device flow polls this often unless the server says otherwise,
@@ -72,7 +75,7 @@ MAX_BODY_BYTES = 1024 * 1024            # the body of start --json, and platform
 MAX_ANSWER_BYTES = 4 * 1024 * 1024      # an answer from the platform
 MAX_JSON_DIGITS = 40                    # a longer integer in any JSON document is refused,
 MAX_JSON_DEPTH = 64                     # and a deeper document
-EXCERPT_JSON_BYTES = 64 * 1024          # a longer answer is quoted as text, not parsed a second time
+EXCERPT_WINDOW = 64 * 1024              # what is quoted of an answer comes from its first characters only
 MAX_DATASET_ID = 200
 MAX_TAG_NAME = 100
 MAX_IMPORT_ID = 2 ** 63 - 1
@@ -81,7 +84,7 @@ COUNT_KEYS = ("total", "imported", "skipped", "failed")
 TIME_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]+)?(?:[Zz]|\+00:00)?\Z")
 ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 IMPORT_ID_RE = re.compile(r"[0-9]{1,19}\Z")
-TOKEN_RE = re.compile(r"lbs_[^\s\"',;&()<>\u2026]+")     # \u2026: not the redacted form again
+TOKEN_RE = re.compile(r"lbs_[^\s\"',;&()<>\\\u2026]+")       # \u2026: not the redacted form again
 REDACTED = "lbs_\u2026(redacted)"
 
 TERMINAL_PHASES = ("completed", "partial", "failed")   # any other phase is in flight
@@ -93,13 +96,14 @@ EXIT_CODES = {
     "OUTPUT_FAILED": 2,
     "AUTH_REQUIRED": 3, "AUTH_FAILED": 3,
     "TIMEOUT": 4, "NETWORK_ERROR": 4,
-    "INTERRUPTED": 130, "TERMINATED": 143,
+    "INTERRUPTED": 130, "TERMINATED": 143,     # 128 + the signal's number: SIGHUP's TERMINATED is 129
 }
 # the tool's own codes: never taken from a server's envelope (its status decides instead)
 LOCAL_CODES = ("INVALID_INPUT", "SETUP_FAILED", "AUTH_REQUIRED", "OUTPUT_FAILED", "INTERRUPTED", "TERMINATED")
 STATUS_CODES = {400: "VALIDATION_ERROR", 422: "VALIDATION_ERROR", 401: "AUTH_FAILED",
                 403: "NOT_FOUND", 404: "NOT_FOUND", 409: "CONFLICT",
                 426: "UPGRADE_REQUIRED", 429: "RATE_LIMITED"}
+STOP_SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
 
 
 # ---------------------------------------------------------------- errors
@@ -107,8 +111,8 @@ STATUS_CODES = {400: "VALIDATION_ERROR", 422: "VALIDATION_ERROR", 401: "AUTH_FAI
 class LandbaseError(Exception):
     """The one error type: a stable code, a message, meta; the exit code follows from the code."""
 
-    def __init__(self, code, message, meta=None, transient=False, retry_after=None,
-                 server_code=None):
+    def __init__(self, code, message, meta=None, transient=False, retry_after=None, server_code=None,
+                 signum=None):
         Exception.__init__(self, message)
         self.code = code
         self.message = message
@@ -116,38 +120,49 @@ class LandbaseError(Exception):
         self.transient = transient          # worth another try later
         self.retry_after = retry_after      # seconds the server asked us to wait
         self.server_code = server_code      # the code in the server's envelope, known or not
+        self.signum = signum                # the signal that stopped the run: its exit is 128 + its number
+        self.unsure = transient             # whether the platform may have acted on a request (see Api.call)
 
     @property
     def exit_code(self):
-        return EXIT_CODES.get(self.code, 2)
+        return 128 + self.signum if self.signum else EXIT_CODES.get(self.code, 2)
 
     def envelope(self):
         return {"error": {"code": self.code, "message": self.message, "meta": self.meta}}
 
 
-class Terminated(BaseException):
-    """Raised by the SIGTERM handler (_on_signal) so that cleanup runs and the exit is 143."""
+class Stopped(BaseException):
+    """Raised by _on_signal for SIGTERM and SIGHUP (and for SIGINT, as KeyboardInterrupt is), so that cleanup
+    runs and the run reports the signal."""
+
+    def __init__(self, signum):
+        BaseException.__init__(self, signum)
+        self.signum = signum
+
+
+def stopped(exc, message, meta=None):
+    """The error of a run that a signal stopped: INTERRUPTED for Ctrl-C, TERMINATED for SIGTERM and SIGHUP."""
+    signum = getattr(exc, "signum", signal.SIGINT)
+    meta = dict(meta or {}, signal=signal.Signals(signum).name)
+    return LandbaseError("INTERRUPTED" if signum == signal.SIGINT else "TERMINATED",
+                         "%s (%s)" % (message, meta["signal"]), meta, signum=signum)
 
 
 # ---------------------------------------------------------------- what may be printed
 
-SECRETS = set()             # every token value seen in this run: stored, from the environment, sent by a server
+SECRETS = set()     # the tokens of this run (stored, from the environment or stdin, granted by a login) and
+                    # the proxy's password: redacted wherever they would be printed, whatever their characters
 
 
 def remember_secret(value):
-    """From now on, `value` is redacted wherever it would be printed, whatever its characters: as it is,
-    and as it reads inside a JSON string or a URL, where a server may echo it."""
     if isinstance(value, str) and value.strip():
-        for text in (value, value.strip()):
-            SECRETS.update((text, json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1],
-                            urllib.parse.quote(text, safe=""), urllib.parse.quote(text),
-                            urllib.parse.quote_plus(text)))
+        SECRETS.update((value, value.strip()))
     return value
 
 
 def redact(text, pattern=True):
-    """text without any token in it: the exact values in SECRETS, longest first, then (with `pattern`)
-    anything that looks like lbs_…"""
+    """text without a known secret in it (longest first), then without anything shaped like lbs_…, but where
+    the text is the user's own (the body --dry-run and --verbose show), which is shown as it is sent."""
     for secret in sorted(SECRETS, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, REDACTED)
@@ -159,49 +174,44 @@ def printable(text):
     return "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
 
 
-def sanitize(text):
-    """The one sanitiser for text bound for a terminal or a log: no token, no control character."""
-    return printable(redact(text))
-
-
-def redact_values(value):
-    """A JSON document with every string in it (keys too) redacted, so that it stays valid JSON."""
+def redact_values(value, clean=False, pattern=True):
+    """A JSON document with every string in it (keys too) redacted, and printable with `clean`, so that it
+    stays valid JSON."""
     if isinstance(value, str):
-        return redact(value)
+        return printable(redact(value, pattern)) if clean else redact(value, pattern)
     if isinstance(value, list):
-        return [redact_values(item) for item in value]
+        return [redact_values(item, clean, pattern) for item in value]
     if isinstance(value, dict):
-        return {redact(str(key)): redact_values(item) for key, item in value.items()}
+        return {redact_values(str(key), clean, pattern): redact_values(item, clean, pattern)
+                for key, item in value.items()}
     return value
 
 
+JSON_ESCAPE_RE = re.compile(r'\\(?:u([0-9a-fA-F]{4})|(["\\/bfnrt]))')
+
+
 def excerpt(raw, limit=200):
-    """At most `limit` characters of any text the tool quotes (an answer, a message, a URL, a path), on one
-    line, without control characters or tokens. A token hides in escapes (JSON's \\u0022, HTML's &quot;):
-    JSON is redacted as values and written back, other text is read with HTML's entities decoded."""
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    try:
-        if text.lstrip()[:1] not in ("{", "[") or len(text) > EXCERPT_JSON_BYTES:
-            raise StrictJSONError("not an object or an array, or too long to parse again for a few words")
-        text = json.dumps(redact_values(parse_json(text.encode("utf-8", "surrogatepass"))), ensure_ascii=False)
-    except StrictJSONError:
-        # the known tokens as they came, then everything once decoded (the pattern first would cut a token
-        # short where an entity begins, and leave its end behind)
-        text = _unescaped(redact(text, pattern=False))
-    return printable(" ".join(redact(text).split())[:limit]) or "(empty body)"     # redacted before it is cut
-
-
-def _unescaped(text):
-    """Text that is not JSON, with what may hide a token decoded: HTML entities, JSON's \\uXXXX escapes,
-    percent-encoding. (Only for what is quoted back; the tool reads nothing from it.)"""
+    """At most `limit` characters of text a server sent (an answer, a message, a header), on one line. Its
+    escapes are decoded (JSON's, HTML's entities, percent-encoding), so that no token hides in them, and the
+    known secrets redacted before and after: the pattern, applied before, would cut a token short."""
+    text = raw[:EXCERPT_WINDOW].decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)[:EXCERPT_WINDOW]
+    text = redact(text, pattern=False)  # the known secrets as they came, then all once decoded
+    if "\\" in text:
+        text = JSON_ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)) if m.group(1) else
+                                  {"b": " ", "f": " ", "n": " ", "r": " ", "t": " "}.get(m.group(2), m.group(2)), text)
     if "&" in text:
         import html
         text = html.unescape(text)
-    if "\\u" in text:
-        text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda match: chr(int(match.group(1), 16)), text)
-    if "%" in text:
-        text = urllib.parse.unquote(text)
-    return text
+    if "%" in text or "+" in text:
+        text = urllib.parse.unquote_plus(text)
+    if len(raw) > EXCERPT_WINDOW:       # what may be the start of a secret cut in two goes too
+        text = text[:len(text) - max(map(len, SECRETS), default=0)]
+    return printable(" ".join(redact(text).split())[:limit]) or "(empty body)"
+
+
+def shown(text, limit=200):
+    """At most `limit` characters of the tool's own or the user's text (a path, a URL, a value typed), printable."""
+    return printable(redact(str(text)))[:limit]
 
 
 # ---------------------------------------------------------------- time and streams
@@ -224,13 +234,14 @@ class Clock:
 
 
 CLOCK = Clock()
+STOPPING = []       # once this run has its outcome (a signal, its result, its error), later signals are ignored
 
 
 class Console:
-    """stderr for people and logs. Every character written passes through sanitize(); a closed stderr is silent.
-
-    A log (not a terminal, or TERM=dumb) gets one line per event, each beginning with its UTC time;
-    a terminal gets plain lines and one progress line redrawn in place, cut to the terminal's width."""
+    """stderr for people and logs. Every character written passes through redact() and printable(); a closed
+    stderr is silent. A log (not a terminal, or TERM=dumb) gets one line per event, each beginning with
+    its UTC time, written when it happens; a terminal gets plain lines and progress redrawn in place on one
+    line that is never wider than the terminal."""
 
     def __init__(self, quiet=False, verbose=False, stream=None, query=None):
         self.stream = sys.stderr if stream is None else stream     # None when stderr was closed (2>&-)
@@ -238,80 +249,54 @@ class Console:
         self.verbose = verbose
         self.query = query              # --query paths: the result is printed as text
         self.tty = _isatty(self.stream) and os.environ.get("TERM") != "dumb"
-        self.color = self.tty and not os.environ.get("NO_COLOR")        # no-color.org: set and not empty
-        self._redrawn = False
-        self._held = None
+        self.color = self.tty and bool(os.environ.get("NO_COLOR", "") == "")    # no-color.org: set, not empty
+        self.drawn = 0                  # the columns of the redrawn line on screen, 0 when there is none
+        self.warned = set()
 
-    def result(self, doc, meta=None):
-        """The command's result, on stdout (see write_json)."""
-        self._end_redraw()
-        write_json(doc, meta, self.query)
+    def result(self, doc, meta=None, pattern=True):
+        """The command's result, on stdout (see write_json); from here on, signals change nothing."""
+        STOPPING.append("result")
+        self.end_progress()
+        write_json(doc, meta, self.query, pattern)
 
-    def line(self, text):
-        if self._held is not None:
-            self._held.append(text)
-            return
-        self._end_redraw()
+    def line(self, text, pattern=True):
+        self.end_progress()
         stamp = "" if self.tty else format_time(CLOCK.wall()) + " "
-        self._write(stamp + sanitize(text) + "\n")
-
-    def hold(self):
-        """Keep lines back until release(), so that release's line comes first."""
-        self._held = []
-
-    def release(self, first_line=None):
-        held, self._held = self._held or [], None
-        for text in ([first_line] if first_line is not None else []) + held:
-            self.line(text)
+        self._write(stamp + printable(redact(text, pattern)) + "\n")
 
     def warn(self, text):
-        self.line("warning: " + text)
+        if text not in self.warned:     # once a run, whatever reads the file again
+            self.warned.add(text)
+            self.line("warning: " + text)
 
-    def debug(self, text):
+    def debug(self, text, pattern=True):
         if self.verbose:
-            self.line(text)
+            self.line(text, pattern)
 
-    def envelope(self, error):
-        """The error envelope: the last line, pure JSON, every string in it redacted."""
-        self.release()
-        self._end_redraw()
-        doc = redact_values(error.envelope())
-        self._write(printable(json.dumps(doc, ensure_ascii=True, allow_nan=False, default=str)) + "\n")
+    def failure(self, error):
+        """The end of a failed run: a line naming the code, the exit and the message (and the command that
+        resumes a wait), then the envelope: the last line, pure JSON, every string in it redacted."""
+        resume = error.meta.get("resume")
+        self.line("error %s (exit %d): %s%s" % (error.code, error.exit_code, error.message,
+                                                ". Resume with: %s" % resume if resume else ""))
+        doc = redact_values(error.envelope(), clean=True)
+        self._write(json.dumps(doc, ensure_ascii=True, allow_nan=False, default=str) + "\n")
 
-    def progress(self, plain, segments=None):
-        """A progress event: on a terminal, one line redrawn from `segments` [(text, phase to colour, rank)],
-        which never wraps: the pieces of highest rank are left out first, then the line is cut; else a line."""
-        if self.quiet:
-            return
-        if not (self.tty and segments):
-            self.line(plain)
-            return
-        room = self.width() - 1
-        pieces = []
-        for text, phase, rank in segments:
-            text = self._as_written(sanitize(text))
-            pieces.append((text, phase, rank, cells(text)))
-        while sum(piece[3] for piece in pieces) > room and any(piece[2] for piece in pieces):
-            pieces.remove(max(pieces, key=lambda piece: piece[2] or 0))
-        shown = []
-        for text, phase, _, width in pieces:
-            if width > room:
-                text = fit(text, room)
-                width = cells(text)
-            room -= width
-            shown.append(self.paint(text, phase) if phase else text)
-        self._write("\r\x1b[K" + "".join(shown))
-        self._redrawn = True
+    def redraw(self, text, phase=None):
+        """Progress on a terminal: `text` (ASCII, cut to the width) drawn over the line drawn before. A
+        narrower terminal has folded that line onto several rows: the cursor goes up to its first row."""
+        columns = self.width()
+        text = printable(redact(text)).encode("ascii", "replace").decode("ascii")[:columns - 1]
+        up = (self.drawn - 1) // columns if self.drawn else 0
+        color = {"completed": "32", "partial": "33", "failed": "31"}.get(phase) if self.color else None
+        self._write("\r" + ("\x1b[%dA" % up if up else "") + "\x1b[J"
+                    + ("\x1b[%sm%s\x1b[0m" % (color, text) if color else text))
+        self.drawn = len(text)
 
-    def _as_written(self, text):
-        """text as the stream will write it: what its encoding cannot hold becomes a backslash escape
-        (stderr under LC_ALL=C on 3.6), which is wider on the terminal than the character was."""
-        encoding = getattr(self.stream, "encoding", None) or "utf-8"
-        try:
-            text.encode(encoding)
-            return text
-        except (UnicodeEncodeError, LookupError):
-            return text.encode("ascii", "backslashreplace").decode("ascii")
+    def end_progress(self):
+        if self.drawn:
+            self.drawn = 0
+            self._write("\n")
 
     def width(self):
         """The columns of the terminal stderr is on (not stdout's: `x=$(… wait 7)` is the usual case);
@@ -322,19 +307,7 @@ class Console:
             columns = 0
         if columns <= 0:
             columns = int(os.environ["COLUMNS"]) if re.match(r"[0-9]{1,4}\Z", os.environ.get("COLUMNS", "")) else 80
-        return max(1, columns)
-
-    def paint(self, text, phase):
-        color = {"completed": "32", "partial": "33", "failed": "31"}.get(phase)
-        return "\x1b[%sm%s\x1b[0m" % (color, text) if color and self.color and text else text
-
-    def end_progress(self):
-        self._end_redraw()
-
-    def _end_redraw(self):
-        if self._redrawn:
-            self._redrawn = False
-            self._write("\n")
+        return max(2, columns)
 
     def _write(self, text):
         if self.stream is None:
@@ -346,31 +319,6 @@ class Console:
             self.stream = None          # a closed or full stderr changes nothing else
 
 
-def cells(text):
-    """The columns text takes on a terminal: wide characters take two, combining marks none."""
-    try:
-        text.encode("ascii")
-        return len(text)                # the common case, without a look at each character
-    except UnicodeEncodeError:
-        return sum(_cells(ch) for ch in text)
-
-
-def _cells(ch):
-    return 0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
-
-
-def fit(text, room):
-    """text cut to at most `room` columns, in one pass however long it is."""
-    if len(text) * 2 <= room:
-        return text
-    width = 0
-    for index, ch in enumerate(text):
-        width += _cells(ch)
-        if width > room:
-            return text[:index]
-    return text
-
-
 def _isatty(stream):
     try:
         return stream.isatty()
@@ -378,10 +326,10 @@ def _isatty(stream):
         return False
 
 
-def write_json(doc, meta=None, query=None):
+def write_json(doc, meta=None, query=None, pattern=True):
     """Print the result of a command: its one JSON document, or with --query the selected values as
     text (see write_stdout). `meta` names what the command did, for OUTPUT_FAILED."""
-    doc = redact_values(doc)
+    doc = redact_values(doc, pattern=pattern)
     text = json.dumps(doc, ensure_ascii=True, allow_nan=False) + "\n" if query is None else query_text(doc, query)
     write_stdout(text, meta, doc)
 
@@ -407,21 +355,27 @@ def query_text(doc, paths):
 
 
 def write_stdout(text, meta=None, doc=None):
-    """Write stdout. A reader that left (| head) ends it quietly; any other failure is OUTPUT_FAILED,
-    which carries what could not be printed (`doc`, already redacted), so that nothing is lost."""
+    """Write stdout, in UTF-8 whatever the locale (cron's LANG=C). A reader that left (| head) ends it
+    quietly; any other failure is OUTPUT_FAILED, which carries what could not be printed (`doc`, already
+    redacted), so that nothing is lost."""
     try:
         if sys.stdout is None:
             raise OSError("stdout is closed")
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:
+            sys.stdout.write(text)
+        else:
+            sys.stdout.flush()
+            buffer.write(text.encode("utf-8", "surrogateescape"))
+        (buffer or sys.stdout).flush()
     except BrokenPipeError:
         _silence_stdout()
     except (OSError, ValueError, AttributeError) as exc:
         _silence_stdout()
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        shown = json.dumps(doc, ensure_ascii=True, allow_nan=False) if doc is not None else ""   # redacted
+        shown_doc = json.dumps(doc, ensure_ascii=True, allow_nan=False) if doc is not None else ""
         raise LandbaseError("OUTPUT_FAILED", "the command did its work but stdout could not be written (%s)%s"
-                            % (reason, "; the result was: " + shown[:2000] if shown else ""), meta)
+                            % (reason, "; the result was: " + shown_doc[:2000] if shown_doc else ""), meta)
 
 
 def _silence_stdout():
@@ -432,7 +386,6 @@ def _silence_stdout():
         os.close(devnull)
     except (OSError, ValueError, AttributeError):
         pass
-
 
 # ---------------------------------------------------------------- strict JSON
 
@@ -553,13 +506,15 @@ def parse_duration(text, option):
     return int(match.group(1)) * DURATION_UNITS[match.group(2)]
 
 
-def format_duration(seconds):
-    """The shortest of 90s, 30m, 1h30m, 2d for a whole number of seconds."""
-    seconds = int(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return "%d%s" % (seconds // size, unit)
-    return format_span(seconds).replace("m00s", "m")
+def format_span(seconds):
+    """A number of seconds in its two largest units, the second left out when it is nothing: 45s, 1m30s,
+    30m, 4h, 1d02h, 7d."""
+    seconds = int(min(max(0, seconds), 10 ** 9)) if seconds == seconds else 0
+    for big, small, names in ((86400, 3600, "dh"), (3600, 60, "hm"), (60, 1, "ms")):
+        if seconds >= big:
+            rest = seconds % big // small
+            return "%d%s" % (seconds // big, names[0]) + ("%02d%s" % (rest, names[1]) if rest else "")
+    return "%ds" % seconds
 
 
 def config_dir():
@@ -570,18 +525,20 @@ def config_dir():
 class Session:
     """The credentials for one call: token, where it came from, when it ends, the active account."""
 
-    def __init__(self, token, source, expires_at, account_id):
+    def __init__(self, token, source, expires_at, account_id, account_error=None):
         self.token = token
         self.source = source            # "env" or "file"
         self.expires_at = expires_at    # epoch seconds, or None when unknown
-        self.account_id = account_id
+        self.account_id = account_id    # None when there is none, or when the file's is not an account id:
+        self.account_error = account_error      # SETUP_FAILED then, for the commands that need one
 
 
 class SessionStore:
     """platform.json: the official CLI's file and shape, private, written atomically, unknown keys kept.
 
-    Everything that knows the file's format is here: reading a session, saving a login, and the one rule
-    for the active account (--account, then LANDBASE_ACCOUNT_ID, then the file)."""
+    Everything that knows the file's format is here: reading a session, the one rule for the active account
+    (--account, then LANDBASE_ACCOUNT_ID, then the file), and every change, made under a lock so that two
+    processes writing at once lose neither change."""
 
     def __init__(self, directory=None):
         self.directory = directory or config_dir()
@@ -608,15 +565,12 @@ class SessionStore:
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise LandbaseError("SETUP_FAILED", "%s: %s must be a string%s" % (self.path, key, fix))
         remember_secret(data.get("accessToken"))
-        if data.get("accountId") is not None and not ACCOUNT_ID_RE.match(data["accountId"]):
-            raise LandbaseError("SETUP_FAILED", "%s: accountId %s is not an account id%s" % (
-                self.path, excerpt(repr(data["accountId"]), 80), "; run: landbase_import.py account set <accountId>"))
         if data.get("expiresAt") is not None:
             try:
                 parse_time(data["expiresAt"])
             except ValueError:
-                raise LandbaseError("SETUP_FAILED", "%s: expiresAt %r is not a time like 2026-12-05T10:00:00Z%s"
-                                    % (self.path, data["expiresAt"], fix))
+                raise LandbaseError("SETUP_FAILED", "%s: expiresAt %s is not a time like 2026-12-05T10:00:00Z%s"
+                                    % (self.path, shown(repr(data["expiresAt"]), 80), fix))
         return data
 
     def _read(self):
@@ -633,20 +587,19 @@ class SessionStore:
             if not stat.S_ISREG(mode):
                 raise LandbaseError("SETUP_FAILED", "%s is not a regular file; remove it and run: "
                                     "landbase_import.py auth login" % self.path)
-            chunks, size = [], 0
-            while size <= MAX_BODY_BYTES:
-                chunk = os.read(fd, 65536)
-                if not chunk:
+            raw = os.read(fd, MAX_BODY_BYTES + 1)
+            while raw and len(raw) <= MAX_BODY_BYTES:
+                more = os.read(fd, MAX_BODY_BYTES + 1 - len(raw))
+                if not more:
                     break
-                chunks.append(chunk)
-                size += len(chunk)
+                raw += more
         except OSError as exc:
             raise LandbaseError("SETUP_FAILED", "cannot read %s: %s" % (self.path, exc.strerror or exc))
         finally:
             os.close(fd)
-        if size > MAX_BODY_BYTES:
+        if len(raw) > MAX_BODY_BYTES:
             raise LandbaseError("SETUP_FAILED", "%s is larger than 1 MiB: it is not a session file" % self.path)
-        return b"".join(chunks), mode
+        return raw, mode
 
     def session(self, account_override, console):
         """The session for this call: AUTH_REQUIRED without one, AUTH_FAILED past expiresAt; no request sent."""
@@ -666,58 +619,82 @@ class SessionStore:
         expires_at = None
         if stored.get("expiresAt") and stored.get("accessToken") == token:
             expires_at = parse_time(stored["expiresAt"])
-        if expires_at is not None:
-            left = expires_at - CLOCK.wall()
-            if left <= 0:
+            if expires_at - CLOCK.wall() <= 0:
                 raise LandbaseError("AUTH_FAILED", "the session expired at %s: run landbase_import.py auth login"
                                     % stored["expiresAt"], {"expiresAt": stored["expiresAt"]})
-            if left < SESSION_WARN_BELOW:
-                console.warn("the session expires in %s (%s): run landbase_import.py auth login soon"
-                             % (format_span(left), stored["expiresAt"]))
-        account_id = account_override or os.environ.get("LANDBASE_ACCOUNT_ID") or stored.get("accountId")
-        return Session(token, source, expires_at, account_id or None)
+            warn_if_ending(expires_at, console)
+        account_id, account_error = account_override or os.environ.get("LANDBASE_ACCOUNT_ID"), None
+        if account_override:
+            check_account_id(account_override, "--account")
+        elif account_id:
+            check_account_id(account_id, "LANDBASE_ACCOUNT_ID")
+        elif stored.get("accountId") is not None and not ACCOUNT_ID_RE.match(stored["accountId"]):
+            account_error = LandbaseError("SETUP_FAILED", "%s: accountId %s is not an account id; choose one with: "
+                                          "landbase_import.py account set <accountId> (see: account list)"
+                                          % (self.path, shown(repr(stored["accountId"]), 80)))
+        else:
+            account_id = stored.get("accountId")
+        return Session(token, source, expires_at, account_id or None, account_error)
 
-    def save_login(self, granted, console):
-        """Store a new login over whatever was there (a damaged file is replaced); the stored active
-        account, which settle_account() then checks against the new identity."""
-        import socket
-        try:
-            previous = self.load(console)
-        except LandbaseError:
-            previous = {}
-        account_id = granted.get("accountId") or previous.get("accountId")
-        self.update({"accessToken": granted["accessToken"], "expiresAt": granted["expiresAt"],
-                     "accountId": account_id, "deviceName": previous.get("deviceName") or socket.gethostname()},
-                    console, replace_damaged=True)
-        return account_id
+    def update(self, changes, console=None, replace_damaged=False):
+        """Read, change and write back under the lock; keys this tool does not know are kept. A `changes`
+        that is a function gets the stored object and returns the changes."""
+        with self.locked():
+            try:
+                data = self.load(console)
+            except LandbaseError:
+                if not replace_damaged:
+                    raise
+                if console is not None:
+                    console.warn("replacing the damaged %s" % self.path)
+                data = {}
+            data.update(changes(data) if callable(changes) else changes)
+            self._save(data)
+        return data
 
-    def settle_account(self, accounts, account_id, console):
-        """After a login, the active account is one the new identity can use: a stored one it cannot use
-        is cleared, and when none is active the identity's only account becomes the active one."""
-        ids = [a["id"] for a in accounts]
-        if account_id and account_id not in ids:
-            self.update({"accountId": None})
-            console.line("The active account %s is not one this identity can use; it was cleared. Choose one "
-                         "with: landbase_import.py account set <accountId> (see: landbase_import.py account list)"
-                         % account_id)
-            account_id = None
-        if not account_id and len(ids) == 1:
-            account_id = ids[0]
-            self.update({"accountId": account_id})
-            console.line("Active account: %s (the only one this identity has)" % account_id)
-        return account_id
+    def remove(self):
+        with self.locked():
+            try:
+                os.remove(self.path)
+                return True
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                raise LandbaseError("SETUP_FAILED", "cannot remove %s: %s; remove it by hand" % (
+                    self.path, exc.strerror or exc))
 
-    def save(self, data):
-        """Write atomically: a reader, or a crash at any point, sees the old file or the new one."""
+    @contextlib.contextmanager
+    def locked(self):
+        """The lock every change of the file is made under (a file beside it, never removed), waited for
+        at most LOCK_WAIT seconds: flock on POSIX, msvcrt.locking on Windows."""
         self._make_directory()
-        tmp = os.path.join(self.directory, ".%s.%d.%s.tmp" % (SESSION_FILE, os.getpid(), os.urandom(4).hex()))
-        payload = (json.dumps(data, indent=2, ensure_ascii=True, allow_nan=False) + "\n").encode("ascii")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         try:
-            fd = os.open(tmp, flags, 0o600)
+            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise LandbaseError("SETUP_FAILED", "cannot lock %s: %s" % (self.path, exc.strerror or exc))
+        try:
+            ends = time.monotonic() + LOCK_WAIT
+            while not _try_lock(fd):
+                if time.monotonic() > ends:
+                    raise LandbaseError("SETUP_FAILED", "another process has been changing %s for %ds; try "
+                                        "again" % (self.path, LOCK_WAIT))
+                time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)                # which releases the lock
+
+    def _save(self, data):
+        """Write atomically: a reader, or a crash at any point, sees the old file or the new one. The file is
+        synced before the rename, else a crash could leave the new name on an empty file. Writers hold the
+        lock, so one temporary name serves: a writer killed mid-write leaves it for the next to replace."""
+        tmp = self.path + ".tmp"
+        payload = (json.dumps(data, indent=2, ensure_ascii=True, allow_nan=False) + "\n").encode("ascii")
+        try:
+            _remove_quietly(tmp)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
             try:
                 if hasattr(os, "fchmod"):
-                    os.fchmod(fd, 0o600)
+                    os.fchmod(fd, 0o600)        # whatever the umask (277 would leave 0400)
                 view = memoryview(payload)
                 while view:
                     view = view[os.write(fd, view):]
@@ -731,81 +708,37 @@ class SessionStore:
         except BaseException:
             _remove_quietly(tmp)
             raise
-        self._fsync_directory()
-        self._remove_stale_temporaries()
-
-    def update(self, changes, console=None, replace_damaged=False):
-        """Read, change, write back; keys this tool does not know are kept."""
-        try:
-            data = self.load(console)
-        except LandbaseError:
-            if not replace_damaged:
-                raise
-            if console is not None:
-                console.warn("replacing the damaged %s" % self.path)
-            data = {}
-        data.update(changes)
-        self.save(data)
-        return data
-
-    def remove(self):
-        try:
-            os.remove(self.path)
-            return True
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise LandbaseError("SETUP_FAILED", "cannot remove %s: %s" % (self.path, exc.strerror or exc))
 
     def _make_directory(self):
+        """The config directory, made 0700 (its parents too) when it is missing; the mode of a directory the
+        tool did not make is left alone, and a file in its place is refused."""
+        if os.path.isdir(self.directory):
+            return
+        if os.path.lexists(self.directory):
+            raise LandbaseError("SETUP_FAILED", "%s is not a directory; LANDBASE_CONFIG_DIR names the directory "
+                                "platform.json goes in" % self.directory)
         try:
-            parent = os.path.dirname(os.path.abspath(self.directory))
-            if not os.path.isdir(parent):
-                os.makedirs(parent, 0o700)
-            if not os.path.isdir(self.directory):
-                try:
-                    os.mkdir(self.directory, 0o700)
-                except FileExistsError:
-                    pass                # another process made it first
-                os.chmod(self.directory, 0o700)
+            os.makedirs(self.directory, 0o700)
+            os.chmod(self.directory, 0o700)     # makedirs' mode meets the umask
+        except FileExistsError:
+            pass                                # another process made it first
         except OSError as exc:
             raise LandbaseError("SETUP_FAILED", "cannot create %s: %s" % (self.directory, exc.strerror or exc))
 
-    def _remove_stale_temporaries(self):
-        """Remove temporary files of writers that died mid-write (SIGKILL runs no cleanup); best effort,
-        as the new file is already in place."""
-        if os.name != "posix":
-            return                      # os.kill(pid, 0) would terminate the process on Windows
-        prefix = ".%s." % SESSION_FILE
-        try:
-            names = os.listdir(self.directory)
-        except OSError:
-            return
-        for name in names:
-            pid = name[len(prefix):].split(".", 1)[0]
-            if name.startswith(prefix) and name.endswith(".tmp") and pid.isdigit() and not _alive(int(pid)):
-                _remove_quietly(os.path.join(self.directory, name))
 
-    def _fsync_directory(self):
-        if not hasattr(os, "O_DIRECTORY"):
-            return
-        try:
-            fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError:
-            pass                        # best effort: the rename already happened
-
-
-def _alive(pid):
+def _try_lock(fd):
+    """Take the lock on fd without waiting; whether it was taken. Closing fd releases it."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
+        import fcntl
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:
+        import msvcrt
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
     except OSError:
-        return True                     # alive, owned by someone else
+        return False
     return True
 
 
@@ -816,18 +749,26 @@ def _remove_quietly(path):
         pass
 
 
+def warn_if_ending(expires_at, console):
+    left = expires_at - CLOCK.wall()
+    if left < SESSION_WARN_BELOW:
+        console.warn("the session expires in %s (%s): run landbase_import.py auth login soon"
+                     % (format_span(left), format_time(expires_at)))
+
+
 def require_account(session):
+    if session.account_error is not None:
+        raise session.account_error
     if not session.account_id:
         raise LandbaseError("INVALID_INPUT", "No account id: run landbase_import.py account set <accountId> "
                             "(see account list), or pass --account=<id>")
-    check_account_id(session.account_id)
     return session.account_id
 
 
 def check_account_id(value, what="account id"):
     if not isinstance(value, str) or not ACCOUNT_ID_RE.match(value):
-        raise LandbaseError("INVALID_INPUT", "%s %r is not valid: use 1 to 64 letters, digits, _ or -"
-                            % (what, value))
+        raise LandbaseError("INVALID_INPUT", "%s %s is not valid: use 1 to 64 letters, digits, _ or -"
+                            % (what, shown(repr(value), 80)))
     return value
 
 
@@ -838,21 +779,9 @@ def is_import_id(value):
 
 def check_import_id(value):
     if not IMPORT_ID_RE.match(value) or not 0 < int(value) <= MAX_IMPORT_ID:
-        raise LandbaseError("INVALID_INPUT", "import id %r is not valid: it is a positive whole number such as 7"
-                            % value)
+        raise LandbaseError("INVALID_INPUT", "import id %s is not valid: it is a positive whole number such as 7"
+                            % shown(repr(value), 80))
     return int(value)
-
-
-def format_span(seconds):
-    seconds = int(max(0, seconds))
-    if seconds >= 86400:
-        return "%dd%02dh" % (seconds // 86400, seconds % 86400 // 3600)
-    if seconds >= 3600:
-        return "%dh%02dm" % (seconds // 3600, seconds % 3600 // 60)
-    if seconds >= 60:
-        return "%dm%02ds" % (seconds // 60, seconds % 60)
-    return "%ds" % seconds
-
 
 # ---------------------------------------------------------------- HTTP
 
@@ -864,10 +793,10 @@ def base_url(env_name, default):
         host = (parts.hostname or "").lower()
         parts.port                      # raises ValueError for a bad port
     except ValueError as exc:
-        raise LandbaseError("INVALID_INPUT", "%s=%s is not a valid URL (%s)" % (env_name, excerpt(url), exc))
+        raise LandbaseError("INVALID_INPUT", "%s=%s is not a valid URL (%s)" % (env_name, shown(url), exc))
     if parts.scheme not in ("http", "https") or not host or parts.username or parts.query or parts.fragment \
             or any(ch.isspace() or not ch.isprintable() for ch in url):
-        raise LandbaseError("INVALID_INPUT", "%s=%s is not an http(s) base URL" % (env_name, excerpt(url)))
+        raise LandbaseError("INVALID_INPUT", "%s=%s is not an http(s) base URL" % (env_name, shown(url)))
     if parts.scheme == "http" and not is_loopback(url):
         raise LandbaseError("INVALID_INPUT", "%s=%s: https is required except on loopback" % (env_name, url))
     landbase = host == "landbase.com" or host.endswith(".landbase.com")
@@ -887,6 +816,50 @@ def same_origin(url_a, url_b):
     default = {"http": 80, "https": 443}
     return ((a.scheme, (a.hostname or "").lower(), a.port or default.get(a.scheme))
             == (b.scheme, (b.hostname or "").lower(), b.port or default.get(b.scheme)))
+
+
+class Proxy:
+    """The proxy a request goes through: its URL (for urllib), `where` (host:port, never its credentials)
+    and the variable it came from."""
+
+    def __init__(self, url, where, variable):
+        self.url, self.where, self.variable = url, where, variable
+
+    def __str__(self):
+        return "the proxy %s (%s)" % (self.where, self.variable)
+
+
+def proxy_for(base):
+    """The Proxy for requests to `base`, or None: https_proxy or HTTPS_PROXY for an https base, unless
+    NO_PROXY covers its host; never for loopback (plain http with a token must not leave the host), and
+    ALL_PROXY is not read. A proxy the tool cannot use safely is INVALID_INPUT before anything is sent:
+    urllib speaks only http:// to a proxy, so https:// (credentials in clear) and socks are refused, and a URL
+    that does not parse is named by its variable alone, as its pieces may be a password."""
+    if not base.startswith("https:") or is_loopback(base):
+        return None
+    import urllib.request
+    variable = next((name for name in ("https_proxy", "HTTPS_PROXY") if os.environ.get(name)), None)
+    if variable is None or urllib.request.proxy_bypass_environment(urllib.parse.urlsplit(base).hostname):
+        return None
+    url = os.environ[variable].strip()
+    url = url if "://" in url else "http://" + url
+    scheme = url.split("://", 1)[0].lower()
+    if scheme != "http":
+        raise LandbaseError("INVALID_INPUT", "%s is a %s:// proxy, which this tool cannot speak (it would send the "
+                            "proxy's credentials in clear): only http:// proxies are supported, and the tunnel "
+                            "to the platform is TLS either way" % (variable, shown(scheme, 20)))
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname, parts.port
+        remember_secret(parts.password)
+        remember_secret(urllib.parse.unquote(parts.password or ""))
+    except ValueError:
+        host = None
+    if not host or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise LandbaseError("INVALID_INPUT", "%s is not a proxy URL that can be read; write it as "
+                            "http://[user:password@]host:port, with @ : / and %% in the password percent-encoded "
+                            "(%%40 %%3A %%2F %%25)" % variable)
+    return Proxy(url, "%s:%d" % (host, port or 80), variable)
 
 
 def parse_retry_after(headers, data):
@@ -912,11 +885,12 @@ def parse_retry_after(headers, data):
     return max(found) if found else None
 
 
-def retry_wait(error, planned, longest=None):
+def retry_wait(error, planned, longest=None, transient=None):
     """The one retry decision, for the one-shot retries, the poller and the device flow alike: the
     seconds to wait before trying again after `error`, or None to give up. `planned` is the loop's own
-    next wait (None when it has no try left); a longer Retry-After is honoured, up to `longest`."""
-    if not error.transient or planned is None:
+    next wait (None when it has no try left); a longer Retry-After is honoured, up to `longest`. A loop
+    may say the answer is worth waiting on (`transient`: the device flow's "authorization pending")."""
+    if not (error.transient if transient is None else transient) or planned is None:
         return None
     wait = planned if error.retry_after is None else max(planned, error.retry_after)
     if longest is not None and wait > longest:
@@ -972,11 +946,27 @@ class Deadline:
             self.sockets = []
 
 
-def _opener(https, direct):
-    """One opener per process: no redirects followed by urllib, every socket watched by its request's
-    Deadline, one verifying TLS context for https, and no proxy at all for a loopback base."""
-    import socket
+def tls_context():
+    """The verifying TLS context: the system store, or SSL_CERT_FILE, which must be a regular file (a FIFO
+    would hang the load before any request's deadline)."""
     import ssl
+    cafile = os.environ.get("SSL_CERT_FILE")
+    if cafile:
+        try:
+            regular = stat.S_ISREG(os.stat(cafile).st_mode)
+        except OSError as exc:
+            raise LandbaseError("SETUP_FAILED", "SSL_CERT_FILE=%s cannot be read: %s" % (shown(cafile), exc.strerror))
+        if not regular:
+            raise LandbaseError("SETUP_FAILED", "SSL_CERT_FILE=%s is not a regular file: point it at a PEM bundle "
+                                "of CA certificates" % shown(cafile))
+    return ssl.create_default_context()
+
+
+def _opener(base, proxy):
+    """One opener per process: no redirects followed by urllib, every socket watched by its request's
+    Deadline, one verifying TLS context for https (the CA store costs ~35 ms: only where used), and the one
+    proxy proxy_for() chose, or none."""
+    import socket
     import http.client
     import urllib.request
 
@@ -990,7 +980,7 @@ def _opener(https, direct):
     plain, secure = watched(http.client.HTTPConnection), watched(http.client.HTTPSConnection)
 
     class NoRedirects(urllib.request.HTTPRedirectHandler):
-        """Follow nothing, read no Location: Api.once() judges redirects itself, inside the answer boundary."""
+        """Follow nothing, read no Location: Api.once() judges redirects itself."""
 
         def http_error_302(self, req, fp, code, msg, headers):
             return None                 # the default error handler then raises HTTPError 30x
@@ -1004,99 +994,75 @@ def _opener(https, direct):
         def https_open(self, req):
             return self.do_open(secure, req, context=self._context, deadline=req.deadline)
 
-    # loading the CA store costs ~35 ms: only where it is used
-    handlers = [NoRedirects(), HTTPHandler(),
-                HTTPSHandler(context=ssl.create_default_context() if https else None)]
-    if direct:                          # http_proxy must never see a token bound for loopback
-        handlers.append(urllib.request.ProxyHandler({}))
-    return urllib.request.build_opener(*handlers)
-
-
-class AnswerBoundary:
-    """Where an answer (status, headers, body) is interpreted: anything raised inside that is not a
-    LandbaseError is a broken answer, a transient API_ERROR, never an internal error."""
-
-    def __init__(self, where):
-        self.where = where
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, traceback):
-        if kind is None or not issubclass(kind, Exception) or issubclass(kind, LandbaseError):
-            return False
-        raise LandbaseError("API_ERROR", "%s: the answer could not be read (%s: %s)"
-                            % (self.where, kind.__name__, excerpt(str(exc), 120)), transient=True)
+    context = tls_context() if base.startswith("https:") else None
+    return urllib.request.build_opener(NoRedirects(), HTTPHandler(), HTTPSHandler(context=context),
+                                       urllib.request.ProxyHandler({"https": proxy.url} if proxy else {}))
 
 
 class Api:
-    """The one way to talk to the platform: timeout, headers, token, JSON, error mapping, retries."""
+    """The one way to talk to the platform: timeout, headers, token, proxy, JSON, error mapping, retries."""
 
     def __init__(self, base, token=None, timeout=DEFAULT_TIMEOUT, console=None):
         self.base = base
-        self.token = remember_secret(token)
-        self.ambiguous = False
+        self.token = token
         self.timeout = timeout
         self.console = console or Console()
+        self.proxy = proxy_for(base)
         self._opener = None
 
     def call(self, method, path, body=None, auth=True, retry=True, headers=None, check=None, timeout=None):
-        """The decoded JSON answer of a 2xx, passed through check(); LandbaseError otherwise.
+        """The decoded JSON answer of a 2xx, passed through check(data, headers); LandbaseError otherwise.
 
-        check() raises a transient API_ERROR for an answer that breaks the contract, so that
-        such an answer is retried like a 5xx. `ambiguous` says afterwards whether an attempt failed
-        after it was sent: the platform may have acted on it."""
+        check() raises a transient API_ERROR for an answer that breaks the contract, so that such an answer
+        is retried like a 5xx. The error raised in the end is `unsure` when one of the attempts failed in a
+        way (a lost answer, a 5xx) that leaves open whether the platform acted on it."""
         delays = iter(RETRY_DELAYS if retry else ())
-        attempt = 0
-        self.ambiguous = False
+        unsure, attempt = False, 0
         while True:
             try:
                 return self.once(method, path, body, auth, headers, check, timeout)
             except LandbaseError as exc:
-                self.ambiguous = self.ambiguous or exc.transient
+                unsure = unsure or exc.transient
                 planned = next(delays, None)
                 wait = retry_wait(exc, planned, RETRY_AFTER_CAP)
                 if wait is None:
                     if exc.transient and planned is not None and exc.retry_after is not None:
-                        exc.message += ("; the platform asked to wait %s before trying again, longer than the %s a "
-                                        "one-shot command waits: run it again later"
-                                        % (format_span(exc.retry_after), format_duration(RETRY_AFTER_CAP)))
-                    raise
+                        exc = LandbaseError(exc.code, "%s; the platform asked to wait %s before trying again, "
+                                            "longer than the %s a one-shot command waits: run it again later" % (
+                                                exc.message, format_span(exc.retry_after),
+                                                format_span(RETRY_AFTER_CAP)), exc.meta, transient=True)
+                    exc.unsure = unsure
+                    raise exc
                 attempt += 1
                 self.console.line("%s %s failed (%s: %s); retry %d of %d in %ds"
                                   % (method, path, exc.code, exc.message, attempt, len(RETRY_DELAYS), wait))
                 CLOCK.sleep(wait)
 
     def once(self, method, path, body=None, auth=True, headers=None, check=None, timeout=None):
-        """One request, with the same-origin redirects it meets; its answer judged inside the boundary."""
+        """One request, with the same-origin redirects it meets, its answer judged."""
         url = self.base + path
         data = None if body is None else json.dumps(body, ensure_ascii=True, allow_nan=False).encode("ascii")
         for _ in range(MAX_REDIRECTS + 1):
-            status, reply_headers, raw = self._send(method, url, data, auth, headers or {}, timeout or self.timeout)
-            with AnswerBoundary("%s %s" % (method, path)):
-                if status in (301, 302, 303, 307, 308):
-                    url, method, data = self._redirect(url, method, data, status, reply_headers)
-                    continue
-                answer = self._decode(method, path, status, reply_headers, raw)
-                return check(answer) if check is not None else answer
+            status, reply_headers, raw = self.send(method, url, data, auth, headers or {}, timeout or self.timeout)
+            if status in (301, 302, 303, 307, 308):
+                url, method, data = self._redirect(url, method, data, status, reply_headers)
+                continue
+            answer = self._decode(method, path, status, reply_headers, raw)
+            return check(answer, reply_headers) if check is not None else answer
         raise LandbaseError("API_ERROR", "%s %s: more than %d redirects" % (method, path, MAX_REDIRECTS))
 
     def _redirect(self, url, method, data, status, headers):
         location = (headers.get("Location") or "").strip()
-        if not location:
-            raise LandbaseError("API_ERROR", "%s %s: HTTP %d without a Location" % (method, url, status),
-                                transient=True)
         try:
             target = urllib.parse.urljoin(url, location)
-            usable = not any(ch.isspace() or not ch.isprintable() for ch in target) \
+            usable = location and not any(ch.isspace() or not ch.isprintable() for ch in target) \
                 and urllib.parse.urlsplit(target).username is None
             same = usable and same_origin(url, target)
         except ValueError:
             usable = False
         if not usable:
             raise LandbaseError("API_ERROR", "%s %s: HTTP %d with a Location that is not a usable URL (%s)"
-                                % (method, url, status, excerpt(location, 100)), {"status": status},
-                                transient=True)
+                                % (method, url, status, excerpt(location, 100)), {"status": status}, transient=True)
         if not same:
             raise LandbaseError("API_ERROR", "%s %s: refused a redirect to another origin (%s); the token "
                                 "is never sent there" % (method, url, excerpt(target)), {"status": status})
@@ -1106,13 +1072,13 @@ class Api:
             return target, "GET", None
         raise LandbaseError("API_ERROR", "%s %s: refused an HTTP %d redirect of a %s" % (method, url, status, method))
 
-    def _send(self, method, url, data, auth, headers, timeout):
+    def send(self, method, url, data, auth, headers, timeout):
         """(status, headers, body) of one exchange, read against a Deadline and at most MAX_ANSWER_BYTES."""
         import http.client
         import urllib.request
         import urllib.error
         if self._opener is None:
-            self._opener = _opener(self.base.startswith("https:"), is_loopback(self.base))
+            self._opener = _opener(self.base, self.proxy)
         request = urllib.request.Request(url, data=data, method=method)
         request.add_header("Accept", "application/json")
         request.add_header("User-Agent", "landbase-import/%s python/%d.%d" % ((__version__,) + sys.version_info[:2]))
@@ -1124,10 +1090,11 @@ class Api:
             request.add_unredirected_header("Authorization", "Bearer " + self.token)
         self.console.debug("> %s %s%s" % (method, url, " (Authorization: Bearer %s)" % REDACTED
                                           if auth and self.token else ""))
+        self.console.debug("> through %s" % self.proxy if self.proxy else "> no proxy")
         for name, value in sorted(headers.items()):
             self.console.debug("> %s: %s" % (name, value))
         if data is not None and "/oauth/" not in url:
-            self.console.debug("> " + data.decode("ascii"))
+            self.console.debug("> " + data.decode("ascii"), pattern=False)        # the user's body, as sent
         started = CLOCK.now()
         where = "%s %s" % (method, url)
         request.deadline = deadline = Deadline(timeout)
@@ -1155,23 +1122,42 @@ class Api:
         return status, reply_headers, raw
 
     def _transport_error(self, where, reason, expired, timeout):
+        """The error of an exchange that got no answer: what failed, through which proxy, and what to check."""
         import socket
         import ssl
+        via = " (through %s)" % self.proxy if self.proxy else ""
         if expired or isinstance(reason, socket.timeout):
-            return LandbaseError("TIMEOUT", "%s: no complete answer within %gs%s" % (
-                where, timeout, " (--timeout)" if timeout == self.timeout else " (what was left of --max-wait)"),
+            return LandbaseError("TIMEOUT", "%s%s: no complete answer within %gs%s" % (
+                where, via, timeout, " (--timeout)" if timeout == self.timeout else " (what was left of --max-wait)"),
                 transient=True)
-        if isinstance(reason, ssl.CertificateError) or (isinstance(reason, ssl.SSLError) and "CERTIFICATE_VERIFY_FAILED"
-                                                        in "%s %s" % (getattr(reason, "reason", ""), reason)):
-            return LandbaseError("NETWORK_ERROR", "%s: TLS failed (%s); the certificate must be trusted by "
-                                 "the system store or SSL_CERT_FILE" % (where, excerpt(str(reason))))
+        text = str(reason) or type(reason).__name__
+        refused = re.match(r"Tunnel connection failed: (40[37])", text)
+        if self.proxy and refused:
+            return LandbaseError("NETWORK_ERROR", "%s: %s refused the tunnel (%s): check the user and password in "
+                                 "%s (percent-encoded), that the proxy allows port %d, or NO_PROXY" % (
+                                     where, self.proxy, excerpt(text, 80), self.proxy.variable,
+                                     urllib.parse.urlsplit(self.base).port or 443), {"status": int(refused.group(1))})
+        verify = getattr(reason, "verify_code", None)
+        if isinstance(reason, ssl.CertificateError) or verify is not None or "CERTIFICATE_VERIFY_FAILED" in text:
+            detail = getattr(reason, "verify_message", None) or text
+            if verify in (2, 18, 19, 20, 21) or (verify is None and "hostname" not in text):
+                hint = "the issuer is not trusted: the certificate must be trusted by the system store or " \
+                       "SSL_CERT_FILE (a TLS-inspecting proxy's CA, say)"
+            elif verify in (9, 10):
+                hint = "the certificate is not valid now: check this host's clock (landbase_import.py doctor)"
+            elif verify == 62 or "hostname" in text:
+                hint = "the certificate is for another name than %s" % urllib.parse.urlsplit(self.base).hostname
+            else:
+                hint = "the certificate chain is not acceptable here (Python 3.13 checks more strictly)"
+            return LandbaseError("NETWORK_ERROR", "%s%s: TLS failed (%s); %s" % (where, via, excerpt(detail), hint))
         if isinstance(reason, ValueError) and not isinstance(reason, ssl.SSLError):
-            return LandbaseError("API_ERROR", "%s: a malformed answer (%s)" % (where, excerpt(str(reason))),
-                                 transient=True)
-        return LandbaseError("NETWORK_ERROR", "%s: %s" % (where, excerpt(str(reason) or type(reason).__name__)),
-                             transient=True)
+            return LandbaseError("API_ERROR", "%s: a malformed answer (%s)" % (where, excerpt(text)), transient=True)
+        return LandbaseError("NETWORK_ERROR", "%s%s: %s; check the network%s, or run landbase_import.py doctor" % (
+            where, via, excerpt(text), " and " + str(self.proxy) if self.proxy else ""), transient=True)
 
     def _decode(self, method, path, status, headers, raw):
+        """The JSON of a 2xx; a LandbaseError for any other status, its code from the envelope or the status.
+        """
         where = "%s %s" % (method, path)
         data = None
         if raw.strip():
@@ -1181,8 +1167,6 @@ class Api:
                 if 200 <= status < 300:
                     raise LandbaseError("API_ERROR", "%s: HTTP %d with a body that is not strict JSON (%s): %s"
                                         % (where, status, exc, excerpt(raw)), {"status": status}, transient=True)
-        if isinstance(data, dict):
-            remember_secret(data.get("accessToken"))        # a token a server sends is never printed
         if 200 <= status < 300:
             return data
         error = data.get("error") if isinstance(data, dict) else None
@@ -1191,17 +1175,13 @@ class Api:
         code = server_code if server_code in EXIT_CODES and server_code not in LOCAL_CODES \
             else STATUS_CODES.get(status, "API_ERROR")
         message = error.get("message") if isinstance(error.get("message"), str) else None
-        if message:
-            message = "%s: %s" % (where, excerpt(message, 300))
-        else:
-            message = "%s: HTTP %d: %s" % (where, status, excerpt(raw))
+        message = "%s: %s" % (where, excerpt(message, 300)) if message else "%s: HTTP %d: %s" % (where, status, excerpt(raw))
         if status == 401:
             message += "; run landbase_import.py auth login"
         meta = {"status": status}
         if isinstance(error.get("meta"), dict):
             meta.update(error["meta"])
-        raise LandbaseError(code, message, meta, server_code=server_code,
-                            transient=status == 429 or status >= 500,
+        raise LandbaseError(code, message, meta, server_code=server_code, transient=status == 429 or status >= 500,
                             retry_after=parse_retry_after(headers, data))
 
 
@@ -1232,102 +1212,70 @@ def usable_token(token):
 def api_for(args, console, token=None):
     return Api(base_url("LANDBASE_PLATFORM_API_URL", DEFAULT_API_URL), token, args.timeout, console)
 
-
 # ---------------------------------------------------------------- the answers a server sends
-
-def contract_error(where, field, value, expected):
-    return LandbaseError("API_ERROR", "%s: the answer broke the contract: %s is %s, expected %s"
-                         % (where, field, excerpt(json.dumps(value), 60), expected), transient=True)
-
-
-def expect_object(data, where):
-    if not isinstance(data, dict):
-        raise contract_error(where, "the body", data, "an object")
-    return data
-
 
 def is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value \
         and value not in (float("inf"), float("-inf"))
 
 
-def status_answer(data, import_id):
-    """The five keys of a status snapshot, checked against the contract."""
-    where = "import %d status" % import_id
-    expect_object(data, where)
-    if data.get("importId") != import_id or isinstance(data.get("importId"), bool):
-        raise contract_error(where, "importId", data.get("importId"), "%d" % import_id)
-    phase = data.get("phase")
-    if not isinstance(phase, str) or not phase:
-        raise contract_error(where, "phase", phase, "a string")
-    percent = data.get("percent")
-    if percent is not None and not (is_number(percent) and 0 <= percent <= 100):
-        raise contract_error(where, "percent", percent, "a number from 0 to 100 or null")
-    counts = data.get("counts")
-    if counts is not None and not isinstance(counts, dict):
-        raise contract_error(where, "counts", counts, "an object or null")
-    for key in COUNT_KEYS:
-        value = counts.get(key) if counts is not None else None
-        if value is not None and not (isinstance(value, int) and not isinstance(value, bool)):
-            raise contract_error(where, "counts." + key, value, "an integer or null")
-    error = data.get("error")
-    if error is not None and not isinstance(error, dict):
-        raise contract_error(where, "error", error, "an object or null")
-    for key in ("code", "message"):
-        if error is not None and error.get(key) is not None and not isinstance(error[key], str):
-            raise contract_error(where, "error." + key, error[key], "a string")
-    return {"importId": import_id, "phase": phase, "percent": percent, "counts": counts, "error": error}
+def _optional(test):
+    return lambda value: value is None or test(value)
 
 
-def started_answer(data):
-    where = "POST contacts-imports"
-    import_id = expect_object(data, where).get("importId")
-    if not is_import_id(import_id):
-        raise contract_error(where, "importId", import_id, "a positive integer")
-    if not isinstance(data.get("runRef"), str):
-        raise contract_error(where, "runRef", data.get("runRef"), "a string")
-    return data
-
-
-def accounts_answer(data):
-    accounts = expect_object(data, "GET /v1/accounts").get("accounts")
-    if not isinstance(accounts, list):
-        raise contract_error("GET /v1/accounts", "accounts", accounts, "a list")
-    for entry in accounts:
-        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
-            raise contract_error("GET /v1/accounts", "an account", entry, "an object with a string id")
-    return accounts
-
-
-def me_answer(data):
-    expect_object(data, "GET /v1/me")
-    for key in ("userId", "email", "expiresAt"):
-        if data.get(key) is not None and not isinstance(data.get(key), str):
-            raise contract_error("GET /v1/me", key, data.get(key), "a string")
-    return data
-
-
-def device_answer(data):
-    expect_object(data, "POST /v1/oauth/device")
-    for key in ("deviceCode", "userCode", "verificationUri"):
-        if not isinstance(data.get(key), str):
-            raise contract_error("POST /v1/oauth/device", key, data.get(key), "a string")
-    return data
-
-
-def token_answer(data):
-    where = "POST /v1/oauth/token"
-    expect_object(data, where)
-    token = remember_secret(data.get("accessToken"))
-    if not (usable_token(token) and token.startswith("lbs_") and len(token) > 4 and " " not in token):
-        raise contract_error(where, "accessToken", "(hidden)", "an lbs_ token")
+def _is_time(value):
     try:
-        parse_time(data.get("expiresAt"))
+        return parse_time(value) is not None
     except ValueError:
-        raise contract_error(where, "expiresAt", data.get("expiresAt"), "a time like 2026-12-05T10:00:00Z")
-    if data.get("accountId") is not None and not isinstance(data.get("accountId"), str):
-        raise contract_error(where, "accountId", data.get("accountId"), "a string or null")
+        return False
+
+
+STRING = (lambda value: isinstance(value, str), "a string")
+OPTIONAL_STRING = (_optional(lambda value: isinstance(value, str)), "a string or null")
+OPTIONAL_OBJECT = (_optional(lambda value: isinstance(value, dict)), "an object or null")
+COUNT = (_optional(lambda value: isinstance(value, int) and not isinstance(value, bool)), "an integer or null")
+ACCOUNT_ID = (lambda value: isinstance(value, str) and ACCOUNT_ID_RE.match(value) is not None,
+              "an account id (1 to 64 letters, digits, _ or -)")
+# what each answer must hold, field by field (a dotted field is looked up inside its object, when there is one)
+ANSWERS = {
+    "status": dict([("phase", (lambda value: isinstance(value, str) and value != "", "a non-empty string")),
+                    ("percent", (_optional(lambda value: is_number(value) and 0 <= value <= 100),
+                                 "a number from 0 to 100 or null")),
+                    ("counts", OPTIONAL_OBJECT)] + [("counts." + key, COUNT) for key in COUNT_KEYS]
+                   + [("error", OPTIONAL_OBJECT), ("error.code", OPTIONAL_STRING), ("error.message", OPTIONAL_STRING)]),
+    "start": {"importId": (is_import_id, "a positive integer"), "runRef": STRING},
+    "me": {"userId": OPTIONAL_STRING, "email": OPTIONAL_STRING, "expiresAt": OPTIONAL_STRING},
+    "device": {"deviceCode": STRING, "userCode": STRING, "verificationUri": STRING},
+    "token": {"accessToken": (lambda value: usable_token(value) and TOKEN_RE.match(value).group(0) == value,
+                              "an lbs_ token"),
+              "expiresAt": (_is_time, "a time like 2026-12-05T10:00:00Z"), "accountId": (_optional(ACCOUNT_ID[0]),
+                                                                                       ACCOUNT_ID[1] + " or null")},
+    "accounts": {"accounts": (lambda value: isinstance(value, list) and all(
+        isinstance(entry, dict) and ACCOUNT_ID[0](entry.get("id")) and OPTIONAL_STRING[0](entry.get("name"))
+        for entry in value), "a list of {id: an account id, name: a string}")},
+}
+
+
+def checked(kind, where, data):
+    """`data`, a 2xx answer, if it holds what an answer of `kind` must (see ANSWERS); else a transient
+    API_ERROR naming the first field that breaks the contract."""
+    if not isinstance(data, dict):
+        raise contract_error(where, "the body", data, "an object")
+    if kind == "token":
+        remember_secret(data.get("accessToken"))        # a token a login grants is never printed
+    for field, (test, expected) in ANSWERS[kind].items():
+        value = data
+        for key in field.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if not test(value):
+            raise contract_error(where, field, "(hidden)" if kind == "token" and field == "accessToken" else value,
+                                 expected)
     return data
+
+
+def contract_error(where, field, value, expected):
+    return LandbaseError("API_ERROR", "%s: the answer broke the contract: %s is %s, expected %s"
+                         % (where, field, excerpt(json.dumps(value), 60), expected), transient=True)
 
 
 def count_of(counts, key):
@@ -1336,20 +1284,30 @@ def count_of(counts, key):
 
 
 def fetch_status(api, account_id, import_id, retry=True, timeout=None):
+    """The five keys of an import's status (API_ERROR for an answer about another import)."""
     path = "/v1/accounts/%s/contacts-imports/%d" % (account_id, import_id)
+    where = "import %d status" % import_id
+
+    def check(data, headers):
+        checked("status", where, data)
+        if data.get("importId") != import_id or isinstance(data.get("importId"), bool):
+            raise contract_error(where, "importId", data.get("importId"), "%d" % import_id)
+        return {key: data.get(key) for key in ("importId", "phase", "percent", "counts", "error")}
     try:
-        return api.call("GET", path, retry=retry, check=lambda data: status_answer(data, import_id), timeout=timeout)
+        return api.call("GET", path, retry=retry, check=check, timeout=timeout)
     except LandbaseError as exc:
         exc.meta.setdefault("importId", import_id)
-        raise account_hint(exc, account_id)
+        if exc.code == "NOT_FOUND":
+            exc.message += " (if %s is not the right account, see: landbase_import.py account list)" % account_id
+        raise
 
 
 def fetch_accounts(api):
-    return api.call("GET", "/v1/accounts", check=accounts_answer)
+    return api.call("GET", "/v1/accounts", check=lambda data, _: checked("accounts", "GET /v1/accounts", data))["accounts"]
 
 
 def fetch_me(api):
-    return api.call("GET", "/v1/me", check=me_answer)
+    return api.call("GET", "/v1/me", check=lambda data, _: checked("me", "GET /v1/me", data))
 
 
 # ---------------------------------------------------------------- the import poller
@@ -1375,16 +1333,19 @@ class Tracker:
         self.first_seen = None          # (time, percent) of the first in_progress reading
 
     @property
+    def phase(self):
+        return self.status["phase"] if self.status is not None else None
+
+    @property
     def done(self):
-        return self.error is not None or (self.status is not None and self.status["phase"] in TERMINAL_PHASES)
+        return self.error is not None or self.phase in TERMINAL_PHASES
 
     @property
     def outcome(self):
         """The code this id ends a wait with; None when it completed."""
         if self.error is not None:
             return self.error.code
-        phase = self.status["phase"] if self.status is not None else None
-        return {"completed": None, "partial": "IMPORT_PARTIAL", "failed": "IMPORT_FAILED"}.get(phase, "TIMEOUT")
+        return {"completed": None, "partial": "IMPORT_PARTIAL", "failed": "IMPORT_FAILED"}.get(self.phase, "TIMEOUT")
 
     def entry(self):
         """Its place in the output: the last snapshot, or phase null and the error that ended it."""
@@ -1395,27 +1356,25 @@ class Tracker:
 
     def observe(self, status, now):
         self.status, self.polled = status, now
-        percent = status["percent"]
-        if status["phase"] == "in_progress" and is_number(percent) and self.first_seen is None:
-            self.first_seen = (now, percent)
+        if status["phase"] == "in_progress" and is_number(status["percent"]) and self.first_seen is None:
+            self.first_seen = (now, status["percent"])
 
     def eta(self, now):
-        """Seconds left at the rate observed so far, counting down between polls; None until a rate is known."""
+        """Seconds left at the rate observed so far, counting down between polls; None until a rate is known
+        (and for a rate so slow that the end is out of sight)."""
         percent = self.status["percent"] if self.status is not None else None
         if self.first_seen is None or not is_number(percent) or self.done:
             return None
         started, first = self.first_seen
         if self.polled <= started or percent <= first:
             return None
-        return max(0.0, (100 - percent) * (self.polled - started) / (percent - first) - (now - self.polled))
+        left = (100 - percent) * (self.polled - started) / (percent - first) - (now - self.polled)
+        return max(0.0, left) if left < MAX_WAIT_LIMIT * 100 else None
 
 
 def describe_counts(counts):
-    parts = []
-    for key in ("imported", "skipped", "failed"):
-        value = count_of(counts, key)
-        if value is not None:
-            parts.append("%d %s" % (value, key))
+    parts = ["%d %s" % (count_of(counts, key), key) for key in ("imported", "skipped", "failed")
+             if count_of(counts, key) is not None]
     total = count_of(counts, "total")
     text = ", ".join(parts)
     if total is not None:
@@ -1432,69 +1391,79 @@ def progress_line(tracker, now):
                                      "" if tracker.done else "; next poll in %ds" % seconds_until(tracker.due, now))
 
 
-def progress_segments(tracker, now):
-    """The terminal form, as (text, phase to colour, rank) pieces: a bar, counts, an ETA once a rate is
-    known, a countdown to the next poll. Console.progress() sanitises them and fits them to the width,
-    leaving out the pieces of highest rank first (the id, the percentage and the phase always stay)."""
+def terminal_line(trackers, now, room):
+    """The redrawn form, in ASCII (so that a character is a column) and at most `room` columns. One import:
+    `import 7 [#####-----] 42% in_progress 410/1000 rows ETA 2m10s | next poll in 5s`; the bar shrinks first,
+    then the countdown, the ETA and the rows go, in that order. Several: a count of the imports by phase."""
+    ascii_text = lambda text: text.encode("ascii", "replace").decode("ascii")     # noqa: E731
+    pending = [t for t in trackers if not t.done]
+    countdown = " | next poll in %ds" % seconds_until(min(t.due for t in pending), now) if pending else ""
+    if len(trackers) > 1:
+        phases = [ascii_text(printable(t.phase)) if t.status else "error" if t.error else "waiting" for t in trackers]
+        counted = ", ".join("%d %s" % (phases.count(p), p) for p in sorted(set(phases), key=phases.index))
+        return ("%d imports: %s" % (len(trackers), counted) + countdown)[:room]
+    tracker = trackers[0]
     status = tracker.status
     percent = status["percent"] if is_number(status["percent"]) else None
-    filled = int(BAR_WIDTH * percent / 100) if percent is not None else 0
     total, done = count_of(status["counts"], "total"), [count_of(status["counts"], key)
                                                          for key in ("imported", "skipped", "failed")]
-    counts = "%d/%d rows" % (sum(n or 0 for n in done), total) if total is not None else ""
-    counts += ", %d failed" % done[2] if counts and done[2] else ""
+    rows = " %d/%d rows" % (sum(n or 0 for n in done), total) if total is not None else ""
+    rows += ", %d failed" % done[2] if rows and done[2] else ""
     eta = tracker.eta(now)
-    return [("import %d " % tracker.import_id, None, None),
-            ("[%s%s] " % ("#" * filled, "-" * (BAR_WIDTH - filled)), None, 3),
-            ("%s " % ("%d%%" % percent if percent is not None else "--%"), None, None),
-            (status["phase"], status["phase"], None),
-            (" " + counts if counts else "", None, 4),
-            (" ETA %s" % format_span(eta) if eta is not None else "", None, 1),
-            ("" if tracker.done else " | next poll in %ds" % seconds_until(tracker.due, now), None, 2)]
+    extras = [rows, " ETA %s" % format_span(eta) if eta is not None else "", countdown]
+    head = "import %d " % tracker.import_id
+    tail = "%s %s" % ("%d%%" % percent if percent is not None else "--%", ascii_text(printable(status["phase"])))
+    while extras and len(head + tail + "".join(extras)) + 8 > room:        # room for a bar of 5 at least
+        extras.pop()
+    bar_width = min(BAR_WIDTH, room - len(head + tail + "".join(extras)) - 3)
+    filled = int(bar_width * percent / 100) if percent is not None else 0
+    bar = "[%s%s] " % ("#" * filled, "-" * (bar_width - filled)) if bar_width >= 5 else ""
+    return (head + bar + tail + "".join(extras))[:room]
 
 
 def seconds_until(when, now):
     return max(0, int(when - now + 0.999))
 
 
-def poll_until_terminal(api, account_id, trackers, console, limit):
-    """Poll each import on its own schedule until every one has ended; TIMEOUT once `limit` has passed.
+def show_progress(console, trackers, now, tracker=None):
+    """A reading (of `tracker`) or a tick of the clock: a line in the log form, or the redrawn line."""
+    if console.quiet:
+        return
+    if console.tty:
+        phase = trackers[0].phase if len(trackers) == 1 else None
+        console.redraw(terminal_line(trackers, now, console.width() - 1), phase)
+    elif tracker is not None:
+        console.line(progress_line(tracker, now))
 
-    On a terminal, a single import's line is redrawn about once a second between polls."""
+
+def poll_until_terminal(api, account_id, trackers, console, limit):
+    """Poll each import on its own schedule until every one has ended, or `limit` has passed. On a
+    terminal, the progress line is redrawn about once a second between polls."""
     deadline = CLOCK.now() + limit
-    redraw = console.tty and not console.quiet and len(trackers) == 1
     try:
         while True:
             pending = [t for t in trackers if not t.done]
-            if not pending:
-                return
             now = CLOCK.now()
-            if now >= deadline:
-                raise StopWaiting()
+            if not pending or now >= deadline:
+                return
             due = [t for t in pending if t.due <= now]
             if due:
-                poll_round(api, account_id, due, console, redraw, len(trackers) > 1, deadline - now)
+                poll_round(api, account_id, trackers, due, console, deadline)
                 continue
             wake = min(min(t.due for t in pending), deadline)
             while now < wake:
-                if redraw and trackers[0].status is not None:
-                    console.progress(None, progress_segments(trackers[0], now))
-                CLOCK.sleep(min(REDRAW_EVERY, wake - now) if redraw else wake - now)
+                if console.tty and any(t.status for t in trackers):
+                    show_progress(console, trackers, now)
+                CLOCK.sleep(min(REDRAW_EVERY, wake - now) if console.tty else wake - now)
                 now = CLOCK.now()
     finally:
         console.end_progress()
 
 
-class StopWaiting(Exception):
-    """The wait's limit has passed: finish_wait() reports the imports still running."""
-
-
-def poll_round(api, account_id, due, console, redraw, several, left):
+def poll_round(api, account_id, trackers, due, console, deadline):
     """Read the imports that are due, and plan each one's next read: the one retry decision decides
-    after a failure. AUTH_FAILED ends the whole wait; another permanent error ends that id only.
-    No request outlives the wait: each gets --timeout or what is `left` of --max-wait, the less."""
-    timeout = min(api.timeout, max(left, 0.001))
-    for tracker, (status, error) in zip(due, poll_batch(api, account_id, due, timeout)):
+    after a failure. AUTH_FAILED ends the whole wait; another permanent error ends that id only."""
+    for tracker, (status, error) in zip(due, poll_batch(api, account_id, due, deadline)):
         now = CLOCK.now()
         if error is not None and not isinstance(error, LandbaseError):
             raise error                 # a bug, for main()'s boundary to report
@@ -1504,7 +1473,7 @@ def poll_round(api, account_id, due, console, redraw, several, left):
             wait = retry_wait(error, next(tracker.delays))
             if wait is None:
                 tracker.error = error
-                if several:
+                if len(trackers) > 1:
                     console.line("import %d: %s (%s); not polled again" % (tracker.import_id, error.message,
                                                                          error.code))
                 continue
@@ -1515,16 +1484,25 @@ def poll_round(api, account_id, due, console, redraw, several, left):
         tracker.observe(status, now)
         if not tracker.done:
             tracker.due = now + next(tracker.delays)
-        console.progress(progress_line(tracker, now), progress_segments(tracker, now) if redraw else None)
+        show_progress(console, trackers, now, tracker)
 
 
-def poll_batch(api, account_id, trackers, timeout):
-    """(status, error) for each tracker, at most MAX_POLLS_IN_FLIGHT requests at a time.
+def poll_batch(api, account_id, trackers, deadline):
+    """(status, error) for each tracker, at most MAX_POLLS_IN_FLIGHT requests at a time. No request outlives
+    the wait: each one's timeout is --timeout or what is left of --max-wait when it starts, the less.
 
     The workers are daemon threads, so Ctrl-C or SIGTERM never waits for a request in flight;
     whatever a worker meets is handed back to this thread, never printed by the thread."""
+    def poll(tracker):
+        left = deadline - CLOCK.now()
+        if left <= 0:
+            return None, None           # not read: the wait is over
+        try:
+            return fetch_status(api, account_id, tracker.import_id, False, min(api.timeout, left)), None
+        except Exception as exc:        # handed to the main thread, which raises what is not a LandbaseError
+            return None, exc
     if len(trackers) == 1:
-        return [poll_once(api, account_id, trackers[0], timeout)]
+        return [poll(trackers[0])]
     results = [None] * len(trackers)
     todo = list(enumerate(trackers))
     lock = threading.Lock()
@@ -1535,10 +1513,7 @@ def poll_batch(api, account_id, trackers, timeout):
                 if not todo:
                     return
                 index, tracker = todo.pop()
-            try:
-                results[index] = poll_once(api, account_id, tracker, timeout)
-            except Exception as exc:    # handed to the main thread, which raises it
-                results[index] = (None, exc)
+            results[index] = poll(tracker)
     workers = [threading.Thread(target=work, daemon=True) for _ in range(min(MAX_POLLS_IN_FLIGHT, len(trackers)))]
     for worker in workers:
         worker.start()
@@ -1547,77 +1522,57 @@ def poll_batch(api, account_id, trackers, timeout):
     return results
 
 
-def poll_once(api, account_id, tracker, timeout):
-    try:
-        return fetch_status(api, account_id, tracker.import_id, retry=False, timeout=timeout), None
-    except LandbaseError as exc:
-        return None, exc
-
-
 def import_meta(import_ids, single):
     """The one builder of the error meta that names imports: importId for one, importIds for several."""
     return {"importId": import_ids[0]} if single else {"importIds": list(import_ids)}
 
 
 def wait_and_report(api, account_id, import_ids, console, limit, single):
-    """Wait, print the final status (or the array), and decide the exit (see finish_wait)."""
-    started = CLOCK.now()
-    trackers = [Tracker(import_id, started) for import_id in import_ids]
+    """Wait, then print the final status (or the array of every id's last-known state, always, but on
+    AUTH_FAILED), and return 0 when every import completed; otherwise raise the error of the first id, in the
+    order given, that did not. A signal ends the wait with the command that resumes it."""
+    trackers = [Tracker(import_id, CLOCK.now()) for import_id in import_ids]
     try:
         poll_until_terminal(api, account_id, trackers, console, limit)
-    except StopWaiting:
-        pass
-    except (KeyboardInterrupt, Terminated) as exc:
-        code = "TERMINATED" if isinstance(exc, Terminated) else "INTERRUPTED"
+        stop = None
+    except (KeyboardInterrupt, Stopped) as exc:
         running = [t.import_id for t in trackers if not t.done] or import_ids
-        command = resume_command(account_id, running)
-        console.line("%s: the import%s keep%s running on Landbase. Resume the wait with:"
-                     % ("Terminated" if code == "TERMINATED" else "Interrupted",
-                        "" if single else "s", "s" if single else ""))
-        console.line("  " + command)
-        meta = import_meta(running, single)
-        meta["resume"] = command
-        stopped = LandbaseError(code, "the wait was %s; resume it with: %s"
-                                % ("terminated" if code == "TERMINATED" else "interrupted", command), meta)
-        return finish_wait(console, trackers, single, account_id, limit, stopped)
-    return finish_wait(console, trackers, single, account_id, limit)
-
-
-def finish_wait(console, trackers, single, account_id, limit, stopped=None):
-    """Print the final status, or the array of every id's last-known state, and return 0 when every
-    import completed; otherwise raise the error of the first id, in the order given, that did not."""
+        stop = stopped(exc, "the wait was stopped; the import%s keep%s running on Landbase" % (
+            "" if len(running) == 1 else "s", "s" if len(running) == 1 else ""),
+            dict(import_meta(running, single), resume=resume_command(account_id, running)))
     first = next((t for t in trackers if t.outcome is not None), None)
-    code = stopped.code if stopped is not None else first.outcome if first is not None else None
-    ids = [t.import_id for t in trackers]
-    if not single or code in (None, "IMPORT_FAILED", "IMPORT_PARTIAL"):
-        console.result(trackers[0].entry() if single else [t.entry() for t in trackers], import_meta(ids, single))
-    if code is None:
+    code = stop.code if stop is not None else first.outcome if first is not None else None
+    if not single or code in (None, "IMPORT_FAILED", "IMPORT_PARTIAL", "TIMEOUT"):
+        console.result(trackers[0].entry() if single else [t.entry() for t in trackers],
+                       import_meta(import_ids, single))
+    if stop is not None:
+        raise stop
+    if first is None:
         return 0
-    if stopped is not None:
-        raise stopped
-    alike = [t for t in trackers if t.outcome == code]
+    alike = [t for t in trackers if t.outcome == first.outcome]
     meta = import_meta([t.import_id for t in alike], single)
     more = " (and %d more)" % (len(alike) - 1) if len(alike) > 1 else ""
-    if code == "TIMEOUT":
-        raise LandbaseError("TIMEOUT", "gave up after %s (--max-wait); the import%s keep%s running: %s"
-                            % (format_duration(limit), "" if len(alike) == 1 else "s",
-                               "s" if len(alike) == 1 else "", resume_command(account_id, [t.import_id for t in alike])),
+    if first.outcome == "TIMEOUT":
+        meta["resume"] = resume_command(account_id, [t.import_id for t in alike])
+        raise LandbaseError("TIMEOUT", "gave up after %s (--max-wait); the import%s keep%s running on Landbase"
+                            % (format_span(limit), "" if len(alike) == 1 else "s", "s" if len(alike) == 1 else ""),
                             meta)
     if first.error is not None:
         meta.update((k, v) for k, v in first.error.meta.items() if k != "importId")
-        raise LandbaseError(code, first.error.message + more, meta)
+        raise LandbaseError(first.outcome, first.error.message + more, meta)
     detail = first.status["error"].get("message") if isinstance(first.status["error"], dict) else None
-    raise LandbaseError(code, "import %d ended %s%s%s" % (first.import_id, first.status["phase"],
-                                                         ": %s" % detail if isinstance(detail, str) else "", more),
-                        meta)
+    raise LandbaseError(first.outcome, "import %d ended %s%s%s" % (
+        first.import_id, first.phase, ": %s" % excerpt(detail) if isinstance(detail, str) else "", more), meta)
 
 
 def resume_command(account_id, import_ids):
     """The exact command that resumes a wait, as this process was called."""
-    program = sys.argv[0] if sys.argv and sys.argv[0] else "landbase_import.py"
-    words = [program, "contacts-import", "wait"] + [str(i) for i in import_ids] + ["--account=" + account_id]
+    words = [program_path(), "contacts-import", "wait"] + [str(i) for i in import_ids] + ["--account=" + account_id]
     return " ".join(shlex.quote(word) for word in words)
 
+
+def program_path():
+    return sys.argv[0] if sys.argv and sys.argv[0] else "landbase_import.py"
 
 # ---------------------------------------------------------------- input body
 
@@ -1647,7 +1602,7 @@ def read_import_body(source):
                 hint = ("; --json takes a path or -, not the JSON itself: "
                         "echo '{...}' | landbase_import.py contacts-import start --json -")
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise LandbaseError("INVALID_INPUT", "cannot read --json %s: %s%s" % (excerpt(source, 80), reason, hint))
+            raise LandbaseError("INVALID_INPUT", "cannot read --json %s: %s%s" % (shown(source, 80), reason, hint))
     if len(raw) > MAX_BODY_BYTES:
         raise LandbaseError("INVALID_INPUT", "the body in %s is larger than 1 MiB" % name)
     return parse_import_body(raw, name)
@@ -1724,10 +1679,10 @@ def check_import_body(body):
     if "importId" in body:
         import_id = body["importId"]
         if not is_import_id(import_id):
-            shown = _json_type(import_id) if not isinstance(import_id, int) or isinstance(import_id, bool) \
+            what = _json_type(import_id) if not isinstance(import_id, int) or isinstance(import_id, bool) \
                 else str(import_id)
             raise _invalid_field("importId", "must be a positive integer such as 7, not %s "
-                                 "(omit it to start a new import)" % shown)
+                                 "(omit it to start a new import)" % what)
         clean["importId"] = import_id
     return clean
 
@@ -1745,45 +1700,75 @@ def _did_you_mean(key):
 # ---------------------------------------------------------------- login
 
 def login_browser(args, console, api):
-    """Authorization code + PKCE S256 through a loopback listener; the token response."""
+    """Authorization code + PKCE S256 through a loopback listener; the token answer. The 5 minutes start
+    now, and the browser runs on its own: it neither holds the login back nor writes on our streams."""
     import hashlib
     import secrets
     import socket
+    deadline = CLOCK.now() + LOGIN_LIMIT
     web = base_url("LANDBASE_PLATFORM_WEB_URL", DEFAULT_WEB_URL)
     listener = CallbackListener(secrets.token_urlsafe(32))
     verifier = secrets.token_urlsafe(64)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
     query = urllib.parse.urlencode([("client_id", CLIENT_ID), ("response_type", "code"),
-                       ("redirect_uri", listener.redirect_uri), ("state", listener.state),
-                       ("code_challenge", challenge), ("code_challenge_method", "S256"),
-                       ("device_name", socket.gethostname())])
+                                    ("redirect_uri", listener.redirect_uri), ("state", listener.state),
+                                    ("code_challenge", challenge), ("code_challenge_method", "S256"),
+                                    ("device_name", socket.gethostname())])
     url = "%s/cli/authorize?%s" % (web, query)
+    warn_if_proxied_callback(console)
     listener.start()
     try:
-        if args.no_browser:
-            console.line("Open this URL in a browser on this machine to sign in:")
-            console.line("  " + url)
-        else:
-            console.line("Opening the browser to sign in. If it does not open, visit:")
-            console.line("  " + url)
-            import webbrowser
-            try:
-                opened = webbrowser.open(url)
-            except webbrowser.Error:
-                opened = False
-            if not opened:
-                console.line("No browser could be opened; visit the URL above, or use: auth login --device")
-        result = listener.wait(LOGIN_LIMIT)
+        console.line("Open this URL in a browser on this machine to sign in:" if args.no_browser else
+                     "Opening the browser to sign in. If it does not open, visit:")
+        console.line("  " + url)
+        if not args.no_browser and not open_browser(url):
+            console.line("No browser could be opened; visit the URL above, or use: auth login --device")
+        result = listener.wait(deadline - CLOCK.now())
     finally:
         listener.stop()
     if result is None:
         raise LandbaseError("TIMEOUT", "no answer from the browser within %d minutes; run auth login again "
                             "(or auth login --device)" % (LOGIN_LIMIT // 60))
     if "error" in result:
-        raise LandbaseError("AUTH_FAILED", "the login was refused in the browser (%s)" % result["error"])
+        raise LandbaseError("AUTH_FAILED", "the login was refused in the browser (%s)" % excerpt(result["error"], 80))
     body = {"grant_type": "authorization_code", "client_id": CLIENT_ID, "code": result["code"],
             "code_verifier": verifier, "redirect_uri": listener.redirect_uri}
     return exchange_token(api, body)
+
+
+def open_browser(url):
+    """Start the browser on `url` and return at once: BROWSER (a list of commands, %s for the URL, as the
+    webbrowser module reads it) or, without it, what the webbrowser module finds, run by a child interpreter.
+    Its streams go nowhere: a launcher's "Opening in existing browser session." must not reach our stdout."""
+    import subprocess
+    commands = [shlex.split(entry) for entry in os.environ.get("BROWSER", "").split(os.pathsep) if entry.strip()]
+    if not commands:
+        os.environ.pop("BROWSER", None)         # a blank one, which the webbrowser module cannot read
+        import webbrowser
+        try:
+            webbrowser.get()
+        except webbrowser.Error:
+            return False
+        commands = [[sys.executable, "-m", "webbrowser", "-t"]]
+    for command in commands:
+        argv = [word.replace("%s", url) for word in command] if "%s" in " ".join(command) else command + [url]
+        try:
+            subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+            return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def warn_if_proxied_callback(console):
+    """A browser that honours http_proxy sends the login's answer to 127.0.0.1 through the proxy, which
+    cannot reach it: say so before the 5 minutes are spent."""
+    import urllib.request
+    if (os.environ.get("http_proxy") or os.environ.get("HTTP_PROXY")) \
+            and not urllib.request.proxy_bypass_environment("127.0.0.1"):
+        console.warn("HTTP_PROXY is set and NO_PROXY does not cover 127.0.0.1: a browser that uses the proxy "
+                     "cannot bring the login back. Set NO_PROXY=127.0.0.1,localhost, or use: auth login --device")
 
 
 class CallbackListener:
@@ -1871,15 +1856,17 @@ def login_device(console, api):
     ends when the code expires, and never later than DEVICE_LIMIT whatever the server says."""
     import socket
     data = api.call("POST", "/v1/oauth/device", {"client_id": CLIENT_ID, "device_name": socket.gethostname()},
-                    auth=False, check=device_answer)
+                    auth=False, check=lambda data, _: checked("device", "POST /v1/oauth/device", data))
     interval = clamp(data.get("interval"), DEVICE_INTERVALS, DEVICE_INTERVAL)
     expires_in = clamp(data.get("expiresIn"), (1, DEVICE_LIMIT), DEVICE_LIMIT)
-    console.line("To sign in, open %s and enter the code %s" % (data["verificationUri"], data["userCode"]))
+    code = excerpt(data["userCode"], 40)
+    console.line("To sign in, open %s and enter the code %s (it expires in %s, at %s)" % (
+        excerpt(data["verificationUri"]), code, format_span(expires_in), format_time(CLOCK.wall() + expires_in)))
     if isinstance(data.get("verificationUriComplete"), str):
-        console.line("  (or open %s)" % data["verificationUriComplete"])
+        console.line("  (or open %s)" % excerpt(data["verificationUriComplete"]))
     deadline = CLOCK.now() + expires_in
     expired = LandbaseError("TIMEOUT", "the code %s expired before it was approved; run auth login --device again"
-                            % data["userCode"])
+                            % code)
     body = {"grant_type": "urn:ietf:params:oauth:grant-type:device_code", "client_id": CLIENT_ID,
             "device_code": data["deviceCode"]}
     wait = interval
@@ -1894,15 +1881,13 @@ def login_device(console, api):
                 raise LandbaseError("AUTH_FAILED", "the login was refused on the device page")
             if exc.server_code == "EXPIRED_TOKEN":
                 raise expired
-            if exc.server_code == "SLOW_DOWN":
-                interval += 5
-            if exc.server_code in ("AUTHORIZATION_PENDING", "SLOW_DOWN"):
-                exc.transient = True    # not a failure: the person has not answered yet
-            elif exc.transient:
+            interval += 5 if exc.server_code == "SLOW_DOWN" else 0
+            pending = exc.server_code in ("AUTHORIZATION_PENDING", "SLOW_DOWN")    # the person has not answered
+            if exc.transient and not pending:
                 console.line("waiting for approval: %s (%s); trying again" % (exc.message, exc.code))
-            wait = retry_wait(exc, interval, deadline - CLOCK.now())
+            wait = retry_wait(exc, interval, deadline - CLOCK.now(), transient=pending or exc.transient)
             if wait is None:
-                raise expired if exc.transient else exc
+                raise expired if pending or exc.transient else exc
 
 
 def clamp(value, bounds, default):
@@ -1913,18 +1898,20 @@ def clamp(value, bounds, default):
 
 
 def exchange_token(api, body, retry=True):
+    """The token answer; a refused code or verifier is AUTH_FAILED: the login failed."""
     try:
-        return api.call("POST", "/v1/oauth/token", body, auth=False, retry=retry, check=token_answer)
+        return api.call("POST", "/v1/oauth/token", body, auth=False, retry=retry,
+                        check=lambda data, _: checked("token", "POST /v1/oauth/token", data))
     except LandbaseError as exc:
-        if exc.code == "VALIDATION_ERROR" and exc.server_code not in (
+        if exc.code != "VALIDATION_ERROR" or exc.server_code in (
                 "AUTHORIZATION_PENDING", "SLOW_DOWN", "ACCESS_DENIED", "EXPIRED_TOKEN"):
-            exc.code = "AUTH_FAILED"        # a refused code or verifier: the login failed
-        raise
+            raise
+        raise LandbaseError("AUTH_FAILED", exc.message, exc.meta, server_code=exc.server_code)
 
 
 def should_use_device_flow():
     """No browser can be opened here: over SSH, or on Linux/BSD without a display."""
-    if os.environ.get("BROWSER"):
+    if os.environ.get("BROWSER", "").strip():
         return False
     if os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_TTY"):
         return True
@@ -1947,31 +1934,29 @@ def read_token_from_stdin():
             token = sys.stdin.readline(64 * 1024)
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             raise LandbaseError("INVALID_INPUT", "cannot read the token from stdin: %s" % exc)
-    token = token.strip()
+    token = remember_secret(token.strip())
     if not token:
         raise LandbaseError("INVALID_INPUT", "no token on stdin: pipe an lbs_ token into auth login --with-token")
-    remember_secret(token)
-    if not token.startswith("lbs_") or not TOKEN_RE.match(token) or TOKEN_RE.match(token).group(0) != token:
-        raise LandbaseError("INVALID_INPUT", "the token on stdin is not an lbs_ platform token")
+    if not (usable_token(token) and TOKEN_RE.match(token) and TOKEN_RE.match(token).group(0) == token):
+        raise LandbaseError("INVALID_INPUT", "the token on stdin is not an lbs_ platform token (printable ASCII, "
+                            "no spaces or quotes)")
     return token
-
 
 # ---------------------------------------------------------------- commands
 
 def cmd_auth_login(args, console):
+    import socket
     store = SessionStore()
     api = api_for(args, console)
     me = None
     if args.with_token:
         api.token = read_token_from_stdin()
         me = fetch_me(api)              # the check: a rejected token is never saved
-        expires_at = me.get("expiresAt")
-        try:
-            parse_time(expires_at)
-        except ValueError:
+        expires_at = me["expiresAt"] if _is_time(me.get("expiresAt")) else None
+        if expires_at is None:
             expires_at = format_time(CLOCK.wall() + SESSION_LIFETIME)
             console.line("The session is assumed to last %s from now; the platform may end it sooner."
-                         % format_duration(SESSION_LIFETIME))
+                         % format_span(SESSION_LIFETIME))
         granted = {"accessToken": api.token, "expiresAt": expires_at, "accountId": None}
     else:
         use_device = args.device or (not args.no_browser and should_use_device_flow())
@@ -1979,10 +1964,30 @@ def cmd_auth_login(args, console):
             console.line("No browser can be opened here; using the device code flow (auth login --device).")
         granted = login_device(console, api) if use_device else login_browser(args, console, api)
         api.token = granted["accessToken"]
-    account_id = store.save_login(granted, console)         # saved first: a failure below loses no login
-    if me is None:
-        me = fetch_me(api)
-    account_id = store.settle_account(fetch_accounts(api), account_id, console)
+    stored = []
+
+    def login(data):                    # saved at once, with only the account the platform granted: the one
+        stored.append(data.get("accountId"))    # stored before may be another identity's (settled below)
+        return {"accessToken": granted["accessToken"], "expiresAt": granted["expiresAt"],
+                "accountId": granted.get("accountId"), "deviceName": data.get("deviceName") or socket.gethostname()}
+    store.update(login, console, replace_damaged=True)
+    me = me or fetch_me(api)
+    try:
+        ids = [account["id"] for account in fetch_accounts(api)]
+    except LandbaseError as exc:
+        raise LandbaseError(exc.code, "%s; the login is saved, but its accounts could not be read, so no account is "
+                            "active: choose one with: landbase_import.py account set <accountId>" % exc.message, exc.meta)
+    account_id = next((a for a in (granted.get("accountId"), stored[0]) if a in ids), ids[0] if len(ids) == 1 else None)
+    if stored[0] and stored[0] not in ids:
+        console.line("The active account %s is not one this identity can use; it was cleared. Choose one with: "
+                     "landbase_import.py account set <accountId> (see: landbase_import.py account list)"
+                     % shown(stored[0], 80))
+    if account_id and account_id not in (granted.get("accountId"), stored[0]):
+        console.line("Active account: %s (the only one this identity has)" % account_id)
+    if account_id != granted.get("accountId"):
+        store.update({"accountId": account_id})
+    console.line("Logged in as %s (%s) until %s; active account: %s" % (
+        me.get("email"), me.get("userId"), granted["expiresAt"], account_id or "none (see account list)"))
     console.result({"userId": me.get("userId"), "email": me.get("email"), "accountId": account_id,
                     "expiresAt": granted["expiresAt"]})
     return 0
@@ -1990,40 +1995,56 @@ def cmd_auth_login(args, console):
 
 def cmd_auth_status(args, console):
     session = SessionStore().session(args.account, console)
-    expires_in = None if session.expires_at is None else int(session.expires_at - CLOCK.wall())
-    if args.min_valid is not None and expires_in is not None and expires_in < args.min_valid:
-        raise LandbaseError("AUTH_FAILED", "the session ends in %s, before the %s asked for by --min-valid: "
-                            "run landbase_import.py auth login" % (format_span(expires_in),
-                                                                   format_duration(args.min_valid)),
-                            {"expiresInSeconds": expires_in})
+    if session.account_error is not None:
+        raise session.account_error
+    if args.min_valid is not None and session.expires_at is not None:
+        check_min_valid(session.expires_at, args.min_valid)        # before any request
     me = fetch_me(api_for(args, console, session.token))
+    expires_at = session.expires_at
+    if expires_at is None and _is_time(me.get("expiresAt")):       # LANDBASE_ACCESS_TOKEN: the platform says
+        expires_at = parse_time(me["expiresAt"])
+        warn_if_ending(expires_at, console)
+    if args.min_valid is not None:
+        if expires_at is None:
+            raise LandbaseError("AUTH_FAILED", "nobody says when this session ends (neither %s nor the platform's "
+                                "/v1/me), so --min-valid cannot pass" % ("platform.json" if session.source == "file"
+                                                                         else "LANDBASE_ACCESS_TOKEN"))
+        check_min_valid(expires_at, args.min_valid)
     console.result({"authenticated": True, "userId": me.get("userId"), "email": me.get("email"),
                     "accountId": session.account_id,
-                    "expiresAt": format_time(session.expires_at) if session.expires_at is not None else None,
-                    "expiresInSeconds": expires_in, "tokenSource": session.source})
+                    "expiresAt": format_time(expires_at) if expires_at is not None else None,
+                    "expiresInSeconds": int(expires_at - CLOCK.wall()) if expires_at is not None else None,
+                    "tokenSource": session.source})
     return 0
+
+
+def check_min_valid(expires_at, min_valid):
+    left = int(expires_at - CLOCK.wall())
+    if left < min_valid:
+        raise LandbaseError("AUTH_FAILED", "the session ends in %s (%s), before the %s asked for by --min-valid: "
+                            "run landbase_import.py auth login (auth login --device over SSH)"
+                            % (format_span(left), format_time(expires_at), format_span(min_valid)),
+                            {"expiresInSeconds": left, "expiresAt": format_time(expires_at)})
 
 
 def cmd_auth_logout(args, console):
     store = SessionStore()
     try:
-        stored = store.load(console)
+        token, damaged = store.load(console).get("accessToken"), None
     except LandbaseError as exc:
-        console.warn("%s; logout removes it" % exc.message.split("; ")[0])     # not the fix: this is it
-        stored = {}
-    token = stored.get("accessToken")
+        token, damaged = None, exc.message.split("; ")[0]
     revoked = False
     if token:
-        api = api_for(args, console, token)
         try:
-            api.call("POST", "/v1/oauth/revoke", retry=False)
+            api_for(args, console, token).call("POST", "/v1/oauth/revoke", retry=False)
             revoked = True
         except LandbaseError as exc:
             console.line("Could not revoke the token on the platform (%s: %s); removing the local session anyway."
                          % (exc.code, exc.message))
-    else:
+    if store.remove() and damaged:
+        console.line("Removed it: %s" % damaged)
+    elif not token:
         console.line("No stored session in %s." % store.path)
-    store.remove()
     if os.environ.get("LANDBASE_ACCESS_TOKEN"):
         console.warn("LANDBASE_ACCESS_TOKEN is set and still used; logout neither revokes nor unsets it")
     console.result({"loggedOut": True, "revoked": revoked})
@@ -2040,7 +2061,7 @@ def cmd_account_list(args, console):
 
 def cmd_account_set(args, console):
     store = SessionStore()
-    session = store.session(args.account, console)
+    session = store.session(None, console)      # a stored account that is no account id is what this repairs
     accounts = fetch_accounts(api_for(args, console, session.token))
     match = [a for a in accounts if a["id"] == args.account_id]
     if not match:
@@ -2049,69 +2070,89 @@ def cmd_account_set(args, console):
                             "landbase_import.py account list)" % (args.account_id, known),
                             {"accountId": args.account_id})
     store.update({"accountId": args.account_id}, console)
+    if os.environ.get("LANDBASE_ACCOUNT_ID") not in (None, "", args.account_id):
+        console.warn("LANDBASE_ACCOUNT_ID=%s is set: it stays the active account wherever it is set; %s is the "
+                     "stored one, for the commands run without it" % (shown(os.environ["LANDBASE_ACCOUNT_ID"], 80),
+                                                                      args.account_id))
     console.result({"accountId": args.account_id, "name": match[0].get("name")})
     return 0
 
 
-def cmd_import_start(args, console):
+def cmd_contacts_import_start(args, console):
     import uuid
     body = read_import_body(args.json)
-    console.hold()                      # the first stderr line names the import id
     session = SessionStore().session(args.account, console)
     account_id = require_account(session)
     path = "/v1/accounts/%s/contacts-imports" % account_id
+    key = args.idempotency_key or str(uuid.uuid4())
     if args.dry_run:
-        console.release()
-        console.result({"dryRun": True, "accountId": account_id, "request": "POST " + path, "body": body})
+        console.result({"dryRun": True, "accountId": account_id, "request": "POST " + path, "idempotencyKey": key,
+                        "body": body}, pattern=False)          # the user's body as it would be sent
         return 0
     api = api_for(args, console, session.token)
-    key = args.idempotency_key or str(uuid.uuid4())
-    again = "re-run it with --idempotency-key %s to get that import back, never a second one" % shlex.quote(key)
-    import_id = None
+    again = rerun_command(args, key)
     try:
-        try:
-            data = api.call("POST", path, body, headers={"Idempotency-Key": key}, check=started_answer)
-        except (KeyboardInterrupt, Terminated) as exc:
-            raise LandbaseError("TERMINATED" if isinstance(exc, Terminated) else "INTERRUPTED",
-                                "start was stopped before the platform's answer arrived; the import may exist: "
-                                + again, {"idempotencyKey": key})
-        except LandbaseError as exc:
-            running = exc.meta.get("importId")
-            if exc.code != "CONFLICT" or not is_import_id(running):
-                raise account_hint(exc, account_id)
-            import_id, command = running, resume_command(account_id, [running])
-            if not args.watch:
-                exc.message += "; import %d is already running: wait on it with: %s" % (running, command)
-                raise
-            console.release("Import %d is already running (CONFLICT); waiting on it, as --watch asks. Resume "
-                            "with: %s" % (running, command))
-            return wait_and_report(api, account_id, [running], console, args.max_wait, single=True)
-        import_id = data["importId"]
-        console.release("Started import %d (run %s) in account %s. Follow it with: %s"
-                        % (import_id, data["runRef"], account_id, resume_command(account_id, [import_id])))
-        if not args.watch:
-            console.result({"importId": import_id, "runRef": data["runRef"]}, {"importId": import_id})
-            return 0
-        return wait_and_report(api, account_id, [import_id], console, args.max_wait, single=True)
+        answer = api.call("POST", path, body, headers={"Idempotency-Key": key}, check=lambda data, headers: dict(
+            checked("start", "POST contacts-imports", data),
+            replayed=(headers.get("Idempotent-Replayed") or "").strip().lower() == "true"))
+    except (KeyboardInterrupt, Stopped) as exc:
+        raise stopped(exc, "start was stopped before the platform's answer arrived; the import may exist: get it "
+                      "back, never a second one, with: " + again, {"idempotencyKey": key})
     except LandbaseError as exc:
-        if exc.exit_code != 1 or not (api.ambiguous or import_id):
+        running = exc.meta.get("importId")
+        if exc.code == "CONFLICT" and is_import_id(running):
+            command = resume_command(account_id, [running])
+            if not args.watch:
+                raise LandbaseError("CONFLICT", "%s; import %d is already running: wait on it with: %s"
+                                    % (exc.message, running, command), exc.meta)
+            console.line("Import %d is already running (CONFLICT); waiting on it, as --watch asks. Resume with: %s"
+                         % (running, command))
+            return watch_started(api, account_id, running, console, args.max_wait)
+        if not exc.unsure:
             raise
-        # exit 1 says "fix the input and run it again": never after an import may have been created
-        where = ("import %d exists and keeps running: %s" % (import_id, resume_command(account_id, [import_id]))
-                 if import_id else "an earlier attempt may have created the import: " + again)
-        meta = {"importId": import_id} if import_id else {"idempotencyKey": key}
-        meta["serverCode"] = exc.code
-        raise LandbaseError("API_ERROR", "%s (%s); %s" % (exc.message, exc.code, where), meta)
+        # the platform may have acted on one of the attempts: never exit 1 ("fix it and run it again") then
+        raise LandbaseError("API_ERROR" if exc.exit_code == 1 else exc.code,
+                            "%s; the platform may have created the import: get it back, never a second one, with: "
+                            "%s" % (exc.message, again), dict(exc.meta, idempotencyKey=key, serverCode=exc.code),
+                            transient=exc.transient)
+    import_id = answer["importId"]
+    follow = resume_command(account_id, [import_id])
+    if answer["replayed"]:
+        console.line("Import %d was already started with key %s (run %s) in account %s; nothing new started. "
+                     "Follow it with: %s" % (import_id, key, answer["runRef"], account_id, follow))
+    else:
+        console.line("Started import %d (run %s) in account %s. Follow it with: %s"
+                     % (import_id, answer["runRef"], account_id, follow))
+    if not args.watch:
+        console.result({"importId": import_id, "runRef": answer["runRef"]}, {"importId": import_id})
+        return 0
+    return watch_started(api, account_id, import_id, console, args.max_wait)
 
 
-def account_hint(exc, account_id):
-    """A NOT_FOUND under an account says where to look next."""
-    if exc.code == "NOT_FOUND" and "account list" not in exc.message:
-        exc.message += " (if %s is not the right account, see: landbase_import.py account list)" % account_id
-    return exc
+def watch_started(api, account_id, import_id, console, limit):
+    """start --watch: the wait on the import, which exists now: exit 1 ("fix it and run it again") never."""
+    try:
+        return wait_and_report(api, account_id, [import_id], console, limit, single=True)
+    except LandbaseError as exc:
+        if exc.exit_code != 1:
+            raise
+        raise LandbaseError("API_ERROR", "%s (%s); import %d exists and keeps running: %s" % (
+            exc.message, exc.code, import_id, resume_command(account_id, [import_id])),
+            dict(exc.meta, importId=import_id, serverCode=exc.code))
 
 
-def cmd_import_status(args, console):
+def rerun_command(args, key):
+    """This start's command line again, with its key in the --idempotency-key=KEY form (a key that begins
+    with - must work)."""
+    words, skip = [], False
+    for word in args.argv:
+        if not skip and word != "--idempotency-key" and not word.startswith("--idempotency-key="):
+            words.append(word)
+        skip = word == "--idempotency-key"
+    return " ".join(shlex.quote(word) for word in [program_path()] + words + ["--idempotency-key=" + key])
+
+
+def cmd_contacts_import_status(args, console):
     session = SessionStore().session(args.account, console)
     account_id = require_account(session)
     import_id = args.import_ids[0]
@@ -2120,55 +2161,339 @@ def cmd_import_status(args, console):
     return 0
 
 
-def cmd_import_wait(args, console):
+def cmd_contacts_import_wait(args, console):
     session = SessionStore().session(args.account, console)
     account_id = require_account(session)
     api = api_for(args, console, session.token)
     return wait_and_report(api, account_id, args.import_ids, console, args.max_wait, single=len(args.import_ids) == 1)
 
+def cmd_doctor(args, console):
+    """What a locked-down host gets wrong, each check ok, warn or fail with a detail and the fix: a report on
+    stdout, a table on stderr; the exit of the first failure's class (1 setup, 3 session, 4 network)."""
+    import socket
+    import ssl
+    checks, failures = [], []
 
-# ---------------------------------------------------------------- argument parser
+    def report(name, status, detail, fix="", code=None):
+        checks.append({"name": name, "status": status, "detail": shown(detail, 300), "fix": shown(fix, 300)})
+        console.line("%-4s  %-11s %s%s" % (status, name, detail, "; fix: " + fix if fix else ""))
+        if status == "fail":
+            failures.append((code or "SETUP_FAILED", name, detail))
 
-class Parser(argparse.ArgumentParser):
-    """argparse that raises INVALID_INPUT (exit 1) with the nearest valid word, and prints help through
-    write_stdout (a closed stdout is OUTPUT_FAILED, a reader that left is quiet)."""
+    def attempt(name, action, fix, code="NETWORK_ERROR"):
+        """action()'s result, or None with a failed check: what it raised, in the tool's words where it can."""
+        try:
+            return action()
+        except LandbaseError as exc:
+            report(name, "fail", exc.message, fix, exc.code)
+        except (OSError, ValueError) as exc:
+            error = api._transport_error(name, exc, False, args.timeout) if api else None
+            report(name, "fail", error.message if error else str(exc), fix, code)
+        return None
 
-    def error(self, message):
-        import difflib
-        words, parsers = set(), [self]
-        while parsers:                  # this level's words, and every option below it
-            parser = parsers.pop()
-            words.update(parser._option_string_actions)
-            for action in parser._actions:
-                if isinstance(action, argparse._SubParsersAction):
-                    words.update(action.choices if parser is self else ())
-                    parsers.extend(action.choices.values())
-        bad = re.search(r"invalid choice: (['\"])(.*?)\1|unrecognized arguments: (\S+)", message)
-        word = bad and (bad.group(2) if bad.group(2) is not None else bad.group(3).split("=", 1)[0])
-        close = [w for w in sorted(words, key=len) if word and w.startswith(word)] \
-            or (difflib.get_close_matches(word, sorted(words), n=1, cutoff=0.6) if word else [])
-        hint = " (did you mean %r?)" % close[0] if close else ""
-        raise LandbaseError("INVALID_INPUT", "%s%s (see: %s --help)" % (message, hint, self.prog))
+    report("python", "ok", "CPython %s (%s)" % (sys.version.split()[0], sys.executable))
+    store, api, session = SessionStore(), None, None
+    mode = os.stat(store.directory).st_mode if os.path.isdir(store.directory) else None
+    if mode is None:
+        report("config", "warn", "%s does not exist yet" % store.directory, "landbase_import.py auth login makes it")
+    else:
+        report("config", "warn" if mode & 0o077 else "ok", "%s, mode %o" % (store.directory, mode & 0o777),
+               "chmod 700 %s" % store.directory if mode & 0o077 else "")
+        if attempt("session file", lambda: store.load(), "fix it, or remove it and log in again",
+                   "SETUP_FAILED") is not None and os.path.exists(store.path):
+            file_mode = os.stat(store.path).st_mode & 0o777
+            report("session file", "warn" if file_mode & 0o077 else "ok", "%s, mode %o, strict JSON" % (
+                store.path, file_mode), "chmod 600 %s" % store.path if file_mode & 0o077 else "")
+    quiet = Console(stream=open(os.devnull, "w"))
+    session = attempt("session", lambda: store.session(args.account, quiet), "landbase_import.py auth login")
+    if session is not None:
+        ends = "ends %s (in %s)" % (format_time(session.expires_at), format_span(session.expires_at - CLOCK.wall())) \
+            if session.expires_at else "its end is not recorded (the platform's /v1/me says it below)"
+        short = session.expires_at is not None and session.expires_at - CLOCK.wall() < SESSION_WARN_BELOW
+        report("session", "warn" if short else "ok", "from %s; %s" % (
+            "LANDBASE_ACCESS_TOKEN" if session.source == "env" else store.path, ends),
+            "landbase_import.py auth login (auth login --device over SSH)" if short else "")
+    base = attempt("environment", lambda: [base_url("LANDBASE_PLATFORM_WEB_URL", DEFAULT_WEB_URL),
+                                           base_url("LANDBASE_PLATFORM_API_URL", DEFAULT_API_URL)][1],
+                   "unset it, or set it to https://…landbase.com", "INVALID_INPUT")
+    api = base and attempt("proxy", lambda: Api(base, session and session.token, args.timeout, quiet),
+                           "http://[user:password@]host:port, percent-encoded", "INVALID_INPUT")
+    if api:
+        report("proxy", "ok", "requests to %s go through %s" % (base, api.proxy) if api.proxy else
+               "none applies to %s" % base)
+        if base.startswith("https:") and attempt("tls store", tls_context, "point SSL_CERT_FILE at a PEM bundle",
+                                                 "SETUP_FAILED") is not None:
+            report("tls store", "ok", "SSL_CERT_FILE=%s" % os.environ["SSL_CERT_FILE"]
+                   if os.environ.get("SSL_CERT_FILE") else "the system's CA store")
+        parts = urllib.parse.urlsplit(base)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        target = urllib.parse.urlsplit(api.proxy.url) if api.proxy else parts
+        address = (target.hostname, target.port or (80 if api.proxy else port))
+        resolved = []
+        worker = threading.Thread(target=lambda: resolved.append(attempt(
+            "dns", lambda: socket.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM),
+            "check the name, /etc/resolv.conf, or the proxy")), daemon=True)
+        worker.start()
+        worker.join(args.timeout)
+        if not resolved:
+            report("dns", "fail", "%s: no answer within %gs" % (address[0], args.timeout), "check /etc/resolv.conf")
+        elif resolved[0]:
+            report("dns", "ok", "%s is %s" % (address[0], resolved[0][0][4][0]))
+            started = CLOCK.now()
+            sock = attempt("tcp", lambda: socket.create_connection(address, args.timeout),
+                           "check the firewall and the proxy's address")
+            if sock is not None:
+                with sock:
+                    report("tcp", "ok", "%s:%d connected in %d ms" % (address + ((CLOCK.now() - started) * 1000,)))
+                    if api.proxy:
+                        sock = attempt("tunnel", lambda: connect_through(sock, api.proxy, parts.hostname, port),
+                                       "check the proxy's credentials in %s, the ports it allows, or NO_PROXY"
+                                       % api.proxy.variable)
+                    if sock is not None and parts.scheme == "https":
+                        tls = attempt("tls", lambda: tls_context().wrap_socket(sock, server_hostname=parts.hostname),
+                                      "see the detail: the clock, the name, or the CA (SSL_CERT_FILE)")
+                        if tls is not None:
+                            left = ssl.cert_time_to_seconds(tls.getpeercert()["notAfter"]) - CLOCK.wall()
+                            report("tls", "ok" if left > 14 * 86400 else "warn", "%s, the certificate of %s ends "
+                                   "in %s" % (tls.version(), parts.hostname, format_span(left)))
+                            tls.close()
+                if not failures:
+                    check_platform(api, session, args, report)
+    if session is not None and api and not failures:
+        accounts = attempt("account", lambda: fetch_accounts(api), "see the detail")
+        account = attempt("account", lambda: require_account(session), "landbase_import.py account set <accountId>")
+        if accounts is not None and account is not None:
+            usable = account in [a["id"] for a in accounts]
+            report("account", "ok" if usable else "fail", "%s %s usable by this identity" % (
+                account, "is" if usable else "is not"), "" if usable else "see: landbase_import.py account list")
+    console.result({"ok": not failures, "checks": checks})
+    if failures:
+        code, name, detail = failures[0]
+        raise LandbaseError(code, "%d check%s failed; the first: %s: %s" % (
+            len(failures), "" if len(failures) == 1 else "s", name, detail), {"failed": [f[1] for f in failures]})
+    return 0
 
-    def format_help(self):
-        if getattr(self, "manual", None) is not None:
-            self.epilog = self.manual(self.prog)        # built only when the help is printed
-        return argparse.ArgumentParser.format_help(self)
 
-    def _print_message(self, message, file=None):
-        if message:
-            write_stdout(message)
-
-
-def timeout_seconds(text):
+def check_platform(api, session, args, report):
+    """doctor: GET /v1/me, its latency, what it says of the session, and the clock against its Date header."""
+    from email.utils import parsedate_tz, mktime_tz
+    started = CLOCK.now()
+    status, headers, raw = api.send("GET", api.base + "/v1/me", None, bool(session), {}, args.timeout)
+    took = (CLOCK.now() - started) * 1000
     try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not (0 < value <= MAX_TIMEOUT):
-        raise argparse.ArgumentTypeError("a number of seconds greater than 0 and at most %d is allowed, not %r"
-                                         % (MAX_TIMEOUT, text))
-    return value
+        api._decode("GET", "/v1/me", status, headers, raw)
+        report("platform", "ok", "GET /v1/me: HTTP %d in %d ms" % (status, took))
+    except LandbaseError as exc:
+        report("platform", "fail" if session or status != 401 else "ok", "HTTP %d in %d ms: %s" % (
+            status, took, exc.message), "landbase_import.py auth login" if status == 401 else "", exc.code)
+    date = parsedate_tz(headers.get("Date") or "")
+    if date:
+        skew = CLOCK.wall() - mktime_tz(date)
+        report("clock", "warn" if abs(skew) > CLOCK_SKEW else "ok", "%s %s the platform's" % (
+            format_span(abs(skew)), "ahead of" if skew > 0 else "behind"),
+            "set the clock (NTP): session ends are checked against it" if abs(skew) > CLOCK_SKEW else "")
+
+
+def connect_through(sock, proxy, host, port):
+    """doctor: a CONNECT through the proxy on `sock`; the socket, for TLS, or OSError with the proxy's answer."""
+    parts = urllib.parse.urlsplit(proxy.url)
+    head = "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n" % (host, port, host, port)
+    if parts.username is not None:
+        pair = "%s:%s" % (urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or ""))
+        head += "Proxy-Authorization: Basic %s\r\n" % base64.b64encode(pair.encode("utf-8")).decode("ascii")
+    sock.sendall((head + "\r\n").encode("latin-1"))
+    answer = b""
+    while b"\r\n\r\n" not in answer and len(answer) < 65536:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    line = answer.split(b"\r\n", 1)[0].decode("latin-1")
+    if not re.match(r"HTTP/1\.[01] 200", line):
+        raise OSError("Tunnel connection failed: %s" % (line.split(" ", 1)[-1] or "no answer"))
+    return sock
+
+# ---------------------------------------------------------------- command line
+
+MANUAL = """\
+usage: landbase_import.py [global options] COMMAND ...
+
+Bulk-import a Landbase dataset's contacts into an account under a tag, read an import's progress, or
+wait until it ends. stdout is one JSON document (or --query's text); progress and, on failure, a line
+naming the error and then the one-line JSON envelope go to stderr, each line dated when it is a log.
+
+commands (each with --help):
+{commands}
+
+global options, before or after the command:
+  --account=ID         the account for this call (else LANDBASE_ACCOUNT_ID, else the stored one)
+  --timeout=SECONDS    the bound on each whole request, connect to last byte (default 30)
+  --query=PATH[,PATH]  print these fields as text instead of JSON: importId, counts.imported, error.code
+  --verbose            requests and answers on stderr (tokens redacted)
+  --quiet              no progress lines
+  --help, --version
+
+environment:
+  LANDBASE_ACCESS_TOKEN        a token to use instead of the stored one (CI, cron; 7 days too)
+  LANDBASE_ACCOUNT_ID          the active account, unless --account is given
+  LANDBASE_CONFIG_DIR          where platform.json lives (default ~/.landbase)
+  LANDBASE_PLATFORM_API_URL    the API (default https://api.landbase.com)
+  LANDBASE_PLATFORM_WEB_URL    the login pages (default https://platform.landbase.com)
+  LANDBASE_ALLOW_CUSTOM_API_URL=1  allow a host other than landbase.com and loopback
+  HTTPS_PROXY, NO_PROXY        an http:// proxy for https, with user:password percent-encoded in it
+  SSL_CERT_FILE                a CA bundle to trust instead of the system store
+  BROWSER                      the browser auth login opens
+  NO_COLOR, TERM=dumb          no colours; TERM=dumb also gets the dated log lines
+
+exit codes:
+  0    success; for wait and --watch, every import completed
+  1    the input or the setup is wrong: INVALID_INPUT, VALIDATION_ERROR, SETUP_FAILED
+  2    the platform refused or failed, or an import ended failed or partial: NOT_FOUND, CONFLICT,
+       API_ERROR, RATE_LIMITED, UPGRADE_REQUIRED, IMPORT_FAILED, IMPORT_PARTIAL, OUTPUT_FAILED
+  3    no session, or it was refused or has ended (run auth login): AUTH_REQUIRED, AUTH_FAILED
+  4    the platform could not be reached, or a wait ran out of time: TIMEOUT, NETWORK_ERROR
+  129  SIGHUP (TERMINATED); 130 Ctrl-C (INTERRUPTED); 143 SIGTERM (TERMINATED)
+
+session file:
+  ~/.landbase/platform.json (or $LANDBASE_CONFIG_DIR/platform.json), 0600 in a 0700 directory, the
+  official landbase-cli's file: {{"accessToken", "expiresAt", "accountId", "deviceName"}}. A session
+  lasts 7 days: log in again each week (auth status --min-valid 2d warns two days ahead).
+"""
+
+# Each command's help: its usage (the first line), what it does, its options and an example. The manual,
+# a group's help and the command's own help are made of these.
+HELP = {
+    ("auth", "login"): """\
+auth login [--device | --with-token] [--no-browser]
+    Log in for 7 days: a browser (PKCE, a redirect to 127.0.0.1) by default; --device shows a code to
+    enter on any other device (chosen by itself over SSH or without a display); --with-token reads an
+    lbs_ token from stdin; --no-browser prints the login URL instead of opening a browser.
+    example: landbase_import.py auth login --device""",
+    ("auth", "status"): """\
+auth status [--min-valid DURATION]
+    Who is logged in, and until when. Exit 3 without a valid session, or with --min-valid when the
+    session ends sooner than that (90s, 30m, 12h, 2d).
+    example: landbase_import.py auth status --min-valid 2d""",
+    ("auth", "logout"): """\
+auth logout
+    Revoke the token on the platform and remove the local session.
+    example: landbase_import.py auth logout""",
+    ("account", "list"): """\
+account list
+    The accounts this identity can use, and which one is active.
+    example: landbase_import.py account list""",
+    ("account", "set"): """\
+account set ACCOUNT_ID
+    Make an account (1 to 64 letters, digits, _ or -) the active one; --account=ID overrides it once.
+    example: landbase_import.py account set acc_abc123""",
+    ("contacts-import", "start"): """\
+contacts-import start --json PATH|- [--watch] [--max-wait DURATION] [--dry-run] [--idempotency-key=KEY]
+    Start an import from a JSON body {"datasetId", "tagName", "importId"?} read from a file or stdin
+    (-). --watch then waits for it as wait does, for --max-wait. --dry-run checks the body, the session
+    and the account and sends nothing. --idempotency-key=KEY (1 to 255 printable ASCII characters):
+    the same key, account and body within 24 hours gets the original import back, never a second one.
+    example: landbase_import.py contacts-import start --json body.json --watch""",
+    ("contacts-import", "status"): """\
+contacts-import status IMPORT_ID
+    An import's status, once: {"importId", "phase", "percent", "counts", "error"}.
+    example: landbase_import.py contacts-import status 7""",
+    ("contacts-import", "wait"): """\
+contacts-import wait IMPORT_ID... [--max-wait DURATION]
+    Wait until the imports end: each is read at once, after 5 s, 10 s, then every 20 s, for --max-wait
+    (default 30m, at most 7d; a duration is 90, 90s, 30m, 12h or 2d). Exit 0 when all completed.
+    example: landbase_import.py contacts-import wait 7 8 --max-wait 3h""",
+    ("doctor",): """\
+doctor
+    Check what a locked-down host gets wrong: Python, the config directory and platform.json, the
+    session and its end, the account, the base URLs and the proxy, SSL_CERT_FILE, name resolution, TCP,
+    TLS, the platform's answer and latency, and the clock. A JSON report on stdout, a table on stderr.
+    example: landbase_import.py doctor""",
+}
+GROUPS = {"auth": "Log in, show or end the platform session.", "account": "List the accounts or choose the active one.",
+          "contacts-import": "Start, read or wait for imports."}
+# the options of each command: name -> whether it takes a value
+GLOBAL_OPTIONS = {"--account": True, "--timeout": True, "--query": True, "--verbose": False, "--quiet": False}
+OPTIONS = {("auth", "login"): {"--device": False, "--with-token": False, "--no-browser": False},
+           ("auth", "status"): {"--min-valid": True},
+           ("contacts-import", "start"): {"--json": True, "--watch": False, "--max-wait": True, "--dry-run": False,
+                                          "--idempotency-key": True},
+           ("contacts-import", "wait"): {"--max-wait": True}}
+POSITIONALS = {("account", "set"): "account_id", ("contacts-import", "status"): "import_ids",
+               ("contacts-import", "wait"): "import_ids"}
+
+
+class ShowText(Exception):
+    """--help, --version or a bare level: this text on stdout, exit 0."""
+
+
+def help_text(words, program):
+    if not words:
+        text = MANUAL.format(commands="\n".join(HELP.values()))
+    elif words in HELP:
+        text = "usage: landbase_import.py %s\n\n%s\n\nglobal options (--account, --timeout, --query, --verbose, " \
+               "--quiet): see landbase_import.py --help\n" % tuple(HELP[words].split("\n", 1))
+    else:
+        text = "usage: landbase_import.py %s ACTION ...\n\n%s\n\nactions:\n%s\n" % (
+            words[0], GROUPS[words[0]], "\n".join(HELP[w] for w in HELP if w[0] == words[0]))
+    return text.replace("landbase_import.py", program)
+
+
+def parse_args(argv):
+    """The command line as a namespace, every check of it made before anything is sent; ShowText for
+    --help, --version and a command line that stops at a level."""
+    import types
+    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "landbase_import.py"
+    words, given, positionals, show_help = (), {}, [], False
+    rest = iter(argv)
+    for word in rest:
+        if word in ("-h", "--help"):
+            show_help = True
+        elif word == "--version":
+            raise ShowText("landbase-import %s\n" % __version__)
+        elif word.startswith("-") and word not in ("-", "--"):
+            name, equals, value = word.partition("=")
+            known = dict(GLOBAL_OPTIONS, **OPTIONS.get(words, {}))
+            if name not in known:
+                raise usage_error("unknown option %s" % name, name, known, words, program)
+            if known[name] and not equals:
+                value = next(rest, None)
+                if value is None or (value.startswith("-") and value != "-"):
+                    raise usage_error("%s takes a value (write %s=VALUE for one that begins with -)"
+                                      % (name, name), None, (), words, program)
+            elif equals and not known[name]:
+                raise usage_error("%s takes no value" % name, None, (), words, program)
+            given[name] = (given[name] + "," + value if name == "--query" and name in given
+                           else value if known[name] else True)
+        elif words in HELP:
+            positionals.extend(list(rest) if word == "--" else [word])
+        else:
+            choices = sorted({w[len(words)] for w in HELP if w[:len(words)] == words})
+            if word not in choices:
+                raise usage_error("unknown command %r" % word, word, choices, words, program)
+            words += (word,)
+    if show_help or words not in HELP:
+        raise ShowText(help_text(words, program))
+    args = types.SimpleNamespace(words=words, program=program, argv=list(argv), account_id=None, import_ids=None, **{
+        name[2:].replace("-", "_"): given.get(name, None if takes_value else False)
+        for options in [GLOBAL_OPTIONS] + list(OPTIONS.values()) for name, takes_value in options.items()})
+    wanted = POSITIONALS.get(words)
+    extra = positionals[1:] if wanted and words[-1] != "wait" else positionals if not wanted else []
+    if extra or (wanted and not positionals):
+        raise usage_error("unexpected argument %s" % shown(repr(extra[0]), 80) if extra else
+                          "%s is required" % ("ACCOUNT_ID" if wanted == "account_id" else "IMPORT_ID"),
+                          None, (), words, program)
+    if wanted:
+        setattr(args, wanted, positionals if wanted == "import_ids" else positionals[0])
+    return check_args(args)
+
+
+def usage_error(message, word, choices, words, program):
+    """INVALID_INPUT naming what was typed, the nearest valid word, and the help to read."""
+    import difflib
+    close = [c for c in sorted(choices, key=len) if word and c.startswith(word)] \
+        or (difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6) if word else [])
+    return LandbaseError("INVALID_INPUT", "%s%s (see: %s --help)" % (
+        message, " (did you mean %r?)" % close[0] if close else "", " ".join((program,) + words)))
 
 
 OUTPUT_KEYS = {                         # what each command prints, for --query
@@ -2181,303 +2506,125 @@ OUTPUT_KEYS = {                         # what each command prints, for --query
     "account list": ("id", "name", "active"),
     "account set": ("accountId", "name"),
     "start": ("importId", "runRef"),
-    "start --dry-run": ("dryRun", "accountId", "request", "body", "body.datasetId", "body.tagName",
-                        "body.importId"),
+    "start --dry-run": ("dryRun", "accountId", "request", "idempotencyKey", "body", "body.datasetId",
+                        "body.tagName", "body.importId"),
+    "doctor": ("ok", "checks"),
 }
 
 
 def query_keys(args):
     """The paths --query may name for this command line."""
-    if args.command == "contacts-import":
-        if args.action == "start" and args.dry_run:
+    if args.words[0] == "contacts-import":
+        if args.words[1] == "start" and args.dry_run:
             return OUTPUT_KEYS["start --dry-run"]
-        if args.action == "start" and not args.watch:
+        if args.words[1] == "start" and not args.watch:
             return OUTPUT_KEYS["start"]
         return OUTPUT_KEYS["status"]
-    return OUTPUT_KEYS["%s %s" % (args.command, args.action)]
+    return OUTPUT_KEYS[" ".join(args.words)]
 
 
 def check_args(args):
-    """Every check of the command line that argparse cannot make, in one place, before anything is sent."""
+    """Every check of the command line that its shape does not make, in one place, before anything is sent."""
+    see = " (see: %s %s --help)" % (args.program, " ".join(args.words))
     if args.account is not None:
         check_account_id(args.account, "--account")
-    if getattr(args, "account_id", None) is not None:
+    if args.account_id is not None:
         check_account_id(args.account_id)
-    if getattr(args, "import_ids", None) is not None:
+    if args.import_ids is not None:
         ids = args.import_ids = [check_import_id(value) for value in args.import_ids]
         if len(set(ids)) != len(ids):
             raise LandbaseError("INVALID_INPUT", "an import id is given twice: %s" % " ".join(map(str, ids)))
-    if getattr(args, "min_valid", None) is not None:
+    if args.device and args.with_token:
+        raise LandbaseError("INVALID_INPUT", "--device and --with-token are two ways to log in: choose one" + see)
+    try:
+        timeout = float(args.timeout or DEFAULT_TIMEOUT)
+    except ValueError:
+        timeout = -1.0
+    if not 0 < timeout <= MAX_TIMEOUT:
+        raise LandbaseError("INVALID_INPUT", "--timeout takes a number of seconds greater than 0 and at most %d, "
+                            "not %r" % (MAX_TIMEOUT, args.timeout))
+    args.timeout = timeout
+    if args.min_valid is not None:
         args.min_valid = parse_duration(args.min_valid, "--min-valid")
-    if getattr(args, "max_wait", None) is not None:
-        text, args.max_wait = args.max_wait, parse_duration(args.max_wait, "--max-wait")
-        if not 0 < args.max_wait <= MAX_WAIT_LIMIT:
-            raise LandbaseError("INVALID_INPUT", "--max-wait takes a duration greater than 0 and at most %s, not %r"
-                                % (format_duration(MAX_WAIT_LIMIT), text))
-    key = getattr(args, "idempotency_key", None)
+    if args.words == ("contacts-import", "start"):
+        if args.json is None:
+            raise LandbaseError("INVALID_INPUT", "contacts-import start needs --json PATH (or - for stdin)" + see)
+        if args.max_wait is not None and not args.watch:
+            raise LandbaseError("INVALID_INPUT", "--max-wait bounds the wait of --watch: add --watch, or leave "
+                                "--max-wait out" + see)
+    text = args.max_wait
+    args.max_wait = WAIT_LIMIT if text is None else parse_duration(text, "--max-wait")
+    if not 0 < args.max_wait <= MAX_WAIT_LIMIT:
+        raise LandbaseError("INVALID_INPUT", "--max-wait takes a duration greater than 0 and at most %s, not %r"
+                            % (format_span(MAX_WAIT_LIMIT), text))
+    key = args.idempotency_key
     if key is not None and not (re.match(r"[\x20-\x7e]{1,255}\Z", key) and key.strip()):
         raise LandbaseError("INVALID_INPUT", "--idempotency-key takes 1 to 255 printable ASCII characters, not "
                             "only spaces (such as nightly-2026-11-29), not %s" % excerpt(repr(key), 80))
     if args.query is not None:
         allowed = query_keys(args)
-        args.query = ",".join(args.query).split(",")          # --query a --query b is --query a,b
+        args.query = args.query.split(",")
         for path in args.query:
             if path not in allowed:
                 raise LandbaseError("INVALID_INPUT", "--query %r is not in this command's output; it prints: %s"
                                     % (path, ", ".join(allowed)), {"field": "--query"})
     return args
-
-
-def schedule_text():
-    return "at once, then after %s, and every %d s" % (", ".join("%d s" % d for d in POLL_DELAYS), POLL_EVERY)
-
-
-# (words, what it does, example, positionals as (name, meaning)): the commands, in the order of the manual
-COMMANDS = [
-    (("auth", "login"), "log in: a browser (PKCE), --device (a code to enter elsewhere) or --with-token (stdin)",
-     "auth login --device", ()),
-    (("auth", "status"), "who is logged in, and how long the session lasts (exit 3 without a valid one)",
-     "auth status --min-valid 2d", ()),
-    (("auth", "logout"), "revoke the token and remove the local session", "auth logout", ()),
-    (("account", "list"), "the accounts this identity can use", "account list", ()),
-    (("account", "set"), "make an account the active one", "account set acc_abc123",
-     (("accountId", "an account id from account list, such as acc_abc123"),)),
-    (("contacts-import", "start"), "start an import from a JSON body {datasetId, tagName, importId?}",
-     "contacts-import start --json body.json --watch", ()),
-    (("contacts-import", "status"), "print an import's status once", "contacts-import status 7",
-     (("importId", "the import's id, a positive whole number (start prints it)"),)),
-    (("contacts-import", "wait"), "wait until imports end: reads %s, for --max-wait (default %s)"
-     % (schedule_text(), format_duration(WAIT_LIMIT)), "contacts-import wait 7 8 --max-wait 3h",
-     (("importId", "one or more import ids, positive whole numbers; several are waited on at once"),)),
-]
-LEVELS = {"auth": "log in, show or end the platform session", "account": "list accounts or choose the active one",
-          "contacts-import": "start, read or wait for imports"}
-GLOBAL_OPTIONS = [                      # the options of every command; "=" marks those that take a value
-    ("--account=ID", "the account for this call (else LANDBASE_ACCOUNT_ID, else the stored one)"),
-    ("--timeout=SECONDS", "bound on each whole request, connect to last byte (default %g)" % DEFAULT_TIMEOUT),
-    ("--query=PATH[,PATH]", "print these fields as text, e.g. importId or counts.imported,error.code"),
-    ("--verbose", "requests and answers on stderr (the token redacted)"),
-    ("--quiet", "no progress lines"),
-]
-ENVIRONMENT = [
-    ("LANDBASE_ACCESS_TOKEN", "a token to use instead of the stored one (CI, cron)"),
-    ("LANDBASE_ACCOUNT_ID", "the active account, unless --account is given"),
-    ("LANDBASE_CONFIG_DIR", "where platform.json lives (default ~/.landbase)"),
-    ("LANDBASE_PLATFORM_API_URL", "the API (default %s)" % DEFAULT_API_URL),
-    ("LANDBASE_PLATFORM_WEB_URL", "the login pages (default %s)" % DEFAULT_WEB_URL),
-    ("LANDBASE_ALLOW_CUSTOM_API_URL=1", "allow a host other than landbase.com and loopback"),
-    ("HTTPS_PROXY, NO_PROXY", "proxies for https (a loopback base never uses one)"),
-    ("SSL_CERT_FILE", "a CA bundle to trust instead of the system store"),
-    ("BROWSER", "the browser auth login opens"),
-    ("NO_COLOR, TERM=dumb", "no colours; TERM=dumb also gets plain log lines"),
-]
-EXIT_MEANINGS = {0: "success; for wait and --watch, every import completed", 1: "the input or the setup is wrong",
-                 2: "the platform refused or failed, or an import ended failed or partial",
-                 3: "no session, or the session was rejected (run auth login)", 4: "timeout or network error",
-                 130: "Ctrl-C", 143: "SIGTERM"}
-
-
-def manual(program):
-    """The top-level help's epilog: what a host without the README needs."""
-    import textwrap
-    lines = ["commands, each with an example (global options go before or after them):"]
-    for words, text, example, _ in COMMANDS:
-        lines += textwrap.wrap(text, 96, initial_indent="  %-23s " % " ".join(words), subsequent_indent=" " * 26)
-        lines.append("  %-23s   example: %s %s" % ("", program, example))
-    lines += ["", "environment:"]
-    lines += ["  %-32s %s" % item for item in ENVIRONMENT]
-    lines += ["", "exit codes:"]
-    for exit_code in sorted(set(EXIT_CODES.values()) | {0}):
-        codes = ", ".join(code for code, value in EXIT_CODES.items() if value == exit_code)
-        lines += textwrap.wrap("%s%s" % (EXIT_MEANINGS[exit_code], ": %s" % codes if codes else ""), 96,
-                               initial_indent="  %-4d " % exit_code, subsequent_indent=" " * 7)
-    lines += ["", "session file:",
-              "  ~/.landbase/platform.json (or $LANDBASE_CONFIG_DIR/platform.json), 0600 in a 0700 directory,",
-              "  the file of the official landbase-cli: {accessToken, expiresAt, accountId, deviceName}.",
-              "", "stdout is one JSON document (or --query's text); progress and the error envelope go to stderr."]
-    return "\n".join(lines)
-
-
-def build_parser(program):
-    """The parser, and the parser of every level by its words (for the help of a bare level). The global
-    options are the top level's alone: take_globals() brings them there from wherever they stand."""
-    if program in PARSERS:
-        return PARSERS[program]
-    formatter = argparse.RawDescriptionHelpFormatter
-
-    def level(subparsers, words, text, epilog):
-        sub = subparsers.add_parser(words[-1], help=text, description=text, formatter_class=formatter,
-                                    prog="%s %s" % (program, " ".join(words)),
-                                    allow_abbrev=False, epilog=epilog + "\n\nglobal options (%s): see %s --help"
-                                    % (", ".join(name.partition("=")[0] for name, _ in GLOBAL_OPTIONS), program))
-        levels[words] = sub
-        return sub
-
-    levels = {}
-    parser = Parser(prog=program, description="Bulk-import a Landbase dataset's contacts into an account under a "
-                    "tag.", formatter_class=formatter, allow_abbrev=False, usage="%(prog)s [global options] COMMAND ...")
-    parser.manual = manual
-    parser.add_argument("--version", action="version", version="landbase-import %s" % __version__)
-    group = parser.add_argument_group("global options (before or after the command)")
-    group.add_argument("--account", metavar="ID", help=GLOBAL_OPTIONS[0][1])
-    group.add_argument("--timeout", metavar="SECONDS", type=timeout_seconds, default=DEFAULT_TIMEOUT,
-                       help=GLOBAL_OPTIONS[1][1])
-    group.add_argument("--query", metavar="PATH[,PATH]", action="append", help=GLOBAL_OPTIONS[2][1])
-    group.add_argument("--verbose", action="store_true", help=GLOBAL_OPTIONS[3][1])
-    group.add_argument("--quiet", action="store_true", help=GLOBAL_OPTIONS[4][1])
-    levels[()] = parser
-    top = parser.add_subparsers(dest="command", metavar="COMMAND", title="command groups")
-    groups = {}
-    for name, text in LEVELS.items():
-        examples = ["  %s %s" % (program, example) for words, _, example, _ in COMMANDS if words[0] == name]
-        groups[name] = level(top, (name,), text, "examples:\n" + "\n".join(examples)).add_subparsers(
-            dest="action", metavar="ACTION", title="actions")
-    commands = {}
-    for words, text, example, positionals in COMMANDS:
-        commands[words] = sub = level(groups[words[0]], words, text, "example:\n  %s %s" % (program, example))
-        for name, meaning in positionals:
-            if name == "accountId":
-                sub.add_argument("account_id", metavar=name, help=meaning)
-            else:
-                sub.add_argument("import_ids", metavar=name, help=meaning, nargs="+" if words[1] == "wait" else 1)
-        sub.set_defaults(run=RUNNERS[words])
-    login = commands[("auth", "login")]
-    how = login.add_mutually_exclusive_group()
-    how.add_argument("--device", action="store_true", help="the device code flow, for hosts without a browser")
-    how.add_argument("--with-token", action="store_true", help="read an lbs_ token from stdin")
-    login.add_argument("--no-browser", action="store_true", help="print the login URL instead of opening it")
-    commands[("auth", "status")].add_argument(
-        "--min-valid", metavar="DURATION", help="exit 3 unless the session lasts at least this long (90s, 30m, "
-        "12h, 2d)")
-    start = commands[("contacts-import", "start")]
-    start.add_argument("--json", required=True, metavar="PATH|-",
-                       help="the body: a file, or - for stdin (UTF-8 JSON, at most %d MiB)"
-                            % (MAX_BODY_BYTES // (1024 * 1024)))
-    start.add_argument("--watch", action="store_true", help="then wait until it ends, as wait does")
-    start.add_argument("--dry-run", action="store_true", help="check the body, the session and the account; "
-                       "send nothing; print the request")
-    start.add_argument("--idempotency-key", metavar="KEY", help="your own key (1 to 255 printable ASCII "
-                       "characters): sent again to the same account with the same body within 24 hours, it gets "
-                       "the original import back")
-    for words in (("contacts-import", "start"), ("contacts-import", "wait")):
-        commands[words].add_argument("--max-wait", metavar="DURATION", default=str(WAIT_LIMIT),
-                                     help="give up waiting after this long (default %s, at most %s)"
-                                          % (format_duration(WAIT_LIMIT), format_duration(MAX_WAIT_LIMIT)))
-    PARSERS[program] = parser, levels
-    return parser, levels
-
-
-PARSERS = {}                            # built once a process (the tests call main() thousands of times)
-
-
-def take_globals(argv):
-    """argv with the global options moved in front of the command, from wherever they stand
-    (`contacts-import status 7 --account=acc_1`), so that only the top level needs to know them."""
-    options = dict(name.partition("=")[::2] for name, _ in GLOBAL_OPTIONS)     # the option: its value's name
-    moved, rest, words = [], [], iter(argv)
-    for word in words:
-        if word == "--":
-            rest.append(word)
-            rest.extend(words)
-            break
-        name, equals, _ = word.partition("=")
-        if options.get(name) is None or (equals and not options[name]):
-            rest.append(word)
-        else:
-            moved.append(word)
-            if options[name] and not equals:
-                moved.extend(word for word in [next(words, None)] if word is not None)
-    return moved + rest
-
-
-RUNNERS = {}                            # each command's function, filled in below the commands
-
-
-def parse_args(argv):
-    """The checked arguments; a bare level (no command, or no action) prints that level's help."""
-    parser, levels = build_parser(os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "landbase_import.py")
-    args = parser.parse_args(take_globals(argv))
-    if not hasattr(args, "run"):
-        levels[tuple(word for word in (args.command, getattr(args, "action", None)) if word)].print_help()
-        raise SystemExit(0)
-    return check_args(args)
-
-
 # ---------------------------------------------------------------- main
 
-RUNNERS.update({("auth", "login"): cmd_auth_login, ("auth", "status"): cmd_auth_status,
-                ("auth", "logout"): cmd_auth_logout, ("account", "list"): cmd_account_list,
-                ("account", "set"): cmd_account_set, ("contacts-import", "start"): cmd_import_start,
-                ("contacts-import", "status"): cmd_import_status, ("contacts-import", "wait"): cmd_import_wait})
-
-
-STOPPING = []                           # the signal that asked this run to stop, once one has
-
-
 def _on_signal(signum, frame):
-    """Ctrl-C raises KeyboardInterrupt and SIGTERM Terminated, the first of them only: the ones that
-    follow (a second Ctrl-C, a SIGTERM right behind it) change nothing while the first is reported."""
+    """SIGINT, SIGTERM and SIGHUP stop the run, the first of them only, and only until the run has its
+    outcome: a second Ctrl-C, a SIGTERM right behind it or a signal while the result is written change nothing."""
     if STOPPING:
         return
     STOPPING.append(signum)
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
-
-
-def ignore_signals():
-    """Ctrl-C and SIGTERM ignored, for the exit after main(): nothing may interrupt it any more."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
-            signal.signal(signum, signal.SIG_IGN)
-        except (ValueError, OSError):
-            pass                        # not the main thread (in-process tests)
+    raise KeyboardInterrupt() if signum == signal.SIGINT else Stopped(signum)
 
 
 def main(argv=None):
-    """Run one command; the exit code. Every failure ends stderr with the one-line error envelope."""
-    argv = sys.argv[1:] if argv is None else argv
+    """Run one command; the exit code. Every failure ends stderr with a line naming it, then the envelope.
+    Called as the program (argv None), it leaves the signals ignored when it returns: nothing may interrupt
+    the exit; called by a caller that goes on (the tests), it puts their handlers back."""
     console = Console()
     previous = {}
     del STOPPING[:]
     try:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, _on_signal)
-    except (ValueError, OSError):
-        pass                            # not the main thread (in-process tests)
-    try:
-        args = parse_args(argv)
-        console = Console(quiet=args.quiet, verbose=args.verbose, query=args.query)
-        remember_secret(os.environ.get("LANDBASE_ACCESS_TOKEN"))
-        return args.run(args, console)
-    except LandbaseError as exc:
-        return report(console, exc)
-    except KeyboardInterrupt:
-        return report(console, LandbaseError("INTERRUPTED", "interrupted"))
-    except Terminated:
-        return report(console, LandbaseError("TERMINATED", "terminated by SIGTERM"))
-    except SystemExit as exc:           # --help and --version
-        return exc.code if isinstance(exc.code, int) else 0
-    except BrokenPipeError:             # --help | head -c0: the reader left, nothing to say
-        _silence_stdout()
-        return 0
-    except Exception as exc:            # the one boundary that turns a bug into an envelope
-        return report(console, LandbaseError("API_ERROR", "internal error: %s: %s (please report it)"
-                                             % (type(exc).__name__, exc)))
-    finally:
-        # as they were, for a caller that goes on (the tests); but once a signal has stopped this run, the
-        # ones that follow stay ignored until the process is gone
-        for signum, handler in previous.items() if not STOPPING else ():
+        try:
+            for signum in STOP_SIGNALS:     # inside the try: a signal right after the first is reported
+                previous[signum] = signal.signal(signum, _on_signal)
+        except (ValueError, OSError):
+            pass                        # not the main thread (in-process tests)
+        try:
+            args = parse_args(sys.argv[1:] if argv is None else argv)
+            console = Console(quiet=args.quiet, verbose=args.verbose, query=args.query)
+            remember_secret(os.environ.get("LANDBASE_ACCESS_TOKEN"))
+            # each command is the function named after its words: ("auth", "login") runs cmd_auth_login
+            return globals()["cmd_" + "_".join(args.words).replace("-", "_")](args, console)
+        except LandbaseError as exc:
+            return report(console, exc)
+        except ShowText as text:        # --help, --version, a bare level
             try:
-                signal.signal(signum, handler)
+                write_stdout(str(text))
+            except LandbaseError as exc:
+                return report(console, exc)
+            return 0
+        except Exception as exc:        # the one boundary that turns a bug into an envelope
+            return report(console, LandbaseError("API_ERROR", "internal error: %s: %s (please report it)"
+                                                 % (type(exc).__name__, exc)))
+    except (KeyboardInterrupt, Stopped) as exc:
+        return report(console, stopped(exc, "stopped"))
+    finally:
+        for signum, handler in previous.items():
+            try:
+                signal.signal(signum, signal.SIG_IGN if argv is None else handler)
             except (ValueError, OSError, TypeError):
                 pass
 
 
 def report(console, exc):
-    console.envelope(exc)
+    STOPPING.append("report")
+    console.failure(exc)
     return exc.exit_code
 
 
 if __name__ == "__main__":
-    exit_code = main()
-    ignore_signals()                    # the exit itself is not to be interrupted
-    sys.exit(exit_code)
+    sys.exit(main())

@@ -64,7 +64,7 @@ def main():
 
     tool.CLOCK = FastClock()
     sys.argv[0] = TOOL
-    return tool.main(sys.argv[1:])
+    return tool.main()
 
 
 if __name__ == "__main__":

@@ -1718,7 +1718,7 @@ def _expected(case, verdicts):
 
 # ---------------------------------------------------------------- the oracle: the README.s promises on one run
 
-ALLOWED_SGR = re.compile(r"\r|\x1b\[K|\x1b\[[0-9;]*m")
+ALLOWED_SGR = re.compile(r"\r|\x1b\[J|\x1b\[[0-9]+A|\x1b\[[0-9;]*m")     # the redraw: to the line's start, clear, colour
 
 
 # what no line may hold: controls (Cc: C0, DEL, C1; ESC among them), lone surrogates, line and paragraph

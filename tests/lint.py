@@ -64,8 +64,11 @@ def imported_modules(path):
     return names
 
 
+WINDOWS_ONLY = ("msvcrt",)        # the standard library's, on Windows (the lock of platform.json there)
+
+
 def is_stdlib(name):
-    if name in sys.builtin_module_names:
+    if name in sys.builtin_module_names or name in WINDOWS_ONLY:
         return True
     spec = importlib.util.find_spec(name)
     if spec is None or spec.origin is None:

@@ -92,7 +92,7 @@ class LoginAndSignalTests(EndToEndTestCase):
                 self.assertEqual(returncode, exit_code, err)
                 self.assertNotIn("Traceback", err)
                 self.assertIn("keeps running", err)
-                self.assertIn("\n  %s contacts-import wait %d --account=acc_demo\n" % (TOOL, doc["importId"]),
+                self.assertIn("Resume with: %s contacts-import wait %d --account=acc_demo\n" % (TOOL, doc["importId"]),
                               STAMP.sub("", err))
                 self.assertEqual(envelope_of(err)["error"]["code"], code)
                 self.assertEqual(out, "")

@@ -16,7 +16,7 @@ class FuzzTests(ToolTestCase):
     def setUp(self):
         ToolTestCase.setUp(self)
         self.clock.wait_event = lambda event, seconds: event.is_set()     # no browser will answer
-        browser = mock.patch("webbrowser.open", lambda *a, **k: False)
+        browser = mock.patch.object(tool, "open_browser", lambda *a, **k: False)
         browser.start()
         self.addCleanup(browser.stop)
 

@@ -29,11 +29,11 @@ class BrowserLoginTests(ToolTestCase):
         ToolTestCase.setUp(self)
         os.environ["DISPLAY"] = ":0"            # a desktop: the browser flow is the default
     def login_with(self, browser, *extra):
-        with mock.patch("webbrowser.open", browser):
+        with mock.patch.object(tool, "open_browser", browser):
             return self.run_tool("auth", "login", *extra)
 
     def person(self, decision="approve", user=None, before=None):
-        """A stand-in for webbrowser.open: the person presses a button on the sandbox's page."""
+        """A stand-in for open_browser: the person presses a button on the sandbox's page."""
         self.opened = []
 
         def open_url(url, *args, **kwargs):
@@ -157,7 +157,7 @@ class BrowserLoginTests(ToolTestCase):
         def open_url(url, *a, **k):
             opened.append(url)
             return True
-        with mock.patch("webbrowser.open", open_url):
+        with mock.patch.object(tool, "open_browser", open_url):
             result = self.run_tool("auth", "login", "--no-browser")
         self.assertFails(result, "TIMEOUT")
         self.assertEqual(opened, [])
@@ -181,7 +181,7 @@ class BrowserLoginTests(ToolTestCase):
         self.assertFails(self.login_with(self.person()), "AUTH_FAILED")
 
     def test_login_keeps_unknown_keys_and_replaces_a_damaged_file(self):
-        tool.SessionStore().save({"accessToken": "lbs_old", "theirKey": 1, "accountId": "acc_team"})
+        tool.SessionStore().update({"accessToken": "lbs_old", "theirKey": 1, "accountId": "acc_team"})
         doc = self.assertOk(self.login_with(self.person()))
         self.assertEqual(doc["accountId"], "acc_team")              # the active account survives a re-login
         with open(self.session_path) as handle:
@@ -310,13 +310,13 @@ class TokenLoginTests(ToolTestCase):
             self.assertEqual(json.load(handle)["expiresAt"], "2026-12-01T08:00:00Z")
 
     def test_a_stored_account_the_new_identity_cannot_use_is_cleared(self):
-        tool.SessionStore().save({"accessToken": "lbs_old", "accountId": "acc_team"})
+        tool.SessionStore().update({"accessToken": "lbs_old", "accountId": "acc_team"})
         result = self.run_tool("auth", "login", "--with-token", stdin=self.platform.mint_token("usr_solo") + "\n")
         doc = self.assertOk(result)
         self.assertEqual(doc["accountId"], "acc_solo")          # cleared, then the only account became active
         self.assertIn("acc_team is not one this identity can use", result.stderr)
         self.assertIn("account set", result.stderr)
-        tool.SessionStore().save({"accessToken": "lbs_old", "accountId": "acc_other"})
+        tool.SessionStore().update({"accessToken": "lbs_old", "accountId": "acc_other"})
         result = self.run_tool("auth", "login", "--with-token", stdin=self.platform.mint_token("usr_demo") + "\n")
         self.assertIsNone(self.assertOk(result)["accountId"])  # two accounts: none is chosen for the user
         with open(self.session_path) as handle:

@@ -4,6 +4,7 @@ import io
 import json
 import os
 import re
+import signal
 import sys
 from unittest import mock
 
@@ -43,12 +44,17 @@ class PollTests(ImportTestCase):
         import_id = self.start("ds_long")
         result = self.run_tool("contacts-import", "wait", str(import_id))
         envelope = self.assertFails(result, "TIMEOUT")
-        self.assertEqual(envelope["error"]["meta"], {"importId": import_id})
-        self.assertIn("contacts-import wait %d" % import_id, envelope["error"]["message"])
+        resume = "contacts-import wait %d --account=acc_demo" % import_id
+        self.assertEqual(sorted(envelope["error"]["meta"]), ["importId", "resume"])
+        self.assertEqual(envelope["error"]["meta"]["importId"], import_id)
+        self.assertTrue(envelope["error"]["meta"]["resume"].endswith(resume))
+        self.assertIn("Resume with: ", result.lines[-2])
+        self.assertEqual(result.stderr.count(resume), 2)        # the error's line, and meta
         self.assertEqual(sum(self.clock.sleeps), 1800)
         self.assertEqual(self.polls(import_id), 92)
         self.assertEqual(self.clock.sleeps[:4], [5, 10, 20, 20])
-        self.assertEqual(result.stdout, "")
+        doc = json.loads(result.stdout)                  # the last-known status: a cron job's row exists
+        self.assertEqual((doc["importId"], doc["phase"]), (import_id, "in_progress"))
 
     def test_partial_and_failed_exit_2_with_the_final_status_on_stdout(self):
         for dataset, code, phase in (("ds_partial", "IMPORT_PARTIAL", "partial"),
@@ -170,15 +176,17 @@ class PollTests(ImportTestCase):
         result = self.run_tool("contacts-import", "wait", str(import_id))
         envelope = self.assertFails(result, "INTERRUPTED", 130)
         self.assertIn("keeps running", result.stderr)
-        self.assertRegex(result.log, r"\n  \S+ contacts-import wait %d --account=acc_demo\n" % import_id)
-        self.assertTrue(envelope["error"]["meta"]["resume"].endswith("contacts-import wait %d --account=acc_demo"
-                                                                     % import_id))
+        resume = "contacts-import wait %d --account=acc_demo" % import_id
+        self.assertRegex(result.lines[-2], r"^error INTERRUPTED \(exit 130\): .*Resume with: \S+ %s$" % resume)
+        self.assertEqual(result.stderr.count(resume), 2, result)       # printed once, and in meta
+        self.assertTrue(envelope["error"]["meta"]["resume"].endswith(resume))
+        self.assertEqual(envelope["error"]["meta"]["signal"], "SIGINT")
 
     def test_sigterm_exits_143_with_the_resume_command(self):
         import_id = self.start("ds_long")
-        self.interrupt_after(1, tool.Terminated)
+        self.interrupt_after(1, lambda: tool.Stopped(signal.SIGTERM))
         result = self.run_tool("contacts-import", "wait", str(import_id))
-        self.assertFails(result, "TERMINATED", 143)
+        self.assertEqual(self.assertFails(result, "TERMINATED", 143)["error"]["meta"]["signal"], "SIGTERM")
         self.assertIn("contacts-import wait %d --account=acc_demo" % import_id, result.stderr)
 
     def interrupt_after(self, count, exception):
@@ -249,9 +257,9 @@ class SeveralIdsTests(ImportTestCase):
         ids = [self.start("ds_long"), self.start("ds_partial"), self.start("ds_long")]
         result = self.wait(*ids)
         envelope = self.assertFails(result, "TIMEOUT")
-        self.assertEqual(envelope["error"]["meta"], {"importIds": [ids[0], ids[2]]})
-        self.assertIn("contacts-import wait %d %d --account=acc_demo" % (ids[0], ids[2]),
-                      envelope["error"]["message"])
+        self.assertEqual(envelope["error"]["meta"]["importIds"], [ids[0], ids[2]])
+        self.assertTrue(envelope["error"]["meta"]["resume"].endswith("wait %d %d --account=acc_demo" % (ids[0], ids[2])))
+        self.assertIn("Resume with: ", result.lines[-2])
         self.assertEqual([d["phase"] for d in json.loads(result.stdout)], ["in_progress", "partial", "in_progress"])
 
     def test_auth_failed_ends_everything_and_prints_nothing(self):
@@ -272,25 +280,11 @@ class SeveralIdsTests(ImportTestCase):
 
     def test_a_worker_that_meets_a_bug_reports_it_once_without_a_thread_traceback(self):
         ids = [self.start("ds_demo"), self.start("ds_demo")]
-        with mock.patch.object(tool, "status_answer", side_effect=RuntimeError("boom")), \
-                mock.patch.object(tool, "AnswerBoundary", NoBoundary):
+        with mock.patch.object(tool, "checked", side_effect=RuntimeError("boom")):
             result = self.wait(*ids)
         envelope = self.assertFails(result, "API_ERROR")
         self.assertIn("internal error: RuntimeError: boom", envelope["error"]["message"])
         self.assertNotIn("Traceback", result.stderr)
-
-
-class NoBoundary:
-    """An AnswerBoundary that lets everything through, to reach the worker's own handling."""
-
-    def __init__(self, where):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 class MaxWaitTests(ImportTestCase):
@@ -339,7 +333,7 @@ class TerminalWaitTests(ImportTestCase):
         with mock.patch("os.get_terminal_size", terminal_size), mock.patch.object(sys, "stderr", stream):
             code = tool.main(["contacts-import", "wait", str(import_id)])
         self.assertEqual(code, 0)
-        frames = stream.getvalue().split("\r\x1b[K")[1:]
+        frames = stream.getvalue().split("\r\x1b[J")[1:]
         countdown = [int(m) for m in re.findall(r"next poll in (\d+)s", stream.getvalue())]
         self.assertEqual(countdown[:6], [5, 5, 4, 3, 2, 1])     # the poll's line, then one a second
         self.assertTrue(set(self.clock.sleeps) <= {1, tool.REDRAW_EVERY})
@@ -366,19 +360,21 @@ class RenderingTests(ToolTestCase):
         tracker.due = 50
         return tracker
 
+    def draw(self, columns, *trackers, **kwargs):
+        """What one redraw writes on a terminal `columns` wide, without the escapes that move the cursor."""
+        stream = FakeTty(columns)
+        tool.show_progress(kwargs.get("console") or tool.Console(stream=stream), list(trackers), kwargs.get("now", 30))
+        return re.sub(r"^\r(\x1b\[\d+A)?\x1b\[J", "", stream.getvalue())
+
     def test_a_terminal_gets_a_redrawn_bar_with_an_eta_and_a_countdown(self):
         stream = FakeTty(160)
         console = tool.Console(stream=stream)
-        console.progress("plain", tool.progress_segments(self.tracker(40), 30))
+        tool.show_progress(console, [self.tracker(40)], 30)
         text = stream.getvalue()
-        self.assertTrue(text.startswith("\r\x1b[K"))
-        self.assertIn("[########------------] 40%", text)
-        self.assertIn("ETA 1m00s", text)          # 30 points in 30 s, 60 points to go
-        self.assertIn("next poll in 20s", text)
-        self.assertNotIn("\n", text)
-        console.progress("plain", tool.progress_segments(self.tracker(40), 40))
-        self.assertIn("ETA 50s", stream.getvalue())     # counting down between polls
-        self.assertIn("next poll in 10s", stream.getvalue())
+        self.assertEqual(text, "\r\x1b[Jimport 7 [########------------] 40% in_progress 410/1000 rows ETA 1m "
+                               "| next poll in 20s")      # 30 points in 30 s, 60 points to go
+        tool.show_progress(console, [self.tracker(40)], 40)
+        self.assertIn("ETA 50s | next poll in 10s", stream.getvalue())     # counting down between polls
         console.line("done")
         self.assertTrue(stream.getvalue().endswith("\ndone\n"))
 
@@ -386,22 +382,58 @@ class RenderingTests(ToolTestCase):
         tracker = tool.Tracker(7, 0)
         tracker.observe({"importId": 7, "phase": "preparing", "percent": None, "counts": None, "error": None}, 0)
         tracker.due = 5
-        text = "".join(piece for piece, _, _ in tool.progress_segments(tracker, 0))
-        self.assertNotIn("ETA", text)
-        self.assertNotIn("left", text)
+        self.assertEqual(self.draw(80, tracker, now=0), "import 7 [--------------------] --% preparing | next poll in 5s")
 
-    def test_what_the_stream_cannot_encode_is_measured_as_written(self):
-        raw = io.BytesIO()
-        stream = AsciiTty(raw)                       # stderr under LC_ALL=C on 3.6: ascii, backslashreplace
-        tracker = self.tracker(40, phase="\u6f22\u5b57" * 40)
-        tool.Console(stream=stream).progress("plain", tool.progress_segments(tracker, 30))
-        stream.flush()
-        self.assertLessEqual(len(raw.getvalue()) - len(b"\r\x1b[K"), 39)
+    def test_an_eta_out_of_sight_is_left_out(self):
+        tracker = tool.Tracker(7, 0)
+        for now, percent in ((0, 0), (20, 1e-308)):      # both valid; the rate makes the end infinitely far
+            tracker.observe({"importId": 7, "phase": "in_progress", "percent": percent, "counts": None,
+                             "error": None}, now)
+        tracker.due = 40
+        self.assertEqual(self.draw(80, tracker), "import 7 [--------------------] 0% in_progress | next poll in 10s")
 
-    def test_a_very_narrow_terminal(self):
-        stream = FakeTty(10)
-        tool.Console(stream=stream).progress("plain", tool.progress_segments(self.tracker(40), 30))
-        self.assertLessEqual(len(stream.getvalue()) - len("\r\x1b[K"), 9)
+    def test_the_bar_shrinks_first_then_the_countdown_the_eta_and_the_rows_go(self):
+        expected = {   # columns: the line drawn (an oracle written out, not computed)
+            80: "import 7 [####--------] 40% in_progress 410/1000 rows ETA 1m | next poll in 20s",
+            72: "import 7 [########------------] 40% in_progress 410/1000 rows ETA 1m",
+            66: "import 7 [######-----------] 40% in_progress 410/1000 rows ETA 1m",
+            60: "import 7 [####-------] 40% in_progress 410/1000 rows ETA 1m",
+            46: "import 7 [#######-----------] 40% in_progress",
+            38: "import 7 [####------] 40% in_progress",
+            20: "import 7 40% in_pro",
+            5: "impo",
+        }
+        for columns, line in expected.items():
+            with self.subTest(columns=columns):
+                self.assertEqual(self.draw(columns, self.tracker(40)), line)
+                self.assertLessEqual(len(line), columns - 1)
+
+    def test_server_text_is_shown_in_ascii_so_that_a_character_is_a_column(self):
+        for phase in ("\u6f22\u5b57" * 40, "e\u0301" * 50, "\x1b]0;TITLE\x07\x1b[2Jx\n"):
+            with self.subTest(phase=phase):
+                for columns in (30, 80):
+                    shown = self.draw(columns, self.tracker(40, phase=phase))
+                    self.assertLessEqual(len(shown), columns - 1)
+                    self.assertTrue(all(" " <= ch <= "~" for ch in shown), shown)
+
+    def test_a_narrower_terminal_clears_the_rows_the_old_line_now_covers(self):
+        stream = FakeTty(200)
+        console = tool.Console(stream=stream)
+        tool.show_progress(console, [self.tracker(40)], 30)
+        drawn = len(stream.getvalue()) - len("\r\x1b[J")
+        stream.columns = 40                               # the window shrinks: the line now covers 3 rows
+        stream.seek(0)
+        stream.truncate()
+        tool.show_progress(console, [self.tracker(40)], 31)
+        self.assertTrue(stream.getvalue().startswith("\r\x1b[%dA\x1b[J" % ((drawn - 1) // 40)), stream.getvalue())
+
+    def test_several_imports_get_one_summary_line(self):
+        trackers = [self.tracker(40), self.tracker(100, phase="completed"), tool.Tracker(9, 0)]
+        trackers[0].due = 35
+        for columns in (200, 40):
+            with self.subTest(columns=columns):
+                shown = self.draw(columns, *trackers)
+                self.assertEqual(shown, "3 imports: 1 in_progress, 1 completed, 1 waiting | next poll in 0s"[:columns - 1])
 
     def test_a_terminal_that_does_not_say_its_width(self):
         self.assertEqual(tool.Console(stream=FakeTty(0)).width(), 80)     # an unsized pseudo-terminal says 0
@@ -409,46 +441,31 @@ class RenderingTests(ToolTestCase):
         self.assertEqual(tool.Console(stream=FakeTty(0)).width(), 50)
         self.assertEqual(tool.Console(stream=FakeTty(120)).width(), 120)  # the terminal's own word wins
 
-    def test_the_redrawn_line_never_wraps(self):
-        for columns in (80, 40, 20):
-            with self.subTest(columns=columns):
-                stream = FakeTty(columns)
-                tool.Console(stream=stream).progress("plain", tool.progress_segments(self.tracker(40), 30))
-                shown = stream.getvalue()[len("\r\x1b[K"):]
-                self.assertLessEqual(len(re.sub(r"\x1b\[[0-9;]*m", "", shown)), columns - 1)
-        stream = FakeTty(30)
-        tracker = self.tracker(40, phase="\u6570\u636e" * 20)        # wide characters take two columns
-        tool.Console(stream=stream).progress("plain", tool.progress_segments(tracker, 30))
-        self.assertLessEqual(tool.cells(stream.getvalue()[len("\r\x1b[K"):]), 29)
-
     def test_server_text_on_a_terminal_is_sanitised_and_redacted(self):
         token = "lbs_odd,token;x"
         tool.remember_secret(token)
-        stream = FakeTty(200)
-        console = tool.Console(stream=stream)
         tracker = self.tracker(40, phase="\x1b]0;TITLE\x07\x1b[2Jx\n{\"error\": 1} " + token)
-        console.progress("plain", tool.progress_segments(tracker, 30))
-        shown = stream.getvalue()[len("\r\x1b[K"):]
-        self.assertNotIn("\x1b]", shown)
+        shown = self.draw(200, tracker)
+        self.assertNotIn("\x1b", shown)
         self.assertNotIn("\x07", shown)
         self.assertNotIn("\n", shown)
         self.assertNotIn("odd,token", shown)
         self.assertIn("(redacted)", shown)
 
     def test_no_color_is_respected(self):
+        done = self.tracker(100, phase="failed")
+        self.assertIn("\x1b[31m", self.draw(80, done))
         os.environ["NO_COLOR"] = "1"
-        self.assertNotIn("\x1b[3", tool.Console(stream=FakeTty()).paint("failed", "failed"))
-        del os.environ["NO_COLOR"]
-        self.assertIn("\x1b[31m", tool.Console(stream=FakeTty()).paint("failed", "failed"))
-        self.assertNotIn("\x1b[", tool.Console(stream=io.StringIO()).paint("failed", "failed"))
+        self.assertNotIn("\x1b[3", self.draw(80, done))
+        os.environ["NO_COLOR"] = ""                         # no-color.org: set and not empty
+        self.assertIn("\x1b[31m", self.draw(80, done))
         os.environ["TERM"] = "dumb"
         self.assertFalse(tool.Console(stream=FakeTty()).tty)
 
     def test_a_log_gets_plain_dated_lines(self):
         stream = io.StringIO()
-        console = tool.Console(stream=stream)
         tracker = self.tracker(40)
-        console.progress(tool.progress_line(tracker, 30), tool.progress_segments(tracker, 30))
+        tool.show_progress(tool.Console(stream=stream), [tracker], 30, tracker)
         self.assertEqual(stream.getvalue(), tool.format_time(self.clock.wall()) + " import 7: in_progress 40% "
                                             "(400 imported, 10 skipped, 0 failed of 1000 rows); next poll in 20s\n")
 

@@ -41,7 +41,7 @@ class ConcurrencyTests(unittest.TestCase):
         self.assertEqual(data["accessToken"], token)
         self.assertIn(data["accountId"], ("acc_demo", "acc_team"))
         self.assertEqual((data["deviceName"], data["kept"]), ("host", [1]))
-        self.assertEqual(os.listdir(directory), ["platform.json"])
+        self.assertEqual(sorted(os.listdir(directory)), ["platform.json", "platform.json.lock"])
 
 
 PAYLOADS = [{"accessToken": "lbs_a", "accountId": "acc_a", "pad": "a" * 300000},
@@ -72,7 +72,7 @@ def start_writer(directory, pause_mid_write):
         store = tool.SessionStore(directory)
         i = 0
         while True:
-            store.save(PAYLOADS[i % 2])
+            store.update(PAYLOADS[i % 2])
             i += 1
     finally:
         os._exit(0)
@@ -87,7 +87,7 @@ class CrashSafetyTests(unittest.TestCase):
         directory = os.path.join(tempfile.mkdtemp(prefix="lbi-kill-"), "landbase")
         self.addCleanup(shutil.rmtree, os.path.dirname(directory), True)
         store = tool.SessionStore(directory)
-        store.save({"accessToken": "lbs_first", "accountId": "acc_first"})
+        store.update({"accessToken": "lbs_first", "accountId": "acc_first"})
         rng = random.Random(4)
         seen, interrupted = set(), 0
         for kill in range(self.KILLS):
@@ -114,5 +114,5 @@ class CrashSafetyTests(unittest.TestCase):
             interrupted += any(name.endswith(".tmp") for name in os.listdir(directory))
         self.assertTrue({"lbs_a", "lbs_b"} <= seen)
         self.assertGreaterEqual(interrupted, self.KILLS // 2)       # the paused kills left their temporaries
-        store.update({"accountId": "acc_after"})      # the next writer clears what the killed ones left
-        self.assertEqual(os.listdir(directory), ["platform.json"])
+        store.update({"accountId": "acc_after"})      # the next writer replaces what the killed ones left
+        self.assertEqual(sorted(os.listdir(directory)), ["platform.json", "platform.json.lock"])

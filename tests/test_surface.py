@@ -62,10 +62,21 @@ class DryRunTests(ToolTestCase):
     def test_it_checks_and_sends_nothing(self):
         self.login()
         doc = self.assertOk(self.run_tool(*(START + ("--dry-run", "--watch")), stdin=BODY))
+        self.assertRegex(doc.pop("idempotencyKey"), r"^[0-9a-f-]{36}$")       # a random key, as a run would send
         self.assertEqual(doc, {"dryRun": True, "accountId": "acc_demo",
                                "request": "POST /v1/accounts/acc_demo/contacts-imports",
                                "body": {"datasetId": "ds_demo", "tagName": "surface"}})
         self.assertEqual(self.platform.requests, [])
+
+    def test_it_shows_the_body_and_the_key_exactly_as_they_would_be_sent(self):
+        self.login()
+        body = '{"datasetId": "ds_demo", "tagName": "lbs_q2_outreach"}'       # user data shaped like a token
+        result = self.run_tool(*(START + ("--dry-run", "--idempotency-key=-nightly")), stdin=body)
+        doc = self.assertOk(result)
+        self.assertEqual((doc["body"]["tagName"], doc["idempotencyKey"]), ("lbs_q2_outreach", "-nightly"))
+        result = self.run_tool(*(START + ("--verbose",)), stdin=body)
+        self.assertOk(result)
+        self.assertIn('"tagName": "lbs_q2_outreach"', result.stderr)            # --verbose shows it as sent
 
     def test_it_fails_as_the_real_start_would(self):
         self.assertFails(self.run_tool(*(START + ("--dry-run",)), stdin=BODY), "AUTH_REQUIRED")
@@ -229,7 +240,7 @@ class NeverExitOneAfterCreatingTests(ToolTestCase):
                                                                          "message": "no"}}})
         envelope = self.assertFails(self.run_tool(*START, stdin=BODY), "API_ERROR")
         key = envelope["error"]["meta"]["idempotencyKey"]
-        self.assertIn("--idempotency-key %s" % key, envelope["error"]["message"])
+        self.assertIn("--idempotency-key=%s" % key, envelope["error"]["message"])
         self.assertEqual([h["Idempotency-Key"] for m, p, h in self.platform.requests if m == "POST"], [key, key])
         doc = self.assertOk(self.run_tool(*(START + ("--idempotency-key", key)), stdin=BODY))
         self.assertEqual(len([i for i in self.platform.imports if i != 1]), 1)     # the one the lost answer made
@@ -245,7 +256,7 @@ class NeverExitOneAfterCreatingTests(ToolTestCase):
             raise KeyboardInterrupt()
         on_sleep(self.clock, 1, interrupt)
         envelope = self.assertFails(self.run_tool(*START, stdin=BODY), "INTERRUPTED", 130)
-        self.assertIn("--idempotency-key %s" % envelope["error"]["meta"]["idempotencyKey"],
+        self.assertIn("--idempotency-key=%s" % envelope["error"]["meta"]["idempotencyKey"],
                       envelope["error"]["message"])
 
 
