@@ -1465,6 +1465,8 @@ def poll_round(api, account_id, trackers, due, console, deadline):
     after a failure. AUTH_FAILED ends the whole wait; another permanent error ends that id only."""
     for tracker, (status, error) in zip(due, poll_batch(api, account_id, due, deadline)):
         now = CLOCK.now()
+        if status is None and error is None:
+            continue                    # not read: the wait's time was up before its turn came
         if error is not None and not isinstance(error, LandbaseError):
             raise error                 # a bug, for main()'s boundary to report
         if error is not None:

@@ -181,7 +181,7 @@ class Platform:
                     if kept[3] != body:
                         raise Reply(422, envelope("VALIDATION_ERROR", "this Idempotency-Key was used in the last 24 "
                                                   "hours for another body; use a key per import"))
-                    raise Reply(kept[1], kept[2])
+                    raise Reply(kept[1], kept[2], {"Idempotent-Replayed": "true"})
             try:
                 status, answer = self._start(account, body)
             except Reply as reply:
