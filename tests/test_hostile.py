@@ -1,10 +1,18 @@
 """Hostile inputs, round two: crafted documents, odd environments, signals and a terminal with several imports
 (README: Streams, Exit codes, The HTTP protocol). In-process against the sandbox, unless a case needs a process."""
 
+import io
 import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
 import time
+from unittest import mock
 
-from support import ToolTestCase, tool
+from support import HERE, TOOL, ToolTestCase, on_sleep, run_cli, subprocess_env, tool
 
 CRAFTED = b"[" * 65 + b'"' + b'\\"' * 40000         # 65 brackets, then an unterminated string of escaped quotes
 
@@ -35,3 +43,214 @@ class CraftedDocuments(ToolTestCase):
         self.assertEqual(self.platform.count("GET", "/contacts-imports/1"), 4)
         self.assertLess(seconds, 8.0, "four 4 MiB answers took %.1f s of CPU to judge (quadratic?)" % seconds)
         self.assertIn("nested deeper than 64", result.envelope["error"]["message"])
+
+
+class AccountIdTests(ToolTestCase):
+    """An account id is checked where it enters, from a server as from a user; a bad one stored does not stop
+    an override or account set from repairing it."""
+
+    def test_a_malformed_account_id_from_a_server_is_never_stored(self):
+        token = self.platform.mint_token("usr_demo")
+        self.platform.inject("accounts", {"json": {"accounts": [{"id": "acc demo/../x", "name": "x"}]}}, times=4)
+        result = self.run_tool("auth", "login", "--with-token", stdin=token + "\n")
+        envelope = self.assertFails(result, "API_ERROR")
+        self.assertIn("an account id", envelope["error"]["message"])
+        with open(self.session_path) as handle:
+            self.assertIsNone(json.load(handle)["accountId"])
+
+    def test_a_bad_stored_id_is_repaired_by_an_override_or_account_set(self):
+        self.login(account="acc demo/../x")
+        self.assertFails(self.run_tool("contacts-import", "status", "1"), "SETUP_FAILED")
+        self.assertOk(self.run_tool("contacts-import", "status", "1", "--account=acc_demo"))
+        os.environ["LANDBASE_ACCOUNT_ID"] = "acc_demo"
+        self.assertOk(self.run_tool("contacts-import", "status", "1"))
+        del os.environ["LANDBASE_ACCOUNT_ID"]
+        self.assertOk(self.run_tool("account", "set", "acc_demo"))
+        self.assertOk(self.run_tool("contacts-import", "status", "1"))
+
+
+class BrowserTests(ToolTestCase):
+    """The browser runs on its own: it neither holds the login back nor writes on the tool's streams."""
+
+    def setUp(self):
+        ToolTestCase.setUp(self)
+        os.environ["DISPLAY"] = ":0"
+
+    def test_the_five_minutes_start_with_the_login(self):
+        started = self.clock.now()
+
+        def slow_browser(url):
+            self.clock.sleep(420)          # the browser takes 7 minutes to come back, and nobody approves
+            return True
+        with mock.patch.object(tool, "open_browser", slow_browser):
+            result = self.run_tool("auth", "login")
+        self.assertFails(result, "TIMEOUT")
+        self.assertLess(self.clock.now() - started, 421)
+
+    def test_a_blank_browser_is_no_crash(self):
+        os.environ["BROWSER"] = " "
+        import webbrowser
+        with mock.patch.object(webbrowser, "get", side_effect=webbrowser.Error("none")):
+            result = self.run_tool("auth", "login")
+        self.assertFails(result, "TIMEOUT")
+        self.assertIn("No browser could be opened", result.stderr)
+
+    def test_a_browser_that_stays_open_and_talks(self):
+        """(A real process: the browser command prints, approves, then stays open for 30 s.)"""
+        script = os.path.join(self.config, "browser.sh")
+        with open(script, "w") as handle:
+            handle.write("#!/bin/sh\necho 'Opening in existing browser session.'\necho oops >&2\n"
+                         "%s %s \"$1\"\nsleep 30\n" % (sys.executable, os.path.join(HERE, "fake_browser.py")))
+        os.chmod(script, 0o755)
+        env = subprocess_env(self.sandbox.url, os.path.join(self.config, "landbase"), BROWSER=script, DISPLAY=":0")
+        started = time.monotonic()
+        result = run_cli(["auth", "login"], env, timeout=60)
+        self.assertLess(time.monotonic() - started, 15, result)
+        self.assertEqual(result.code, 0, result)
+        self.assertEqual(json.loads(result.stdout)["userId"], "usr_demo")       # stdout: one JSON document
+        self.assertNotIn("oops", result.stderr)
+
+
+class OddEnvironmentTests(ToolTestCase):
+    def test_a_config_directory_that_is_a_file_keeps_its_mode(self):
+        path = os.path.join(self.config, "not-a-directory")
+        with open(path, "w") as handle:
+            handle.write("mine")
+        os.chmod(path, 0o644)
+        os.environ["LANDBASE_CONFIG_DIR"] = path
+        token = self.platform.mint_token()
+        envelope = self.assertFails(self.run_tool("auth", "login", "--with-token", stdin=token + "\n"),
+                                    "SETUP_FAILED")
+        self.assertIn("not a directory", envelope["error"]["message"])
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o644)
+
+    def test_a_directory_the_tool_did_not_make_keeps_its_mode(self):
+        directory = os.path.join(self.config, "landbase")
+        os.makedirs(directory)
+        os.chmod(directory, 0o755)
+        self.assertOk(self.run_tool("auth", "login", "--with-token", stdin=self.platform.mint_token() + "\n"))
+        self.assertEqual(stat.S_IMODE(os.stat(directory).st_mode), 0o755)
+
+    def test_ssl_cert_file_naming_a_fifo_is_refused_at_once(self):
+        """(A real process: a FIFO would hang the CA store's load.)"""
+        fifo = os.path.join(self.config, "ca.fifo")
+        os.mkfifo(fifo)
+        env = subprocess_env(None, os.path.join(self.config, "landbase"), SSL_CERT_FILE=fifo,
+                             LANDBASE_ACCESS_TOKEN="lbs_x", LANDBASE_PLATFORM_API_URL="https://127.0.0.1:9")
+        result = run_cli(["contacts-import", "status", "1", "--account=acc_demo", "--timeout", "2"], env, timeout=30)
+        self.assertEqual((result.code, result.envelope["error"]["code"]), (1, "SETUP_FAILED"), result)
+        self.assertIn("SSL_CERT_FILE", result.envelope["error"]["message"])
+
+    def test_a_token_on_stdin_that_cannot_travel_in_a_header(self):
+        result = self.run_tool("auth", "login", "--with-token", stdin="lbs_\u20acabc\n")
+        self.assertFails(result, "INVALID_INPUT")
+        self.assertEqual(self.platform.requests, [])
+
+
+class SignalWindowTests(ToolTestCase):
+    def test_a_signal_right_after_the_handlers_are_installed_is_reported(self):
+        real = signal.signal
+
+        def install(signum, handler):
+            previous = real(signum, handler)
+            if handler is tool._on_signal and signum == signal.SIGINT:
+                handler(signum, None)          # the signal arrives the moment its handler is in place
+            return previous
+        with mock.patch.object(tool.signal, "signal", install):
+            result = self.run_tool("contacts-import", "status", "1")
+        self.assertFails(result, "INTERRUPTED", 130)
+
+    def test_as_the_program_it_leaves_the_signals_ignored(self):
+        self.login()
+        before = signal.getsignal(signal.SIGINT)
+        self.addCleanup(signal.signal, signal.SIGINT, before)
+        self.addCleanup(signal.signal, signal.SIGTERM, signal.getsignal(signal.SIGTERM))
+        out = io.StringIO()
+        with mock.patch.object(sys, "argv", [TOOL, "contacts-import", "status", "1"]), \
+                mock.patch.object(sys, "stdout", out), mock.patch.object(sys, "stderr", io.StringIO()):
+            self.assertEqual(tool.main(), 0)
+        self.assertEqual(signal.getsignal(signal.SIGINT), signal.SIG_IGN)   # no window before the exit
+        self.assertEqual(json.loads(out.getvalue())["importId"], 1)
+
+
+class SmallerDefectTests(ToolTestCase):
+    def setUp(self):
+        ToolTestCase.setUp(self)
+        self.login()
+
+    def test_account_set_under_the_environments_account_says_it_stays_active(self):
+        os.environ["LANDBASE_ACCOUNT_ID"] = "acc_demo"
+        result = self.run_tool("account", "set", "acc_team")
+        self.assertOk(result)
+        self.assertIn("LANDBASE_ACCOUNT_ID=acc_demo is set", result.stderr)
+
+    def test_the_group_readable_warning_is_printed_once(self):
+        os.chmod(self.session_path, 0o640)
+        result = self.run_tool("account", "set", "acc_team")
+        self.assertOk(result)
+        self.assertEqual(result.stderr.count("open to group or others"), 1, result.stderr)
+
+    def test_logout_with_a_directory_in_place_of_the_file_says_one_thing(self):
+        os.remove(self.session_path)
+        os.mkdir(self.session_path)
+        os.mkdir(os.path.join(self.session_path, "inside"))
+        result = self.run_tool("auth", "logout")
+        envelope = self.assertFails(result, "SETUP_FAILED")
+        self.assertIn("remove it by hand", envelope["error"]["message"])
+        self.assertNotIn("logout removes it", result.stderr)
+
+    def test_a_device_code_is_sanitised_in_the_envelope(self):
+        self.platform.inject("device", {"json": {"deviceCode": "d", "userCode": "AB\x1b[2JCD", "interval": 1,
+                                                 "verificationUri": "http://x/", "expiresIn": 3}})
+        self.platform.inject("token", {"status": 400, "body": {"error": {"code": "AUTHORIZATION_PENDING"}}}, times=9)
+        result = self.run_tool("auth", "login", "--device")
+        self.assertFails(result, "TIMEOUT")
+        self.assertIn("AB\ufffd[2JCD", result.envelope["error"]["message"])
+        self.assertNotIn("\\u001b", result.stderr)
+        self.assertNotIn("\x1b", result.stderr)
+
+    def test_tokens_a_server_sends_in_every_answer_do_not_pile_up(self):
+        before = len(tool.SECRETS)
+        for n in range(20):
+            self.platform.inject("me", {"json": {"userId": "usr_demo", "email": "e", "accessToken": "lbs_new%d" % n}})
+            self.assertOk(self.run_tool("auth", "status"))
+        self.assertLessEqual(len(tool.SECRETS), before + 2)
+
+    def test_max_wait_without_watch_is_invalid(self):
+        envelope = self.assertFails(self.run_tool("contacts-import", "start", "--json", "-", "--max-wait", "4h",
+                                                  stdin='{"datasetId": "ds_demo", "tagName": "x"}'), "INVALID_INPUT")
+        self.assertIn("--watch", envelope["error"]["message"])
+        self.assertEqual(self.platform.requests, [])
+
+    def test_a_network_error_ends_with_a_next_step(self):
+        os.environ["LANDBASE_PLATFORM_API_URL"] = "http://127.0.0.1:9"
+        envelope = self.assertFails(self.run_tool("auth", "status"), "NETWORK_ERROR")
+        self.assertIn("doctor", envelope["error"]["message"])
+
+
+class UsageTests(ToolTestCase):
+    def refused(self, *argv):
+        envelope = self.assertFails(self.run_tool(*argv), "INVALID_INPUT")
+        return envelope["error"]["message"]
+
+    def test_every_unknown_option_gets_the_nearest_one_and_the_commands_help(self):
+        message = self.refused("contacts-import", "start", "--jsn", "b.json")
+        self.assertIn("--jsn", message)
+        self.assertIn("did you mean '--json'?", message)
+        message = self.refused("contacts-import", "start", "--json", "b.json", "--wach")
+        self.assertIn("did you mean '--watch'?", message)
+        self.assertIn("contacts-import start --help", message)
+        message = self.refused("--acount", "acc_1", "contacts-import", "status", "1")
+        self.assertIn("did you mean '--account'?", message)
+
+    def test_a_login_says_who_is_logged_in(self):
+        result = self.run_tool("auth", "login", "--with-token", stdin=self.platform.mint_token("usr_solo") + "\n")
+        self.assertOk(result)
+        self.assertIn("Logged in as solo@acme.example (usr_solo)", result.stderr)
+
+    def test_the_device_flow_says_when_its_code_expires(self):
+        on_sleep(self.clock, 1, lambda: self.platform.decide_device(
+            re.search(r"enter the code (\S+)", sys.stderr.getvalue()).group(1), "approve", "usr_demo"))
+        result = self.run_tool("auth", "login", "--device")
+        self.assertOk(result)
+        self.assertRegex(result.stderr, r"enter the code \S+ \(it expires in 10m, at \d{4}-\d\d-\d\dT")
