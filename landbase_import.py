@@ -3,30 +3,19 @@
 
 One file, standard library only, Python 3.6+. Copy it onto a host and run it:
 
-    landbase_import.py auth login [--device | --with-token] [--no-browser]
-    landbase_import.py auth status [--min-valid 2d]
-    landbase_import.py auth logout
-    landbase_import.py account list
-    landbase_import.py account set <accountId>
-    landbase_import.py contacts-import start --json <path|-> [--watch] [--max-wait 4h] [--dry-run]
-                                             [--idempotency-key=KEY]
-    landbase_import.py contacts-import status <importId>
-    landbase_import.py contacts-import wait <importId> [<importId> ...] [--max-wait 4h]
+    landbase_import.py auth login [--device | --with-token]     then: account list, account set ID
+    landbase_import.py contacts-import start --json body.json --watch
+    landbase_import.py contacts-import status 7 | wait 7 [8 ...]
     landbase_import.py doctor
 
-Global options, before or after the command: --account=ID --timeout=SECONDS --query=PATH[,PATH]
---verbose --quiet. `landbase_import.py --help` is the manual.
-
-stdout carries exactly one JSON document on success (or --query's text); progress, warnings and, on
-failure, a line naming the error and then the one-line error envelope go to stderr.
-
-Exit codes: 0 success; 1 INVALID_INPUT, VALIDATION_ERROR, SETUP_FAILED;
-2 NOT_FOUND, CONFLICT, API_ERROR, RATE_LIMITED, UPGRADE_REQUIRED, IMPORT_FAILED,
-IMPORT_PARTIAL, OUTPUT_FAILED; 3 AUTH_REQUIRED, AUTH_FAILED; 4 TIMEOUT, NETWORK_ERROR;
-130 INTERRUPTED (Ctrl-C); 143 and 129 TERMINATED (SIGTERM, SIGHUP).
+`landbase_import.py --help` is the manual. stdout carries one JSON document on success (or --query's
+text); progress, warnings and, on failure, a line naming the error and the one-line JSON envelope go to
+stderr. Exit codes: 0 success; 1 the input or the setup is wrong; 2 the platform refused or failed, or an
+import ended failed or partial; 3 log in again; 4 timeout or network; 130 Ctrl-C; 143 SIGTERM; 129 SIGHUP.
 """
 
 import base64
+import collections
 import contextlib
 import itertools
 import json
@@ -48,7 +37,7 @@ DEFAULT_API_URL = "https://api.landbase.com"
 DEFAULT_WEB_URL = "https://platform.landbase.com"
 CLIENT_ID = "landbase-cli"
 SESSION_FILE = "platform.json"
-SESSION_LIFETIME = 7 * 24 * 3600        # what a login grants; --with-token assumes it when the platform is silent
+SESSION_LIFETIME = 7 * 24 * 3600        # what a login grants; --with-token's guess if the platform is silent
 SESSION_WARN_BELOW = 24 * 3600          # warn when less than this is left
 LOCK_WAIT = 10                          # seconds a writer of platform.json waits for another one
 CLOCK_SKEW = 5 * 60                     # doctor: a larger difference from the platform's clock is a warning
@@ -81,7 +70,8 @@ MAX_TAG_NAME = 100
 MAX_IMPORT_ID = 2 ** 63 - 1
 BODY_KEYS = ("datasetId", "tagName", "importId")
 COUNT_KEYS = ("total", "imported", "skipped", "failed")
-TIME_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]+)?(?:[Zz]|\+00:00)?\Z")
+TIME_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]+)?"
+                     r"(?:[Zz]|\+00:00)?\Z")
 ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 IMPORT_ID_RE = re.compile(r"[0-9]{1,19}\Z")
 TOKEN_RE = re.compile(r"lbs_[^\s\"',;&()<>\\\u2026]+")       # \u2026: not the redacted form again
@@ -89,20 +79,15 @@ REDACTED = "lbs_\u2026(redacted)"
 
 TERMINAL_PHASES = ("completed", "partial", "failed")   # any other phase is in flight
 
-EXIT_CODES = {
-    "INVALID_INPUT": 1, "VALIDATION_ERROR": 1, "SETUP_FAILED": 1,
-    "NOT_FOUND": 2, "CONFLICT": 2, "API_ERROR": 2, "RATE_LIMITED": 2,
-    "UPGRADE_REQUIRED": 2, "IMPORT_FAILED": 2, "IMPORT_PARTIAL": 2,
-    "OUTPUT_FAILED": 2,
-    "AUTH_REQUIRED": 3, "AUTH_FAILED": 3,
-    "TIMEOUT": 4, "NETWORK_ERROR": 4,
-    "INTERRUPTED": 130, "TERMINATED": 143,     # 128 + the signal's number: SIGHUP's TERMINATED is 129
-}
+EXIT_CODES = {"INVALID_INPUT": 1, "VALIDATION_ERROR": 1, "SETUP_FAILED": 1, "NOT_FOUND": 2, "CONFLICT": 2,
+              "API_ERROR": 2, "RATE_LIMITED": 2, "UPGRADE_REQUIRED": 2, "IMPORT_FAILED": 2,
+              "IMPORT_PARTIAL": 2,
+              "OUTPUT_FAILED": 2, "AUTH_REQUIRED": 3, "AUTH_FAILED": 3, "TIMEOUT": 4, "NETWORK_ERROR": 4,
+              "INTERRUPTED": 130, "TERMINATED": 143}       # 128 + the signal's number: 129 for SIGHUP
 # the tool's own codes: never taken from a server's envelope (its status decides instead)
 LOCAL_CODES = ("INVALID_INPUT", "SETUP_FAILED", "AUTH_REQUIRED", "OUTPUT_FAILED", "INTERRUPTED", "TERMINATED")
-STATUS_CODES = {400: "VALIDATION_ERROR", 422: "VALIDATION_ERROR", 401: "AUTH_FAILED",
-                403: "NOT_FOUND", 404: "NOT_FOUND", 409: "CONFLICT",
-                426: "UPGRADE_REQUIRED", 429: "RATE_LIMITED"}
+STATUS_CODES = {400: "VALIDATION_ERROR", 422: "VALIDATION_ERROR", 401: "AUTH_FAILED", 403: "NOT_FOUND",
+                404: "NOT_FOUND", 409: "CONFLICT", 426: "UPGRADE_REQUIRED", 429: "RATE_LIMITED"}
 STOP_SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
 
 
@@ -121,7 +106,7 @@ class LandbaseError(Exception):
         self.retry_after = retry_after      # seconds the server asked us to wait
         self.server_code = server_code      # the code in the server's envelope, known or not
         self.signum = signum                # the signal that stopped the run: its exit is 128 + its number
-        self.unsure = transient             # whether the platform may have acted on a request (see Api.call)
+        self.unsure = transient             # whether the platform may have acted on the request (Api.call)
 
     @property
     def exit_code(self):
@@ -132,8 +117,8 @@ class LandbaseError(Exception):
 
 
 class Stopped(BaseException):
-    """Raised by _on_signal for SIGTERM and SIGHUP (and for SIGINT, as KeyboardInterrupt is), so that cleanup
-    runs and the run reports the signal."""
+    """Raised by _on_signal for SIGTERM and SIGHUP (SIGINT raises KeyboardInterrupt), so that cleanup runs
+    and the run reports the signal."""
 
     def __init__(self, signum):
         BaseException.__init__(self, signum)
@@ -141,7 +126,7 @@ class Stopped(BaseException):
 
 
 def stopped(exc, message, meta=None):
-    """The error of a run that a signal stopped: INTERRUPTED for Ctrl-C, TERMINATED for SIGTERM and SIGHUP."""
+    """The error of a run a signal stopped: INTERRUPTED for Ctrl-C, TERMINATED for SIGTERM and SIGHUP."""
     signum = getattr(exc, "signum", signal.SIGINT)
     meta = dict(meta or {}, signal=signal.Signals(signum).name)
     return LandbaseError("INTERRUPTED" if signum == signal.SIGINT else "TERMINATED",
@@ -161,8 +146,8 @@ def remember_secret(value):
 
 
 def redact(text, pattern=True):
-    """text without a known secret in it (longest first), then without anything shaped like lbs_…, but where
-    the text is the user's own (the body --dry-run and --verbose show), which is shown as it is sent."""
+    """text without a known secret in it (longest first), then without anything shaped like lbs_…, unless
+    the text is the user's own (the body --dry-run and --verbose show), shown as it is sent."""
     for secret in sorted(SECRETS, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, REDACTED)
@@ -170,7 +155,7 @@ def redact(text, pattern=True):
 
 
 def printable(text):
-    """text on one line, with every control character (newlines and terminal escapes among them) replaced."""
+    """text on one line, every control character (newlines and terminal escapes among them) replaced."""
     return "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
 
 
@@ -192,13 +177,13 @@ JSON_ESCAPE_RE = re.compile(r'\\(?:u([0-9a-fA-F]{4})|(["\\/bfnrt]))')
 
 def excerpt(raw, limit=200):
     """At most `limit` characters of text a server sent (an answer, a message, a header), on one line. Its
-    escapes are decoded (JSON's, HTML's entities, percent-encoding), so that no token hides in them, and the
-    known secrets redacted before and after: the pattern, applied before, would cut a token short."""
-    text = raw[:EXCERPT_WINDOW].decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)[:EXCERPT_WINDOW]
-    text = redact(text, pattern=False)  # the known secrets as they came, then all once decoded
+    escapes are decoded (JSON's, HTML's entities, percent-encoding), so that no token hides in them; the
+    known secrets are redacted before and after (the pattern, applied before, would cut a token short)."""
+    text = raw[:EXCERPT_WINDOW]
+    text = redact(text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text), pattern=False)
     if "\\" in text:
-        text = JSON_ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)) if m.group(1) else
-                                  {"b": " ", "f": " ", "n": " ", "r": " ", "t": " "}.get(m.group(2), m.group(2)), text)
+        text = JSON_ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)) if m.group(1)
+                                  else " " if m.group(2) in "bfnrt" else m.group(2), text)
     if "&" in text:
         import html
         text = html.unescape(text)
@@ -210,7 +195,7 @@ def excerpt(raw, limit=200):
 
 
 def shown(text, limit=200):
-    """At most `limit` characters of the tool's own or the user's text (a path, a URL, a value typed), printable."""
+    """At most `limit` characters of the tool's or the user's text (a path, a URL, a value), printable."""
     return printable(redact(str(text)))[:limit]
 
 
@@ -234,7 +219,7 @@ class Clock:
 
 
 CLOCK = Clock()
-STOPPING = []       # once this run has its outcome (a signal, its result, its error), later signals are ignored
+STOPPING = []       # once a run has its outcome (a signal, its result, its error), signals are ignored
 
 
 class Console:
@@ -254,10 +239,13 @@ class Console:
         self.warned = set()
 
     def result(self, doc, meta=None, pattern=True):
-        """The command's result, on stdout (see write_json); from here on, signals change nothing."""
+        """The command's result on stdout: its one JSON document, or --query's text (see write_stdout);
+        `meta` names what the command did, for OUTPUT_FAILED. From here on, signals change nothing."""
         STOPPING.append("result")
         self.end_progress()
-        write_json(doc, meta, self.query, pattern)
+        doc = redact_values(doc, pattern=pattern)
+        text = json.dumps(doc, ensure_ascii=True, allow_nan=False) + "\n"
+        write_stdout(query_text(doc, self.query) if self.query else text, meta, doc)
 
     def line(self, text, pattern=True):
         self.end_progress()
@@ -306,7 +294,8 @@ class Console:
         except (AttributeError, ValueError, OSError):
             columns = 0
         if columns <= 0:
-            columns = int(os.environ["COLUMNS"]) if re.match(r"[0-9]{1,4}\Z", os.environ.get("COLUMNS", "")) else 80
+            columns = os.environ.get("COLUMNS", "")
+            columns = int(columns) if re.match(r"[0-9]{1,4}\Z", columns) else 80
         return max(2, columns)
 
     def _write(self, text):
@@ -326,32 +315,16 @@ def _isatty(stream):
         return False
 
 
-def write_json(doc, meta=None, query=None, pattern=True):
-    """Print the result of a command: its one JSON document, or with --query the selected values as
-    text (see write_stdout). `meta` names what the command did, for OUTPUT_FAILED."""
-    doc = redact_values(doc, pattern=pattern)
-    text = json.dumps(doc, ensure_ascii=True, allow_nan=False) + "\n" if query is None else query_text(doc, query)
-    write_stdout(text, meta, doc)
-
-
 def query_text(doc, paths):
     """--query: the values at `paths`, tab-separated, one line per entry of an array. Strings raw (on one
     printable line), numbers and booleans as JSON, null empty, objects and arrays as compact JSON."""
-    lines = []
-    for entry in doc if isinstance(doc, list) else [doc]:
-        fields = []
-        for path in paths:
-            value = entry
-            for key in path.split("."):
-                value = value.get(key) if isinstance(value, dict) else None
-            if value is None:
-                fields.append("")
-            elif isinstance(value, str):
-                fields.append(printable(value))
-            else:
-                fields.append(json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":")))
-        lines.append("\t".join(fields) + "\n")
-    return "".join(lines)
+    def field(value, path):
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        return "" if value is None else printable(value) if isinstance(value, str) else \
+            json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    return "".join("\t".join(field(entry, path) for path in paths) + "\n"
+                   for entry in (doc if isinstance(doc, list) else [doc]))
 
 
 def write_stdout(text, meta=None, doc=None):
@@ -362,11 +335,9 @@ def write_stdout(text, meta=None, doc=None):
         if sys.stdout is None:
             raise OSError("stdout is closed")
         buffer = getattr(sys.stdout, "buffer", None)
-        if buffer is None:
-            sys.stdout.write(text)
-        else:
-            sys.stdout.flush()
-            buffer.write(text.encode("utf-8", "surrogateescape"))
+        if buffer is not None:
+            sys.stdout.flush()          # what was written as text first
+        (buffer or sys.stdout).write(text if buffer is None else text.encode("utf-8", "surrogateescape"))
         (buffer or sys.stdout).flush()
     except BrokenPipeError:
         _silence_stdout()
@@ -386,6 +357,7 @@ def _silence_stdout():
         os.close(devnull)
     except (OSError, ValueError, AttributeError):
         pass
+
 
 # ---------------------------------------------------------------- strict JSON
 
@@ -409,14 +381,14 @@ def parse_json(raw):
         raise StrictJSONError("not UTF-8 (byte 0x%02x at offset %d)" % (raw[exc.start], exc.start))
     if _too_deep(raw):
         raise StrictJSONError("nested deeper than %d levels" % MAX_JSON_DEPTH)
-    numbers = {}                # the number checks cost a call a number: only where a number may be too long
-    if LONG_NUMBER_RE.search(raw):
-        numbers = {"parse_float": _finite_float, "parse_int": _bounded_int}
+    hooks = {"object_pairs_hook": _refuse_duplicates, "parse_constant": _refuse_constant}
+    if LONG_NUMBER_RE.search(raw):      # a call a number: only where a number may be too long
+        hooks.update(parse_float=_finite_float, parse_int=_bounded_int)
     import gc
     collect = gc.isenabled()
     gc.disable()                # a million small containers: the collector would make it slower, not safer
     try:
-        return json.loads(text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant, **numbers)
+        return json.loads(text, **hooks)
     except RecursionError:
         raise StrictJSONError("nested deeper than %d levels" % MAX_JSON_DEPTH)
     except StrictJSONError:
@@ -435,7 +407,7 @@ def _too_deep(raw):
     if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
         return False
     outside = b"".join(raw.replace(b"\\\\", b"").replace(b'\\"', b"").split(b'"')[::2])    # strings gone
-    steps = outside.translate(BRACKET_STEPS, NOT_BRACKETS)          # 2 for [ {, 0 for ] }: depth = sum - count
+    steps = outside.translate(BRACKET_STEPS, NOT_BRACKETS)      # 2 for [ {, 0 for ] }: depth = sum - count
     return max(map(operator.sub, itertools.accumulate(steps), itertools.count(1)), default=0) > MAX_JSON_DEPTH
 
 
@@ -495,20 +467,24 @@ def parse_time(text):
     return days * 86400 + hour * 3600 + minute * 60 + second
 
 
-DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+def is_time(value):
+    try:
+        return parse_time(value) is not None
+    except ValueError:
+        return False
 
 
 def parse_duration(text, option):
     """Seconds in 90, 90s, 30m, 12h or 2d; INVALID_INPUT naming the option otherwise."""
     match = re.match(r"\s*([0-9]{1,9})\s*([smhd]?)\s*\Z", text or "")
     if not match:
-        raise LandbaseError("INVALID_INPUT", "%s takes a duration such as 90s, 30m, 12h or 2d, not %r" % (option, text))
-    return int(match.group(1)) * DURATION_UNITS[match.group(2)]
+        raise LandbaseError("INVALID_INPUT", "%s takes a duration such as 90s, 30m, 12h or 2d, not %s"
+                            % (option, shown(repr(text), 80)))
+    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
 def format_span(seconds):
-    """A number of seconds in its two largest units, the second left out when it is nothing: 45s, 1m30s,
-    30m, 4h, 1d02h, 7d."""
+    """Seconds in their two largest units, the second left out when nought: 45s, 1m30s, 30m, 1d02h, 7d."""
     seconds = int(min(max(0, seconds), 10 ** 9)) if seconds == seconds else 0
     for big, small, names in ((86400, 3600, "dh"), (3600, 60, "hm"), (60, 1, "ms")):
         if seconds >= big:
@@ -517,20 +493,9 @@ def format_span(seconds):
     return "%ds" % seconds
 
 
-def config_dir():
-    configured = os.environ.get("LANDBASE_CONFIG_DIR")
-    return configured if configured else os.path.join(os.path.expanduser("~"), ".landbase")
-
-
-class Session:
-    """The credentials for one call: token, where it came from, when it ends, the active account."""
-
-    def __init__(self, token, source, expires_at, account_id, account_error=None):
-        self.token = token
-        self.source = source            # "env" or "file"
-        self.expires_at = expires_at    # epoch seconds, or None when unknown
-        self.account_id = account_id    # None when there is none, or when the file's is not an account id:
-        self.account_error = account_error      # SETUP_FAILED then, for the commands that need one
+# The credentials for one call: the token, its source ("env" or "file"), its end (epoch seconds, or None),
+# the active account, and the SETUP_FAILED of a stored account id that is none, for commands that need one.
+Session = collections.namedtuple("Session", "token source expires_at account_id account_error")
 
 
 class SessionStore:
@@ -538,10 +503,11 @@ class SessionStore:
 
     Everything that knows the file's format is here: reading a session, the one rule for the active account
     (--account, then LANDBASE_ACCOUNT_ID, then the file), and every change, made under a lock so that two
-    processes writing at once lose neither change."""
+    processes changing it at once lose neither change."""
 
     def __init__(self, directory=None):
-        self.directory = directory or config_dir()
+        self.directory = directory or os.environ.get("LANDBASE_CONFIG_DIR") \
+            or os.path.join(os.path.expanduser("~"), ".landbase")
         self.path = os.path.join(self.directory, SESSION_FILE)
 
     def load(self, console=None):
@@ -552,93 +518,75 @@ class SessionStore:
         if console is not None and os.name == "posix" and mode & 0o077:
             console.warn("%s is open to group or others; run: chmod 600 %s" % (self.path, self.path))
         fix = "; fix it, or remove it and run: landbase_import.py auth login"
-        if not raw.strip():
-            raise LandbaseError("SETUP_FAILED", "%s is empty%s" % (self.path, fix))
         try:
-            data = parse_json(raw)
+            data = parse_json(raw) if raw.strip() else None
         except StrictJSONError as exc:
             raise LandbaseError("SETUP_FAILED", "%s is damaged: %s%s" % (self.path, exc, fix))
         if not isinstance(data, dict):
-            raise LandbaseError("SETUP_FAILED", "%s must hold a JSON object, not %s%s"
-                                % (self.path, _json_type(data), fix))
+            raise LandbaseError("SETUP_FAILED", "%s is empty%s" % (self.path, fix) if not raw.strip() else
+                                "%s must hold a JSON object, not %s%s" % (self.path, json_type(data), fix))
         for key in ("accessToken", "expiresAt", "accountId", "deviceName"):
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise LandbaseError("SETUP_FAILED", "%s: %s must be a string%s" % (self.path, key, fix))
         remember_secret(data.get("accessToken"))
-        if data.get("expiresAt") is not None:
-            try:
-                parse_time(data["expiresAt"])
-            except ValueError:
-                raise LandbaseError("SETUP_FAILED", "%s: expiresAt %s is not a time like 2026-12-05T10:00:00Z%s"
-                                    % (self.path, shown(repr(data["expiresAt"]), 80), fix))
+        if data.get("expiresAt") is not None and not is_time(data["expiresAt"]):
+            raise LandbaseError("SETUP_FAILED", "%s: expiresAt %s is not a time like 2026-12-05T10:00:00Z%s"
+                                % (self.path, shown(repr(data["expiresAt"]), 80), fix))
         return data
 
     def _read(self):
         """(bytes, mode) of the file, or (None, None) when there is none. Opened without blocking and
         refused unless it is a regular file: a FIFO in its place must not hang every command."""
         try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            with os.fdopen(os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as handle:
+                mode = os.fstat(handle.fileno()).st_mode
+                if not stat.S_ISREG(mode):
+                    raise LandbaseError("SETUP_FAILED", "%s is not a regular file; remove it and run: "
+                                        "landbase_import.py auth login" % self.path)
+                raw = handle.read(MAX_BODY_BYTES + 1)
         except FileNotFoundError:
             return None, None
         except OSError as exc:
             raise LandbaseError("SETUP_FAILED", "cannot read %s: %s" % (self.path, exc.strerror or exc))
-        try:
-            mode = os.fstat(fd).st_mode
-            if not stat.S_ISREG(mode):
-                raise LandbaseError("SETUP_FAILED", "%s is not a regular file; remove it and run: "
-                                    "landbase_import.py auth login" % self.path)
-            raw = os.read(fd, MAX_BODY_BYTES + 1)
-            while raw and len(raw) <= MAX_BODY_BYTES:
-                more = os.read(fd, MAX_BODY_BYTES + 1 - len(raw))
-                if not more:
-                    break
-                raw += more
-        except OSError as exc:
-            raise LandbaseError("SETUP_FAILED", "cannot read %s: %s" % (self.path, exc.strerror or exc))
-        finally:
-            os.close(fd)
         if len(raw) > MAX_BODY_BYTES:
-            raise LandbaseError("SETUP_FAILED", "%s is larger than 1 MiB: it is not a session file" % self.path)
+            raise LandbaseError("SETUP_FAILED", "%s is larger than 1 MiB: not a session file" % self.path)
         return raw, mode
 
     def session(self, account_override, console):
-        """The session for this call: AUTH_REQUIRED without one, AUTH_FAILED past expiresAt; no request sent."""
+        """The session for this call: AUTH_REQUIRED without one, AUTH_FAILED past expiresAt; nothing sent."""
         stored = self.load(console)
         token = os.environ.get("LANDBASE_ACCESS_TOKEN", "").strip()
-        source = "env"
-        if not token:
-            token, source = stored.get("accessToken") or "", "file"
+        source = "env" if token else "file"
+        token = token or stored.get("accessToken") or ""
         if not token:
             raise LandbaseError("AUTH_REQUIRED", "not logged in: run landbase_import.py auth login "
                                 "(or set LANDBASE_ACCESS_TOKEN)")
         if not usable_token(token):
-            raise (LandbaseError("INVALID_INPUT", "LANDBASE_ACCESS_TOKEN is not a usable token (printable ASCII "
-                                 "only); set it to the token itself") if source == "env" else
-                   LandbaseError("SETUP_FAILED", "%s: accessToken is not a usable token (printable ASCII only); "
-                                 "run: landbase_import.py auth login" % self.path))
+            raise LandbaseError("INVALID_INPUT" if source == "env" else "SETUP_FAILED", "%s is not a usable "
+                                "token (printable ASCII only): %s" % (
+                                    ("LANDBASE_ACCESS_TOKEN", "set it to the token itself") if source == "env"
+                                    else (self.path + ": accessToken", "run: landbase_import.py auth login")))
         expires_at = None
         if stored.get("expiresAt") and stored.get("accessToken") == token:
             expires_at = parse_time(stored["expiresAt"])
-            if expires_at - CLOCK.wall() <= 0:
-                raise LandbaseError("AUTH_FAILED", "the session expired at %s: run landbase_import.py auth login"
-                                    % stored["expiresAt"], {"expiresAt": stored["expiresAt"]})
+            if expires_at <= CLOCK.wall():
+                raise LandbaseError("AUTH_FAILED", "the session expired at %s: run landbase_import.py auth "
+                                    "login" % stored["expiresAt"], {"expiresAt": stored["expiresAt"]})
             warn_if_ending(expires_at, console)
-        account_id, account_error = account_override or os.environ.get("LANDBASE_ACCOUNT_ID"), None
-        if account_override:
-            check_account_id(account_override, "--account")
-        elif account_id:
-            check_account_id(account_id, "LANDBASE_ACCOUNT_ID")
+        account_id, error = account_override or os.environ.get("LANDBASE_ACCOUNT_ID"), None
+        if account_id:
+            check_account_id(account_id, "--account" if account_override else "LANDBASE_ACCOUNT_ID")
         elif stored.get("accountId") is not None and not ACCOUNT_ID_RE.match(stored["accountId"]):
-            account_error = LandbaseError("SETUP_FAILED", "%s: accountId %s is not an account id; choose one with: "
-                                          "landbase_import.py account set <accountId> (see: account list)"
-                                          % (self.path, shown(repr(stored["accountId"]), 80)))
+            error = LandbaseError("SETUP_FAILED", "%s: accountId %s is not an account id; choose one with: "
+                                  "landbase_import.py account set <accountId> (see: account list)"
+                                  % (self.path, shown(repr(stored["accountId"]), 80)))
         else:
             account_id = stored.get("accountId")
-        return Session(token, source, expires_at, account_id or None, account_error)
+        return Session(token, source, expires_at, account_id or None, error)
 
     def update(self, changes, console=None, replace_damaged=False):
-        """Read, change and write back under the lock; keys this tool does not know are kept. A `changes`
-        that is a function gets the stored object and returns the changes."""
+        """Read, change and write back under the lock; keys this tool does not know are kept. `changes` may
+        be a function of the stored object."""
         with self.locked():
             try:
                 data = self.load(console)
@@ -660,13 +608,13 @@ class SessionStore:
             except FileNotFoundError:
                 return False
             except OSError as exc:
-                raise LandbaseError("SETUP_FAILED", "cannot remove %s: %s; remove it by hand" % (
-                    self.path, exc.strerror or exc))
+                raise LandbaseError("SETUP_FAILED", "cannot remove %s: %s; remove it by hand"
+                                    % (self.path, exc.strerror or exc))
 
     @contextlib.contextmanager
     def locked(self):
         """The lock every change of the file is made under (a file beside it, never removed), waited for
-        at most LOCK_WAIT seconds: flock on POSIX, msvcrt.locking on Windows."""
+        at most LOCK_WAIT seconds: flock on POSIX, msvcrt.locking on Windows; closing it releases it."""
         self._make_directory()
         try:
             fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -681,7 +629,7 @@ class SessionStore:
                 time.sleep(0.05)
             yield
         finally:
-            os.close(fd)                # which releases the lock
+            os.close(fd)
 
     def _save(self, data):
         """Write atomically: a reader, or a crash at any point, sees the old file or the new one. The file is
@@ -715,19 +663,20 @@ class SessionStore:
         if os.path.isdir(self.directory):
             return
         if os.path.lexists(self.directory):
-            raise LandbaseError("SETUP_FAILED", "%s is not a directory; LANDBASE_CONFIG_DIR names the directory "
-                                "platform.json goes in" % self.directory)
+            raise LandbaseError("SETUP_FAILED", "%s is not a directory; LANDBASE_CONFIG_DIR names the "
+                                "directory platform.json goes in" % self.directory)
         try:
             os.makedirs(self.directory, 0o700)
             os.chmod(self.directory, 0o700)     # makedirs' mode meets the umask
         except FileExistsError:
             pass                                # another process made it first
         except OSError as exc:
-            raise LandbaseError("SETUP_FAILED", "cannot create %s: %s" % (self.directory, exc.strerror or exc))
+            raise LandbaseError("SETUP_FAILED", "cannot create %s: %s"
+                                % (self.directory, exc.strerror or exc))
 
 
 def _try_lock(fd):
-    """Take the lock on fd without waiting; whether it was taken. Closing fd releases it."""
+    """Take the lock on fd without waiting; whether it was taken."""
     try:
         import fcntl
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -779,9 +728,10 @@ def is_import_id(value):
 
 def check_import_id(value):
     if not IMPORT_ID_RE.match(value) or not 0 < int(value) <= MAX_IMPORT_ID:
-        raise LandbaseError("INVALID_INPUT", "import id %s is not valid: it is a positive whole number such as 7"
-                            % shown(repr(value), 80))
+        raise LandbaseError("INVALID_INPUT", "import id %s is not valid: it is a positive whole number such "
+                            "as 7" % shown(repr(value), 80))
     return int(value)
+
 
 # ---------------------------------------------------------------- HTTP
 
@@ -799,10 +749,11 @@ def base_url(env_name, default):
         raise LandbaseError("INVALID_INPUT", "%s=%s is not an http(s) base URL" % (env_name, shown(url)))
     if parts.scheme == "http" and not is_loopback(url):
         raise LandbaseError("INVALID_INPUT", "%s=%s: https is required except on loopback" % (env_name, url))
-    landbase = host == "landbase.com" or host.endswith(".landbase.com")
-    if not (landbase or is_loopback(url)) and os.environ.get("LANDBASE_ALLOW_CUSTOM_API_URL") != "1":
+    if not (host == "landbase.com" or host.endswith(".landbase.com") or is_loopback(url)) \
+            and os.environ.get("LANDBASE_ALLOW_CUSTOM_API_URL") != "1":
         raise LandbaseError("INVALID_INPUT", "%s=%s: the host %s is not landbase.com or loopback; set "
-                            "LANDBASE_ALLOW_CUSTOM_API_URL=1 to send your credentials there" % (env_name, url, host))
+                            "LANDBASE_ALLOW_CUSTOM_API_URL=1 to send your credentials there"
+                            % (env_name, url, host))
     return url.rstrip("/")
 
 
@@ -818,12 +769,9 @@ def same_origin(url_a, url_b):
             == (b.scheme, (b.hostname or "").lower(), b.port or default.get(b.scheme)))
 
 
-class Proxy:
+class Proxy(collections.namedtuple("Proxy", "url where variable")):
     """The proxy a request goes through: its URL (for urllib), `where` (host:port, never its credentials)
     and the variable it came from."""
-
-    def __init__(self, url, where, variable):
-        self.url, self.where, self.variable = url, where, variable
 
     def __str__(self):
         return "the proxy %s (%s)" % (self.where, self.variable)
@@ -831,10 +779,10 @@ class Proxy:
 
 def proxy_for(base):
     """The Proxy for requests to `base`, or None: https_proxy or HTTPS_PROXY for an https base, unless
-    NO_PROXY covers its host; never for loopback (plain http with a token must not leave the host), and
-    ALL_PROXY is not read. A proxy the tool cannot use safely is INVALID_INPUT before anything is sent:
-    urllib speaks only http:// to a proxy, so https:// (credentials in clear) and socks are refused, and a URL
-    that does not parse is named by its variable alone, as its pieces may be a password."""
+    NO_PROXY covers its host; never for loopback (plain http with a token must not leave the host); ALL_PROXY
+    is not read. urllib speaks only http:// to a proxy, so https:// (where the user wants the credentials
+    kept from the wire) and socks are INVALID_INPUT before anything is sent, as is a URL that does not parse,
+    which is named by its variable alone: its pieces may be a password."""
     if not base.startswith("https:") or is_loopback(base):
         return None
     import urllib.request
@@ -845,9 +793,9 @@ def proxy_for(base):
     url = url if "://" in url else "http://" + url
     scheme = url.split("://", 1)[0].lower()
     if scheme != "http":
-        raise LandbaseError("INVALID_INPUT", "%s is a %s:// proxy, which this tool cannot speak (it would send the "
-                            "proxy's credentials in clear): only http:// proxies are supported, and the tunnel "
-                            "to the platform is TLS either way" % (variable, shown(scheme, 20)))
+        raise LandbaseError("INVALID_INPUT", "%s is a %s:// proxy, which this tool cannot speak without "
+                            "sending its credentials in clear: only http:// proxies are supported (the "
+                            "tunnel to the platform is TLS either way)" % (variable, shown(scheme, 20)))
     try:
         parts = urllib.parse.urlsplit(url)
         host, port = parts.hostname, parts.port
@@ -856,9 +804,9 @@ def proxy_for(base):
     except ValueError:
         host = None
     if not host or parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise LandbaseError("INVALID_INPUT", "%s is not a proxy URL that can be read; write it as "
-                            "http://[user:password@]host:port, with @ : / and %% in the password percent-encoded "
-                            "(%%40 %%3A %%2F %%25)" % variable)
+        raise LandbaseError("INVALID_INPUT", "%s is not a proxy URL that can be read: write it as http://"
+                            "[user:password@]host:port, with @ : / %% in the password percent-encoded (%%40 "
+                            "%%3A %%2F %%25)" % variable)
     return Proxy(url, "%s:%d" % (host, port or 80), variable)
 
 
@@ -889,13 +837,11 @@ def retry_wait(error, planned, longest=None, transient=None):
     """The one retry decision, for the one-shot retries, the poller and the device flow alike: the
     seconds to wait before trying again after `error`, or None to give up. `planned` is the loop's own
     next wait (None when it has no try left); a longer Retry-After is honoured, up to `longest`. A loop
-    may say the answer is worth waiting on (`transient`: the device flow's "authorization pending")."""
+    may say an answer is worth waiting on (`transient`: the device flow's "authorization pending")."""
     if not (error.transient if transient is None else transient) or planned is None:
         return None
     wait = planned if error.retry_after is None else max(planned, error.retry_after)
-    if longest is not None and wait > longest:
-        return None
-    return wait
+    return None if longest is not None and wait > longest else wait
 
 
 class Deadline:
@@ -904,35 +850,25 @@ class Deadline:
     timeout bounds each read, not the request)."""
 
     def __init__(self, seconds):
-        self.seconds = seconds
-        self.expired = False
-        self.lock = threading.Lock()
-        self.sockets = []
+        self.expired, self.lock, self.sockets = False, threading.Lock(), []
         self.timer = threading.Timer(seconds, self.expire)
         self.timer.daemon = True
 
     def watch(self, sock):
         """Called with each socket the request opens (a proxy's included); returns it."""
         with self.lock:
-            watched = sock.dup()
-            self.sockets.append(watched)
-            if self.expired:
-                self._shut(watched)
+            self.sockets.append(sock.dup())
+        if self.expired:
+            self.expire()
         return sock
 
     def expire(self):
+        import socket
         with self.lock:
             self.expired = True
             for sock in self.sockets:
-                self._shut(sock)
-
-    @staticmethod
-    def _shut(sock):
-        import socket
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass                        # already closed
+                with contextlib.suppress(OSError):      # already closed
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self):
         self.timer.start()
@@ -948,24 +884,22 @@ class Deadline:
 
 def tls_context():
     """The verifying TLS context: the system store, or SSL_CERT_FILE, which must be a regular file (a FIFO
-    would hang the load before any request's deadline)."""
+    would hang the load, before any request's deadline)."""
     import ssl
     cafile = os.environ.get("SSL_CERT_FILE")
-    if cafile:
-        try:
-            regular = stat.S_ISREG(os.stat(cafile).st_mode)
-        except OSError as exc:
-            raise LandbaseError("SETUP_FAILED", "SSL_CERT_FILE=%s cannot be read: %s" % (shown(cafile), exc.strerror))
-        if not regular:
-            raise LandbaseError("SETUP_FAILED", "SSL_CERT_FILE=%s is not a regular file: point it at a PEM bundle "
-                                "of CA certificates" % shown(cafile))
+    try:
+        if cafile and not stat.S_ISREG(os.stat(cafile).st_mode):
+            raise OSError(0, "not a regular file: point it at a PEM bundle of CA certificates")
+    except OSError as exc:
+        raise LandbaseError("SETUP_FAILED", "SSL_CERT_FILE=%s cannot be used: %s"
+                            % (shown(cafile), exc.strerror))
     return ssl.create_default_context()
 
 
 def _opener(base, proxy):
     """One opener per process: no redirects followed by urllib, every socket watched by its request's
-    Deadline, one verifying TLS context for https (the CA store costs ~35 ms: only where used), and the one
-    proxy proxy_for() chose, or none."""
+    Deadline, one verifying TLS context for https (the CA store costs ~35 ms: only where used), and the
+    one proxy proxy_for() chose, or none."""
     import socket
     import http.client
     import urllib.request
@@ -1027,10 +961,10 @@ class Api:
                 wait = retry_wait(exc, planned, RETRY_AFTER_CAP)
                 if wait is None:
                     if exc.transient and planned is not None and exc.retry_after is not None:
-                        exc = LandbaseError(exc.code, "%s; the platform asked to wait %s before trying again, "
-                                            "longer than the %s a one-shot command waits: run it again later" % (
+                        exc = LandbaseError(exc.code, "%s; the platform asked to wait %s, longer than the %s "
+                                            "a one-shot command waits: run it again later" % (
                                                 exc.message, format_span(exc.retry_after),
-                                                format_span(RETRY_AFTER_CAP)), exc.meta, transient=True)
+                                                format_span(RETRY_AFTER_CAP)), exc.meta, True)
                     exc.unsure = unsure
                     raise exc
                 attempt += 1
@@ -1043,16 +977,18 @@ class Api:
         url = self.base + path
         data = None if body is None else json.dumps(body, ensure_ascii=True, allow_nan=False).encode("ascii")
         for _ in range(MAX_REDIRECTS + 1):
-            status, reply_headers, raw = self.send(method, url, data, auth, headers or {}, timeout or self.timeout)
+            status, answer_headers, raw = self.send(method, url, data, auth, headers or {},
+                                                    timeout or self.timeout)
             if status in (301, 302, 303, 307, 308):
-                url, method, data = self._redirect(url, method, data, status, reply_headers)
+                url, method, data = self._redirect(url, method, data, status, answer_headers)
                 continue
-            answer = self._decode(method, path, status, reply_headers, raw)
-            return check(answer, reply_headers) if check is not None else answer
+            answer = self._decode(method, path, status, answer_headers, raw)
+            return check(answer, answer_headers) if check is not None else answer
         raise LandbaseError("API_ERROR", "%s %s: more than %d redirects" % (method, path, MAX_REDIRECTS))
 
     def _redirect(self, url, method, data, status, headers):
         location = (headers.get("Location") or "").strip()
+        where = "%s %s: HTTP %d" % (method, url, status)
         try:
             target = urllib.parse.urljoin(url, location)
             usable = location and not any(ch.isspace() or not ch.isprintable() for ch in target) \
@@ -1061,16 +997,14 @@ class Api:
         except ValueError:
             usable = False
         if not usable:
-            raise LandbaseError("API_ERROR", "%s %s: HTTP %d with a Location that is not a usable URL (%s)"
-                                % (method, url, status, excerpt(location, 100)), {"status": status}, transient=True)
+            raise LandbaseError("API_ERROR", "%s with a Location that is not a usable URL (%s)"
+                                % (where, excerpt(location, 100)), {"status": status}, transient=True)
         if not same:
-            raise LandbaseError("API_ERROR", "%s %s: refused a redirect to another origin (%s); the token "
-                                "is never sent there" % (method, url, excerpt(target)), {"status": status})
-        if status in (307, 308):
-            return target, method, data
-        if method == "GET":
-            return target, "GET", None
-        raise LandbaseError("API_ERROR", "%s %s: refused an HTTP %d redirect of a %s" % (method, url, status, method))
+            raise LandbaseError("API_ERROR", "%s: refused a redirect to another origin (%s); the token is "
+                                "never sent there" % (where, excerpt(target)), {"status": status})
+        if status in (307, 308) or method == "GET":
+            return target, method, data if status in (307, 308) else None
+        raise LandbaseError("API_ERROR", "%s: refused the redirect of a %s" % (where, method))
 
     def send(self, method, url, data, auth, headers, timeout):
         """(status, headers, body) of one exchange, read against a Deadline and at most MAX_ANSWER_BYTES."""
@@ -1081,7 +1015,7 @@ class Api:
             self._opener = _opener(self.base, self.proxy)
         request = urllib.request.Request(url, data=data, method=method)
         request.add_header("Accept", "application/json")
-        request.add_header("User-Agent", "landbase-import/%s python/%d.%d" % ((__version__,) + sys.version_info[:2]))
+        request.add_header("User-Agent", USER_AGENT)
         if data is not None:
             request.add_header("Content-Type", "application/json")
         for name, value in headers.items():
@@ -1090,11 +1024,11 @@ class Api:
             request.add_unredirected_header("Authorization", "Bearer " + self.token)
         self.console.debug("> %s %s%s" % (method, url, " (Authorization: Bearer %s)" % REDACTED
                                           if auth and self.token else ""))
-        self.console.debug("> through %s" % self.proxy if self.proxy else "> no proxy")
+        self.console.debug("> through %s" % (self.proxy,) if self.proxy else "> no proxy")
         for name, value in sorted(headers.items()):
             self.console.debug("> %s: %s" % (name, value))
         if data is not None and "/oauth/" not in url:
-            self.console.debug("> " + data.decode("ascii"), pattern=False)        # the user's body, as sent
+            self.console.debug("> " + data.decode("ascii"), pattern=False)      # the user's body, as sent
         started = CLOCK.now()
         where = "%s %s" % (method, url)
         request.deadline = deadline = Deadline(timeout)
@@ -1105,8 +1039,7 @@ class Api:
                 except urllib.error.HTTPError as exc:
                     response = exc
                 with response:
-                    status = response.getcode()
-                    reply_headers = response.headers
+                    status, answer_headers = response.getcode(), response.headers
                     raw = read_answer(response, where)
         except LandbaseError:
             raise
@@ -1119,45 +1052,45 @@ class Api:
         self.console.debug("< HTTP %d in %d ms" % (status, (CLOCK.now() - started) * 1000))
         if "/oauth/" not in url:
             self.console.debug("< " + excerpt(raw, 500))
-        return status, reply_headers, raw
+        return status, answer_headers, raw
 
     def _transport_error(self, where, reason, expired, timeout):
-        """The error of an exchange that got no answer: what failed, through which proxy, and what to check."""
+        """The error of an exchange that got no answer: what failed, through which proxy, what to check."""
         import socket
         import ssl
-        via = " (through %s)" % self.proxy if self.proxy else ""
+        where += " (through %s)" % (self.proxy,) if self.proxy else ""
         if expired or isinstance(reason, socket.timeout):
-            return LandbaseError("TIMEOUT", "%s%s: no complete answer within %gs%s" % (
-                where, via, timeout, " (--timeout)" if timeout == self.timeout else " (what was left of --max-wait)"),
-                transient=True)
+            return LandbaseError("TIMEOUT", "%s: no complete answer within %gs (%s)" % (where, timeout, (
+                "--timeout" if timeout == self.timeout else "what was left of --max-wait")), {}, True)
         text = str(reason) or type(reason).__name__
         refused = re.match(r"Tunnel connection failed: (40[37])", text)
-        if self.proxy and refused:
-            return LandbaseError("NETWORK_ERROR", "%s: %s refused the tunnel (%s): check the user and password in "
-                                 "%s (percent-encoded), that the proxy allows port %d, or NO_PROXY" % (
-                                     where, self.proxy, excerpt(text, 80), self.proxy.variable,
-                                     urllib.parse.urlsplit(self.base).port or 443), {"status": int(refused.group(1))})
+        if self.proxy and refused:      # the configuration is wrong: waiting will not change it
+            return LandbaseError("NETWORK_ERROR", "%s: the proxy refused the tunnel (%s): check the user and "
+                                 "password in %s (percent-encoded), that the proxy allows port %d, or "
+                                 "NO_PROXY" % (where, excerpt(text, 80), self.proxy.variable,
+                                               urllib.parse.urlsplit(self.base).port or 443),
+                                 {"status": int(refused.group(1))})
         verify = getattr(reason, "verify_code", None)
-        if isinstance(reason, ssl.CertificateError) or verify is not None or "CERTIFICATE_VERIFY_FAILED" in text:
-            detail = getattr(reason, "verify_message", None) or text
+        if verify is not None or isinstance(reason, ssl.CertificateError) or "CERTIFICATE_VERIFY" in text:
+            hint = "the certificate chain is not acceptable here (Python 3.13 checks more strictly)"
             if verify in (2, 18, 19, 20, 21) or (verify is None and "hostname" not in text):
                 hint = "the issuer is not trusted: the certificate must be trusted by the system store or " \
                        "SSL_CERT_FILE (a TLS-inspecting proxy's CA, say)"
             elif verify in (9, 10):
                 hint = "the certificate is not valid now: check this host's clock (landbase_import.py doctor)"
             elif verify == 62 or "hostname" in text:
-                hint = "the certificate is for another name than %s" % urllib.parse.urlsplit(self.base).hostname
-            else:
-                hint = "the certificate chain is not acceptable here (Python 3.13 checks more strictly)"
-            return LandbaseError("NETWORK_ERROR", "%s%s: TLS failed (%s); %s" % (where, via, excerpt(detail), hint))
+                hint = "the certificate is for another name than %s" % self.base.split("/")[2]
+            return LandbaseError("NETWORK_ERROR", "%s: TLS failed (%s); %s" % (
+                where, excerpt(getattr(reason, "verify_message", None) or text), hint))
         if isinstance(reason, ValueError) and not isinstance(reason, ssl.SSLError):
-            return LandbaseError("API_ERROR", "%s: a malformed answer (%s)" % (where, excerpt(text)), transient=True)
-        return LandbaseError("NETWORK_ERROR", "%s%s: %s; check the network%s, or run landbase_import.py doctor" % (
-            where, via, excerpt(text), " and " + str(self.proxy) if self.proxy else ""), transient=True)
+            return LandbaseError("API_ERROR", "%s: a malformed answer (%s)" % (where, excerpt(text)), {},
+                                 True)
+        return LandbaseError("NETWORK_ERROR", "%s: %s; check the network%s, or run landbase_import.py doctor"
+                             % (where, excerpt(text), " and " + str(self.proxy) if self.proxy else ""),
+                             {}, True)
 
     def _decode(self, method, path, status, headers, raw):
-        """The JSON of a 2xx; a LandbaseError for any other status, its code from the envelope or the status.
-        """
+        """The JSON of a 2xx; for another status a LandbaseError, its code from the envelope or the status."""
         where = "%s %s" % (method, path)
         data = None
         if raw.strip():
@@ -1165,8 +1098,8 @@ class Api:
                 data = parse_json(raw)
             except StrictJSONError as exc:
                 if 200 <= status < 300:
-                    raise LandbaseError("API_ERROR", "%s: HTTP %d with a body that is not strict JSON (%s): %s"
-                                        % (where, status, exc, excerpt(raw)), {"status": status}, transient=True)
+                    raise LandbaseError("API_ERROR", "%s: HTTP %d with a body that is not strict JSON (%s): "
+                                        "%s" % (where, status, exc, excerpt(raw)), {"status": status}, True)
         if 200 <= status < 300:
             return data
         error = data.get("error") if isinstance(data, dict) else None
@@ -1174,15 +1107,13 @@ class Api:
         server_code = error.get("code") if isinstance(error.get("code"), str) else None
         code = server_code if server_code in EXIT_CODES and server_code not in LOCAL_CODES \
             else STATUS_CODES.get(status, "API_ERROR")
-        message = error.get("message") if isinstance(error.get("message"), str) else None
-        message = "%s: %s" % (where, excerpt(message, 300)) if message else "%s: HTTP %d: %s" % (where, status, excerpt(raw))
-        if status == 401:
-            message += "; run landbase_import.py auth login"
-        meta = {"status": status}
-        if isinstance(error.get("meta"), dict):
-            meta.update(error["meta"])
-        raise LandbaseError(code, message, meta, server_code=server_code, transient=status == 429 or status >= 500,
-                            retry_after=parse_retry_after(headers, data))
+        message = error.get("message")
+        message = "%s: %s" % (where, excerpt(message, 300)) if isinstance(message, str) and message \
+            else "%s: HTTP %d: %s" % (where, status, excerpt(raw))
+        meta = dict(error["meta"] if isinstance(error.get("meta"), dict) else {}, status=status)
+        raise LandbaseError(code, message + ("; run landbase_import.py auth login" if status == 401 else ""),
+                            meta, status == 429 or status >= 500, parse_retry_after(headers, data),
+                            server_code)
 
 
 def read_answer(response, where):
@@ -1193,8 +1124,8 @@ def read_answer(response, where):
         if not chunk:
             left = getattr(response, "length", None)      # what Content-Length promised and never came
             if isinstance(left, int) and left > 0:
-                raise LandbaseError("NETWORK_ERROR", "%s: the connection closed %d bytes before the end of the "
-                                    "answer" % (where, left), transient=True)
+                raise LandbaseError("NETWORK_ERROR", "%s: the connection closed %d bytes before the end of "
+                                    "the answer" % (where, left), transient=True)
             return b"".join(chunks)
         size += len(chunk)
         if size > MAX_ANSWER_BYTES:
@@ -1209,8 +1140,12 @@ def usable_token(token):
         and all(" " <= ch <= "~" for ch in token)
 
 
+USER_AGENT = "landbase-import/%s python/%d.%d" % ((__version__,) + sys.version_info[:2])
+
+
 def api_for(args, console, token=None):
     return Api(base_url("LANDBASE_PLATFORM_API_URL", DEFAULT_API_URL), token, args.timeout, console)
+
 
 # ---------------------------------------------------------------- the answers a server sends
 
@@ -1223,54 +1158,51 @@ def _optional(test):
     return lambda value: value is None or test(value)
 
 
-def _is_time(value):
-    try:
-        return parse_time(value) is not None
-    except ValueError:
-        return False
+def _is_account_id(value):
+    return isinstance(value, str) and ACCOUNT_ID_RE.match(value) is not None
 
 
 STRING = (lambda value: isinstance(value, str), "a string")
-OPTIONAL_STRING = (_optional(lambda value: isinstance(value, str)), "a string or null")
+OPTIONAL_STRING = (_optional(STRING[0]), "a string or null")
 OPTIONAL_OBJECT = (_optional(lambda value: isinstance(value, dict)), "an object or null")
-COUNT = (_optional(lambda value: isinstance(value, int) and not isinstance(value, bool)), "an integer or null")
-ACCOUNT_ID = (lambda value: isinstance(value, str) and ACCOUNT_ID_RE.match(value) is not None,
-              "an account id (1 to 64 letters, digits, _ or -)")
-# what each answer must hold, field by field (a dotted field is looked up inside its object, when there is one)
+COUNT = (_optional(lambda value: type(value) is int), "an integer or null")
+# what each answer must hold, field by field (a dotted field is looked up inside its object, if there is one)
 ANSWERS = {
     "status": dict([("phase", (lambda value: isinstance(value, str) and value != "", "a non-empty string")),
                     ("percent", (_optional(lambda value: is_number(value) and 0 <= value <= 100),
-                                 "a number from 0 to 100 or null")),
-                    ("counts", OPTIONAL_OBJECT)] + [("counts." + key, COUNT) for key in COUNT_KEYS]
-                   + [("error", OPTIONAL_OBJECT), ("error.code", OPTIONAL_STRING), ("error.message", OPTIONAL_STRING)]),
+                                 "a number from 0 to 100 or null")), ("counts", OPTIONAL_OBJECT)]
+                   + [("counts." + key, COUNT) for key in COUNT_KEYS] + [
+                       ("error", OPTIONAL_OBJECT), ("error.code", OPTIONAL_STRING),
+                       ("error.message", OPTIONAL_STRING)]),
     "start": {"importId": (is_import_id, "a positive integer"), "runRef": STRING},
     "me": {"userId": OPTIONAL_STRING, "email": OPTIONAL_STRING, "expiresAt": OPTIONAL_STRING},
     "device": {"deviceCode": STRING, "userCode": STRING, "verificationUri": STRING},
     "token": {"accessToken": (lambda value: usable_token(value) and TOKEN_RE.match(value).group(0) == value,
                               "an lbs_ token"),
-              "expiresAt": (_is_time, "a time like 2026-12-05T10:00:00Z"), "accountId": (_optional(ACCOUNT_ID[0]),
-                                                                                       ACCOUNT_ID[1] + " or null")},
+              "expiresAt": (is_time, "a time like 2026-12-05T10:00:00Z"),
+              "accountId": (_optional(_is_account_id), "an account id or null")},
     "accounts": {"accounts": (lambda value: isinstance(value, list) and all(
-        isinstance(entry, dict) and ACCOUNT_ID[0](entry.get("id")) and OPTIONAL_STRING[0](entry.get("name"))
-        for entry in value), "a list of {id: an account id, name: a string}")},
+        isinstance(entry, dict) and _is_account_id(entry.get("id")) and OPTIONAL_STRING[0](entry.get("name"))
+        for entry in value), "a list of {id: an account id (1 to 64 letters, digits, _ or -), name}")},
 }
 
 
-def checked(kind, where, data):
-    """`data`, a 2xx answer, if it holds what an answer of `kind` must (see ANSWERS); else a transient
-    API_ERROR naming the first field that breaks the contract."""
-    if not isinstance(data, dict):
-        raise contract_error(where, "the body", data, "an object")
-    if kind == "token":
-        remember_secret(data.get("accessToken"))        # a token a login grants is never printed
-    for field, (test, expected) in ANSWERS[kind].items():
-        value = data
-        for key in field.split("."):
-            value = value.get(key) if isinstance(value, dict) else None
-        if not test(value):
-            raise contract_error(where, field, "(hidden)" if kind == "token" and field == "accessToken" else value,
-                                 expected)
-    return data
+def expect(kind, where):
+    """The check of a 2xx answer of `kind` (see ANSWERS): the answer, or a transient API_ERROR naming the
+    first field that breaks the contract."""
+    def check(data, headers=None):
+        if not isinstance(data, dict):
+            raise contract_error(where, "the body", data, "an object")
+        if kind == "token":
+            remember_secret(data.get("accessToken"))        # a token a login grants is never printed
+        for field, (test, expected) in ANSWERS[kind].items():
+            value = data
+            for key in field.split("."):
+                value = value.get(key) if isinstance(value, dict) else None
+            if not test(value):
+                raise contract_error(where, field, "(hidden)" if field == "accessToken" else value, expected)
+        return data
+    return check
 
 
 def contract_error(where, field, value, expected):
@@ -1284,30 +1216,32 @@ def count_of(counts, key):
 
 
 def fetch_status(api, account_id, import_id, retry=True, timeout=None):
-    """The five keys of an import's status (API_ERROR for an answer about another import)."""
-    path = "/v1/accounts/%s/contacts-imports/%d" % (account_id, import_id)
+    """The five keys of an import's status (an answer about another import is a broken one)."""
     where = "import %d status" % import_id
 
     def check(data, headers):
-        checked("status", where, data)
+        expect("status", where)(data)
         if data.get("importId") != import_id or isinstance(data.get("importId"), bool):
             raise contract_error(where, "importId", data.get("importId"), "%d" % import_id)
         return {key: data.get(key) for key in ("importId", "phase", "percent", "counts", "error")}
     try:
-        return api.call("GET", path, retry=retry, check=check, timeout=timeout)
+        return api.call("GET", "/v1/accounts/%s/contacts-imports/%d" % (account_id, import_id), retry=retry,
+                        check=check, timeout=timeout)
     except LandbaseError as exc:
         exc.meta.setdefault("importId", import_id)
         if exc.code == "NOT_FOUND":
-            exc.message += " (if %s is not the right account, see: landbase_import.py account list)" % account_id
+            exc.message += " (if %s is not the right account, see: landbase_import.py account list)" \
+                % account_id
         raise
 
 
-def fetch_accounts(api):
-    return api.call("GET", "/v1/accounts", check=lambda data, _: checked("accounts", "GET /v1/accounts", data))["accounts"]
+def fetch_accounts(api, retry=True):
+    check = expect("accounts", "GET /v1/accounts")
+    return api.call("GET", "/v1/accounts", retry=retry, check=check)["accounts"]
 
 
 def fetch_me(api):
-    return api.call("GET", "/v1/me", check=lambda data, _: checked("me", "GET /v1/me", data))
+    return api.call("GET", "/v1/me", check=expect("me", "GET /v1/me"))
 
 
 # ---------------------------------------------------------------- the import poller
@@ -1345,7 +1279,8 @@ class Tracker:
         """The code this id ends a wait with; None when it completed."""
         if self.error is not None:
             return self.error.code
-        return {"completed": None, "partial": "IMPORT_PARTIAL", "failed": "IMPORT_FAILED"}.get(self.phase, "TIMEOUT")
+        return {"completed": None, "partial": "IMPORT_PARTIAL", "failed": "IMPORT_FAILED"}.get(self.phase,
+                                                                                               "TIMEOUT")
 
     def entry(self):
         """Its place in the output: the last snapshot, or phase null and the error that ended it."""
@@ -1360,8 +1295,8 @@ class Tracker:
             self.first_seen = (now, status["percent"])
 
     def eta(self, now):
-        """Seconds left at the rate observed so far, counting down between polls; None until a rate is known
-        (and for a rate so slow that the end is out of sight)."""
+        """Seconds left at the rate observed so far, counting down between polls; None until a rate is known,
+        and for a rate so slow that the end is out of sight."""
         percent = self.status["percent"] if self.status is not None else None
         if self.first_seen is None or not is_number(percent) or self.done:
             return None
@@ -1372,56 +1307,53 @@ class Tracker:
         return max(0.0, left) if left < MAX_WAIT_LIMIT * 100 else None
 
 
-def describe_counts(counts):
-    parts = ["%d %s" % (count_of(counts, key), key) for key in ("imported", "skipped", "failed")
-             if count_of(counts, key) is not None]
-    total = count_of(counts, "total")
-    text = ", ".join(parts)
-    if total is not None:
-        text = (text + " of %d rows" % total) if text else "%d rows" % total
-    return text
-
-
 def progress_line(tracker, now):
     """The log form of a reading: import 7: in_progress 42% (… of 1000 rows); next poll in 20s"""
-    status = tracker.status
+    status, counts = tracker.status, tracker.status["counts"]
+    parts = ", ".join("%d %s" % (count_of(counts, key), key) for key in ("imported", "skipped", "failed")
+                      if count_of(counts, key) is not None)
+    if count_of(counts, "total") is not None:
+        parts += "%s%d rows" % (" of " if parts else "", count_of(counts, "total"))
     percent = "%d%%" % status["percent"] if is_number(status["percent"]) else "--%"
-    counts = describe_counts(status["counts"])
-    return "import %d: %s %s%s%s" % (tracker.import_id, status["phase"], percent, " (%s)" % counts if counts else "",
-                                     "" if tracker.done else "; next poll in %ds" % seconds_until(tracker.due, now))
+    parts = " (%s)" % parts if parts else ""
+    return "import %d: %s %s%s%s" % (tracker.import_id, status["phase"], percent, parts,
+                                     "" if tracker.done else "; next poll in %ds" % until(tracker.due, now))
 
 
 def terminal_line(trackers, now, room):
     """The redrawn form, in ASCII (so that a character is a column) and at most `room` columns. One import:
-    `import 7 [#####-----] 42% in_progress 410/1000 rows ETA 2m10s | next poll in 5s`; the bar shrinks first,
-    then the countdown, the ETA and the rows go, in that order. Several: a count of the imports by phase."""
-    ascii_text = lambda text: text.encode("ascii", "replace").decode("ascii")     # noqa: E731
+    `import 7 [#####-----] 42% in_progress 410/1000 rows ETA 2m10s | next poll in 5s`; the bar shrinks
+    first, then the countdown, the ETA and the rows go, in that order. Several: the imports by phase."""
     pending = [t for t in trackers if not t.done]
-    countdown = " | next poll in %ds" % seconds_until(min(t.due for t in pending), now) if pending else ""
+    countdown = " | next poll in %ds" % until(min(t.due for t in pending), now) if pending else ""
     if len(trackers) > 1:
-        phases = [ascii_text(printable(t.phase)) if t.status else "error" if t.error else "waiting" for t in trackers]
+        phases = [terminal_text(t.phase) if t.status else "error" if t.error else "waiting" for t in trackers]
         counted = ", ".join("%d %s" % (phases.count(p), p) for p in sorted(set(phases), key=phases.index))
         return ("%d imports: %s" % (len(trackers), counted) + countdown)[:room]
-    tracker = trackers[0]
-    status = tracker.status
-    percent = status["percent"] if is_number(status["percent"]) else None
-    total, done = count_of(status["counts"], "total"), [count_of(status["counts"], key)
-                                                         for key in ("imported", "skipped", "failed")]
-    rows = " %d/%d rows" % (sum(n or 0 for n in done), total) if total is not None else ""
+    tracker, counts = trackers[0], trackers[0].status["counts"]
+    percent = tracker.status["percent"] if is_number(tracker.status["percent"]) else None
+    done = [count_of(counts, key) for key in ("imported", "skipped", "failed")]
+    rows = " %d/%d rows" % (sum(n or 0 for n in done), counts["total"]) \
+        if count_of(counts, "total") is not None else ""
     rows += ", %d failed" % done[2] if rows and done[2] else ""
     eta = tracker.eta(now)
     extras = [rows, " ETA %s" % format_span(eta) if eta is not None else "", countdown]
     head = "import %d " % tracker.import_id
-    tail = "%s %s" % ("%d%%" % percent if percent is not None else "--%", ascii_text(printable(status["phase"])))
+    tail = "%s %s" % ("%d%%" % percent if percent is not None else "--%", terminal_text(tracker.phase))
     while extras and len(head + tail + "".join(extras)) + 8 > room:        # room for a bar of 5 at least
         extras.pop()
-    bar_width = min(BAR_WIDTH, room - len(head + tail + "".join(extras)) - 3)
-    filled = int(bar_width * percent / 100) if percent is not None else 0
-    bar = "[%s%s] " % ("#" * filled, "-" * (bar_width - filled)) if bar_width >= 5 else ""
+    width = min(BAR_WIDTH, room - len(head + tail + "".join(extras)) - 3)
+    filled = int(width * percent / 100) if percent is not None else 0
+    bar = "[%s%s] " % ("#" * filled, "-" * (width - filled)) if width >= 5 else ""
     return (head + bar + tail + "".join(extras))[:room]
 
 
-def seconds_until(when, now):
+def terminal_text(text):
+    """text for the redrawn line: ASCII, so that a character is a column, printable and redacted."""
+    return printable(redact(text)).encode("ascii", "replace").decode("ascii")
+
+
+def until(when, now):
     return max(0, int(when - now + 0.999))
 
 
@@ -1430,8 +1362,8 @@ def show_progress(console, trackers, now, tracker=None):
     if console.quiet:
         return
     if console.tty:
-        phase = trackers[0].phase if len(trackers) == 1 else None
-        console.redraw(terminal_line(trackers, now, console.width() - 1), phase)
+        console.redraw(terminal_line(trackers, now, console.width() - 1),
+                       trackers[0].phase if len(trackers) == 1 else None)
     elif tracker is not None:
         console.line(progress_line(tracker, now))
 
@@ -1476,8 +1408,8 @@ def poll_round(api, account_id, trackers, due, console, deadline):
             if wait is None:
                 tracker.error = error
                 if len(trackers) > 1:
-                    console.line("import %d: %s (%s); not polled again" % (tracker.import_id, error.message,
-                                                                         error.code))
+                    console.line("import %d: %s (%s); not polled again"
+                                 % (tracker.import_id, error.message, error.code))
                 continue
             tracker.due = now + wait
             console.line("import %d: poll failed (%s: %s); next poll in %ds"
@@ -1490,18 +1422,16 @@ def poll_round(api, account_id, trackers, due, console, deadline):
 
 
 def poll_batch(api, account_id, trackers, deadline):
-    """(status, error) for each tracker, at most MAX_POLLS_IN_FLIGHT requests at a time. No request outlives
-    the wait: each one's timeout is --timeout or what is left of --max-wait when it starts, the less.
-
-    The workers are daemon threads, so Ctrl-C or SIGTERM never waits for a request in flight;
-    whatever a worker meets is handed back to this thread, never printed by the thread."""
+    """(status, error) for each tracker, at most MAX_POLLS_IN_FLIGHT requests at a time, each bounded by
+    --timeout or what is left of --max-wait, the less; on daemon threads, so that Ctrl-C waits for none of
+    them, which hand whatever they meet back to this thread."""
     def poll(tracker):
         left = deadline - CLOCK.now()
         if left <= 0:
             return None, None           # not read: the wait is over
         try:
             return fetch_status(api, account_id, tracker.import_id, False, min(api.timeout, left)), None
-        except Exception as exc:        # handed to the main thread, which raises what is not a LandbaseError
+        except Exception as exc:        # to the main thread, which raises what is not a LandbaseError
             return None, exc
     if len(trackers) == 1:
         return [poll(trackers[0])]
@@ -1516,7 +1446,7 @@ def poll_batch(api, account_id, trackers, deadline):
                     return
                 index, tracker = todo.pop()
             results[index] = poll(tracker)
-    workers = [threading.Thread(target=work, daemon=True) for _ in range(min(MAX_POLLS_IN_FLIGHT, len(trackers)))]
+    workers = [threading.Thread(target=work, daemon=True) for _ in range(min(MAX_POLLS_IN_FLIGHT, len(todo)))]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -1531,17 +1461,16 @@ def import_meta(import_ids, single):
 
 def wait_and_report(api, account_id, import_ids, console, limit, single):
     """Wait, then print the final status (or the array of every id's last-known state, always, but on
-    AUTH_FAILED), and return 0 when every import completed; otherwise raise the error of the first id, in the
-    order given, that did not. A signal ends the wait with the command that resumes it."""
+    AUTH_FAILED), and return 0 when every import completed; otherwise raise the error of the first id, in
+    the order given, that did not. A signal ends the wait with the command that resumes it."""
     trackers = [Tracker(import_id, CLOCK.now()) for import_id in import_ids]
     try:
         poll_until_terminal(api, account_id, trackers, console, limit)
         stop = None
     except (KeyboardInterrupt, Stopped) as exc:
         running = [t.import_id for t in trackers if not t.done] or import_ids
-        stop = stopped(exc, "the wait was stopped; the import%s keep%s running on Landbase" % (
-            "" if len(running) == 1 else "s", "s" if len(running) == 1 else ""),
-            dict(import_meta(running, single), resume=resume_command(account_id, running)))
+        stop = stopped(exc, "the wait was stopped; " + keep_running(running),
+                       dict(import_meta(running, single), resume=resume_command(account_id, running)))
     first = next((t for t in trackers if t.outcome is not None), None)
     code = stop.code if stop is not None else first.outcome if first is not None else None
     if not single or code in (None, "IMPORT_FAILED", "IMPORT_PARTIAL", "TIMEOUT"):
@@ -1556,147 +1485,119 @@ def wait_and_report(api, account_id, import_ids, console, limit, single):
     more = " (and %d more)" % (len(alike) - 1) if len(alike) > 1 else ""
     if first.outcome == "TIMEOUT":
         meta["resume"] = resume_command(account_id, [t.import_id for t in alike])
-        raise LandbaseError("TIMEOUT", "gave up after %s (--max-wait); the import%s keep%s running on Landbase"
-                            % (format_span(limit), "" if len(alike) == 1 else "s", "s" if len(alike) == 1 else ""),
-                            meta)
+        raise LandbaseError("TIMEOUT", "gave up after %s (--max-wait); %s" % (format_span(limit),
+                                                                             keep_running(alike)), meta)
     if first.error is not None:
         meta.update((k, v) for k, v in first.error.meta.items() if k != "importId")
         raise LandbaseError(first.outcome, first.error.message + more, meta)
     detail = first.status["error"].get("message") if isinstance(first.status["error"], dict) else None
-    raise LandbaseError(first.outcome, "import %d ended %s%s%s" % (
-        first.import_id, first.phase, ": %s" % excerpt(detail) if isinstance(detail, str) else "", more), meta)
+    raise LandbaseError(first.outcome, "import %d ended %s%s%s" % (first.import_id, first.phase, ": %s" % (
+        excerpt(detail)) if isinstance(detail, str) else "", more), meta)
+
+
+def keep_running(imports):
+    return "the import%s running on Landbase" % (" keeps" if len(imports) == 1 else "s keep")
 
 
 def resume_command(account_id, import_ids):
     """The exact command that resumes a wait, as this process was called."""
-    words = [program_path(), "contacts-import", "wait"] + [str(i) for i in import_ids] + ["--account=" + account_id]
-    return " ".join(shlex.quote(word) for word in words)
+    words = [program_path(), "contacts-import", "wait"] + [str(i) for i in import_ids]
+    return " ".join(shlex.quote(word) for word in words + ["--account=" + account_id])
 
 
 def program_path():
     return sys.argv[0] if sys.argv and sys.argv[0] else "landbase_import.py"
 
+
 # ---------------------------------------------------------------- input body
 
 def read_import_body(source):
-    """The validated body of `start --json`: INVALID_INPUT naming the field for anything off."""
-    if source == "-":
-        if sys.stdin is None:
-            raise LandbaseError("INVALID_INPUT", "stdin is closed: --json - reads the body from stdin")
-        stream = getattr(sys.stdin, "buffer", sys.stdin)
-        try:
+    """The validated body of `start --json` (a path, or - for stdin): INVALID_INPUT naming the field for
+    anything off."""
+    name = "stdin" if source == "-" else source
+    try:
+        if source == "-":
+            stream = getattr(sys.stdin, "buffer", sys.stdin)
+            if stream is None:
+                raise LandbaseError("INVALID_INPUT", "stdin is closed: --json - reads the body from stdin")
             raw = stream.read(MAX_BODY_BYTES + 1)
-        except (OSError, ValueError) as exc:
-            raise LandbaseError("INVALID_INPUT", "cannot read the body from stdin: %s" % exc)
-        if isinstance(raw, str):
-            raw = raw.encode("utf-8", "surrogateescape")
-        name = "stdin"
-    else:
-        name = source
-        if not source:
+            raw = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+        elif not source:
             raise LandbaseError("INVALID_INPUT", "--json takes a path, or - for stdin, not an empty string")
-        try:
+        else:
             with open(source, "rb") as handle:
                 raw = handle.read(MAX_BODY_BYTES + 1)
-        except (OSError, ValueError) as exc:
-            hint = ""
-            if source.lstrip().startswith(("{", "[")):
-                hint = ("; --json takes a path or -, not the JSON itself: "
-                        "echo '{...}' | landbase_import.py contacts-import start --json -")
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise LandbaseError("INVALID_INPUT", "cannot read --json %s: %s%s" % (shown(source, 80), reason, hint))
+    except (OSError, ValueError) as exc:
+        hint = "; --json takes a path or -, not the JSON itself: echo '{...}' | landbase_import.py " \
+            "contacts-import start --json -" if source.lstrip().startswith(("{", "[")) else ""
+        raise LandbaseError("INVALID_INPUT", "cannot read --json %s: %s%s" % (
+            shown(source, 80), exc.strerror if isinstance(exc, OSError) and exc.strerror else exc, hint))
     if len(raw) > MAX_BODY_BYTES:
         raise LandbaseError("INVALID_INPUT", "the body in %s is larger than 1 MiB" % name)
-    return parse_import_body(raw, name)
-
-
-def parse_import_body(raw, name="the body"):
     if not raw.strip() or raw.strip() == b"\xef\xbb\xbf":
-        raise LandbaseError("INVALID_INPUT", "%s is empty: expected a JSON object with datasetId and tagName" % name)
+        raise LandbaseError("INVALID_INPUT", "%s is empty: expected a JSON object with datasetId and tagName"
+                            % name)
     try:
         body = parse_json(raw)
     except StrictJSONError as exc:
         if exc.key is not None:
             raise LandbaseError("INVALID_INPUT", "duplicate key %r in the body" % exc.key, {"field": exc.key})
-        raise LandbaseError("INVALID_INPUT", "%s is %s" % (name, exc) if str(exc).startswith("not ")
-                            else "%s: %s" % (name, exc))
+        raise LandbaseError("INVALID_INPUT", ("%s is %s" if str(exc).startswith("not ") else "%s: %s")
+                            % (name, exc))
     if not isinstance(body, dict):
         raise LandbaseError("INVALID_INPUT", "%s must be a JSON object with datasetId and tagName, not %s"
-                            % (name, _json_type(body)))
+                            % (name, json_type(body)))
     return check_import_body(body)
 
 
-def _json_type(value):
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-def _invalid_field(field, message):
-    return LandbaseError("INVALID_INPUT", "%s %s" % (field, message), {"field": field})
-
-
-def _has_surrogate(text):
-    return any("\ud800" <= ch <= "\udfff" for ch in text)
+def json_type(value):
+    return "null" if value is None else "a boolean" if isinstance(value, bool) else "a number" \
+        if isinstance(value, (int, float)) else "a string" if isinstance(value, str) else "an array" \
+        if isinstance(value, list) else "an object"
 
 
 def check_import_body(body):
+    def invalid(field, message):
+        return LandbaseError("INVALID_INPUT", "%s %s" % (field, message), {"field": field})
     for key in body:
         if key not in BODY_KEYS:
-            raise _invalid_field(key, "is not a known key%s; the body takes datasetId, tagName and importId"
-                                 % _did_you_mean(key))
-    dataset_id = body.get("datasetId")
-    if "datasetId" not in body:
-        raise _invalid_field("datasetId", "is required (the dataset to import, e.g. \"ds_def456\")")
-    if not isinstance(dataset_id, str):
-        raise _invalid_field("datasetId", "must be a string, not %s" % _json_type(dataset_id))
-    if not dataset_id:
-        raise _invalid_field("datasetId", "must not be empty")
-    if len(dataset_id) > MAX_DATASET_ID:
-        raise _invalid_field("datasetId", "is %d characters; at most %d" % (len(dataset_id), MAX_DATASET_ID))
+            raise invalid(key, "is not a known key%s; the body takes datasetId, tagName and importId"
+                          % did_you_mean(key.replace("_", "").replace("-", ""), BODY_KEYS))
+    for key, example in (("datasetId", 'the dataset to import, e.g. "ds_def456"'),
+                         ("tagName", "the tag to put on the imported contacts")):
+        if key not in body:
+            raise invalid(key, "is required (%s)" % example)
+        if not isinstance(body[key], str):
+            raise invalid(key, "must be a string, not %s" % json_type(body[key]))
+    dataset_id, tag_name = body["datasetId"], body["tagName"]
+    if not 1 <= len(dataset_id) <= MAX_DATASET_ID:
+        raise invalid("datasetId", "must not be empty" if not dataset_id else "is %d characters; at most %d"
+                      % (len(dataset_id), MAX_DATASET_ID))
     for ch in dataset_id:
         if ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zs", "Zl", "Zp"):
-            raise _invalid_field("datasetId", "must not contain whitespace or control characters (found U+%04X)"
-                                 % ord(ch))
-    tag_name = body.get("tagName")
-    if "tagName" not in body:
-        raise _invalid_field("tagName", "is required (the tag to put on the imported contacts)")
-    if not isinstance(tag_name, str):
-        raise _invalid_field("tagName", "must be a string, not %s" % _json_type(tag_name))
+            raise invalid("datasetId", "must not contain whitespace or control characters (found U+%04X)"
+                          % ord(ch))
     if not 1 <= len(tag_name) <= MAX_TAG_NAME:
-        raise _invalid_field("tagName", "is %d characters; it takes 1 to %d" % (len(tag_name), MAX_TAG_NAME))
+        raise invalid("tagName", "is %d characters; it takes 1 to %d" % (len(tag_name), MAX_TAG_NAME))
     if not tag_name.strip():
-        raise _invalid_field("tagName", "must not be blank")
-    if _has_surrogate(tag_name):
-        raise _invalid_field("tagName", "is not valid Unicode (a lone surrogate)")
-    clean = {"datasetId": dataset_id, "tagName": tag_name}
-    if "importId" in body:
-        import_id = body["importId"]
-        if not is_import_id(import_id):
-            what = _json_type(import_id) if not isinstance(import_id, int) or isinstance(import_id, bool) \
-                else str(import_id)
-            raise _invalid_field("importId", "must be a positive integer such as 7, not %s "
-                                 "(omit it to start a new import)" % what)
-        clean["importId"] = import_id
-    return clean
+        raise invalid("tagName", "must not be blank")
+    if any("\ud800" <= ch <= "\udfff" for ch in tag_name):
+        raise invalid("tagName", "is not valid Unicode (a lone surrogate)")
+    import_id = body.get("importId", 1)
+    if not is_import_id(import_id):
+        raise invalid("importId", "must be a positive integer such as 7, not %s (omit it to start a new "
+                      "import)" % (import_id if type(import_id) is int else json_type(import_id)))
+    return {key: body[key] for key in BODY_KEYS if key in body}
 
 
-def _did_you_mean(key):
+def did_you_mean(word, choices):
+    """ (did you mean 'x'?) with the nearest of `choices` to what was typed: one it begins, or one close
+    to it whatever the case; nothing when none is near."""
     import difflib
-    folded = {known.lower(): known for known in BODY_KEYS}
-    match = folded.get(key.lower().replace("_", "").replace("-", ""))
-    if match is None:
-        close = difflib.get_close_matches(key, BODY_KEYS, n=1, cutoff=0.6)
-        match = close[0] if close else None
-    return " (did you mean %r?)" % match if match else ""
+    folded = {choice.lower(): choice for choice in choices}
+    close = [c for c in sorted(choices, key=len) if word and c.startswith(word)] + [
+        folded[c] for c in difflib.get_close_matches(word.lower(), sorted(folded), n=1, cutoff=0.6)]
+    return " (did you mean %r?)" % close[0] if close else ""
 
 
 # ---------------------------------------------------------------- login
@@ -1711,7 +1612,7 @@ def login_browser(args, console, api):
     web = base_url("LANDBASE_PLATFORM_WEB_URL", DEFAULT_WEB_URL)
     listener = CallbackListener(secrets.token_urlsafe(32))
     verifier = secrets.token_urlsafe(64)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     query = urllib.parse.urlencode([("client_id", CLIENT_ID), ("response_type", "code"),
                                     ("redirect_uri", listener.redirect_uri), ("state", listener.state),
                                     ("code_challenge", challenge), ("code_challenge_method", "S256"),
@@ -1732,18 +1633,20 @@ def login_browser(args, console, api):
         raise LandbaseError("TIMEOUT", "no answer from the browser within %d minutes; run auth login again "
                             "(or auth login --device)" % (LOGIN_LIMIT // 60))
     if "error" in result:
-        raise LandbaseError("AUTH_FAILED", "the login was refused in the browser (%s)" % excerpt(result["error"], 80))
+        raise LandbaseError("AUTH_FAILED", "the login was refused in the browser (%s)"
+                            % excerpt(result["error"], 80))
     body = {"grant_type": "authorization_code", "client_id": CLIENT_ID, "code": result["code"],
             "code_verifier": verifier, "redirect_uri": listener.redirect_uri}
     return exchange_token(api, body)
 
 
 def open_browser(url):
-    """Start the browser on `url` and return at once: BROWSER (a list of commands, %s for the URL, as the
-    webbrowser module reads it) or, without it, what the webbrowser module finds, run by a child interpreter.
-    Its streams go nowhere: a launcher's "Opening in existing browser session." must not reach our stdout."""
+    """Start the browser on `url` and return at once: BROWSER (commands, %s for the URL, as the webbrowser
+    module reads it) or, without it, what the webbrowser module finds, run by a child interpreter. Its
+    streams go nowhere: a launcher's "Opening in existing browser session." must not reach our stdout."""
     import subprocess
-    commands = [shlex.split(entry) for entry in os.environ.get("BROWSER", "").split(os.pathsep) if entry.strip()]
+    commands = [shlex.split(entry) for entry in os.environ.get("BROWSER", "").split(os.pathsep)
+                if entry.strip()]
     if not commands:
         os.environ.pop("BROWSER", None)         # a blank one, which the webbrowser module cannot read
         import webbrowser
@@ -1755,8 +1658,8 @@ def open_browser(url):
     for command in commands:
         argv = [word.replace("%s", url) for word in command] if "%s" in " ".join(command) else command + [url]
         try:
-            subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+            subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
             return True
         except (OSError, ValueError):
             continue
@@ -1769,15 +1672,14 @@ def warn_if_proxied_callback(console):
     import urllib.request
     if (os.environ.get("http_proxy") or os.environ.get("HTTP_PROXY")) \
             and not urllib.request.proxy_bypass_environment("127.0.0.1"):
-        console.warn("HTTP_PROXY is set and NO_PROXY does not cover 127.0.0.1: a browser that uses the proxy "
-                     "cannot bring the login back. Set NO_PROXY=127.0.0.1,localhost, or use: auth login --device")
+        console.warn("HTTP_PROXY is set and NO_PROXY does not cover 127.0.0.1: a browser that uses the "
+                     "proxy cannot bring the login back. Set NO_PROXY=127.0.0.1,localhost, or use: "
+                     "auth login --device")
 
 
 class CallbackListener:
-    """http://127.0.0.1:{port}/callback: takes one answer whose state matches, then stops.
-
-    Each connection has its own thread and a time limit, so an idle or slow local client cannot hold
-    the real browser's callback back; anything malformed gets a 400; nothing is ever printed."""
+    """http://127.0.0.1:{port}/callback: takes one answer whose state matches, then stops. A thread and a
+    time limit a connection, so that no local client holds the browser's answer back; nothing printed."""
 
     def __init__(self, state):
         import socketserver
@@ -1804,15 +1706,10 @@ class CallbackListener:
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.redirect_uri = "http://127.0.0.1:%d/callback" % self.server.server_address[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.2,), daemon=True)
 
     def start(self):
         self.thread.start()
-
-    def _serve(self):
-        self.server.timeout = 0.2
-        while not self.done.is_set():
-            self.server.handle_request()
 
     def handle(self, request):
         import hmac
@@ -1849,7 +1746,7 @@ class CallbackListener:
 
     def stop(self):
         self.done.set()
-        self.thread.join(2)
+        self.server.shutdown()
         self.server.server_close()
 
 
@@ -1858,17 +1755,19 @@ def login_device(console, api):
     ends when the code expires, and never later than DEVICE_LIMIT whatever the server says."""
     import socket
     data = api.call("POST", "/v1/oauth/device", {"client_id": CLIENT_ID, "device_name": socket.gethostname()},
-                    auth=False, check=lambda data, _: checked("device", "POST /v1/oauth/device", data))
-    interval = clamp(data.get("interval"), DEVICE_INTERVALS, DEVICE_INTERVAL)
-    expires_in = clamp(data.get("expiresIn"), (1, DEVICE_LIMIT), DEVICE_LIMIT)
+                    auth=False, check=expect("device", "POST /v1/oauth/device"))
+    clamp = lambda value, low, high, default: min(max(value, low), high) \
+        if is_number(value) and value > 0 else default     # noqa: E731 (a server's number, kept in bounds)
+    interval = clamp(data.get("interval"), DEVICE_INTERVALS[0], DEVICE_INTERVALS[1], DEVICE_INTERVAL)
+    expires_in = clamp(data.get("expiresIn"), 1, DEVICE_LIMIT, DEVICE_LIMIT)
     code = excerpt(data["userCode"], 40)
-    console.line("To sign in, open %s and enter the code %s (it expires in %s, at %s)" % (
-        excerpt(data["verificationUri"]), code, format_span(expires_in), format_time(CLOCK.wall() + expires_in)))
+    console.line("To sign in, open %s and enter the code %s (it expires in %s, at %s)" % (excerpt(
+        data["verificationUri"]), code, format_span(expires_in), format_time(CLOCK.wall() + expires_in)))
     if isinstance(data.get("verificationUriComplete"), str):
         console.line("  (or open %s)" % excerpt(data["verificationUriComplete"]))
     deadline = CLOCK.now() + expires_in
-    expired = LandbaseError("TIMEOUT", "the code %s expired before it was approved; run auth login --device again"
-                            % code)
+    expired = LandbaseError("TIMEOUT", "the code %s expired before it was approved; run auth login --device "
+                            "again" % code)
     body = {"grant_type": "urn:ietf:params:oauth:grant-type:device_code", "client_id": CLIENT_ID,
             "device_code": data["deviceCode"]}
     wait = interval
@@ -1884,7 +1783,7 @@ def login_device(console, api):
             if exc.server_code == "EXPIRED_TOKEN":
                 raise expired
             interval += 5 if exc.server_code == "SLOW_DOWN" else 0
-            pending = exc.server_code in ("AUTHORIZATION_PENDING", "SLOW_DOWN")    # the person has not answered
+            pending = exc.server_code in ("AUTHORIZATION_PENDING", "SLOW_DOWN")    # nobody has answered yet
             if exc.transient and not pending:
                 console.line("waiting for approval: %s (%s); trying again" % (exc.message, exc.code))
             wait = retry_wait(exc, interval, deadline - CLOCK.now(), transient=pending or exc.transient)
@@ -1892,18 +1791,11 @@ def login_device(console, api):
                 raise expired if pending or exc.transient else exc
 
 
-def clamp(value, bounds, default):
-    """A server's number kept within bounds; the default when it is not a positive number."""
-    if not is_number(value) or value <= 0:
-        return default
-    return min(max(value, bounds[0]), bounds[1])
-
-
 def exchange_token(api, body, retry=True):
     """The token answer; a refused code or verifier is AUTH_FAILED: the login failed."""
     try:
         return api.call("POST", "/v1/oauth/token", body, auth=False, retry=retry,
-                        check=lambda data, _: checked("token", "POST /v1/oauth/token", data))
+                        check=expect("token", "POST /v1/oauth/token"))
     except LandbaseError as exc:
         if exc.code != "VALIDATION_ERROR" or exc.server_code in (
                 "AUTHORIZATION_PENDING", "SLOW_DOWN", "ACCESS_DENIED", "EXPIRED_TOKEN"):
@@ -1923,8 +1815,9 @@ def should_use_device_flow():
 
 
 def read_token_from_stdin():
+    pipe = "pipe an lbs_ token into auth login --with-token"
     if sys.stdin is None:
-        raise LandbaseError("INVALID_INPUT", "stdin is closed: pipe an lbs_ token into auth login --with-token")
+        raise LandbaseError("INVALID_INPUT", "stdin is closed: " + pipe)
     if _isatty(sys.stdin):
         import getpass
         try:
@@ -1938,11 +1831,12 @@ def read_token_from_stdin():
             raise LandbaseError("INVALID_INPUT", "cannot read the token from stdin: %s" % exc)
     token = remember_secret(token.strip())
     if not token:
-        raise LandbaseError("INVALID_INPUT", "no token on stdin: pipe an lbs_ token into auth login --with-token")
+        raise LandbaseError("INVALID_INPUT", "no token on stdin: " + pipe)
     if not (usable_token(token) and TOKEN_RE.match(token) and TOKEN_RE.match(token).group(0) == token):
-        raise LandbaseError("INVALID_INPUT", "the token on stdin is not an lbs_ platform token (printable ASCII, "
-                            "no spaces or quotes)")
+        raise LandbaseError("INVALID_INPUT", "the token on stdin is not an lbs_ platform token (printable "
+                            "ASCII, no spaces or quotes)")
     return token
+
 
 # ---------------------------------------------------------------- commands
 
@@ -1954,11 +1848,10 @@ def cmd_auth_login(args, console):
     if args.with_token:
         api.token = read_token_from_stdin()
         me = fetch_me(api)              # the check: a rejected token is never saved
-        expires_at = me["expiresAt"] if _is_time(me.get("expiresAt")) else None
+        expires_at = me["expiresAt"] if is_time(me.get("expiresAt")) else None
         if expires_at is None:
             expires_at = format_time(CLOCK.wall() + SESSION_LIFETIME)
-            console.line("The session is assumed to last %s from now; the platform may end it sooner."
-                         % format_span(SESSION_LIFETIME))
+            console.line("The session is assumed to last 7d from now; the platform may end it sooner.")
         granted = {"accessToken": api.token, "expiresAt": expires_at, "accountId": None}
     else:
         use_device = args.device or (not args.no_browser and should_use_device_flow())
@@ -1966,27 +1859,28 @@ def cmd_auth_login(args, console):
             console.line("No browser can be opened here; using the device code flow (auth login --device).")
         granted = login_device(console, api) if use_device else login_browser(args, console, api)
         api.token = granted["accessToken"]
-    stored = []
+    before = []                         # saved at once, with only the account the platform granted: the one
 
-    def login(data):                    # saved at once, with only the account the platform granted: the one
-        stored.append(data.get("accountId"))    # stored before may be another identity's (settled below)
-        return {"accessToken": granted["accessToken"], "expiresAt": granted["expiresAt"],
-                "accountId": granted.get("accountId"), "deviceName": data.get("deviceName") or socket.gethostname()}
+    def login(data):                    # stored before may be another identity's (settled below)
+        before.append(data.get("accountId"))
+        return dict(granted, deviceName=data.get("deviceName") or socket.gethostname())
     store.update(login, console, replace_damaged=True)
     me = me or fetch_me(api)
     try:
         ids = [account["id"] for account in fetch_accounts(api)]
     except LandbaseError as exc:
-        raise LandbaseError(exc.code, "%s; the login is saved, but its accounts could not be read, so no account is "
-                            "active: choose one with: landbase_import.py account set <accountId>" % exc.message, exc.meta)
-    account_id = next((a for a in (granted.get("accountId"), stored[0]) if a in ids), ids[0] if len(ids) == 1 else None)
-    if stored[0] and stored[0] not in ids:
-        console.line("The active account %s is not one this identity can use; it was cleared. Choose one with: "
-                     "landbase_import.py account set <accountId> (see: landbase_import.py account list)"
-                     % shown(stored[0], 80))
-    if account_id and account_id not in (granted.get("accountId"), stored[0]):
+        raise LandbaseError(exc.code, "%s; the login is saved, but its accounts could not be read, so no "
+                            "account is active: choose one with: landbase_import.py account set <accountId>"
+                            % exc.message, exc.meta)
+    only = ids[0] if len(ids) == 1 else None
+    account_id = next((a for a in (granted["accountId"], before[0]) if a in ids), only)
+    if before[0] and before[0] not in ids:
+        console.line("The active account %s is not one this identity can use; it was cleared. Choose one "
+                     "with: landbase_import.py account set <accountId> (see: account list)"
+                     % shown(before[0]))
+    if only and account_id not in (granted["accountId"], before[0]):
         console.line("Active account: %s (the only one this identity has)" % account_id)
-    if account_id != granted.get("accountId"):
+    if account_id != granted["accountId"]:
         store.update({"accountId": account_id})
     console.line("Logged in as %s (%s) until %s; active account: %s" % (
         me.get("email"), me.get("userId"), granted["expiresAt"], account_id or "none (see account list)"))
@@ -2003,14 +1897,14 @@ def cmd_auth_status(args, console):
         check_min_valid(session.expires_at, args.min_valid)        # before any request
     me = fetch_me(api_for(args, console, session.token))
     expires_at = session.expires_at
-    if expires_at is None and _is_time(me.get("expiresAt")):       # LANDBASE_ACCESS_TOKEN: the platform says
+    if expires_at is None and is_time(me.get("expiresAt")):        # LANDBASE_ACCESS_TOKEN: the platform says
         expires_at = parse_time(me["expiresAt"])
         warn_if_ending(expires_at, console)
     if args.min_valid is not None:
         if expires_at is None:
-            raise LandbaseError("AUTH_FAILED", "nobody says when this session ends (neither %s nor the platform's "
-                                "/v1/me), so --min-valid cannot pass" % ("platform.json" if session.source == "file"
-                                                                         else "LANDBASE_ACCESS_TOKEN"))
+            raise LandbaseError("AUTH_FAILED", "nobody says when this session ends (neither %s nor the "
+                                "platform's /v1/me), so --min-valid cannot pass" % (
+                                    "platform.json" if session.source == "file" else "LANDBASE_ACCESS_TOKEN"))
         check_min_valid(expires_at, args.min_valid)
     console.result({"authenticated": True, "userId": me.get("userId"), "email": me.get("email"),
                     "accountId": session.account_id,
@@ -2023,8 +1917,8 @@ def cmd_auth_status(args, console):
 def check_min_valid(expires_at, min_valid):
     left = int(expires_at - CLOCK.wall())
     if left < min_valid:
-        raise LandbaseError("AUTH_FAILED", "the session ends in %s (%s), before the %s asked for by --min-valid: "
-                            "run landbase_import.py auth login (auth login --device over SSH)"
+        raise LandbaseError("AUTH_FAILED", "the session ends in %s (%s), before the %s asked for by "
+                            "--min-valid: run landbase_import.py auth login (auth login --device over SSH)"
                             % (format_span(left), format_time(expires_at), format_span(min_valid)),
                             {"expiresInSeconds": left, "expiresAt": format_time(expires_at)})
 
@@ -2041,8 +1935,8 @@ def cmd_auth_logout(args, console):
             api_for(args, console, token).call("POST", "/v1/oauth/revoke", retry=False)
             revoked = True
         except LandbaseError as exc:
-            console.line("Could not revoke the token on the platform (%s: %s); removing the local session anyway."
-                         % (exc.code, exc.message))
+            console.line("Could not revoke the token on the platform (%s: %s); removing the local session "
+                         "anyway." % (exc.code, exc.message))
     if store.remove() and damaged:
         console.line("Removed it: %s" % damaged)
     elif not token:
@@ -2067,39 +1961,45 @@ def cmd_account_set(args, console):
     accounts = fetch_accounts(api_for(args, console, session.token))
     match = [a for a in accounts if a["id"] == args.account_id]
     if not match:
-        known = ", ".join(a["id"] for a in accounts) or "none"
         raise LandbaseError("NOT_FOUND", "account %s is not one this identity can use (it can use: %s; see: "
-                            "landbase_import.py account list)" % (args.account_id, known),
-                            {"accountId": args.account_id})
+                            "landbase_import.py account list)" % (args.account_id, ", ".join(
+                                a["id"] for a in accounts) or "none"), {"accountId": args.account_id})
     store.update({"accountId": args.account_id}, console)
     if os.environ.get("LANDBASE_ACCOUNT_ID") not in (None, "", args.account_id):
-        console.warn("LANDBASE_ACCOUNT_ID=%s is set: it stays the active account wherever it is set; %s is the "
-                     "stored one, for the commands run without it" % (shown(os.environ["LANDBASE_ACCOUNT_ID"], 80),
-                                                                      args.account_id))
+        console.warn("LANDBASE_ACCOUNT_ID=%s is set: it stays the active account wherever it is set; %s is "
+                     "the stored one, for commands run without it" % (
+                         shown(os.environ["LANDBASE_ACCOUNT_ID"], 80), args.account_id))
     console.result({"accountId": args.account_id, "name": match[0].get("name")})
     return 0
+
+
+def account_api(args, console):
+    """(the Api, the active account) of a command that works in an account; nothing is sent."""
+    session = SessionStore().session(args.account, console)
+    account_id = require_account(session)
+    return api_for(args, console, session.token), account_id
 
 
 def cmd_contacts_import_start(args, console):
     import uuid
     body = read_import_body(args.json)
-    session = SessionStore().session(args.account, console)
-    account_id = require_account(session)
+    api, account_id = account_api(args, console)
     path = "/v1/accounts/%s/contacts-imports" % account_id
     key = args.idempotency_key or str(uuid.uuid4())
-    if args.dry_run:
-        console.result({"dryRun": True, "accountId": account_id, "request": "POST " + path, "idempotencyKey": key,
-                        "body": body}, pattern=False)          # the user's body as it would be sent
+    if args.dry_run:                    # the user's body, as it would be sent
+        console.result({"dryRun": True, "accountId": account_id, "request": "POST " + path,
+                        "idempotencyKey": key, "body": body}, pattern=False)
         return 0
-    api = api_for(args, console, session.token)
-    again = rerun_command(args, key)
+    again = "get it back, never a second one, with: " + rerun_command(args, key)
+
+    def started(data, headers):
+        return dict(expect("start", "POST contacts-imports")(data),
+                    replayed=(headers.get("Idempotent-Replayed") or "").strip().lower() == "true")
     try:
-        answer = api.call("POST", path, body, headers={"Idempotency-Key": key}, check=lambda data, headers: dict(
-            checked("start", "POST contacts-imports", data),
-            replayed=(headers.get("Idempotent-Replayed") or "").strip().lower() == "true"))
+        answer = api.call("POST", path, body, headers={"Idempotency-Key": key}, check=started)
     except (KeyboardInterrupt, Stopped) as exc:
-        raise stopped(exc, "start was stopped before the platform's answer arrived; the import may exist: get it "
-                      "back, never a second one, with: " + again, {"idempotencyKey": key})
+        raise stopped(exc, "start was stopped before the platform's answer arrived; the import may exist: "
+                      + again, {"idempotencyKey": key})
     except LandbaseError as exc:
         running = exc.meta.get("importId")
         if exc.code == "CONFLICT" and is_import_id(running):
@@ -2107,24 +2007,19 @@ def cmd_contacts_import_start(args, console):
             if not args.watch:
                 raise LandbaseError("CONFLICT", "%s; import %d is already running: wait on it with: %s"
                                     % (exc.message, running, command), exc.meta)
-            console.line("Import %d is already running (CONFLICT); waiting on it, as --watch asks. Resume with: %s"
-                         % (running, command))
+            console.line("Import %d is already running (CONFLICT); waiting on it, as --watch asks. Resume "
+                         "with: %s" % (running, command))
             return watch_started(api, account_id, running, console, args.max_wait)
         if not exc.unsure:
             raise
         # the platform may have acted on one of the attempts: never exit 1 ("fix it and run it again") then
-        raise LandbaseError("API_ERROR" if exc.exit_code == 1 else exc.code,
-                            "%s; the platform may have created the import: get it back, never a second one, with: "
-                            "%s" % (exc.message, again), dict(exc.meta, idempotencyKey=key, serverCode=exc.code),
-                            transient=exc.transient)
-    import_id = answer["importId"]
-    follow = resume_command(account_id, [import_id])
-    if answer["replayed"]:
-        console.line("Import %d was already started with key %s (run %s) in account %s; nothing new started. "
-                     "Follow it with: %s" % (import_id, key, answer["runRef"], account_id, follow))
-    else:
-        console.line("Started import %d (run %s) in account %s. Follow it with: %s"
-                     % (import_id, answer["runRef"], account_id, follow))
+        raise LandbaseError("API_ERROR" if exc.exit_code == 1 else exc.code, "%s; the platform may have "
+                            "created the import: %s" % (exc.message, again),
+                            dict(exc.meta, idempotencyKey=key, serverCode=exc.code), exc.transient)
+    import_id, follow = answer["importId"], resume_command(account_id, [answer["importId"]])
+    console.line(("Import %d was already started with key %s (run %%s) in account %%s; nothing new started."
+                  % (import_id, key) if answer["replayed"] else "Started import %d (run %%s) in account %%s."
+                  % import_id) % (answer["runRef"], account_id) + " Follow it with: " + follow)
     if not args.watch:
         console.result({"importId": import_id, "runRef": answer["runRef"]}, {"importId": import_id})
         return 0
@@ -2155,139 +2050,128 @@ def rerun_command(args, key):
 
 
 def cmd_contacts_import_status(args, console):
-    session = SessionStore().session(args.account, console)
-    account_id = require_account(session)
-    import_id = args.import_ids[0]
-    console.result(fetch_status(api_for(args, console, session.token), account_id, import_id),
-                   {"importId": import_id})
+    api, account_id = account_api(args, console)
+    console.result(fetch_status(api, account_id, args.import_ids[0]), {"importId": args.import_ids[0]})
     return 0
 
 
 def cmd_contacts_import_wait(args, console):
-    session = SessionStore().session(args.account, console)
-    account_id = require_account(session)
-    api = api_for(args, console, session.token)
-    return wait_and_report(api, account_id, args.import_ids, console, args.max_wait, single=len(args.import_ids) == 1)
+    api, account_id = account_api(args, console)
+    ids = args.import_ids
+    return wait_and_report(api, account_id, ids, console, args.max_wait, single=len(ids) == 1)
+
 
 def cmd_doctor(args, console):
-    """What a locked-down host gets wrong, each check ok, warn or fail with a detail and the fix: a report on
-    stdout, a table on stderr; the exit of the first failure's class (1 setup, 3 session, 4 network)."""
-    import socket
-    import ssl
-    checks, failures = [], []
+    """What a locked-down host gets wrong, each check ok, warn or fail, with a detail and the fix: a report
+    on stdout, a table on stderr; the exit of the first failure's class (1 setup, 3 session, 4 network)."""
+    checks, failures, quiet = [], [], Console(stream=open(os.devnull, "w"))
 
-    def report(name, status, detail, fix="", code=None):
+    def report(name, status, detail, fix="", code="SETUP_FAILED"):
         checks.append({"name": name, "status": status, "detail": shown(detail, 300), "fix": shown(fix, 300)})
-        console.line("%-4s  %-11s %s%s" % (status, name, detail, "; fix: " + fix if fix else ""))
-        if status == "fail":
-            failures.append((code or "SETUP_FAILED", name, detail))
+        console.line("%-4s  %-12s %s%s" % (status, name, detail, "; fix: " + fix if fix else ""))
+        failures.extend([(code, name, detail)] if status == "fail" else [])
 
     def attempt(name, action, fix, code="NETWORK_ERROR"):
-        """action()'s result, or None with a failed check: what it raised, in the tool's words where it can."""
+        """action()'s result, or None and a failed check that says what it raised, in the tool's words."""
         try:
             return action()
         except LandbaseError as exc:
             report(name, "fail", exc.message, fix, exc.code)
         except (OSError, ValueError) as exc:
-            error = api._transport_error(name, exc, False, args.timeout) if api else None
-            report(name, "fail", error.message if error else str(exc), fix, code)
+            report(name, "fail", api._transport_error(name, exc, False, args.timeout).message, fix, code)
         return None
 
+    store, api = SessionStore(), None
     report("python", "ok", "CPython %s (%s)" % (sys.version.split()[0], sys.executable))
-    store, api, session = SessionStore(), None, None
-    mode = os.stat(store.directory).st_mode if os.path.isdir(store.directory) else None
-    if mode is None:
-        report("config", "warn", "%s does not exist yet" % store.directory, "landbase_import.py auth login makes it")
-    else:
-        report("config", "warn" if mode & 0o077 else "ok", "%s, mode %o" % (store.directory, mode & 0o777),
-               "chmod 700 %s" % store.directory if mode & 0o077 else "")
-        if attempt("session file", lambda: store.load(), "fix it, or remove it and log in again",
-                   "SETUP_FAILED") is not None and os.path.exists(store.path):
-            file_mode = os.stat(store.path).st_mode & 0o777
-            report("session file", "warn" if file_mode & 0o077 else "ok", "%s, mode %o, strict JSON" % (
-                store.path, file_mode), "chmod 600 %s" % store.path if file_mode & 0o077 else "")
-    quiet = Console(stream=open(os.devnull, "w"))
+    for path, private in ((store.directory, 0o700), (store.path, 0o600)):
+        mode = stat.S_IMODE(os.stat(path).st_mode) if os.path.exists(path) else None
+        report("config", "warn" if mode is None or mode & 0o077 else "ok", "%s%s" % (path, (
+            ", mode %o" % mode) if mode is not None else " does not exist"), "" if mode == private else
+            "landbase_import.py auth login" if mode is None else "chmod %o %s" % (private, path))
     session = attempt("session", lambda: store.session(args.account, quiet), "landbase_import.py auth login")
     if session is not None:
-        ends = "ends %s (in %s)" % (format_time(session.expires_at), format_span(session.expires_at - CLOCK.wall())) \
-            if session.expires_at else "its end is not recorded (the platform's /v1/me says it below)"
-        short = session.expires_at is not None and session.expires_at - CLOCK.wall() < SESSION_WARN_BELOW
+        left = session.expires_at - CLOCK.wall() if session.expires_at else None
+        short = left is not None and left < SESSION_WARN_BELOW
         report("session", "warn" if short else "ok", "from %s; %s" % (
-            "LANDBASE_ACCESS_TOKEN" if session.source == "env" else store.path, ends),
-            "landbase_import.py auth login (auth login --device over SSH)" if short else "")
+            "LANDBASE_ACCESS_TOKEN" if session.source == "env" else store.path, "ends %s (in %s)" % (
+                format_time(session.expires_at), format_span(left)) if left is not None else
+            "its end is not recorded"), "auth login (--device over SSH)" if short else "")
     base = attempt("environment", lambda: [base_url("LANDBASE_PLATFORM_WEB_URL", DEFAULT_WEB_URL),
                                            base_url("LANDBASE_PLATFORM_API_URL", DEFAULT_API_URL)][1],
                    "unset it, or set it to https://…landbase.com", "INVALID_INPUT")
     api = base and attempt("proxy", lambda: Api(base, session and session.token, args.timeout, quiet),
                            "http://[user:password@]host:port, percent-encoded", "INVALID_INPUT")
-    if api:
-        report("proxy", "ok", "requests to %s go through %s" % (base, api.proxy) if api.proxy else
-               "none applies to %s" % base)
-        if base.startswith("https:") and attempt("tls store", tls_context, "point SSL_CERT_FILE at a PEM bundle",
-                                                 "SETUP_FAILED") is not None:
-            report("tls store", "ok", "SSL_CERT_FILE=%s" % os.environ["SSL_CERT_FILE"]
-                   if os.environ.get("SSL_CERT_FILE") else "the system's CA store")
-        parts = urllib.parse.urlsplit(base)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        target = urllib.parse.urlsplit(api.proxy.url) if api.proxy else parts
-        address = (target.hostname, target.port or (80 if api.proxy else port))
-        resolved = []
-        worker = threading.Thread(target=lambda: resolved.append(attempt(
-            "dns", lambda: socket.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM),
-            "check the name, /etc/resolv.conf, or the proxy")), daemon=True)
-        worker.start()
-        worker.join(args.timeout)
-        if not resolved:
-            report("dns", "fail", "%s: no answer within %gs" % (address[0], args.timeout), "check /etc/resolv.conf")
-        elif resolved[0]:
-            report("dns", "ok", "%s is %s" % (address[0], resolved[0][0][4][0]))
-            started = CLOCK.now()
-            sock = attempt("tcp", lambda: socket.create_connection(address, args.timeout),
-                           "check the firewall and the proxy's address")
-            if sock is not None:
-                with sock:
-                    report("tcp", "ok", "%s:%d connected in %d ms" % (address + ((CLOCK.now() - started) * 1000,)))
-                    if api.proxy:
-                        sock = attempt("tunnel", lambda: connect_through(sock, api.proxy, parts.hostname, port),
-                                       "check the proxy's credentials in %s, the ports it allows, or NO_PROXY"
-                                       % api.proxy.variable)
-                    if sock is not None and parts.scheme == "https":
-                        tls = attempt("tls", lambda: tls_context().wrap_socket(sock, server_hostname=parts.hostname),
-                                      "see the detail: the clock, the name, or the CA (SSL_CERT_FILE)")
-                        if tls is not None:
-                            left = ssl.cert_time_to_seconds(tls.getpeercert()["notAfter"]) - CLOCK.wall()
-                            report("tls", "ok" if left > 14 * 86400 else "warn", "%s, the certificate of %s ends "
-                                   "in %s" % (tls.version(), parts.hostname, format_span(left)))
-                            tls.close()
-                if not failures:
-                    check_platform(api, session, args, report)
-    if session is not None and api and not failures:
-        accounts = attempt("account", lambda: fetch_accounts(api), "see the detail")
-        account = attempt("account", lambda: require_account(session), "landbase_import.py account set <accountId>")
+    if api and (not base.startswith("https:") or attempt("tls store", tls_context, "see the detail")):
+        report("proxy", "ok", "%s go to %s" % (str(api.proxy or "no proxy: requests"), base))
+        report("tls store", "ok", "SSL_CERT_FILE=%s" % os.environ["SSL_CERT_FILE"] if os.environ.get(
+            "SSL_CERT_FILE") else "the system's CA store" if base.startswith("https:") else "none (http)")
+        check_connection(api, session, args, report, attempt)
+    if not failures and api and session is not None:
+        accounts = attempt("account", lambda: fetch_accounts(api, retry=False), "see the detail")
+        account = attempt("account", lambda: require_account(session), "landbase_import.py account set ID")
         if accounts is not None and account is not None:
             usable = account in [a["id"] for a in accounts]
             report("account", "ok" if usable else "fail", "%s %s usable by this identity" % (
-                account, "is" if usable else "is not"), "" if usable else "see: landbase_import.py account list")
+                account, "is" if usable else "is not"), "" if usable else "see: account list")
     console.result({"ok": not failures, "checks": checks})
     if failures:
         code, name, detail = failures[0]
-        raise LandbaseError(code, "%d check%s failed; the first: %s: %s" % (
-            len(failures), "" if len(failures) == 1 else "s", name, detail), {"failed": [f[1] for f in failures]})
+        raise LandbaseError(code, "%d check%s failed; the first: %s: %s" % (len(failures), "" if len(
+            failures) == 1 else "s", name, detail), {"failed": [failure[1] for failure in failures]})
     return 0
 
 
-def check_platform(api, session, args, report):
-    """doctor: GET /v1/me, its latency, what it says of the session, and the clock against its Date header."""
+def check_connection(api, session, args, report, attempt):
+    """doctor: name resolution, then TCP, the proxy's CONNECT and TLS with its certificate, then GET
+    /v1/me and its latency, and the clock against the platform's Date header; each bounded by --timeout."""
+    import http.client
+    import socket
+    import ssl
     from email.utils import parsedate_tz, mktime_tz
+    parts = urllib.parse.urlsplit(api.base)
+    secure = parts.scheme == "https"
+    host, port = parts.hostname, parts.port or (443 if secure else 80)
+    proxy = urllib.parse.urlsplit(api.proxy.url) if api.proxy else None
+    address = (proxy.hostname, proxy.port or 80) if proxy else (host, port)
+    found = []
+    resolve = lambda: found.append(attempt("dns", lambda: socket.getaddrinfo(      # noqa: E731
+        address[0], address[1], type=socket.SOCK_STREAM), "check the name"))
+    threading.Thread(target=resolve, daemon=True).start()
+    ends = CLOCK.now() + args.timeout
+    while not found and CLOCK.now() < ends:     # getaddrinfo has no timeout of its own
+        time.sleep(0.01)
+    if not found or found[0] is None:
+        return None if found else report("dns", "fail", "%s: no answer within %gs" % (
+            address[0], args.timeout), "check resolv.conf", "NETWORK_ERROR")
+    report("dns", "ok", "%s is %s" % (address[0], found[0][0][4][0]))
+    connection = (http.client.HTTPSConnection(*address, timeout=args.timeout, context=tls_context()) if secure
+                  else http.client.HTTPConnection(*address, timeout=args.timeout))
+    if proxy:
+        pair = ":".join(urllib.parse.unquote(word or "") for word in (proxy.username, proxy.password))
+        connection.set_tunnel(host, port, {"Proxy-Authorization": "Basic " + base64.b64encode(
+            pair.encode("utf-8")).decode("ascii")} if proxy.username is not None else {})
     started = CLOCK.now()
-    status, headers, raw = api.send("GET", api.base + "/v1/me", None, bool(session), {}, args.timeout)
-    took = (CLOCK.now() - started) * 1000
-    try:
-        api._decode("GET", "/v1/me", status, headers, raw)
-        report("platform", "ok", "GET /v1/me: HTTP %d in %d ms" % (status, took))
-    except LandbaseError as exc:
-        report("platform", "fail" if session or status != 401 else "ok", "HTTP %d in %d ms: %s" % (
-            status, took, exc.message), "landbase_import.py auth login" if status == 401 else "", exc.code)
+    if attempt("connection", connection.connect, "see the detail: the firewall, %s, the clock, or the "
+               "CA (SSL_CERT_FILE)" % ("the proxy's credentials and ports" if proxy else "the name")) is None:
+        return
+    with contextlib.closing(connection):
+        detail = "%s:%d in %d ms%s" % (address + ((CLOCK.now() - started) * 1000, ", then a tunnel to %s:%d"
+                                                  % (host, port) if proxy else ""))
+        if secure:
+            left = ssl.cert_time_to_seconds(connection.sock.getpeercert()["notAfter"]) - CLOCK.wall()
+            detail += "; %s, the certificate of %s ends in %s" % (connection.sock.version(), host,
+                                                                   format_span(left))
+        report("connection", "warn" if secure and left < 14 * 86400 else "ok", detail)
+    started = CLOCK.now()
+    answer = attempt("platform", lambda: api.send("GET", api.base + "/v1/me", None, bool(session), {},
+                                                  args.timeout), "see the detail")
+    if answer is None:
+        return
+    status, headers, raw = answer
+    if attempt("platform", lambda: api._decode("GET", "/v1/me", status, headers, raw),
+               "landbase_import.py auth login" if status == 401 else "see the detail") is not None or (
+                   session is None and status == 401):
+        report("platform", "ok", "GET /v1/me: HTTP %d in %d ms" % (status, (CLOCK.now() - started) * 1000))
     date = parsedate_tz(headers.get("Date") or "")
     if date:
         skew = CLOCK.wall() - mktime_tz(date)
@@ -2295,25 +2179,6 @@ def check_platform(api, session, args, report):
             format_span(abs(skew)), "ahead of" if skew > 0 else "behind"),
             "set the clock (NTP): session ends are checked against it" if abs(skew) > CLOCK_SKEW else "")
 
-
-def connect_through(sock, proxy, host, port):
-    """doctor: a CONNECT through the proxy on `sock`; the socket, for TLS, or OSError with the proxy's answer."""
-    parts = urllib.parse.urlsplit(proxy.url)
-    head = "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n" % (host, port, host, port)
-    if parts.username is not None:
-        pair = "%s:%s" % (urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or ""))
-        head += "Proxy-Authorization: Basic %s\r\n" % base64.b64encode(pair.encode("utf-8")).decode("ascii")
-    sock.sendall((head + "\r\n").encode("latin-1"))
-    answer = b""
-    while b"\r\n\r\n" not in answer and len(answer) < 65536:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        answer += chunk
-    line = answer.split(b"\r\n", 1)[0].decode("latin-1")
-    if not re.match(r"HTTP/1\.[01] 200", line):
-        raise OSError("Tunnel connection failed: %s" % (line.split(" ", 1)[-1] or "no answer"))
-    return sock
 
 # ---------------------------------------------------------------- command line
 
@@ -2339,8 +2204,8 @@ environment:
   LANDBASE_ACCESS_TOKEN        a token to use instead of the stored one (CI, cron; 7 days too)
   LANDBASE_ACCOUNT_ID          the active account, unless --account is given
   LANDBASE_CONFIG_DIR          where platform.json lives (default ~/.landbase)
-  LANDBASE_PLATFORM_API_URL    the API (default https://api.landbase.com)
-  LANDBASE_PLATFORM_WEB_URL    the login pages (default https://platform.landbase.com)
+  LANDBASE_PLATFORM_API_URL, LANDBASE_PLATFORM_WEB_URL   the API and the login pages (by default
+                               https://api.landbase.com and https://platform.landbase.com)
   LANDBASE_ALLOW_CUSTOM_API_URL=1  allow a host other than landbase.com and loopback
   HTTPS_PROXY, NO_PROXY        an http:// proxy for https, with user:password percent-encoded in it
   SSL_CERT_FILE                a CA bundle to trust instead of the system store
@@ -2362,14 +2227,13 @@ session file:
   lasts 7 days: log in again each week (auth status --min-valid 2d warns two days ahead).
 """
 
-# Each command's help: its usage (the first line), what it does, its options and an example. The manual,
-# a group's help and the command's own help are made of these.
+# Each command's help: its usage (the first line), what it does and an example. The manual, a group's help
+# and the command's own help are made of these.
 HELP = {
     ("auth", "login"): """\
 auth login [--device | --with-token] [--no-browser]
-    Log in for 7 days: a browser (PKCE, a redirect to 127.0.0.1) by default; --device shows a code to
-    enter on any other device (chosen by itself over SSH or without a display); --with-token reads an
-    lbs_ token from stdin; --no-browser prints the login URL instead of opening a browser.
+    Log in for 7 days: a browser by default (--no-browser prints its URL); --device, a code to enter on
+    any device (chosen by itself over SSH or without a display); --with-token, an lbs_ token on stdin.
     example: landbase_import.py auth login --device""",
     ("auth", "status"): """\
 auth status [--min-valid DURATION]
@@ -2389,11 +2253,10 @@ account set ACCOUNT_ID
     Make an account (1 to 64 letters, digits, _ or -) the active one; --account=ID overrides it once.
     example: landbase_import.py account set acc_abc123""",
     ("contacts-import", "start"): """\
-contacts-import start --json PATH|- [--watch] [--max-wait DURATION] [--dry-run] [--idempotency-key=KEY]
-    Start an import from a JSON body {"datasetId", "tagName", "importId"?} read from a file or stdin
-    (-). --watch then waits for it as wait does, for --max-wait. --dry-run checks the body, the session
-    and the account and sends nothing. --idempotency-key=KEY (1 to 255 printable ASCII characters):
-    the same key, account and body within 24 hours gets the original import back, never a second one.
+contacts-import start --json PATH|- [--watch] [--max-wait D] [--dry-run] [--idempotency-key=KEY]
+    Start an import from a JSON body {"datasetId", "tagName", "importId"?} in a file or stdin (-);
+    --watch then waits for it, for --max-wait. --dry-run checks and sends nothing. The same
+    --idempotency-key (1 to 255 printable ASCII), account and body within 24 hours get the same import.
     example: landbase_import.py contacts-import start --json body.json --watch""",
     ("contacts-import", "status"): """\
 contacts-import status IMPORT_ID
@@ -2406,22 +2269,31 @@ contacts-import wait IMPORT_ID... [--max-wait DURATION]
     example: landbase_import.py contacts-import wait 7 8 --max-wait 3h""",
     ("doctor",): """\
 doctor
-    Check what a locked-down host gets wrong: Python, the config directory and platform.json, the
-    session and its end, the account, the base URLs and the proxy, SSL_CERT_FILE, name resolution, TCP,
-    TLS, the platform's answer and latency, and the clock. A JSON report on stdout, a table on stderr.
+    Check Python, the config directory and platform.json, the session, the account, the base URLs, the
+    proxy, SSL_CERT_FILE, DNS, TCP, TLS, the platform and its latency, and the clock.
     example: landbase_import.py doctor""",
 }
-GROUPS = {"auth": "Log in, show or end the platform session.", "account": "List the accounts or choose the active one.",
-          "contacts-import": "Start, read or wait for imports."}
-# the options of each command: name -> whether it takes a value
+GROUPS = {"auth": "Log in, show or end the platform session.", "contacts-import": "Start, read or wait "
+          "for imports.", "account": "List the accounts or choose the active one."}
+# the options of each command: name -> whether it takes a value; and what its words that are no option are
 GLOBAL_OPTIONS = {"--account": True, "--timeout": True, "--query": True, "--verbose": False, "--quiet": False}
 OPTIONS = {("auth", "login"): {"--device": False, "--with-token": False, "--no-browser": False},
-           ("auth", "status"): {"--min-valid": True},
-           ("contacts-import", "start"): {"--json": True, "--watch": False, "--max-wait": True, "--dry-run": False,
-                                          "--idempotency-key": True},
-           ("contacts-import", "wait"): {"--max-wait": True}}
+           ("auth", "status"): {"--min-valid": True}, ("contacts-import", "wait"): {"--max-wait": True},
+           ("contacts-import", "start"): {"--json": True, "--watch": False, "--max-wait": True,
+                                          "--dry-run": False, "--idempotency-key": True}}
 POSITIONALS = {("account", "set"): "account_id", ("contacts-import", "status"): "import_ids",
                ("contacts-import", "wait"): "import_ids"}
+OUTPUT_KEYS = {                         # what each command prints, for --query
+    "contacts-import": ("importId", "phase", "percent", "counts", "counts.total", "counts.imported",
+                        "counts.skipped", "counts.failed", "error", "error.code", "error.message"),
+    "auth login": ("userId", "email", "accountId", "expiresAt"),
+    "auth status": ("authenticated", "userId", "email", "accountId", "expiresAt", "expiresInSeconds",
+                    "tokenSource"),
+    "auth logout": ("loggedOut", "revoked"), "account list": ("id", "name", "active"),
+    "account set": ("accountId", "name"), "doctor": ("ok", "checks"), "start": ("importId", "runRef"),
+    "start --dry-run": ("dryRun", "accountId", "request", "idempotencyKey", "body", "body.datasetId",
+                        "body.tagName", "body.importId"),
+}
 
 
 class ShowText(Exception):
@@ -2429,14 +2301,15 @@ class ShowText(Exception):
 
 
 def help_text(words, program):
+    indented = lambda text: "\n".join("  " + line for line in text.split("\n"))      # noqa: E731
     if not words:
-        text = MANUAL.format(commands="\n".join(HELP.values()))
+        text = MANUAL.format(commands=indented("\n".join(HELP.values())))
     elif words in HELP:
-        text = "usage: landbase_import.py %s\n\n%s\n\nglobal options (--account, --timeout, --query, --verbose, " \
-               "--quiet): see landbase_import.py --help\n" % tuple(HELP[words].split("\n", 1))
+        text = "usage: landbase_import.py %s\n\n%s\n\nglobal options (--account, --timeout, --query, " \
+               "--verbose, --quiet): see landbase_import.py --help\n" % tuple(HELP[words].split("\n", 1))
     else:
         text = "usage: landbase_import.py %s ACTION ...\n\n%s\n\nactions:\n%s\n" % (
-            words[0], GROUPS[words[0]], "\n".join(HELP[w] for w in HELP if w[0] == words[0]))
+            words[0], GROUPS[words[0]], indented("\n".join(HELP[w] for w in HELP if w[0] == words[0])))
     return text.replace("landbase_import.py", program)
 
 
@@ -2446,6 +2319,11 @@ def parse_args(argv):
     import types
     program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "landbase_import.py"
     words, given, positionals, show_help = (), {}, [], False
+
+    def usage(message, word=None, choices=()):
+        """INVALID_INPUT naming what was typed, the nearest valid word, and the help to read."""
+        return LandbaseError("INVALID_INPUT", "%s%s (see: %s --help)" % (
+            message, did_you_mean(word, choices) if word else "", " ".join((program,) + words)))
     rest = iter(argv)
     for word in rest:
         if word in ("-h", "--help"):
@@ -2456,78 +2334,40 @@ def parse_args(argv):
             name, equals, value = word.partition("=")
             known = dict(GLOBAL_OPTIONS, **OPTIONS.get(words, {}))
             if name not in known:
-                raise usage_error("unknown option %s" % name, name, known, words, program)
+                raise usage("unknown option %s" % name, name, known)
             if known[name] and not equals:
                 value = next(rest, None)
                 if value is None or (value.startswith("-") and value != "-"):
-                    raise usage_error("%s takes a value (write %s=VALUE for one that begins with -)"
-                                      % (name, name), None, (), words, program)
+                    raise usage("%s takes a value (write %s=VALUE for one that begins with -)" % (name, name))
             elif equals and not known[name]:
-                raise usage_error("%s takes no value" % name, None, (), words, program)
-            given[name] = (given[name] + "," + value if name == "--query" and name in given
-                           else value if known[name] else True)
+                raise usage("%s takes no value" % name)
+            given[name] = given[name] + "," + value if name == "--query" and name in given \
+                else value if known[name] else True
         elif words in HELP:
             positionals.extend(list(rest) if word == "--" else [word])
         else:
             choices = sorted({w[len(words)] for w in HELP if w[:len(words)] == words})
             if word not in choices:
-                raise usage_error("unknown command %r" % word, word, choices, words, program)
+                raise usage("unknown command %r" % word, word, choices)
             words += (word,)
     if show_help or words not in HELP:
         raise ShowText(help_text(words, program))
-    args = types.SimpleNamespace(words=words, program=program, argv=list(argv), account_id=None, import_ids=None, **{
-        name[2:].replace("-", "_"): given.get(name, None if takes_value else False)
-        for options in [GLOBAL_OPTIONS] + list(OPTIONS.values()) for name, takes_value in options.items()})
+    args = types.SimpleNamespace(words=words, program=program, argv=list(argv), account_id=None,
+                                 import_ids=None)
+    for name, takes_value in itertools.chain(GLOBAL_OPTIONS.items(), *(o.items() for o in OPTIONS.values())):
+        setattr(args, name[2:].replace("-", "_"), given.get(name, None if takes_value else False))
     wanted = POSITIONALS.get(words)
-    extra = positionals[1:] if wanted and words[-1] != "wait" else positionals if not wanted else []
+    extra = positionals[0 if not wanted else 1 if words[-1] != "wait" else len(positionals):]
     if extra or (wanted and not positionals):
-        raise usage_error("unexpected argument %s" % shown(repr(extra[0]), 80) if extra else
-                          "%s is required" % ("ACCOUNT_ID" if wanted == "account_id" else "IMPORT_ID"),
-                          None, (), words, program)
+        raise usage("unexpected argument %s" % shown(repr(extra[0]), 80) if extra else "%s is required"
+                    % ("ACCOUNT_ID" if wanted == "account_id" else "IMPORT_ID"))
     if wanted:
         setattr(args, wanted, positionals if wanted == "import_ids" else positionals[0])
-    return check_args(args)
+    return check_args(args, usage)
 
 
-def usage_error(message, word, choices, words, program):
-    """INVALID_INPUT naming what was typed, the nearest valid word, and the help to read."""
-    import difflib
-    close = [c for c in sorted(choices, key=len) if word and c.startswith(word)] \
-        or (difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6) if word else [])
-    return LandbaseError("INVALID_INPUT", "%s%s (see: %s --help)" % (
-        message, " (did you mean %r?)" % close[0] if close else "", " ".join((program,) + words)))
-
-
-OUTPUT_KEYS = {                         # what each command prints, for --query
-    "status": ("importId", "phase", "percent", "counts", "counts.total", "counts.imported", "counts.skipped",
-               "counts.failed", "error", "error.code", "error.message"),
-    "auth login": ("userId", "email", "accountId", "expiresAt"),
-    "auth status": ("authenticated", "userId", "email", "accountId", "expiresAt", "expiresInSeconds",
-                    "tokenSource"),
-    "auth logout": ("loggedOut", "revoked"),
-    "account list": ("id", "name", "active"),
-    "account set": ("accountId", "name"),
-    "start": ("importId", "runRef"),
-    "start --dry-run": ("dryRun", "accountId", "request", "idempotencyKey", "body", "body.datasetId",
-                        "body.tagName", "body.importId"),
-    "doctor": ("ok", "checks"),
-}
-
-
-def query_keys(args):
-    """The paths --query may name for this command line."""
-    if args.words[0] == "contacts-import":
-        if args.words[1] == "start" and args.dry_run:
-            return OUTPUT_KEYS["start --dry-run"]
-        if args.words[1] == "start" and not args.watch:
-            return OUTPUT_KEYS["start"]
-        return OUTPUT_KEYS["status"]
-    return OUTPUT_KEYS[" ".join(args.words)]
-
-
-def check_args(args):
+def check_args(args, usage):
     """Every check of the command line that its shape does not make, in one place, before anything is sent."""
-    see = " (see: %s %s --help)" % (args.program, " ".join(args.words))
     if args.account is not None:
         check_account_id(args.account, "--account")
     if args.account_id is not None:
@@ -2537,45 +2377,43 @@ def check_args(args):
         if len(set(ids)) != len(ids):
             raise LandbaseError("INVALID_INPUT", "an import id is given twice: %s" % " ".join(map(str, ids)))
     if args.device and args.with_token:
-        raise LandbaseError("INVALID_INPUT", "--device and --with-token are two ways to log in: choose one" + see)
-    try:
-        timeout = float(args.timeout or DEFAULT_TIMEOUT)
-    except ValueError:
-        timeout = -1.0
-    if not 0 < timeout <= MAX_TIMEOUT:
-        raise LandbaseError("INVALID_INPUT", "--timeout takes a number of seconds greater than 0 and at most %d, "
-                            "not %r" % (MAX_TIMEOUT, args.timeout))
-    args.timeout = timeout
+        raise usage("--device and --with-token are two ways to log in: choose one")
+    timeout = args.timeout or str(DEFAULT_TIMEOUT)
+    args.timeout = float(timeout) if re.match(r"([0-9]+\.?[0-9]*|\.[0-9]+)\Z", timeout) else -1.0
+    if not 0 < args.timeout <= MAX_TIMEOUT:
+        raise usage("--timeout takes a number of seconds greater than 0 and at most %d, not %s"
+                    % (MAX_TIMEOUT, shown(repr(timeout), 80)))
     if args.min_valid is not None:
         args.min_valid = parse_duration(args.min_valid, "--min-valid")
-    if args.words == ("contacts-import", "start"):
-        if args.json is None:
-            raise LandbaseError("INVALID_INPUT", "contacts-import start needs --json PATH (or - for stdin)" + see)
-        if args.max_wait is not None and not args.watch:
-            raise LandbaseError("INVALID_INPUT", "--max-wait bounds the wait of --watch: add --watch, or leave "
-                                "--max-wait out" + see)
-    text = args.max_wait
-    args.max_wait = WAIT_LIMIT if text is None else parse_duration(text, "--max-wait")
+    if args.words[-1] == "start" and args.json is None:
+        raise usage("contacts-import start needs --json PATH (or - for stdin)")
+    if args.words[-1] == "start" and args.max_wait is not None and not args.watch:
+        raise usage("--max-wait bounds the wait of --watch: add --watch, or leave --max-wait out")
+    text, args.max_wait = args.max_wait, WAIT_LIMIT if args.max_wait is None else parse_duration(
+        args.max_wait, "--max-wait")
     if not 0 < args.max_wait <= MAX_WAIT_LIMIT:
-        raise LandbaseError("INVALID_INPUT", "--max-wait takes a duration greater than 0 and at most %s, not %r"
-                            % (format_span(MAX_WAIT_LIMIT), text))
+        raise usage("--max-wait takes a duration greater than 0 and at most 7d, not %s" % shown(text, 80))
     key = args.idempotency_key
     if key is not None and not (re.match(r"[\x20-\x7e]{1,255}\Z", key) and key.strip()):
-        raise LandbaseError("INVALID_INPUT", "--idempotency-key takes 1 to 255 printable ASCII characters, not "
-                            "only spaces (such as nightly-2026-11-29), not %s" % excerpt(repr(key), 80))
+        raise usage("--idempotency-key takes 1 to 255 printable ASCII characters, not only spaces (such as "
+                    "nightly-2026-11-29), not %s" % shown(repr(key), 80))
     if args.query is not None:
-        allowed = query_keys(args)
+        allowed = OUTPUT_KEYS[" ".join(args.words) if args.words[0] != "contacts-import" else
+                              "start --dry-run" if args.dry_run else "start" if args.words[1] == "start"
+                              and not args.watch else "contacts-import"]
         args.query = args.query.split(",")
         for path in args.query:
             if path not in allowed:
-                raise LandbaseError("INVALID_INPUT", "--query %r is not in this command's output; it prints: %s"
-                                    % (path, ", ".join(allowed)), {"field": "--query"})
+                raise LandbaseError("INVALID_INPUT", "--query %r is not in this command's output; it prints: "
+                                    "%s" % (path, ", ".join(allowed)), {"field": "--query"})
     return args
+
+
 # ---------------------------------------------------------------- main
 
 def _on_signal(signum, frame):
-    """SIGINT, SIGTERM and SIGHUP stop the run, the first of them only, and only until the run has its
-    outcome: a second Ctrl-C, a SIGTERM right behind it or a signal while the result is written change nothing."""
+    """SIGINT, SIGTERM and SIGHUP stop the run: the first of them, until the run has its outcome (result
+    or error) and no later, a second Ctrl-C or a SIGTERM right behind it changing nothing."""
     if STOPPING:
         return
     STOPPING.append(signum)

@@ -280,7 +280,7 @@ class SeveralIdsTests(ImportTestCase):
 
     def test_a_worker_that_meets_a_bug_reports_it_once_without_a_thread_traceback(self):
         ids = [self.start("ds_demo"), self.start("ds_demo")]
-        with mock.patch.object(tool, "checked", side_effect=RuntimeError("boom")):
+        with mock.patch.object(tool, "expect", side_effect=RuntimeError("boom")):
             result = self.wait(*ids)
         envelope = self.assertFails(result, "API_ERROR")
         self.assertIn("internal error: RuntimeError: boom", envelope["error"]["message"])
