@@ -10,7 +10,9 @@ poll schedules without waiting for them. With $FASTCLOCK_ADVANCE set to a
 sandbox's URL, each sleep also moves that sandbox's clock by as much, so the
 imports the tool waits on progress in the same virtual time. With $FASTCLOCK_NO_LOOKUP set to a
 domain (landbase.com), looking up a name in it fails at once: a request for api.landbase.com that
-should have gone through a test proxy cannot leave the host.
+should have gone through a test proxy cannot leave the host. With $FASTCLOCK_CONNECT_LOG set to a
+file, each connection the tool opens appends its "host:port" there (a proxy that is down sees no
+attempt: this counts them where they leave).
 """
 
 import importlib.util
@@ -35,6 +37,15 @@ def main():
         import socket
         proxy = load("proxy", os.path.join(HERE, "proxy.py"))
         socket.getaddrinfo = proxy.refusing_lookups(os.environ["FASTCLOCK_NO_LOOKUP"], socket.getaddrinfo)
+    if os.environ.get("FASTCLOCK_CONNECT_LOG"):
+        import socket
+        create_connection = socket.create_connection
+
+        def logged(address, *args, **kwargs):
+            with open(os.environ["FASTCLOCK_CONNECT_LOG"], "a") as handle:
+                handle.write("%s:%s\n" % address[:2])
+            return create_connection(address, *args, **kwargs)
+        socket.create_connection = logged
     log_path = os.environ.get("FASTCLOCK_LOG")
     advance_url = os.environ.get("FASTCLOCK_ADVANCE")
 
