@@ -279,12 +279,13 @@ def problems(row):
 
 
 def unnamed_proxy(row):
-    """For a row through the proxy, its error lines (each reported failure, the envelope) that do not name
-    the proxy (host:port) and the variable it came from: every transport error through a proxy names it."""
+    """For a row through the proxy, its error lines (each reported failure, and the envelope unless it is
+    a wait's limit) that do not name the proxy (host:port) and the variable it came from: every transport
+    error through a proxy names it."""
     if not row["proxy"]:
         return []
     lines = reports(row)
-    if row["exit"]:
+    if row["exit"] and row["expected"].limit is None:
         lines.append(row["stderr"].strip().splitlines()[-1] if row["stderr"].strip() else "")
     return [line for line in lines if row["proxy"] not in line or not re.search(r"\bHTTPS_PROXY\b", line)]
 
