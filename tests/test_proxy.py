@@ -121,9 +121,9 @@ class RefusedTunnelTests(ProxyTestCase):
                     self.set_proxy("HTTPS_PROXY", "http://corp.user:S3cr%%40t@%s" % refusing.address)
                     result = self.run_tool(*(STATUS + verbose))
                     envelope = self.assertFails(result, "NETWORK_ERROR")
+                    self.assertPrintsNone(result, "corp.user", "S3cr", "%40t")
                     self.assertEqual(refusing.connects, 1)
                     self.assertNamesProxy(envelope["error"]["message"], refusing.address, "HTTPS_PROXY")
-                    self.assertPrintsNone(result, "corp.user", "S3cr", "%40t")
 
 
 class BrokenProxyTests(ProxyTestCase):
