@@ -32,7 +32,8 @@ class FaultMatrixTests(unittest.TestCase):
     def test_the_matrix_is_complete(self):
         seen = collections.Counter((row["command"], row["fault"]) for row in self.rows)
         wanted = [(command, fault.name) for command, fault in faults.cases_to_run()]
-        self.assertEqual(len(set(fault.name for fault in faults.FAULTS)), len(faults.FAULTS), "two faults share a name")
+        self.assertEqual(len(set(fault.name for fault in faults.FAULTS)), len(faults.FAULTS),
+                         "two faults share a name")
         self.assertEqual(set(seen) - set(wanted), set(), "rows that are not in the matrix")
         for pair in wanted:
             with self.subTest(command=pair[0], fault=pair[1]):
