@@ -118,10 +118,12 @@ class Proxy:
 
     # -- plumbing
     def _accept(self):
-        while not self.stopping.is_set():
+        while True:
             try:
                 connection, _ = self.listener.accept()
             except socket.timeout:
+                if self.stopping.is_set():      # drained: every connection queued before stop() is counted
+                    return
                 continue
             except OSError:
                 return
