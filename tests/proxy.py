@@ -89,12 +89,6 @@ class Proxy:
         with self.lock:
             return sum(1 for line, _ in self.requests if line.startswith("CONNECT "))
 
-    @property
-    def log(self):
-        """Every request line and header block, as one text."""
-        with self.lock:
-            return "".join(line + "\r\n" + head for line, head in self.requests)
-
     def start(self):
         self.thread.start()
         return self
