@@ -5,7 +5,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 BUILD ?= build
 
-.PHONY: demo test test-all test-browser lint bench reliability install clean
+.PHONY: demo test test-all test-browser test-proxy lint bench reliability install clean
 
 demo:
 	$(PYTHON) tests/demo.py
@@ -18,6 +18,9 @@ test-all:
 
 test-browser:
 	$(PYTHON) tests/chromium_login.py
+
+test-proxy:
+	$(PYTHON) tests/real_proxy.py
 
 lint:
 	$(PYTHON) tests/lint.py $(BUILD)

@@ -8,7 +8,11 @@ each sleep moves a virtual clock instead, and is appended to the file named by
 $FASTCLOCK_LOG (one number a line), so the fault tests can check the retry and
 poll schedules without waiting for them. With $FASTCLOCK_ADVANCE set to a
 sandbox's URL, each sleep also moves that sandbox's clock by as much, so the
-imports the tool waits on progress in the same virtual time.
+imports the tool waits on progress in the same virtual time. With $FASTCLOCK_NO_LOOKUP set to a
+domain (landbase.com), looking up a name in it fails at once: a request for api.landbase.com that
+should have gone through a test proxy cannot leave the host. With $FASTCLOCK_CONNECT_LOG set to a
+file, each connection the tool opens appends its "host:port" there (a proxy that is down sees no
+attempt: this counts them where they leave).
 """
 
 import importlib.util
@@ -20,15 +24,28 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOOL = os.path.join(os.path.dirname(HERE), "landbase_import.py")
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location("landbase_import", TOOL)
+def load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def main():
-    tool = load_tool()
+    tool = load("landbase_import", TOOL)
+    if os.environ.get("FASTCLOCK_NO_LOOKUP"):
+        import socket
+        proxy = load("proxy", os.path.join(HERE, "proxy.py"))
+        socket.getaddrinfo = proxy.refusing_lookups(os.environ["FASTCLOCK_NO_LOOKUP"], socket.getaddrinfo)
+    if os.environ.get("FASTCLOCK_CONNECT_LOG"):
+        import socket
+        create_connection = socket.create_connection
+
+        def logged(address, *args, **kwargs):
+            with open(os.environ["FASTCLOCK_CONNECT_LOG"], "a") as handle:
+                handle.write("%s:%s\n" % address[:2])
+            return create_connection(address, *args, **kwargs)
+        socket.create_connection = logged
     log_path = os.environ.get("FASTCLOCK_LOG")
     advance_url = os.environ.get("FASTCLOCK_ADVANCE")
 

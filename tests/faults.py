@@ -7,8 +7,14 @@ the rows against it and reliability.py prints them as a table.
 The subprocess is the real file run by fastclock.py, so retries and polls are real requests but
 their waits take no time (each wait is logged and checked). Attempts are counted where they arrive:
 requests on the route the command exercises, or connections where no request gets through (a TLS
-handshake, a listener that closes what it accepts). Each run is started by a small launcher process
-that reaps it with wait4(), for its ru_maxrss (see Launcher).
+handshake, a listener that closes what it accepts), or CONNECTs at the test proxy (tests/proxy.py)
+for the rows through HTTPS_PROXY; where the proxy is down, nothing arrives anywhere, and the
+connections fastclock.py sees the tool open to it are counted instead. Each run is started by a small
+launcher process that reaps it with wait4(), for its ru_maxrss (see Launcher).
+
+The proxy rows run the command against https://api.landbase.com:PORT through HTTPS_PROXY: the proxy
+tunnels that name to the TLS sandbox on 127.0.0.1:PORT, and fastclock.py makes every landbase.com
+lookup fail, so a request that skipped the proxy could not leave the host.
 """
 
 import collections
@@ -26,6 +32,7 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
+import proxy
 import sandbox
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -118,7 +125,16 @@ FAULTS = [
     fault("same-origin redirect (307)", "same-origin", None, transient=None, times=1),
     fault("cross-origin redirect", "cross-origin", "API_ERROR", transient=False),
     fault("TLS certificate not trusted", "tls", "NETWORK_ERROR", transient=False),
+    # through HTTPS_PROXY: a proxy that refuses the tunnel is a configuration error, not an outage
+    fault("proxy refuses CONNECT (403)", "proxy-403", "NETWORK_ERROR", transient=False, times="always"),
+    fault("proxy requires authentication (407)", "proxy-407", "NETWORK_ERROR", transient=False, times="always"),
+    fault("proxy down", "proxy-down", "NETWORK_ERROR", times="always"),
+    fault("proxy never answers CONNECT (within --timeout)", "proxy-stall", "TIMEOUT", timeout=0.5),
+    fault("proxy drops the connection", "proxy-drop", "NETWORK_ERROR"),
 ]
+# the test proxy's mode and options for each proxy row (proxy-down has none: nothing listens there)
+PROXIES = {"proxy-403": {"mode": "refuse"}, "proxy-407": {"mode": "auth", "user": "corp.user", "password": "unsaid"},
+           "proxy-stall": {"mode": "stall"}, "proxy-drop": {"mode": "drop"}}
 
 Expect = collections.namedtuple("Expect", "exit code attempts schedule limit")
 
@@ -254,7 +270,24 @@ def problems(row):
             found.append("printed %r" % text[:12])
     if row["leaked"]:
         found.append("a request reached another origin")
+    if row["proxy_saw_token"]:
+        found.append("the token reached the proxy")
+    unnamed = unnamed_proxy(row)
+    if unnamed:
+        found.append("%d error lines do not name the proxy %s and HTTPS_PROXY" % (len(unnamed), row["proxy"]))
     return found
+
+
+def unnamed_proxy(row):
+    """For a row through the proxy, its error lines (each reported failure, and the envelope unless it is
+    a wait's limit) that do not name the proxy (host:port) and the variable it came from: every transport
+    error through a proxy names it."""
+    if not row["proxy"]:
+        return []
+    lines = reports(row)
+    if row["exit"] and row["expected"].limit is None:
+        lines.append(row["stderr"].strip().splitlines()[-1] if row["stderr"].strip() else "")
+    return [line for line in lines if row["proxy"] not in line or not re.search(r"\bHTTPS_PROXY\b", line)]
 
 
 # A child's ru_maxrss on Linux also counts the memory it had before exec(): a copy of its parent's
@@ -371,6 +404,12 @@ class ClosingListener:
         self.socket.close()
 
 
+def fault_times(fault, command):
+    """How many attempts meet the fault (None: every one): fault.times, where None means as many as the
+    command makes before it gives up (4 for a one-shot command; 3 for wait, which then gets the answer)."""
+    return {None: 3 if command == "wait" else 4, "always": None}.get(fault.times, fault.times)
+
+
 def sandbox_fault(setup, route, other):
     """The sandbox fault for a special setup name (a dict is the fault itself)."""
     if isinstance(setup, dict):
@@ -398,19 +437,26 @@ def run_case(command, fault, python=sys.executable, launcher=None, cache=None):
     row = {"command": command, "fault": fault.name, "fault_code": fault.code, "transient": fault.transient,
            "timeout": fault.timeout, "expected": expected(command, fault), "exit": None, "code": None,
            "attempts": 0, "connections": 0, "sleeps": [], "stdout": "", "stderr": "", "seconds": 0.0,
-           "maxrss": 0, "leaked": [], "token": "lbs_", "error": None}
+           "maxrss": 0, "leaked": [], "token": "lbs_", "proxy": None, "proxy_saw_token": False, "error": None}
     argv, route = COMMANDS[command]
     info = ROUTES[route]
-    tls = fault.setup in ("tls", "tls-drop")
+    proxied = str(fault.setup).startswith("proxy-")
+    tls = fault.setup in ("tls", "tls-drop") or proxied
     work = tempfile.mkdtemp(prefix="lbi-fault-")
-    box = other = listener = None
+    box = other = listener = relay = None
     try:
         box = sandbox.Sandbox(min_poll_interval=0, certfile=CERTFILE if tls else None).start()
         other = sandbox.Sandbox().start() if fault.setup == "cross-origin" else None
         listener = ClosingListener() if fault.setup == "closing" else None
+        if proxied and fault.setup in PROXIES:
+            relay = proxy.Proxy(times=fault_times(fault, command), **PROXIES[fault.setup]).start()
+        if proxied:
+            row["proxy"] = relay.address if relay else "127.0.0.1:%d" % proxy.free_port()
         platform = box.platform
         platform.imports[1]["enqueued"] = -1000.0          # import 1 has already completed
         url = box.url.replace("127.0.0.1", "localhost") if tls else listener.url if listener else box.url
+        if proxied:
+            url = "https://api.landbase.com:%d" % box.server.server_address[1]
         token = row["token"] = platform.mint_token()
         config = os.path.join(work, "landbase")
         if command != "auth login --with-token":
@@ -422,15 +468,17 @@ def run_case(command, fault, python=sys.executable, launcher=None, cache=None):
             platform.drop_handshakes = fault.times
         spec = sandbox_fault(fault.setup, route, other)
         if spec is not None:
-            times = {None: 3 if command == "wait" else 4, "always": 10 ** 6}.get(fault.times, fault.times)
-            platform.inject(route, spec, times)
+            platform.inject(route, spec, fault_times(fault, command) or 10 ** 6)
         log = os.path.join(work, "sleeps")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LANDBASE_", "SSL_CERT", "FASTCLOCK"))
                and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
         env.update(LANDBASE_CONFIG_DIR=config, LANDBASE_PLATFORM_API_URL=url, LANDBASE_PLATFORM_WEB_URL=url,
                    NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", FASTCLOCK_LOG=log)
-        if fault.setup == "tls-drop":
+        if fault.setup == "tls-drop" or proxied:
             env["SSL_CERT_FILE"] = TEST_CA
+        if proxied:
+            env.update(HTTPS_PROXY="http://" + row["proxy"], FASTCLOCK_NO_LOOKUP="landbase.com",
+                       FASTCLOCK_CONNECT_LOG=os.path.join(work, "connects"))
         paths = [os.path.join(work, name) for name in ("stdin", "stdout", "stderr")]
         with open(paths[0], "w") as handle:
             handle.write(token + "\n" if command == "auth login --with-token" else BODY)
@@ -468,6 +516,16 @@ def run_case(command, fault, python=sys.executable, launcher=None, cache=None):
         if listener is not None:
             listener.stop()
             row["attempts"] = row["connections"] = listener.connections
+        elif relay is not None:
+            relay.stop()
+            row["attempts"], row["connections"] = relay.connects, relay.connections
+            row["proxy_saw_token"] = any(piece.encode() in relay.received for piece in (token, token[4:]))
+        elif proxied:                   # nothing listens: the connections the tool opened to it
+            try:
+                with open(os.path.join(work, "connects")) as handle:
+                    row["attempts"] = row["connections"] = handle.read().split().count(row["proxy"])
+            except FileNotFoundError:
+                pass
         else:
             with platform.lock:
                 requests = [(method, path) for method, path, _ in platform.requests]
@@ -480,7 +538,7 @@ def run_case(command, fault, python=sys.executable, launcher=None, cache=None):
     except Exception:
         row["error"] = traceback.format_exc()
     finally:
-        for server in (box, other):
+        for server in (box, other, relay):
             if server is not None:
                 server.stop()
         if listener is not None and listener.thread.is_alive():
@@ -503,10 +561,19 @@ def commands_to_run():
     return list(COMMANDS) if os.environ.get("LANDBASE_TEST_FULL") else ["start", "wait"]
 
 
+def cases_to_run(commands=None):
+    """(command, fault) for each row to run: every fault for each command, except that make test runs
+    the proxy rows for start only (test_proxy.py runs wait and status against a refusing, stalling or
+    absent proxy in-process)."""
+    full = commands is not None or os.environ.get("LANDBASE_TEST_FULL")
+    return [(command, fault) for command in (commands or commands_to_run()) for fault in FAULTS
+            if full or command == "start" or not str(fault.setup).startswith("proxy-")]
+
+
 def run_matrix(python=sys.executable, jobs=6, commands=None):
     """Every row, command by command in FAULTS order. The rows that mostly wait for a --timeout
     start first, and more rows run at once than there are cores, so that they overlap the rest."""
-    cases = [(command, fault) for command in (commands or commands_to_run()) for fault in FAULTS]
+    cases = cases_to_run(commands)
     launcher = Launcher(python)
     cache = tempfile.mkdtemp(prefix="lbi-fault-pyc-")
     try:

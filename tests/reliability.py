@@ -57,6 +57,11 @@ GUARANTEES = [
      "test_streams.StreamTests.test_closed_stdin", "test_streams.StreamTests.test_a_reader_that_left_is_quiet"),
     ("a FIFO or a directory in place of `platform.json`: `SETUP_FAILED` naming it, never a hang",
      "test_streams.StreamTests.test_a_fifo_or_a_directory_in_place_of_platform_json"),
+    ("behind `HTTPS_PROXY`: the whole job through the tunnel, the token in no byte the proxy receives; 403/407 "
+     "to CONNECT not retried; an `https://`, `socks` or unparsable proxy URL refused before sending; proxy "
+     "credentials printed nowhere; every error names the proxy",
+     "test_proxy.TunnelTests", "test_proxy.RefusedTunnelTests", "test_proxy.RefusedProxyUrlTests",
+     "test_proxy.BrokenProxyTests"),
     ("`http_proxy` with a loopback base: the proxy sees nothing",
      "test_streams.StreamTests.test_http_proxy_is_never_used_for_a_loopback_base",
      "test_http.ProxyTests"),
@@ -135,13 +140,16 @@ def print_matrix():
     dead = next(fault.name for fault in faults.FAULTS if fault.times == "always")
     print("\nEach cell: the exit, the error code, and the attempts counted where they arrive (requests on the "
           "route the command uses; connections for the TLS rows and for the listener that closes what it "
-          "accepts). One-shot commands retry a transient failure after 5, 10 and 20 s; `wait` rides out "
+          "accepts; CONNECTs at the proxy for the proxy rows, which reach https://api.landbase.com:PORT through "
+          "HTTPS_PROXY and a test proxy on 127.0.0.1, and where that proxy is down, the connections the tool "
+          "opened to it). One-shot commands retry a transient failure after 5, 10 and 20 s; `wait` rides out "
           "three failed polls (5, 10, 20 s) and prints the final status, and against a platform that never "
           "answers it gives up with `TIMEOUT` after %d polls and 30 minutes. Max RSS: the largest "
           "`ru_maxrss` (wait4) of the row's %d runs, each under %d MiB whatever the server sent (a 100 MB "
           "body, an endless one). Each run ended within its waits (on the fast clock) plus `--timeout` per "
           "request plus %g s; the longest took %.1f s of real time (%s, %s). No row printed a traceback, "
-          "\"internal error\" or the token; no request reached the other origin.\n"
+          "\"internal error\" or the token; no request reached the other origin; no byte the proxy received "
+          "held the token, and every error through the proxy named it (host:port and HTTPS_PROXY).\n"
           % (by_key[("wait", dead)]["attempts"], len(commands), faults.MAX_RSS // 2 ** 20,
              faults.STARTUP_MARGIN, slowest["seconds"], slowest["command"], slowest["fault"]))
     if failures:

@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import unittest
+from unittest import mock
 
 import faults
 from support import run_cli, subprocess_env, tool
@@ -30,8 +31,9 @@ class FaultMatrixTests(unittest.TestCase):
 
     def test_the_matrix_is_complete(self):
         seen = collections.Counter((row["command"], row["fault"]) for row in self.rows)
-        wanted = [(command, fault.name) for command in faults.commands_to_run() for fault in faults.FAULTS]
-        self.assertEqual(len(set(name for _, name in wanted)), len(faults.FAULTS), "two faults share a name")
+        wanted = [(command, fault.name) for command, fault in faults.cases_to_run()]
+        self.assertEqual(len(set(fault.name for fault in faults.FAULTS)), len(faults.FAULTS),
+                         "two faults share a name")
         self.assertEqual(set(seen) - set(wanted), set(), "rows that are not in the matrix")
         for pair in wanted:
             with self.subTest(command=pair[0], fault=pair[1]):
@@ -39,7 +41,7 @@ class FaultMatrixTests(unittest.TestCase):
         for row, context in self.each_row():
             with context:
                 self.assertIsInstance(row["exit"], int, "the tool did not run")
-                self.assertGreaterEqual(row["connections"], 1, "nothing reached the sandbox")
+                self.assertGreaterEqual(row["connections"], 1, "nothing reached the sandbox or the proxy")
                 self.assertGreaterEqual(row["connections"], row["attempts"], "an attempt without a connection")
 
     def test_exit_and_code(self):
@@ -85,6 +87,15 @@ class FaultMatrixTests(unittest.TestCase):
                 self.assertNotIn("internal error", row["stderr"])
                 self.assertNotIn(row["token"], row["stdout"] + row["stderr"])
                 self.assertEqual(row["leaked"], [], "a request reached another origin")
+                self.assertFalse(row["proxy_saw_token"], "the token reached the proxy outside the tunnel")
+
+    def test_errors_through_the_proxy_name_it(self):
+        for row, context in self.each_row():
+            if row["proxy"] is None:
+                continue
+            with context:
+                self.assertEqual(faults.unnamed_proxy(row), [], "error lines that do not name %s and HTTPS_PROXY"
+                                 % row["proxy"])
 
     def test_memory_stays_bounded(self):
         for row, context in self.each_row():
@@ -122,6 +133,26 @@ class ExpectationTests(unittest.TestCase):
         self.assertEqual(faults.expected("account set", fault).schedule, [30, 30, 30])
         fault = self.by_name("429 with Retry-After as an HTTP date")
         self.assertEqual(faults.expected("wait", fault).schedule, [(25, 41), 10, 20])
+
+    def test_a_proxy_that_refuses_the_tunnel_is_not_retried_and_one_that_breaks_is(self):
+        for name in ("proxy refuses CONNECT (403)", "proxy requires authentication (407)"):
+            for command in faults.COMMANDS:
+                self.assertEqual(faults.expected(command, self.by_name(name)), (4, "NETWORK_ERROR", 1, [], None))
+        for name, code in (("proxy drops the connection", "NETWORK_ERROR"),
+                           ("proxy never answers CONNECT (within --timeout)", "TIMEOUT")):
+            self.assertEqual(faults.expected("status", self.by_name(name)), (4, code, 4, [5, 10, 20], None))
+            self.assertEqual(faults.expected("wait", self.by_name(name)), (0, None, 4, [5, 10, 20], None))
+        down = self.by_name("proxy down")
+        self.assertEqual(faults.expected("account set", down), (4, "NETWORK_ERROR", 4, [5, 10, 20], None))
+        self.assertEqual(faults.expected("wait", down).limit, 1800)
+
+    def test_make_test_runs_the_proxy_rows_for_start_only(self):
+        with mock.patch.dict(os.environ, {"LANDBASE_TEST_FULL": ""}):
+            cases = faults.cases_to_run()
+        proxied = [(command, fault.name) for command, fault in cases if str(fault.setup).startswith("proxy-")]
+        self.assertEqual(len(proxied), 5)
+        self.assertEqual(set(command for command, _ in proxied), {"start"})
+        self.assertEqual(len(faults.cases_to_run(list(faults.COMMANDS))), len(faults.COMMANDS) * len(faults.FAULTS))
 
     def test_a_dead_platform_ends_a_wait_after_30_minutes(self):
         expect = faults.expected("wait", self.by_name("connection closed as soon as accepted"))

@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""A small HTTP CONNECT proxy on 127.0.0.1, for the tests: a corporate proxy that works, refuses or breaks.
+
+    python3 tests/proxy.py [--mode tunnel|refuse|auth|stall|drop] [--user U --password P] [--port 0]
+
+Run as a process, it prints its URL as the first stdout line and, when SIGINT or SIGTERM stops it, the
+request lines it received on stderr.
+
+In-process: Proxy(mode, ...).start(); .url (http://127.0.0.1:PORT); .stop(). Modes, for each CONNECT:
+  tunnel   connect to the target and relay bytes both ways; by default the target is 127.0.0.1 on the
+           port asked for, whatever the host, so https://api.landbase.com:PORT reaches a sandbox on
+           127.0.0.1:PORT (the proxy resolves nothing)
+  refuse   403 Forbidden, as a proxy whose policy blocks the host
+  auth     407 with Proxy-Authenticate unless Proxy-Authorization carries Basic user:password, then tunnel
+  stall    read the request and never answer
+  drop     close the connection right after reading the request
+With times=N, only the first N CONNECTs meet the mode; the later ones are tunnelled (auth still checked).
+A request that is not a CONNECT is recorded and answered 405.
+
+What it saw, for the assertions: .requests, the (request line, header block) of every request, as
+text; .received, every byte any client sent (request heads and what went into the tunnels); .connects,
+how many CONNECT requests; .connections, how many connections it accepted. It never prints anything;
+an unexpected exception in a connection's thread is kept in .errors instead.
+"""
+
+import argparse
+import base64
+import select
+import signal
+import socket
+import sys
+import threading
+
+MODES = ("tunnel", "refuse", "auth", "stall", "drop")
+HEAD_LIMIT = 64 * 1024              # a request head longer than this is refused
+IDLE = 30.0                         # seconds a client may take to send its request head
+
+
+def free_port():
+    """A port on 127.0.0.1 where nothing listens (bound, then closed): a proxy that is down."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def refusing_lookups(domain, getaddrinfo):
+    """getaddrinfo that fails for `domain` and its subdomains: patched over socket.getaddrinfo, a request
+    that should have gone through the proxy fails at once instead of leaving the host."""
+    domain = domain.lower().strip(".")
+
+    def refusing(host, *args, **kwargs):
+        name = (host.decode("ascii", "replace") if isinstance(host, bytes) else str(host or "")).lower().rstrip(".")
+        if name == domain or name.endswith("." + domain):
+            raise socket.gaierror(socket.EAI_NONAME, "%s is never looked up in the tests" % name)
+        return getaddrinfo(host, *args, **kwargs)
+    return refusing
+
+
+class Proxy:
+    """The proxy in background daemon threads: Proxy(...).start(); .url; .stop()."""
+
+    def __init__(self, mode="tunnel", user=None, password=None, target=None, times=None, port=0):
+        if mode not in MODES:
+            raise ValueError("mode must be one of %s" % ", ".join(MODES))
+        if (mode == "auth") != (user is not None and password is not None):
+            raise ValueError("mode auth, and only it, takes a user and a password")
+        self.mode, self.user, self.password, self.target, self.times = mode, user, password, target, times
+        self.lock = threading.Lock()
+        self.requests = []              # (request line, header block) of every request received
+        self.received = bytearray()     # every byte clients sent
+        self.connections = 0
+        self.errors = []
+        self.stopping = threading.Event()
+        self.open = set()               # live sockets, shut down by stop()
+        self.threads = []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", port))
+        self.listener.listen(64)
+        self.listener.settimeout(0.05)
+        self.port = self.listener.getsockname()[1]
+        self.address = "127.0.0.1:%d" % self.port
+        self.url = "http://" + self.address
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def connects(self):
+        with self.lock:
+            return sum(1 for line, _ in self.requests if line.startswith("CONNECT "))
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(5)
+        self.listener.close()
+        with self.lock:
+            live, threads = list(self.open), list(self.threads)
+        for sock in live:
+            _shut(sock)
+        for thread in threads:
+            thread.join(5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- plumbing
+    def _accept(self):
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except socket.timeout:
+                if self.stopping.is_set():      # drained: every connection queued before stop() is counted
+                    return
+                continue
+            except OSError:
+                return
+            thread = threading.Thread(target=self._serve, args=(connection,), daemon=True)
+            with self.lock:
+                self.connections += 1
+                self.open.add(connection)
+                self.threads.append(thread)
+            thread.start()
+
+    def _serve(self, client):
+        sockets = [client]              # and the upstream one, once _handle opens it
+        try:
+            self._handle(client, sockets)
+        except OSError:
+            pass                        # a client that left, a target that closed: nothing to report
+        except Exception as exc:        # the thread's boundary: kept for the test, never printed
+            with self.lock:
+                self.errors.append("%s: %s" % (type(exc).__name__, exc))
+        finally:
+            for sock in sockets:
+                with self.lock:
+                    self.open.discard(sock)
+                sock.close()
+
+    def _handle(self, client, sockets):
+        """Read one request head and act on it; the upstream socket it opens is added to `sockets`."""
+        client.settimeout(IDLE)
+        head, rest = self._read_head(client)
+        if head is None:
+            return
+        line, _, headers = head.partition("\r\n")
+        with self.lock:
+            self.requests.append((line, headers))
+            index = sum(1 for seen, _ in self.requests if seen.startswith("CONNECT "))
+        method, _, target = line.partition(" ")
+        target = target.rsplit(" ", 1)[0]
+        if method != "CONNECT":
+            client.sendall(_answer(405, "Method Not Allowed", "only CONNECT is served here"))
+            return
+        mode = self.mode if self.times is None or index <= self.times or self.mode == "auth" else "tunnel"
+        if mode == "drop":
+            return
+        if mode == "stall":
+            self.stopping.wait()
+            return
+        if mode == "refuse":
+            client.sendall(_answer(403, "Forbidden", "<html><body>Blocked by the proxy's policy</body></html>"))
+            return
+        if mode == "auth" and not self._authorized(headers):
+            client.sendall(_answer(407, "Proxy Authentication Required", "<html>proxy authentication required</html>",
+                                   'Proxy-Authenticate: Basic realm="test proxy"\r\n'))
+            return
+        host, _, port = target.rpartition(":")
+        try:
+            address = self.target or ("127.0.0.1", int(port))
+            upstream = socket.create_connection(address, timeout=5)
+        except (OSError, ValueError):
+            client.sendall(_answer(502, "Bad Gateway", "cannot reach %s" % target))
+            return
+        sockets.append(upstream)
+        with self.lock:
+            self.open.add(upstream)
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        if rest:
+            upstream.sendall(rest)
+        self._relay(client, upstream)
+
+    def _read_head(self, client):
+        """(request head as text, bytes after it), or (None, b"") for a client that sent no complete head."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = client.recv(4096)
+            if not chunk:
+                return None, b""
+            with self.lock:
+                self.received += chunk
+            data += chunk
+            if len(data) > HEAD_LIMIT:
+                client.sendall(_answer(431, "Request Header Fields Too Large", ""))
+                return None, b""
+        head, _, rest = data.partition(b"\r\n\r\n")
+        return head.decode("latin-1") + "\r\n", rest
+
+    def _authorized(self, headers):
+        expected = "Basic " + base64.b64encode(("%s:%s" % (self.user, self.password)).encode("utf-8")).decode()
+        for header in headers.split("\r\n"):
+            name, _, value = header.partition(":")
+            if name.strip().lower() == "proxy-authorization" and value.strip() == expected:
+                return True
+        return False
+
+    def _relay(self, client, upstream):
+        """Bytes both ways until either side closes or the proxy stops."""
+        client.settimeout(None)
+        upstream.settimeout(None)
+        peers = {client: upstream, upstream: client}
+        while not self.stopping.is_set():
+            ready, _, _ = select.select(list(peers), [], [], 0.1)
+            for sock in ready:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return
+                if sock is client:
+                    with self.lock:
+                        self.received += chunk
+                peers[sock].sendall(chunk)
+
+
+def _answer(status, reason, body, headers=""):
+    raw = body.encode("utf-8")
+    return ("HTTP/1.1 %d %s\r\nContent-Type: text/html\r\nContent-Length: %d\r\n%sConnection: close\r\n\r\n"
+            % (status, reason, len(raw), headers)).encode("latin-1") + raw
+
+
+def _shut(sock):
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass                            # already closed
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="A test CONNECT proxy on 127.0.0.1 (see tests/proxy.py).")
+    parser.add_argument("--mode", choices=MODES, default="tunnel")
+    parser.add_argument("--user")
+    parser.add_argument("--password")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    proxy = Proxy(args.mode, args.user, args.password, port=args.port).start()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    sys.stdout.write(proxy.url + "\n")
+    sys.stdout.flush()
+    while not stop.wait(0.2):
+        pass
+    proxy.stop()
+    for line, _ in proxy.requests:
+        sys.stderr.write("proxy: %s\n" % line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
