@@ -88,8 +88,8 @@ class BrowserTests(ToolTestCase):
         self.assertLess(self.clock.now() - started, 421)
 
     def test_a_blank_browser_is_no_crash(self):
+        import webbrowser               # before BROWSER is blank: on 3.6 the module reads it as it loads
         os.environ["BROWSER"] = " "
-        import webbrowser
         with mock.patch.object(webbrowser, "get", side_effect=webbrowser.Error("none")):
             result = self.run_tool("auth", "login")
         self.assertFails(result, "TIMEOUT")
