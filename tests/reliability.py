@@ -82,6 +82,26 @@ GUARANTEES = [
      "test_streams.StreamTests.test_a_hostile_phase_on_a_terminal",
      "test_streams.StreamTests.test_term_dumb_on_a_terminal_gets_the_log_form",
      "test_streams.StreamTests.test_the_log_form_dates_every_line_and_ends_with_pure_json"),
+    ("a crafted document (a megabyte body, four 4 MiB answers of brackets and escaped quotes) is judged at once",
+     "test_hostile.CraftedDocuments"),
+    ("a start that gives up after an attempt that may have reached the platform names its key and the command "
+     "that gets the import back; SIGHUP during a start exits 129 naming it; a replay logs 'already started'",
+     "test_unattended.LostAnswerTests", "test_unattended.ReplayTests",
+     "test_unattended.ProcessTests.test_sighup_during_a_start_names_the_key"),
+    ("a login or a logout during another process's slow write of `platform.json` is kept (a 2-second fsync)",
+     "test_unattended.ProcessTests.test_a_login_during_a_slow_write_is_kept",
+     "test_unattended.ProcessTests.test_a_logout_during_a_slow_write_is_not_undone"),
+    ("`--max-wait 2` bounds a wait on 12 silent ids; a TIMEOUT still prints the last-known status",
+     "test_unattended.ProcessTests.test_max_wait_bounds_a_wait_on_many_ids",
+     "test_unattended.TimeoutRowTests"),
+    ("the browser: started detached (it prints and stays open, yet the login returns and stdout is one JSON "
+     "document); the 5 minutes start with the login; a blank `BROWSER` is no crash",
+     "test_hostile.BrowserTests"),
+    ("the config directory: a file in its place keeps its mode and is `SETUP_FAILED`; a directory the tool did "
+     "not make keeps its mode; `SSL_CERT_FILE` naming a FIFO is refused at once",
+     "test_hostile.OddEnvironmentTests"),
+    ("an account id a server sends is checked and never stored; a bad stored one is repaired by an override",
+     "test_hostile.AccountIdTests"),
 ]
 
 
