@@ -65,6 +65,11 @@ DRAFT_SECONDS = 1                        # a started import is a draft this long
 CLIENT_ID = "landbase-cli"
 
 
+def format_time(seconds):
+    """An expiresAt: 2026-12-05T10:00:00Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
 def envelope(code, message, **meta):
     return {"error": {"code": code, "message": message, "meta": meta}}
 
@@ -167,8 +172,8 @@ class Platform:
     def token_response(self, user):
         token = self.mint_token(user)
         accounts = USERS[user]["accounts"]
-        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.tokens[token]["expires"]))
-        return {"accessToken": token, "expiresAt": expires, "accountId": accounts[0] if len(accounts) == 1 else None}
+        return {"accessToken": token, "expiresAt": format_time(self.tokens[token]["expires"]),
+                "accountId": accounts[0] if len(accounts) == 1 else None}
 
     # -- imports
     def start(self, user, account, body, key):
@@ -358,6 +363,7 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title
 
 class Handler(BaseHTTPRequestHandler):
     server_version = "LandbaseSandbox/1.0"
+    own_date = None                      # a Date the answer being sent brings itself (keep_date())
 
     def send_header(self, keyword, value):
         """Any header a test asks for, in UTF-8 where latin-1 cannot hold it (a hostile Retry-After: \u0663)."""
@@ -380,6 +386,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def dispatch(self, method):
         platform = self.server.platform
+        self.own_date = None
         parts = urlsplit(self.path)
         path = parts.path.rstrip("/") or "/"
         with platform.lock:
@@ -459,6 +466,8 @@ class Handler(BaseHTTPRequestHandler):
                 status, body = 200, body if isinstance(body, dict) else {"body": body}
             raw = json.dumps(body).encode()
             size = max(int(fault.get("size") or 0), len(raw))
+            headers = self.keep_date(headers)
+            headers["Date"] = self.date_time_string()        # a head of its own, with the standard Date
             head = ("HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s"
                     "Connection: close\r\n\r\n" % (status, size, "".join("%s: %s\r\n" % item for item in
                                                                         headers.items()))).encode()
@@ -506,8 +515,20 @@ class Handler(BaseHTTPRequestHandler):
             return True
         return False
 
+    def date_time_string(self, timestamp=None):
+        """The standard Date header's value, or the one the answer's own headers bring (a test that skews the
+        platform's clock): an answer has one Date, never two."""
+        return self.own_date or BaseHTTPRequestHandler.date_time_string(self, timestamp)
+
+    def keep_date(self, headers):
+        """The answer's headers without Date, which date_time_string() sends in the standard one's place."""
+        dates = [value for name, value in (headers or {}).items() if name.lower() == "date"]
+        self.own_date = dates[-1] if dates else None
+        return {name: value for name, value in (headers or {}).items() if name.lower() != "date"}
+
     def send_bytes(self, status, raw, content_type, headers=None):
-        self.send_response(status)
+        headers = self.keep_date(headers)
+        self.send_response(status)      # Server and Date
         if content_type:
             self.send_header("Content-Type", content_type)
         for name, value in (headers or {}).items():
@@ -557,8 +578,11 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- API routes
     def me(self, parts):
-        user, _ = self.server.platform.user_of(self.headers)
-        return 200, {"userId": user, "email": USERS[user]["email"]}, {}
+        platform = self.server.platform
+        user, token = platform.user_of(self.headers)
+        with platform.lock:
+            expires = platform.tokens[token]["expires"]
+        return 200, {"userId": user, "email": USERS[user]["email"], "expiresAt": format_time(expires)}, {}
 
     def accounts(self, parts):
         user, _ = self.server.platform.user_of(self.headers)
