@@ -738,8 +738,58 @@ def parse_fault(text):
         raise argparse.ArgumentTypeError("--fault takes ROUTE[*N]=JSON, e.g. status*2={\"status\": 502}: %s" % exc)
 
 
+BY_HAND = """\
+By hand (make sandbox runs it on port 8765; URL below is the first line it prints):
+
+  It prints the environment that points the tool at it, to paste into another shell:
+    export LANDBASE_PLATFORM_API_URL=$URL LANDBASE_PLATFORM_WEB_URL=$URL
+    export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
+    export LANDBASE_CONFIG_DIR=$(mktemp -d)     # a session of its own: your ~/.landbase is left alone
+
+  Seeded: the users usr_demo (sam@acme.example; accounts acc_demo "Demo Co", acc_team "Demo Team") and
+  usr_solo (solo@acme.example; acc_solo "Solo Ltd"); acc_other "Other Corp" belongs to nobody here.
+  Import 1 is a draft in acc_demo ({"importId": 1} in a body resumes it). New sessions last --token-ttl
+  (7 days). The datasets, how an import of each ends and when, at --speed 1 (--speed 10: a tenth of it;
+  an import is a draft for its first second, then preparing, then in_progress), and who can read them:
+%(datasets)s
+
+  Log in:
+    browser  landbase_import.py auth login opens (or with --no-browser prints) $URL/cli/authorize?...:
+             pick the user and press Approve; the page sends the browser back to the tool.
+    device   landbase_import.py auth login --device prints a code: open $URL/cli/device, type it and
+             press Approve, or: curl -d user_code=WDJB-MJHT -d decision=approve $URL/cli/device
+             (add -d user=usr_solo to log in as usr_solo; decision=deny refuses).
+    token    curl -s -d '{"mintToken": "usr_demo"}' $URL/_sandbox/control answers {"accessToken": "lbs_..."}:
+             echo lbs_... | landbase_import.py auth login --with-token
+
+  Control it while it runs (POST /_sandbox/control, a JSON object; each answers {"ok": true}):
+    curl -s -d '{"route": "status", "fault": {"status": 502}, "times": 2}' $URL/_sandbox/control
+             the next 2 status reads answer 502 (any fault below, any route)
+    curl -s -d '{"advance": 86400}' $URL/_sandbox/control     the platform's clock a day on (imports, sessions)
+    curl -s -d '{"expireTokens": true}' $URL/_sandbox/control every session ends now: the tool exits 3
+    curl -s -d '{"dropHandshakes": 1}' $URL/_sandbox/control  (https, with --certfile) the next TLS handshake fails
+
+"""
+
+
+def dataset_lines():
+    """The datasets as BY_HAND lists them, from the table the platform runs on."""
+    lines = []
+    for name, (contacts, preparing, running, outcome, readers) in DATASETS.items():
+        ends = preparing + running * (FAILED_AT if outcome == "failed" else 1)
+        took = "%d h %d s" % divmod(ends, 3600) if ends >= 3600 else "%d s" % ends
+        who = ", ".join(readers) if len(readers) > 1 else "%s only: VALIDATION_ERROR elsewhere" % readers[0]
+        lines.append("    %-12s %5d contacts, %-9s after %-8s (%s)" % (name, contacts, outcome, took, who))
+    return "\n".join(lines)
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="A fake Landbase platform on 127.0.0.1 (see 'The HTTP protocol' in README.md).")
+    parser = argparse.ArgumentParser(
+        description="A fake Landbase platform on 127.0.0.1, for the demo, the tests and trying the tool by hand: "
+                    "the API and the login pages of 'The HTTP protocol' in README.md, from one URL.",
+        epilog=BY_HAND % {"datasets": dataset_lines()} + __doc__[__doc__.index("Fault routes"):
+                                                                 __doc__.index("A sandbox run as a process")],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--speed", type=float, default=1.0, help="platform seconds per real second")
     parser.add_argument("--token-ttl", type=float, default=7 * DAY, help="lifetime of new tokens, in seconds")
@@ -761,7 +811,12 @@ def main(argv=None):
     sandbox.start()
     sys.stdout.write(sandbox.url + "\n")
     sys.stdout.flush()
-    sys.stderr.write("sandbox: serving %s (speed %g); Ctrl-C stops it\n" % (sandbox.url, args.speed))
+    sys.stderr.write("sandbox: serving %s (speed %g); Ctrl-C stops it. Point the tool at it with:\n"
+                     "export LANDBASE_PLATFORM_API_URL=%s LANDBASE_PLATFORM_WEB_URL=%s\n"
+                     "export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost\n"
+                     "export LANDBASE_CONFIG_DIR=$(mktemp -d)    # a session of its own, not your ~/.landbase\n"
+                     % (sandbox.url, args.speed, sandbox.url, sandbox.url))
+    sys.stderr.flush()
     while not stop.wait(0.2):
         pass
     sandbox.stop()
