@@ -742,9 +742,7 @@ BY_HAND = """\
 By hand (make sandbox runs it on port 8765; URL below is the first line it prints):
 
   It prints the environment that points the tool at it, to paste into another shell:
-    export LANDBASE_PLATFORM_API_URL=$URL LANDBASE_PLATFORM_WEB_URL=$URL
-    export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
-    export LANDBASE_CONFIG_DIR=$(mktemp -d)     # a session of its own: your ~/.landbase is left alone
+%(environment)s
 
   Seeded: the users usr_demo (sam@acme.example; accounts acc_demo "Demo Co", acc_team "Demo Team") and
   usr_solo (solo@acme.example; acc_solo "Solo Ltd"); acc_other "Other Corp" belongs to nobody here.
@@ -772,6 +770,14 @@ By hand (make sandbox runs it on port 8765; URL below is the first line it print
 """
 
 
+def environment(url, indent=""):
+    """The lines that point the tool at a sandbox, for a shell."""
+    return "".join(indent + line + "\n" for line in (
+        "export LANDBASE_PLATFORM_API_URL=%s LANDBASE_PLATFORM_WEB_URL=%s" % (url, url),
+        "export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost",
+        "export LANDBASE_CONFIG_DIR=$(mktemp -d)    # a session of its own: your ~/.landbase is left alone"))
+
+
 def dataset_lines():
     """The datasets as BY_HAND lists them, from the table the platform runs on."""
     lines = []
@@ -787,7 +793,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         description="A fake Landbase platform on 127.0.0.1, for the demo, the tests and trying the tool by hand: "
                     "the API and the login pages of 'The HTTP protocol' in README.md, from one URL.",
-        epilog=BY_HAND % {"datasets": dataset_lines()} + __doc__[__doc__.index("Fault routes"):
+        epilog=BY_HAND % {"environment": environment("$URL", "    "), "datasets": dataset_lines()} + __doc__[__doc__.index("Fault routes"):
                                                                  __doc__.index("A sandbox run as a process")],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=0)
@@ -811,11 +817,8 @@ def main(argv=None):
     sandbox.start()
     sys.stdout.write(sandbox.url + "\n")
     sys.stdout.flush()
-    sys.stderr.write("sandbox: serving %s (speed %g); Ctrl-C stops it. Point the tool at it with:\n"
-                     "export LANDBASE_PLATFORM_API_URL=%s LANDBASE_PLATFORM_WEB_URL=%s\n"
-                     "export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost\n"
-                     "export LANDBASE_CONFIG_DIR=$(mktemp -d)    # a session of its own, not your ~/.landbase\n"
-                     % (sandbox.url, args.speed, sandbox.url, sandbox.url))
+    sys.stderr.write("sandbox: serving %s (speed %g); Ctrl-C stops it. Point the tool at it with:\n%s"
+                     % (sandbox.url, args.speed, environment(sandbox.url)))
     sys.stderr.flush()
     while not stop.wait(0.2):
         pass
