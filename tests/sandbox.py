@@ -27,7 +27,8 @@ endpoint) closes the next N TLS connections during the handshake.
 
 A sandbox run as a process takes the same controls over HTTP:
 POST /_sandbox/control {"route": "status", "fault": {...}, "times": 2} | {"advance": SECONDS} |
-{"expireTokens": true} | {"mintToken": "usr_demo"} (answers {"accessToken": ...}).
+{"expireTokens": true} | {"mintToken": "usr_demo", "ttl": SECONDS} (answers {"accessToken": ...}; ttl is
+optional, --token-ttl by default).
 """
 
 import argparse
@@ -629,7 +630,8 @@ class Handler(BaseHTTPRequestHandler):
         if body.get("expireTokens"):
             platform.expire_tokens()
         if body.get("mintToken"):
-            return 200, {"accessToken": platform.mint_token(body["mintToken"])}, {}
+            ttl = None if body.get("ttl") is None else float(body["ttl"])
+            return 200, {"accessToken": platform.mint_token(body["mintToken"], ttl)}, {}
         return 200, {"ok": True}, {}
 
     # -- web pages
@@ -758,7 +760,8 @@ By hand (make sandbox runs it on port 8765; URL below is the first line it print
              press Approve, or: curl -d user_code=WDJB-MJHT -d decision=approve $URL/cli/device
              (add -d user=usr_solo to log in as usr_solo; decision=deny refuses).
     token    curl -s -d '{"mintToken": "usr_demo"}' $URL/_sandbox/control answers {"accessToken": "lbs_..."}:
-             echo lbs_... | landbase_import.py auth login --with-token
+             echo lbs_... | landbase_import.py auth login --with-token. With "ttl": 129600 in the object,
+             the session ends in 36 hours (auth status --min-valid 2d exits 3; under 24 h, every command warns).
 
   Control it while it runs (POST /_sandbox/control, a JSON object; each answers {"ok": true}):
     curl -s -d '{"route": "status", "fault": {"status": 502}, "times": 2}' $URL/_sandbox/control
@@ -793,8 +796,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         description="A fake Landbase platform on 127.0.0.1, for the demo, the tests and trying the tool by hand: "
                     "the API and the login pages of 'The HTTP protocol' in README.md, from one URL.",
-        epilog=BY_HAND % {"environment": environment("$URL", "    "), "datasets": dataset_lines()} + __doc__[__doc__.index("Fault routes"):
-                                                                 __doc__.index("A sandbox run as a process")],
+        epilog=BY_HAND % {"environment": environment("$URL", "    "), "datasets": dataset_lines()}
+        + __doc__[__doc__.index("Fault routes"):__doc__.index("A sandbox run as a process")],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--speed", type=float, default=1.0, help="platform seconds per real second")

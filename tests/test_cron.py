@@ -255,7 +255,8 @@ class CrontabParsingTests(unittest.TestCase):
 
     def test_variable_and_job_lines(self):
         block = list(enumerate(["# a comment", "", "MAILTO=ops@example.com", 'PATH = "/usr/local/bin:/bin"',
-                                "15 2 * * * run --key=a-$(date +\\%F) >>/x 2>&1", "@daily  true", "0 9 * * mon x"], 1))
+                                "15 2 * * * run --key=a-$(date +\\%F) >>/x 2>&1", "@daily  true",
+                                "0 9 * * mon x"], 1))
         variables, jobs = parse_crontab(block)
         self.assertEqual(variables, [("MAILTO", "ops@example.com"), ("PATH", "/usr/local/bin:/bin")])
         self.assertEqual([(job[0], job[2]) for job in jobs],

@@ -127,6 +127,15 @@ class SandboxRuleTests(unittest.TestCase):
             ends = calendar.timegm(time.strptime(json.loads(raw)["expiresAt"], "%Y-%m-%dT%H:%M:%SZ"))
             self.assertAlmostEqual(ends, time.time() + ttl, delta=5)
 
+    def test_the_control_endpoint_mints_a_token_of_any_lifetime(self):
+        for body, ttl in (({"mintToken": "usr_solo"}, 7 * sandbox.DAY),
+                          ({"mintToken": "usr_solo", "ttl": 5400}, 5400)):
+            token = json.loads(call(self.box.url + "/_sandbox/control", "POST", body=body)[1])["accessToken"]
+            status, raw, _ = call(self.box.url + "/v1/me", token=token)
+            self.assertEqual((status, json.loads(raw)["userId"]), (200, "usr_solo"))
+            ends = calendar.timegm(time.strptime(json.loads(raw)["expiresAt"], "%Y-%m-%dT%H:%M:%SZ"))
+            self.assertAlmostEqual(ends, time.time() + ttl, delta=5)
+
     def test_a_replayed_answer_says_so_and_a_first_one_does_not(self):
         body = {"datasetId": "ds_demo", "tagName": "x"}
         first = call(self.imports, "POST", self.token, body, {"Idempotency-Key": "k1"})
