@@ -4,11 +4,17 @@ PYTHON ?= python3
 PREFIX ?= /usr/local
 DESTDIR ?=
 BUILD ?= build
+SANDBOX_PORT ?= 8765
 
-.PHONY: demo test test-all test-browser test-proxy lint bench reliability install clean
+.PHONY: demo sandbox test test-all test-browser test-proxy lint bench reliability install clean
 
 demo:
 	$(PYTHON) tests/demo.py
+
+# the sandbox platform in the foreground, for trying the tool by hand (python3 tests/sandbox.py --help);
+# it prints the environment that points the tool at it. SANDBOX_ARGS="--speed 10" and the like are passed on.
+sandbox:
+	$(PYTHON) tests/sandbox.py --port $(SANDBOX_PORT) $(SANDBOX_ARGS)
 
 test:
 	$(PYTHON) tests/run.py

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 HERE = os.path.dirname(os.path.abspath(__file__))
 # modules known to take longest, started first so that they do not finish last
 SLOWEST = ("test_e2e", "test_e2e_sessions", "test_streams", "test_faults", "test_fuzz_server", "test_fuzz",
-           "test_state", "test_login", "test_poll", "test_http")
+           "test_state", "test_cron", "test_login", "test_poll", "test_http")
 SUMMARY = re.compile(r"^tests: (\d+) passed, (\d+) failed, (\d+) skipped$", re.M)
 
 

@@ -27,7 +27,8 @@ endpoint) closes the next N TLS connections during the handshake.
 
 A sandbox run as a process takes the same controls over HTTP:
 POST /_sandbox/control {"route": "status", "fault": {...}, "times": 2} | {"advance": SECONDS} |
-{"expireTokens": true} | {"mintToken": "usr_demo"} (answers {"accessToken": ...}).
+{"expireTokens": true} | {"mintToken": "usr_demo", "ttl": SECONDS} (answers {"accessToken": ...}; ttl is
+optional, --token-ttl by default).
 """
 
 import argparse
@@ -63,6 +64,11 @@ DATASETS = {
 FAILED_AT = 0.4                          # ds_failed stops at 40 %
 DRAFT_SECONDS = 1                        # a started import is a draft this long, then preparing
 CLIENT_ID = "landbase-cli"
+
+
+def format_time(seconds):
+    """An expiresAt: 2026-12-05T10:00:00Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def envelope(code, message, **meta):
@@ -167,8 +173,8 @@ class Platform:
     def token_response(self, user):
         token = self.mint_token(user)
         accounts = USERS[user]["accounts"]
-        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.tokens[token]["expires"]))
-        return {"accessToken": token, "expiresAt": expires, "accountId": accounts[0] if len(accounts) == 1 else None}
+        return {"accessToken": token, "expiresAt": format_time(self.tokens[token]["expires"]),
+                "accountId": accounts[0] if len(accounts) == 1 else None}
 
     # -- imports
     def start(self, user, account, body, key):
@@ -358,6 +364,7 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title
 
 class Handler(BaseHTTPRequestHandler):
     server_version = "LandbaseSandbox/1.0"
+    own_date = None                      # a Date the answer being sent brings itself (keep_date())
 
     def send_header(self, keyword, value):
         """Any header a test asks for, in UTF-8 where latin-1 cannot hold it (a hostile Retry-After: \u0663)."""
@@ -380,6 +387,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def dispatch(self, method):
         platform = self.server.platform
+        self.own_date = None
         parts = urlsplit(self.path)
         path = parts.path.rstrip("/") or "/"
         with platform.lock:
@@ -459,6 +467,8 @@ class Handler(BaseHTTPRequestHandler):
                 status, body = 200, body if isinstance(body, dict) else {"body": body}
             raw = json.dumps(body).encode()
             size = max(int(fault.get("size") or 0), len(raw))
+            headers = self.keep_date(headers)
+            headers["Date"] = self.date_time_string()        # a head of its own, with the standard Date
             head = ("HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s"
                     "Connection: close\r\n\r\n" % (status, size, "".join("%s: %s\r\n" % item for item in
                                                                         headers.items()))).encode()
@@ -506,8 +516,20 @@ class Handler(BaseHTTPRequestHandler):
             return True
         return False
 
+    def date_time_string(self, timestamp=None):
+        """The standard Date header's value, or the one the answer's own headers bring (a test that skews the
+        platform's clock): an answer has one Date, never two."""
+        return self.own_date or BaseHTTPRequestHandler.date_time_string(self, timestamp)
+
+    def keep_date(self, headers):
+        """The answer's headers without Date, which date_time_string() sends in the standard one's place."""
+        dates = [value for name, value in (headers or {}).items() if name.lower() == "date"]
+        self.own_date = dates[-1] if dates else None
+        return {name: value for name, value in (headers or {}).items() if name.lower() != "date"}
+
     def send_bytes(self, status, raw, content_type, headers=None):
-        self.send_response(status)
+        headers = self.keep_date(headers)
+        self.send_response(status)      # Server and Date
         if content_type:
             self.send_header("Content-Type", content_type)
         for name, value in (headers or {}).items():
@@ -557,8 +579,11 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- API routes
     def me(self, parts):
-        user, _ = self.server.platform.user_of(self.headers)
-        return 200, {"userId": user, "email": USERS[user]["email"]}, {}
+        platform = self.server.platform
+        user, token = platform.user_of(self.headers)
+        with platform.lock:
+            expires = platform.tokens[token]["expires"]
+        return 200, {"userId": user, "email": USERS[user]["email"], "expiresAt": format_time(expires)}, {}
 
     def accounts(self, parts):
         user, _ = self.server.platform.user_of(self.headers)
@@ -605,7 +630,8 @@ class Handler(BaseHTTPRequestHandler):
         if body.get("expireTokens"):
             platform.expire_tokens()
         if body.get("mintToken"):
-            return 200, {"accessToken": platform.mint_token(body["mintToken"])}, {}
+            ttl = None if body.get("ttl") is None else float(body["ttl"])
+            return 200, {"accessToken": platform.mint_token(body["mintToken"], ttl)}, {}
         return 200, {"ok": True}, {}
 
     # -- web pages
@@ -714,8 +740,65 @@ def parse_fault(text):
         raise argparse.ArgumentTypeError("--fault takes ROUTE[*N]=JSON, e.g. status*2={\"status\": 502}: %s" % exc)
 
 
+BY_HAND = """\
+By hand (make sandbox runs it on port 8765; URL below is the first line it prints):
+
+  It prints the environment that points the tool at it, to paste into another shell:
+%(environment)s
+
+  Seeded: the users usr_demo (sam@acme.example; accounts acc_demo "Demo Co", acc_team "Demo Team") and
+  usr_solo (solo@acme.example; acc_solo "Solo Ltd"); acc_other "Other Corp" belongs to nobody here.
+  Import 1 is a draft in acc_demo ({"importId": 1} in a body resumes it). New sessions last --token-ttl
+  (7 days). The datasets, how an import of each ends and when, at --speed 1 (--speed 10: a tenth of it;
+  an import is a draft for its first second, then preparing, then in_progress), and who can read them:
+%(datasets)s
+
+  Log in:
+    browser  landbase_import.py auth login opens (or with --no-browser prints) $URL/cli/authorize?...:
+             pick the user and press Approve; the page sends the browser back to the tool.
+    device   landbase_import.py auth login --device prints a code: open $URL/cli/device, type it and
+             press Approve, or: curl -d user_code=WDJB-MJHT -d decision=approve $URL/cli/device
+             (add -d user=usr_solo to log in as usr_solo; decision=deny refuses).
+    token    curl -s -d '{"mintToken": "usr_demo"}' $URL/_sandbox/control answers {"accessToken": "lbs_..."}:
+             echo lbs_... | landbase_import.py auth login --with-token. With "ttl": 129600 in the object,
+             the session ends in 36 hours (auth status --min-valid 2d exits 3; under 24 h, every command warns).
+
+  Control it while it runs (POST /_sandbox/control, a JSON object; each answers {"ok": true}):
+    curl -s -d '{"route": "status", "fault": {"status": 502}, "times": 2}' $URL/_sandbox/control
+             the next 2 status reads answer 502 (any fault below, any route)
+    curl -s -d '{"advance": 86400}' $URL/_sandbox/control     the platform's clock a day on (imports, sessions)
+    curl -s -d '{"expireTokens": true}' $URL/_sandbox/control every session ends now: the tool exits 3
+    curl -s -d '{"dropHandshakes": 1}' $URL/_sandbox/control  (https, with --certfile) the next TLS handshake fails
+
+"""
+
+
+def environment(url, indent=""):
+    """The lines that point the tool at a sandbox, for a shell."""
+    return "".join(indent + line + "\n" for line in (
+        "export LANDBASE_PLATFORM_API_URL=%s LANDBASE_PLATFORM_WEB_URL=%s" % (url, url),
+        "export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost",
+        "export LANDBASE_CONFIG_DIR=$(mktemp -d)    # a session of its own: your ~/.landbase is left alone"))
+
+
+def dataset_lines():
+    """The datasets as BY_HAND lists them, from the table the platform runs on."""
+    lines = []
+    for name, (contacts, preparing, running, outcome, readers) in DATASETS.items():
+        ends = preparing + running * (FAILED_AT if outcome == "failed" else 1)
+        took = "%d h %d s" % divmod(ends, 3600) if ends >= 3600 else "%d s" % ends
+        who = ", ".join(readers) if len(readers) > 1 else "%s only: VALIDATION_ERROR elsewhere" % readers[0]
+        lines.append("    %-12s %5d contacts, %-9s after %-8s (%s)" % (name, contacts, outcome, took, who))
+    return "\n".join(lines)
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="A fake Landbase platform on 127.0.0.1 (see 'The HTTP protocol' in README.md).")
+    parser = argparse.ArgumentParser(
+        description="A fake Landbase platform on 127.0.0.1, for the demo, the tests and trying the tool by hand: "
+                    "the API and the login pages of 'The HTTP protocol' in README.md, from one URL.",
+        epilog=BY_HAND % {"environment": environment("$URL", "    "), "datasets": dataset_lines()}
+        + __doc__[__doc__.index("Fault routes"):__doc__.index("A sandbox run as a process")],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--speed", type=float, default=1.0, help="platform seconds per real second")
     parser.add_argument("--token-ttl", type=float, default=7 * DAY, help="lifetime of new tokens, in seconds")
@@ -737,7 +820,9 @@ def main(argv=None):
     sandbox.start()
     sys.stdout.write(sandbox.url + "\n")
     sys.stdout.flush()
-    sys.stderr.write("sandbox: serving %s (speed %g); Ctrl-C stops it\n" % (sandbox.url, args.speed))
+    sys.stderr.write("sandbox: serving %s (speed %g); Ctrl-C stops it. Point the tool at it with:\n%s"
+                     % (sandbox.url, args.speed, environment(sandbox.url)))
+    sys.stderr.flush()
     while not stop.wait(0.2):
         pass
     sandbox.stop()

@@ -1,19 +1,38 @@
 """The sandbox itself: its command line, its rules, its faults, its lifecycle of an import."""
 
+import calendar
+import email.utils
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 import unittest
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit
 
 import sandbox
 from support import direct_opener
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DIRECT = direct_opener()
+
+
+def raw_answer(base, path, token):
+    """The bytes of a GET's whole answer, head included, as they arrive (the connection is closed after it)."""
+    host, port = urlsplit(base).netloc.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n"
+                            % (path, host, token)).encode())
+        chunks = []
+        while True:
+            chunk = connection.recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
 
 
 def call(url, method="GET", token=None, body=None, headers=None):
@@ -99,6 +118,63 @@ class SandboxRuleTests(unittest.TestCase):
         self.assertEqual(json.loads(again[1])["error"]["meta"]["importId"], 1)
         status, raw, _ = call(self.imports, "POST", self.token, {"datasetId": "ds_other", "tagName": "x"})
         self.assertEqual((status, json.loads(raw)["error"]["code"]), (422, "VALIDATION_ERROR"))
+
+    def test_me_says_when_the_presented_token_ends(self):
+        short = self.platform.mint_token(ttl=3600)
+        for token, ttl in ((self.token, 7 * sandbox.DAY), (short, 3600)):
+            status, raw, _ = call(self.box.url + "/v1/me", token=token)
+            self.assertEqual(status, 200)
+            ends = calendar.timegm(time.strptime(json.loads(raw)["expiresAt"], "%Y-%m-%dT%H:%M:%SZ"))
+            self.assertAlmostEqual(ends, time.time() + ttl, delta=5)
+
+    def test_the_control_endpoint_mints_a_token_of_any_lifetime(self):
+        for body, ttl in (({"mintToken": "usr_solo"}, 7 * sandbox.DAY),
+                          ({"mintToken": "usr_solo", "ttl": 5400}, 5400)):
+            token = json.loads(call(self.box.url + "/_sandbox/control", "POST", body=body)[1])["accessToken"]
+            status, raw, _ = call(self.box.url + "/v1/me", token=token)
+            self.assertEqual((status, json.loads(raw)["userId"]), (200, "usr_solo"))
+            ends = calendar.timegm(time.strptime(json.loads(raw)["expiresAt"], "%Y-%m-%dT%H:%M:%SZ"))
+            self.assertAlmostEqual(ends, time.time() + ttl, delta=5)
+
+    def test_a_replayed_answer_says_so_and_a_first_one_does_not(self):
+        body = {"datasetId": "ds_demo", "tagName": "x"}
+        first = call(self.imports, "POST", self.token, body, {"Idempotency-Key": "k1"})
+        replay = call(self.imports, "POST", self.token, body, {"Idempotency-Key": "k1"})
+        other = call(self.imports, "POST", self.token, body, {"Idempotency-Key": "k2"})
+        unkeyed = call(self.imports, "POST", self.token, body)
+        self.assertEqual((first[0], replay[0], other[0], unkeyed[0]), (202, 202, 202, 202))
+        self.assertEqual(first[1], replay[1])
+        self.assertEqual([answer[2].get("Idempotent-Replayed") for answer in (first, replay, other, unkeyed)],
+                         [None, "true", None, None])
+        refused = call(self.imports, "POST", self.token, {"datasetId": "ds_other", "tagName": "x"},
+                       {"Idempotency-Key": "k3"})
+        again = call(self.imports, "POST", self.token, {"datasetId": "ds_other", "tagName": "x"},
+                     {"Idempotency-Key": "k3"})
+        self.assertEqual((refused[0], again[0], again[1]), (422, 422, refused[1]))   # errors replay too
+        self.assertEqual((refused[2].get("Idempotent-Replayed"), again[2].get("Idempotent-Replayed")),
+                         (None, "true"))
+
+    def test_every_answer_carries_one_date_even_the_faults_that_build_their_own_head(self):
+        self.platform.min_poll_interval = 0          # each read a real answer, not a 429
+        faults = [None, {"status": 502}, {"json": {"phase": 7}}, {"raw": "{"}, {"redirect": "/v1/me"},
+                  {"truncate": True}, {"drip": 0.001}, {"size": 4096}, {}]
+        for fault in faults:
+            with self.subTest(fault=fault):
+                if fault is not None:
+                    self.platform.inject("status", fault)
+                answer = raw_answer(self.box.url, "/v1/accounts/acc_demo/contacts-imports/1", self.token)
+                dates = [line for line in answer.split(b"\r\n\r\n")[0].split(b"\r\n")
+                         if line.lower().startswith(b"date:")]
+                self.assertEqual(len(dates), 1, answer[:300])
+                sent = email.utils.parsedate_to_datetime(dates[0][5:].strip().decode())
+                self.assertAlmostEqual(sent.timestamp(), time.time(), delta=5)
+        # a fault that brings a Date of its own (a skewed platform clock) sends it in place of the real one
+        self.platform.inject("me", {"json": {}, "headers": {"Date": "Mon, 01 Jan 2001 00:00:00 GMT"}})
+        self.platform.inject("me", {"raw": "{}", "headers": {"date": "Mon, 01 Jan 2001 00:00:00 GMT"}})
+        for _ in range(2):
+            headers = call(self.box.url + "/v1/me", token=self.token)[2]
+            self.assertEqual(headers.get_all("Date"), ["Mon, 01 Jan 2001 00:00:00 GMT"])
+        self.assertEqual(len(call(self.box.url + "/v1/me", token=self.token)[2].get_all("Date")), 1)
 
     def test_polling_faster_than_once_a_second_is_rate_limited(self):
         url = self.imports + "/1"

@@ -7,7 +7,7 @@ import sys
 import time
 from unittest import mock
 
-from support import ToolTestCase, on_sleep, tool
+from support import ToolTestCase, on_sleep, sandbox, tool
 
 
 def mode(path):
@@ -190,11 +190,14 @@ class SessionFileTests(ToolTestCase):
 
     def test_the_environment_token_wins(self):
         self.login()
-        os.environ["LANDBASE_ACCESS_TOKEN"] = self.platform.mint_token("usr_solo")
+        token = os.environ["LANDBASE_ACCESS_TOKEN"] = self.platform.mint_token("usr_solo", ttl=3 * 86400)
         doc = self.assertOk(self.run_tool("auth", "status"))
         self.assertEqual(doc["userId"], "usr_solo")
         self.assertEqual(doc["tokenSource"], "env")
-        self.assertIsNone(doc["expiresAt"])
+        # no file records when an environment token ends: the platform's /v1/me says, or nobody does
+        self.assertEqual(doc["expiresAt"], sandbox.format_time(self.platform.tokens[token]["expires"]))
+        self.platform.inject("me", {"json": {"userId": "usr_solo", "email": "solo@acme.example"}})
+        self.assertIsNone(self.assertOk(self.run_tool("auth", "status"))["expiresAt"])
 
     def test_expiry_times_round_trip(self):
         self.assertEqual(tool.parse_time("2026-12-05T10:00:00Z"), 1796464800)
