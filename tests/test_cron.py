@@ -1,4 +1,4 @@
-"""The README's crontab, run as cron runs it: the ```cron block of its "## Cron" section, read from README.md.
+"""The README's crontab, run as cron runs it: the ```cron block of its Cron section, read from README.md.
 
 `make install PREFIX=<tmp>` installs the tool; each job line runs through /bin/sh -c under `env -i` with
 cron's variables (PATH=/usr/bin:/bin, SHELL, HOME, LANG=C, LOGNAME), then the crontab's own variable lines,
@@ -35,7 +35,7 @@ ERROR_LINE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ error %s \(exit %d\): \S"
 def cron_block(text):
     """[(line number, line)] of the ```cron fence in the "## Cron" section."""
     lines = text.split("\n")
-    section = next((i for i, line in enumerate(lines) if line.strip() == "## Cron"), None)
+    section = next((i for i, line in enumerate(lines) if line.startswith("## ") and "Cron" in line), None)
     if section is None:
         raise AssertionError("README.md has no '## Cron' section")
     block, inside = [], False
