@@ -211,8 +211,7 @@ class Clock:
         return time.time()
 
     def sleep(self, seconds):
-        if seconds > 0:
-            time.sleep(seconds)
+        time.sleep(max(0.0, seconds))
 
     def wait_event(self, event, seconds):
         return event.wait(max(0.0, seconds))
@@ -230,9 +229,7 @@ class Console:
 
     def __init__(self, quiet=False, verbose=False, stream=None, query=None):
         self.stream = sys.stderr if stream is None else stream     # None when stderr was closed (2>&-)
-        self.quiet = quiet
-        self.verbose = verbose
-        self.query = query              # --query paths: the result is printed as text
+        self.quiet, self.verbose, self.query = quiet, verbose, query     # query: --query's paths, or None
         self.tty = _isatty(self.stream) and os.environ.get("TERM") != "dumb"
         self.color = self.tty and bool(os.environ.get("NO_COLOR", "") == "")    # no-color.org: set, not empty
         self.drawn = 0                  # the columns of the redrawn line on screen, 0 when there is none
@@ -274,7 +271,7 @@ class Console:
         """Progress on a terminal: `text` (ASCII, cut to the width) drawn over the line drawn before. A
         narrower terminal has folded that line onto several rows: the cursor goes up to its first row."""
         columns = self.width()
-        text = printable(redact(text)).encode("ascii", "replace").decode("ascii")[:columns - 1]
+        text = terminal_text(text)[:columns - 1]
         up = (self.drawn - 1) // columns if self.drawn else 0
         color = {"completed": "32", "partial": "33", "failed": "31"}.get(phase) if self.color else None
         self._write("\r" + ("\x1b[%dA" % up if up else "") + "\x1b[J"
