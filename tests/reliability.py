@@ -179,30 +179,38 @@ def print_matrix():
 
 
 def print_server_fuzzer():
-    """The server-side fuzzer: seeded mutations of the answers the tool reads, each run through the tool
-    and judged by an oracle written apart from it, and the planted bugs it catches. Failures: a count."""
+    """The server-side fuzzer: seeded answers of a hostile platform, each run through the tool and judged
+    against the contract's promises, and the planted bugs it catches. Failures: a count."""
     report = os.path.join(tempfile.mkdtemp(prefix="lbi-rel-"), "server-fuzz.json")
     ran, failed = run_tests(["test_fuzz_server"], {"FUZZ_SERVER_REPORT": report})
     try:
         with open(report) as handle:
-            fuzz = json.load(handle)
-    except (OSError, ValueError):
+            figures = json.load(handle)
+        fuzz, planted = figures["fuzz"], figures["planted"]
+    except (OSError, ValueError, KeyError):
         print("### Server-side fuzzer\n\n**it wrote no report** (%d tests ran, %d failed)\n" % (ran, failed))
         return failed or 1
     print("### Server-side fuzzer\n")
-    print("%d seeded mutations (seed %s) of the answers of %d routes (%s), through the commands that read them, "
-          "each judged by an oracle written apart from the tool: no traceback or internal error, no token on any "
-          "stream, an exit and a code from the documented table, stdout one JSON document or nothing, every "
-          "stderr line printable, time and memory within bounds. %d mutation families; exits seen: %s; codes: %s. "
-          "Slowest case %.2f s; the process's peak memory grew %.1f MiB over the whole run (bound 64). Planted "
-          "bugs caught: %d of %d (%s). %s\n" % (
-              fuzz["cases"], fuzz.get("seed", "20261129"), len(fuzz["by_route"]), ", ".join(sorted(fuzz["by_route"])),
-              len(fuzz["by_mutation_family"]), ", ".join("%s x%s" % item for item in sorted(
-                  fuzz["exits"].items(), key=lambda item: int(item[0]) if item[0].isdigit() else 999)),
+    print("%d seeded cases (seed %s) of the answers of %d routes (%s), through the commands that read them, "
+          "each judged against the contract's promises, not a second reading of the answer: no traceback or "
+          "internal error, no token on any stream in any escaping, an exit and a code from the documented table "
+          "that agree, stdout one JSON document or nothing, every stderr line printable (dated in the log form, the "
+          "envelope last on failure), requests within `--timeout`, memory bounded; and, where a case's "
+          "construction settles it, the end (a valid answer succeeds, a known code wins, a broken answer is "
+          "retried). %d families (%s); exits seen: %s; codes: %s. Slowest case %.2f s; peak memory grew %.1f MiB "
+          "over the run (bound 64).\n" % (
+              fuzz["cases"], figures["seed"], len(fuzz["by_route"]), ", ".join(sorted(fuzz["by_route"])),
+              len(fuzz["by_family"]), ", ".join("%s %d" % item for item in sorted(fuzz["by_family"].items())),
+              ", ".join("%s x%s" % item for item in sorted(fuzz["exits"].items(), key=lambda i: int(i[0])
+                                                             if i[0].lstrip("-").isdigit() else 999)),
               ", ".join("%s x%s" % item for item in sorted(fuzz["codes"].items())),
-              fuzz["max_case_seconds"], fuzz["maxrss_growth_mib"], fuzz["planted_bugs_caught"], fuzz["planted_bugs"],
-              ", ".join(sorted(fuzz.get("planted", {}))),
-              "All passed." if not failed else "**%d FAILED**" % failed))
+              fuzz["max_case_seconds"], fuzz["maxrss_growth_mib"]))
+    print("Planted bugs caught: %d of %d.\n" % (sum(1 for n in planted.values() if n), len(planted)))
+    print("| planted bug | cases that caught it |")
+    print("|---|---|")
+    for name, caught in sorted(planted.items()):
+        print("| %s | %s |" % (name, caught or "**none**"))
+    print("\n%s\n" % ("All passed." if not failed else "**%d FAILED**" % failed))
     return failed
 
 
