@@ -1,7 +1,8 @@
 """The server side of the fuzzer: seeded answers of a hostile platform, a raw server, an oracle of promises.
 
-generate(seed) returns Cases: one command of the tool and the answers, mutated, that one route of the
-platform gives it; the other routes answer as API.md says. A case's `expect` is what its construction settles (a valid answer succeeds, a known code
+generate(seed) returns Cases: one command of the tool and the answers one route of the platform gives
+it, mutated or built to make a check that is not linear in their size show; the other routes answer as
+API.md says. A case's `expect` is what its construction settles (a valid answer succeeds, a known code
 wins, a broken answer is retried), None where the contract leaves the end to the tool.
 HostileServer speaks raw bytes on 127.0.0.1 (and a second origin): broken framing, drips, hangs, an
 endless body, any header. check(case, run) states the promises of CLI.md and API.md that every run
@@ -25,6 +26,10 @@ TIMEOUT = 0.25                  # --timeout of the cases whose answers hang or d
 ROOMY_TIMEOUT = 5.0             # and of the others, which answer at once (a 4 MiB answer on a loaded machine)
 MARGIN, CASE_BASE = 1.0, 2.0    # real seconds a request may take on top of --timeout, and a case on top of those
 SLOW_CAP = TIMEOUT + 1.0        # a drip or hang the client has not left by then outlived its --timeout
+# CPU seconds a case may spend, by the bytes it is given: a linear tool spends at most 1 s per MiB (3.6 on
+# a 2-core machine at load 27, a million empty containers), most cases under 0.3 s; a check quadratic in
+# 4 MiB needs hundreds of seconds (one copy of the rest per byte: 9e12 bytes), a backtracking one hours.
+CPU_BASE, CPU_PER_MIB = 0.5, 2.0
 CASE_MIB = 40                   # peak memory a case may add: 64 MiB (API.md: bounded) less a process at rest
 MIB = 1024 * 1024
 ENDLESS_BYTES = 32 * MIB        # an endless body the client has taken this far was read past the 4 MiB cap
@@ -382,6 +387,8 @@ class Case:
         self.session = json.dumps({"accessToken": ctx.stored, "expiresAt": iso(ctx.now + 6 * 86400), "deviceName":
                                    "fuzz-host", "accountId": ACCOUNT}).encode() if ctx.stored else None
         self.expect = expectation(self, end)
+        self.size = 0               # the bytes a complexity case is judged on (its CPU time is bounded by them)
+        self.silent = False         # the input is refused before anything is sent
 
     def fallback(self, route):
         """The answer API.md describes, for every route and request the case does not target."""
@@ -448,7 +455,7 @@ def make_case(rng, route, command, now):
     return Case(ctx, family, answers, persistent, end)
 
 
-# ---------------------------------------------------------------- fixed cases: slow and big
+# ---------------------------------------------------------------- fixed cases: slow, big, built for complexity
 
 def build(rng, now, route, command, family, answer, end=None, persistent=False, kind=None, **attrs):
     ctx = Ctx(rng, route, command, now)
@@ -502,17 +509,80 @@ def fixed_cases(rng, now):
     return cases
 
 
-def generate(seed=SEED):
+def padded(prefix, unit, suffix, size):
+    """prefix + unit repeated + suffix, about `size` bytes."""
+    return prefix + unit * max(1, (size - len(prefix) - len(suffix)) // len(unit)) + suffix
+
+
+def many_keys(prefix, size):
+    return prefix + ", ".join('"k%07d": 0' % i for i in range((size - len(prefix)) // 15)) + "}}"
+
+
+NEAR_MISS = "a" * 4000 + "b" + "a" * 4000   # a secret the tool then redacts: a^k b a^k is str.find's worst case
+HEAD = '{"importId": 7, "phase": "in_progress", "percent": 1, "counts": null, "error": null, "x": '
+COMPLEXITY = {  # name: (route, command, body of about n bytes, what the construction implies)
+    "unterminated escapes after 65 [": ("status", "status", lambda n: padded("[" * 65 + '"', '\\"', "", n), "broken"),
+    "deep nesting": ("status", "status", lambda n: "[" * (n // 2) + "]" * (n // 2), "broken"),
+    "long escape run": ("status", "status", lambda n: padded(HEAD + '"', '\\"\\u00e9', '"}', n), "ok"),
+    "brackets in a string": ("status", "status", lambda n: padded(HEAD + '"', "[{", '"}', n), "ok"),
+    "many keys": ("status", "status", lambda n: many_keys(HEAD + "{", n), "ok"),
+    "long number": ("status", "status", lambda n: padded(HEAD, "1", "}", n), None),
+    "long fraction": ("status", "status", lambda n: padded(HEAD + "0.", "1", "}", n), None),
+    "many small strings": ("accounts", "account-list", lambda n: padded(
+        '{"accounts": [{"id": "acc_demo", "name": "D"}], "x": [', '"a", ', '"a"]}', n), "ok"),
+    "many empty containers": ("status", "status", lambda n: padded(HEAD + "[", "[], {}, ", "0]}", n), "ok"),
+    "near misses of a secret the answer carries": ("status", "status", lambda n: padded(
+        '{"accessToken": "%s", "x": "' % NEAR_MISS, "a", '"}', n), "error"),
+    "token-like runs": ("status", "status", lambda n: padded(HEAD + '"', "lbs_lbs_ \\\"lbs_x,", '"}', n), "ok"),
+    "long phase, on a terminal": ("status", "wait", lambda n: padded(HEAD[:25], "\u00e9\u6570lbs_",
+                                                                      '", "percent": 1, "counts": null, "error": null}',
+                                                                      n // 3), "ok"),
+    "HTML error with unterminated quotes": ("status", "status", lambda n: padded(
+        "<html><body>" + "[" * 65 + '"', '\\"&quot;\\u00', "", n), "error"),
+    "JSON error with unterminated escapes": ("status", "status", lambda n: padded(
+        '{"error": {"code": "API_ERROR", "message": ' + "[" * 65 + '"', '\\"', "", n), "error"),
+    # what the tool reads from its user, 1 MiB at most: start --json -, and platform.json
+    "--json body: unterminated escapes after 65 [": ("start", "stdin", lambda n: padded("[" * 65 + '"', '\\"', "", n),
+                                                     "INVALID_INPUT"),
+    "--json body: many keys": ("start", "stdin", lambda n: many_keys('{"datasetId": "d", "tagName": "t", "x": {', n),
+                               "INVALID_INPUT"),
+    "platform.json: unterminated escapes after 65 [": ("status", "session", lambda n: padded(
+        "[" * 65 + '"', '\\"', "", n), "SETUP_FAILED"),
+}
+
+
+def complexity_cases(rng, now, sizes, kinds=None):
+    """Answers of up to 4 MiB and inputs of up to 1 MiB built so that a check not linear in their size shows."""
+    cases = []
+    for size in sizes:
+        for name, (route, command, body, end) in sorted(COMPLEXITY.items()):
+            if (kinds is not None and name not in kinds) or (command in ("stdin", "session") and size > MIB):
+                continue
+            text = encode(body(size - 200))
+            if command in ("stdin", "session"):
+                case = build(rng, now, route, "start" if command == "stdin" else "status", "complexity", [],
+                             kind=name, verbose=True, size=len(text), silent=True, env_token=None, **{command: text})
+                case.expect, case.tokens = {end}, [token for token in case.tokens if token[0] != "env"]
+            else:
+                answer = Answer(500, text, content_type="text/html") if end == "error" else Answer(200, text)
+                end = ("transient", "API_ERROR") if end == "error" else ("ok", {}) if end == "ok" else end
+                case = build(rng, now, route, command, "complexity", answer, end, kind=name, verbose=True,
+                             size=len(text), tty=command == "wait")
+            cases.append(case)
+    return cases
+
+
+def generate(seed=SEED, sizes=(MIB, 4 * MIB)):
     rng, now = random.Random(seed), time.time()
     cases = [make_case(rng, route, command, now) for route, command, count in PLAN for _ in range(count)]
-    cases += fixed_cases(rng, now)
+    cases += fixed_cases(rng, now) + complexity_cases(rng, now, sizes)
     for index, case in enumerate(cases):
         case.index = index
     return cases
 
 
 def drawn():
-    """How many of generate()'s cases are drawn at random (the fixed ones follow)."""
+    """How many of generate()'s cases are drawn at random (the fixed and complexity ones follow)."""
     return sum(count for _, _, count in PLAN)
 
 
@@ -690,6 +760,10 @@ def _refuse(name):
     raise ValueError("%s is not JSON" % name)
 
 
+def cpu_bound(case):
+    return CPU_BASE + CPU_PER_MIB * case.size / MIB
+
+
 def check(case, run):
     """The problems of one run, as (label, detail); empty when the run kept every promise."""
     problems = []
@@ -760,11 +834,16 @@ def check(case, run):
     check_requests(case, run, bad)
     if run["rss_growth_mib"] > CASE_MIB:
         bad("memory", "peak memory grew %.0f MiB during the case" % run["rss_growth_mib"])
+    if case.size and run["cpu"] > cpu_bound(case):
+        bad("complexity", "%.2f s of CPU for %d KiB (bound %.2f s: %g s + %g s per MiB)"
+            % (run["cpu"], case.size // 1024, cpu_bound(case), CPU_BASE, CPU_PER_MIB))
     return problems
 
 
 def check_requests(case, run, bad):
     records = run["requests"]
+    if case.silent and records:
+        bad("sent", "%d requests; the input was refused, nothing may be sent" % len(records))
     for record in records:
         if record["role"] == "other" or (record["host"] and not record["host"].startswith("127.0.0.1:")):
             bad("cross-origin-request", "%s %s reached another origin%s" % (
@@ -776,7 +855,8 @@ def check_requests(case, run, bad):
             bad("read-past-cap", "read %d MiB of one answer (API.md: not past 4 MiB)" % (ENDLESS_BYTES // MIB))
     if len(set(r["key"] for r in records if r["route"] == "start")) > 1:
         bad("idempotency-key", "start retried with another Idempotency-Key")
-    bound = CASE_BASE + max(1, len(records)) * (min(case.timeout, TIMEOUT) + MARGIN)
+    bound = CASE_BASE + max(1, len(records)) * (min(case.timeout, TIMEOUT) + MARGIN) + 2 * cpu_bound(case) * (
+        case.size > 0)
     if run["seconds"] > bound:
         bad("slow-case", "%.2fs for %d requests (bound %.2fs)" % (run["seconds"], len(records), bound))
     limit = {"wait": WAIT_LIMIT, "device": DEVICE_LIMIT}.get(case.command)

@@ -16,6 +16,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import faults  # noqa: E402
+import fuzz_server  # noqa: E402
+from fuzz_server import MIB  # noqa: E402
 
 GUARANTEES = [
     ("20 processes running `account set` and `status` at once leave a valid `platform.json`, no temporary files",
@@ -57,11 +59,6 @@ GUARANTEES = [
      "test_streams.StreamTests.test_closed_stdin", "test_streams.StreamTests.test_a_reader_that_left_is_quiet"),
     ("a FIFO or a directory in place of `platform.json`: `SETUP_FAILED` naming it, never a hang",
      "test_streams.StreamTests.test_a_fifo_or_a_directory_in_place_of_platform_json"),
-    ("behind `HTTPS_PROXY`: the whole job through the tunnel, the token in no byte the proxy receives; 403/407 "
-     "to CONNECT not retried; an `https://`, `socks` or unparsable proxy URL refused before sending; proxy "
-     "credentials printed nowhere; every error names the proxy",
-     "test_proxy.TunnelTests", "test_proxy.RefusedTunnelTests", "test_proxy.RefusedProxyUrlTests",
-     "test_proxy.BrokenProxyTests"),
     ("`http_proxy` with a loopback base: the proxy sees nothing",
      "test_streams.StreamTests.test_http_proxy_is_never_used_for_a_loopback_base",
      "test_http.ProxyTests"),
@@ -160,16 +157,13 @@ def print_matrix():
     dead = next(fault.name for fault in faults.FAULTS if fault.times == "always")
     print("\nEach cell: the exit, the error code, and the attempts counted where they arrive (requests on the "
           "route the command uses; connections for the TLS rows and for the listener that closes what it "
-          "accepts; CONNECTs at the proxy for the proxy rows, which reach https://api.landbase.com:PORT through "
-          "HTTPS_PROXY and a test proxy on 127.0.0.1, and where that proxy is down, the connections the tool "
-          "opened to it). One-shot commands retry a transient failure after 5, 10 and 20 s; `wait` rides out "
+          "accepts). One-shot commands retry a transient failure after 5, 10 and 20 s; `wait` rides out "
           "three failed polls (5, 10, 20 s) and prints the final status, and against a platform that never "
           "answers it gives up with `TIMEOUT` after %d polls and 30 minutes. Max RSS: the largest "
           "`ru_maxrss` (wait4) of the row's %d runs, each under %d MiB whatever the server sent (a 100 MB "
           "body, an endless one). Each run ended within its waits (on the fast clock) plus `--timeout` per "
           "request plus %g s; the longest took %.1f s of real time (%s, %s). No row printed a traceback, "
-          "\"internal error\" or the token; no request reached the other origin; no byte the proxy received "
-          "held the token, and every error through the proxy named it (host:port and HTTPS_PROXY).\n"
+          "\"internal error\" or the token; no request reached the other origin.\n"
           % (by_key[("wait", dead)]["attempts"], len(commands), faults.MAX_RSS // 2 ** 20,
              faults.STARTUP_MARGIN, slowest["seconds"], slowest["command"], slowest["fault"]))
     if failures:
@@ -180,13 +174,14 @@ def print_matrix():
 
 def print_server_fuzzer():
     """The server-side fuzzer: seeded answers of a hostile platform, each run through the tool and judged
-    against the contract's promises, and the planted bugs it catches. Failures: a count."""
+    against the contract's promises; the cases built for complexity, with their CPU time per MiB; the
+    planted bugs it catches. Failures: a count."""
     report = os.path.join(tempfile.mkdtemp(prefix="lbi-rel-"), "server-fuzz.json")
     ran, failed = run_tests(["test_fuzz_server"], {"FUZZ_SERVER_REPORT": report})
     try:
         with open(report) as handle:
             figures = json.load(handle)
-        fuzz, planted = figures["fuzz"], figures["planted"]
+        fuzz, complexity, planted = figures["fuzz"], figures["complexity"], figures["planted"]
     except (OSError, ValueError, KeyError):
         print("### Server-side fuzzer\n\n**it wrote no report** (%d tests ran, %d failed)\n" % (ran, failed))
         return failed or 1
@@ -205,7 +200,22 @@ def print_server_fuzzer():
                                                              if i[0].lstrip("-").isdigit() else 999)),
               ", ".join("%s x%s" % item for item in sorted(fuzz["codes"].items())),
               fuzz["max_case_seconds"], fuzz["maxrss_growth_mib"]))
-    print("Planted bugs caught: %d of %d.\n" % (sum(1 for n in planted.values() if n), len(planted)))
+    rows = complexity["rows"]
+    worst = max(rows, key=lambda row: row["cpu_per_mib"])
+    over = sorted(set(row["kind"] for row in rows if row["bytes"] > 4 * MIB - 4096 and row["cpu"] > 1))
+    print("Built for complexity: %d answers of up to 4 MiB and inputs of up to 1 MiB, each in a process of its "
+          "own, its CPU time (the thread that runs the tool) bounded by %g s + %g s per MiB, where a check "
+          "quadratic in 4 MiB needs hundreds of seconds, and its peak memory growth by %d MiB. Worst: %.2f s of "
+          "CPU per MiB (%s, %d KiB). Over a second of CPU at 4 MiB: %s.\n"
+          % (len(rows), fuzz_server.CPU_BASE, fuzz_server.CPU_PER_MIB, fuzz_server.CASE_MIB, worst["cpu_per_mib"],
+             worst["kind"], worst["bytes"] // 1024, ", ".join(over) or "none"))
+    print("| case | command | size | CPU | CPU per MiB | memory growth | result |")
+    print("|---|---|---|---|---|---|---|")
+    for row in sorted(rows, key=lambda row: (row["kind"], row["bytes"])):
+        print("| %s | `%s` | %d KiB | %.2f s | %.2f s | %.0f MiB | %s |" % (
+            row["kind"], row["command"], row["bytes"] // 1024, row["cpu"], row["cpu_per_mib"],
+            row["rss_growth_mib"], "pass" if not row["problems"] else "**%s**" % ", ".join(row["problems"])))
+    print("\nPlanted bugs caught: %d of %d.\n" % (sum(1 for n in planted.values() if n), len(planted)))
     print("| planted bug | cases that caught it |")
     print("|---|---|")
     for name, caught in sorted(planted.items()):

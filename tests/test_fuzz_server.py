@@ -1,14 +1,17 @@
 """The server-side fuzzer: seeded answers of a hostile platform, each through main(), judged by fuzz_server.check.
 
-The cases run in-process, in forked workers, against fuzz_server.HostileServer with a fake clock. The
-planted bugs put back, one at a time, a bug this tool has had or could have: the fuzzer must then fail.
-make test runs every fourth drawn case and the fixed ones; LANDBASE_TEST_FULL=1 (make reliability) runs all.
+The cases run in-process, in forked workers, against fuzz_server.HostileServer with a fake clock. Each
+complexity case runs in a process of its own, its CPU time (the thread that runs main()) bounded by its
+size. The planted bugs put back, one at a time, a bug this tool has had or could have: the fuzzer must fail.
+make test runs every fourth drawn case, the fixed ones, the complexity ones at 512 KiB and the issue's at
+4 MiB; LANDBASE_TEST_FULL=1 (make reliability) runs them all, the complexity ones at 1 and 4 MiB.
 FUZZ_SERVER_REPORT=path writes the figures as JSON; FUZZ_SERVER_SEED=n explores another seed.
 """
 
 import io
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -19,6 +22,7 @@ import warnings
 from unittest import mock
 
 import fuzz_server
+from fuzz_server import MIB
 from support import TOOL, FakeClock, ToolTestCase, tool
 
 try:
@@ -26,18 +30,18 @@ try:
 except ImportError:             # Windows: no RSS or thread CPU figure
     resource = None
 
-REAL_SECONDS_PER_CASE = 8.0     # a case still running after this is stopped
+REAL_SECONDS_PER_CASE = 8.0     # a case still running after this (and 16 s per MiB it is given) is stopped
 MAX_SLEEPS, MAX_FAKE_SECONDS = 3000, 8 * 86400    # past a 30-minute wait, a device login, a 7-day --max-wait
 WORKERS = max(1, min(4, 2 * (os.cpu_count() or 1)))   # two per core: each waits on its server half the time
 FULL = bool(os.environ.get("LANDBASE_TEST_FULL"))
 
 
 class Runaway(BaseException):
-    """Stops a case that loops: raised from the fake clock or the real-time alarm, past the tool's except."""
+    """Stops a case that loops or computes on: raised from the fake clock or a timer, past the tool's except."""
 
 
 def _stop(signum, frame):
-    raise Runaway("still running after %g s of real time" % REAL_SECONDS_PER_CASE)
+    raise Runaway("stopped after %s" % ("its real time" if signum == signal.SIGALRM else "its CPU time"))
 
 
 class GuardedClock(FakeClock):
@@ -52,14 +56,23 @@ def maxrss_mib():
     return value / 1048576.0 if sys.platform == "darwin" else value / 1024.0
 
 
+def cpu_seconds():
+    """CPU time of this thread, which runs main() (the hostile server's threads do not count), else the process's."""
+    if resource is not None and hasattr(resource, "RUSAGE_THREAD"):
+        usage = resource.getrusage(resource.RUSAGE_THREAD)
+        return usage.ru_utime + usage.ru_stime
+    return time.process_time()
+
+
 class ServerFuzzTests(ToolTestCase):
     start_sandbox = False
     figures = {"planted": {}}
+    complexity = None
 
     @classmethod
     def setUpClass(cls):
         cls.seed = int(os.environ.get("FUZZ_SERVER_SEED") or fuzz_server.SEED)
-        cls.cases = fuzz_server.generate(cls.seed)
+        cls.cases = fuzz_server.generate(cls.seed, sizes=(MIB, 4 * MIB) if FULL else (MIB // 2,))
         shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
         cls.work = tempfile.mkdtemp(prefix="lbi-server-fuzz-", dir=shm)
 
@@ -80,15 +93,16 @@ class ServerFuzzTests(ToolTestCase):
 
     # ------------------------------------------------------------ the cases, in forked workers
 
-    def run_cases(self, cases, workers=None):
-        """One result per case, in order. The cases run in forked copies of this process, each with its own
-        hostile server. Without fork, here, one after the other."""
+    def run_cases(self, cases, workers=None, alone=False):
+        """One result per case, in order. The cases run in forked copies of this process, `workers` at a
+        time, each with its own hostile server; `alone` gives each case a process of its own, so that its
+        peak memory is its own. Without fork, here, one after the other."""
         workers = workers or max(1, min(WORKERS, len(cases) // 20 or 1))
         if not hasattr(os, "fork"):
             lines = []
             self._worker(cases, lines.append)
             return self._collect([(lines, len(cases), 0)], cases)
-        shares, outputs = [cases[n::workers] for n in range(workers)], []
+        shares, outputs = [[case] for case in cases] if alone else [cases[n::workers] for n in range(workers)], []
         for wave in range(0, len(shares), workers):
             sys.stdout.flush()
             sys.stderr.flush()
@@ -131,7 +145,7 @@ class ServerFuzzTests(ToolTestCase):
             for case in cases:
                 run = self.run_case(case, server, config_dir)
                 problems = fuzz_server.check(case, run)
-                line = {key: run[key] for key in ("exit", "seconds", "rss_growth_mib")}
+                line = {key: run[key] for key in ("exit", "seconds", "cpu", "rss_growth_mib")}
                 line.update(index=case.index, problems=problems, code=_last_code(run["stderr"]),
                             tail=run["stderr"][-300:] if problems else "")
                 emit(line)
@@ -158,22 +172,26 @@ class ServerFuzzTests(ToolTestCase):
         rss_before, runaway, code = maxrss_mib(), None, None
         timers = hasattr(signal, "setitimer")
         if timers:
-            previous = signal.signal(signal.SIGALRM, _stop)
-            signal.setitimer(signal.ITIMER_REAL, REAL_SECONDS_PER_CASE)
-        started = time.monotonic()
+            previous = signal.signal(signal.SIGALRM, _stop), signal.signal(signal.SIGPROF, _stop)
+            signal.setitimer(signal.ITIMER_REAL, REAL_SECONDS_PER_CASE * (1 + 2 * case.size / MIB))
+            if case.size:           # a quadratic check is stopped soon after it has spent its bound
+                signal.setitimer(signal.ITIMER_PROF, 1.2 * fuzz_server.cpu_bound(case) + 0.2)
+        started, cpu = time.monotonic(), cpu_seconds()
         try:
             sys.argv, sys.stdin, sys.stdout, sys.stderr = [TOOL], stdin, stdout, stderr
             code = tool.main(list(case.argv))
         except BaseException as exc:
             runaway = str(exc) if isinstance(exc, Runaway) else "main() raised %s: %s" % (type(exc).__name__, exc)
         finally:
-            seconds = time.monotonic() - started
+            cpu, seconds = cpu_seconds() - cpu, time.monotonic() - started
             if timers:
                 signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, previous)
+                signal.setitimer(signal.ITIMER_PROF, 0)
+                signal.signal(signal.SIGALRM, previous[0])
+                signal.signal(signal.SIGPROF, previous[1])
             sys.argv, sys.stdin, sys.stdout, sys.stderr = saved
         return {"exit": code, "stdout": stdout.getvalue(), "stderr": stderr.getvalue(), "seconds": seconds,
-                "requests": server.finish(), "fake_seconds": self.clock.t - 1000.0, "runaway": runaway,
+                "cpu": cpu, "requests": server.finish(), "fake_seconds": self.clock.t - 1000.0, "runaway": runaway,
                 "rss_growth_mib": maxrss_mib() - rss_before}
 
     def judge(self, cases, results, labels=None):
@@ -203,7 +221,8 @@ class ServerFuzzTests(ToolTestCase):
     # ------------------------------------------------------------ the fuzzer
 
     def test_answers_of_a_hostile_server(self):
-        cases = self.cases if FULL else self.cases[:fuzz_server.drawn():4] + self.cases[fuzz_server.drawn():]
+        cases = [case for case in self.cases if case.family != "complexity"]
+        cases = cases if FULL else cases[:fuzz_server.drawn():4] + cases[fuzz_server.drawn():]
         started = time.monotonic()
         results = self.run_cases(cases)
         figures = self.judge(cases, results)
@@ -214,6 +233,39 @@ class ServerFuzzTests(ToolTestCase):
         self.assertGreaterEqual(len(figures["by_family"]), 9, figures["by_family"])
         self.assertTrue({"0", "1", "2", "3", "4"} <= set(figures["exits"]), figures["exits"])
         self.assertLess(self.rss_growth, 64, "peak memory grew %.0f MiB over the run" % self.rss_growth)
+
+    def complexity_results(self):
+        """The complexity cases, each in a process of its own, run once for the two tests below."""
+        if ServerFuzzTests.complexity is None:
+            cases = [case for case in self.cases if case.family == "complexity"]
+            if not FULL:
+                cases += self.extra_cases([4 * MIB], ["unterminated escapes after 65 ["])
+            started = time.monotonic()
+            results = self.run_cases(cases, workers=2, alone=True)
+            ServerFuzzTests.complexity = cases, results
+            self.figures["complexity"] = {"seconds": round(time.monotonic() - started, 1), "rows": [
+                {"kind": case.kind, "command": case.command, "bytes": case.size, "cpu": round(result["cpu"], 3),
+                 "cpu_per_mib": round(result["cpu"] * MIB / case.size, 3), "rss_growth_mib": round(
+                     result["rss_growth_mib"], 1), "problems": sorted(set(label for label, _ in result["problems"]))}
+                for case, result in zip(cases, results)]}
+        return ServerFuzzTests.complexity
+
+    def extra_cases(self, sizes, kinds):
+        cases = fuzz_server.complexity_cases(random.Random(self.seed), time.time(), sizes, kinds)
+        for index, case in enumerate(cases):
+            case.index = len(self.cases) + index
+        return cases
+
+    def test_answers_and_inputs_built_for_complexity(self):
+        """CPU time bounded by the size of what is judged, and every other promise but memory (below)."""
+        cases, results = self.complexity_results()
+        labels = set(label for result in results for label, _ in result["problems"]) - {"memory"}
+        self.judge(cases, results, labels)
+        self.assertGreaterEqual(max(case.size for case in cases), 4 * MIB - 1024)
+
+    def test_memory_of_answers_built_for_complexity(self):
+        """API.md: memory stays bounded whatever the server sends (64 MiB for the whole process)."""
+        self.judge(*self.complexity_results(), labels={"memory"})
 
     # ------------------------------------------------------------ planted bugs
     # Each patches one name of landbase_import.py and runs the cases that should see it: one at least must
@@ -264,6 +316,20 @@ class ServerFuzzTests(ToolTestCase):
                    lambda c: c.family == "strings" or (c.command in ("wait", "device") and c.answers and re.search(
                        "[\n\r\x1b\x07\u2028\u202e]", str(getattr(c.answers[0], "shown", "")))),
                    {"unprintable-stderr", "forged-line", "undated-line"})
+
+    def test_planted_backtracking_json_check(self):
+        # parse_json(raw), the one JSON reader, first strips strings with the regular expression _too_deep
+        # had: it backtracks on an unterminated string of escaped quotes, and the bound per byte sees it
+        def planted(original):
+            def parse_json(raw, *args, **kwargs):
+                text = raw.decode("utf-8", "replace")
+                if text.count("[") + text.count("{") > 64:
+                    re.sub(r'"(?:[^"\\]|\\.)*"', "", text)
+                return original(raw, *args, **kwargs)
+            return parse_json
+        self.plant("a backtracking regular expression before the JSON parser", "parse_json", planted,
+                   lambda c: True, {"complexity"},
+                   cases=self.extra_cases([32 * 1024], ["unterminated escapes after 65 ["]))
 
     def test_planted_token_sent_to_another_origin(self):
         # same_origin(a, b) says yes to every pair: a redirect to another origin is followed, token and all
