@@ -481,6 +481,15 @@ def fixed_cases(rng, now):
 
     for phase in ("p" * 5000, "\u6570" * 300 + "\x1b[2J" + MARKER):
         add("status", "wait", "strings", status_doc(phase), tty=True)
+
+    def echoed(ctx):            # a same-origin redirect that carries the token, percent-encoded, under --verbose
+        ctx.env = ctx.bearer = "env %s %s" % (word(rng), word(rng))
+        ctx.tokens.append(("env", ctx.env))
+        target = "{SELF}%s?fuzz-redirected=1&t=%s" % (PATHS["accounts"], quote(ctx.env, safe=""))
+        return Answer(308, b"", [("Location", target)], content_type=None)
+    add("accounts", "account-list", "echo", echoed, "follow", verbose=True)
+    add("token", "device", "fields", lambda ctx: ctx.answer(dict(ctx.doc(), accessToken="null")))
+    add("token", "device", "fields", lambda ctx: ctx.answer({k: v for k, v in ctx.doc().items() if k != "accountId"}))
     for route, command, action, framing in (("status", "status", "drip", "length"), ("me", "auth-status", "hang",
                                             "length"), ("token", "device", "head-hang", "length"),
                                             ("status", "wait", "hold", "cl-short")):
