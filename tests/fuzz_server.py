@@ -27,9 +27,10 @@ ROOMY_TIMEOUT = 5.0             # and of the others, which answer at once (a 4 M
 MARGIN, CASE_BASE = 1.0, 2.0    # real seconds a request may take on top of --timeout, and a case on top of those
 SLOW_CAP = TIMEOUT + 1.0        # a drip or hang the client has not left by then outlived its --timeout
 # CPU seconds a case may spend, by the bytes it is given: a linear tool spends at most 1 s per MiB (3.6 on
-# a 2-core machine at load 27, a million empty containers), most cases under 0.3 s; a check quadratic in
-# 4 MiB needs hundreds of seconds (one copy of the rest per byte: 9e12 bytes), a backtracking one hours.
-CPU_BASE, CPU_PER_MIB = 0.5, 2.0
+# a 2-core machine at load 27, a million empty containers), most cases under 0.3 s, and under 0.1 s on top
+# for a small one (3.13); a check quadratic in 4 MiB needs hundreds of seconds (one copy of the rest per
+# byte: 9e12 bytes), a backtracking one hours.
+CPU_BASE, CPU_PER_MIB = 0.25, 2.0
 CASE_MIB = 40                   # peak memory a case may add: 64 MiB (API.md: bounded) less a process at rest
 MIB = 1024 * 1024
 ENDLESS_BYTES = 32 * MIB        # an endless body the client has taken this far was read past the 4 MiB cap
