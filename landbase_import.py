@@ -63,7 +63,8 @@ MAX_REDIRECTS = 5
 MAX_BODY_BYTES = 1024 * 1024            # the body of start --json, and platform.json
 MAX_ANSWER_BYTES = 4 * 1024 * 1024      # an answer from the platform
 MAX_JSON_DIGITS = 40                    # a longer integer in any JSON document is refused,
-MAX_JSON_DEPTH = 64                     # and a deeper document
+MAX_JSON_DEPTH = 64                     # and a deeper document,
+MAX_JSON_VALUES = 100000                # and one of more values: memory stays small whatever a server sends
 EXCERPT_WINDOW = 64 * 1024              # what is quoted of an answer comes from its first characters only
 MAX_DATASET_ID = 200
 MAX_TAG_NAME = 100
@@ -140,8 +141,10 @@ SECRETS = set()     # the tokens of this run (stored, from the environment or st
 
 
 def remember_secret(value):
-    if isinstance(value, str) and value.strip():
-        SECRETS.update((value, value.strip()))
+    """From now on, `value` is redacted wherever it would be printed, also as a URL or JSON would carry it."""
+    for text in {value, value.strip()} if isinstance(value, str) and value.strip() else ():
+        SECRETS.update((text, json.dumps(text)[1:-1], urllib.parse.quote(text, safe=""),
+                        urllib.parse.quote(text), urllib.parse.quote_plus(text)))
     return value
 
 
@@ -369,15 +372,16 @@ class StrictJSONError(ValueError):
 def parse_json(raw):
     """The one JSON reader, for input bodies, platform.json and every answer alike: UTF-8 (one BOM
     tolerated), no duplicate keys, no NaN/Infinity, no number too large to print back, no nesting deeper
-    than MAX_JSON_DEPTH. Linear in the size of `raw`, whatever it holds. StrictJSONError."""
+    than MAX_JSON_DEPTH, no more than MAX_JSON_VALUES values. Linear in the size of `raw`. StrictJSONError."""
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise StrictJSONError("not UTF-8 (byte 0x%02x at offset %d)" % (raw[exc.start], exc.start))
-    if _too_deep(raw):
-        raise StrictJSONError("nested deeper than %d levels" % MAX_JSON_DEPTH)
+    shape = _refused_shape(raw)
+    if shape:
+        raise StrictJSONError(shape)
     hooks = {"object_pairs_hook": _refuse_duplicates, "parse_constant": _refuse_constant}
     if LONG_NUMBER_RE.search(raw):      # a call a number: only where a number may be too long
         hooks.update(parse_float=_finite_float, parse_int=_bounded_int)
@@ -397,15 +401,21 @@ def parse_json(raw):
             gc.enable()
 
 
-def _too_deep(raw):
-    """Whether the brackets outside strings nest deeper than MAX_JSON_DEPTH, by whole-buffer operations only
-    (no regular expression, no loop a character): on 3.12+ the parser accepts documents deeper than Python's
-    recursion limit lets anything walk afterwards."""
-    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
-        return False
+def _refused_shape(raw):
+    """What refuses a document before it is parsed, by whole-buffer operations only (no regular expression,
+    no loop a character): more values than MAX_JSON_VALUES (a million empty objects in 4 MiB would take
+    100 MiB), or brackets outside strings nested deeper than MAX_JSON_DEPTH (on 3.12+ the parser accepts
+    documents deeper than Python's recursion limit lets anything walk afterwards); else None."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH and raw.count(b",") < MAX_JSON_VALUES:
+        return None
     outside = b"".join(raw.replace(b"\\\\", b"").replace(b'\\"', b"").split(b'"')[::2])    # strings gone
     steps = outside.translate(BRACKET_STEPS, NOT_BRACKETS)      # 2 for [ {, 0 for ] }: depth = sum - count
-    return max(map(operator.sub, itertools.accumulate(steps), itertools.count(1)), default=0) > MAX_JSON_DEPTH
+    steps = steps[:2 * MAX_JSON_VALUES]         # past this, there are too many values anyway
+    if max(map(operator.sub, itertools.accumulate(steps), itertools.count(1)), default=0) > MAX_JSON_DEPTH:
+        return "nested deeper than %d levels" % MAX_JSON_DEPTH
+    if outside.count(b",") + outside.count(b"[") + outside.count(b"{") >= MAX_JSON_VALUES:
+        return "more than %d values" % MAX_JSON_VALUES
+    return None
 
 
 def _refuse_duplicates(pairs):
@@ -635,7 +645,8 @@ class SessionStore:
         tmp = self.path + ".tmp"
         payload = (json.dumps(data, indent=2, ensure_ascii=True, allow_nan=False) + "\n").encode("ascii")
         try:
-            _remove_quietly(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
             try:
                 if hasattr(os, "fchmod"):
@@ -647,12 +658,12 @@ class SessionStore:
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
-        except OSError as exc:
-            _remove_quietly(tmp)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            if not isinstance(exc, OSError):
+                raise
             raise LandbaseError("SETUP_FAILED", "cannot write %s: %s" % (self.path, exc.strerror or exc))
-        except BaseException:
-            _remove_quietly(tmp)
-            raise
 
     def _make_directory(self):
         """The config directory, made 0700 (its parents too) when it is missing; the mode of a directory the
@@ -686,13 +697,6 @@ def _try_lock(fd):
     except OSError:
         return False
     return True
-
-
-def _remove_quietly(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
 def warn_if_ending(expires_at, console):
@@ -925,7 +929,7 @@ def _opener(base, proxy):
         def https_open(self, req):
             return self.do_open(secure, req, context=self._context, deadline=req.deadline)
 
-    context = tls_context() if base.startswith("https:") else None
+    context = tls_context() if base.startswith("https:") else object()     # no CA store for http: never used
     return urllib.request.build_opener(NoRedirects(), HTTPHandler(), HTTPSHandler(context=context),
                                        urllib.request.ProxyHandler({"https": proxy.url} if proxy else {}))
 
@@ -1174,7 +1178,7 @@ ANSWERS = {
     "start": {"importId": (is_import_id, "a positive integer"), "runRef": STRING},
     "me": {"userId": OPTIONAL_STRING, "email": OPTIONAL_STRING, "expiresAt": OPTIONAL_STRING},
     "device": {"deviceCode": STRING, "userCode": STRING, "verificationUri": STRING},
-    "token": {"accessToken": (lambda value: usable_token(value) and TOKEN_RE.match(value).group(0) == value,
+    "token": {"accessToken": (lambda value: usable_token(value) and TOKEN_RE.fullmatch(value) is not None,
                               "an lbs_ token"),
               "expiresAt": (is_time, "a time like 2026-12-05T10:00:00Z"),
               "accountId": (_optional(_is_account_id), "an account id or null")},
@@ -1801,14 +1805,11 @@ def exchange_token(api, body, retry=True):
 
 
 def should_use_device_flow():
-    """No browser can be opened here: over SSH, or on Linux/BSD without a display."""
-    if os.environ.get("BROWSER", "").strip():
-        return False
-    if os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_TTY"):
-        return True
-    if sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
-        return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return False
+    """No browser can be opened here: over SSH, or on Linux/BSD without a display (unless BROWSER says)."""
+    env = os.environ.get
+    return not env("BROWSER", "").strip() and bool(env("SSH_CONNECTION") or env("SSH_TTY") or (
+        sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")) and not (env("DISPLAY") or
+                                                                                   env("WAYLAND_DISPLAY"))))
 
 
 def read_token_from_stdin():
@@ -1829,7 +1830,7 @@ def read_token_from_stdin():
     token = remember_secret(token.strip())
     if not token:
         raise LandbaseError("INVALID_INPUT", "no token on stdin: " + pipe)
-    if not (usable_token(token) and TOKEN_RE.match(token) and TOKEN_RE.match(token).group(0) == token):
+    if not (usable_token(token) and TOKEN_RE.fullmatch(token)):
         raise LandbaseError("INVALID_INPUT", "the token on stdin is not an lbs_ platform token (printable "
                             "ASCII, no spaces or quotes)")
     return token
@@ -1854,7 +1855,8 @@ def cmd_auth_login(args, console):
         use_device = args.device or (not args.no_browser and should_use_device_flow())
         if use_device and not args.device:
             console.line("No browser can be opened here; using the device code flow (auth login --device).")
-        granted = login_device(console, api) if use_device else login_browser(args, console, api)
+        answer = login_device(console, api) if use_device else login_browser(args, console, api)
+        granted = {key: answer.get(key) for key in ("accessToken", "expiresAt", "accountId")}
         api.token = granted["accessToken"]
     before = []                         # saved at once, with only the account the platform granted: the one
 
