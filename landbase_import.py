@@ -2077,7 +2077,8 @@ def cmd_doctor(args, console):
         except LandbaseError as exc:
             report(name, "fail", exc.message, fix, exc.code)
         except (OSError, ValueError) as exc:
-            report(name, "fail", api._transport_error(name, exc, False, args.timeout).message, fix, code)
+            error = api._transport_error(api.base.split("/")[2], exc, False, args.timeout)
+            report(name, "fail", error.message.partition("; check the network")[0], fix, code)
         return None
 
     store, api = SessionStore(), None
@@ -2102,8 +2103,8 @@ def cmd_doctor(args, console):
                            "http://[user:password@]host:port, percent-encoded", "INVALID_INPUT")
     if api and (not base.startswith("https:") or attempt("tls store", tls_context, "see the detail")):
         report("proxy", "ok", "%s go to %s" % (str(api.proxy or "no proxy: requests"), base))
-        report("tls store", "ok", "SSL_CERT_FILE=%s" % os.environ["SSL_CERT_FILE"] if os.environ.get(
-            "SSL_CERT_FILE") else "the system's CA store" if base.startswith("https:") else "none (http)")
+        report("tls store", "ok", "none needed (http)" if not base.startswith("https:") else "SSL_CERT_FILE="
+               + os.environ["SSL_CERT_FILE"] if os.environ.get("SSL_CERT_FILE") else "the system's CA store")
         check_connection(api, session, args, report, attempt)
     if not failures and api and session is not None:
         accounts = attempt("account", lambda: fetch_accounts(api, retry=False), "see the detail")
@@ -2150,7 +2151,7 @@ def check_connection(api, session, args, report, attempt):
         connection.set_tunnel(host, port, {"Proxy-Authorization": "Basic " + base64.b64encode(
             pair.encode("utf-8")).decode("ascii")} if proxy.username is not None else {})
     started = CLOCK.now()
-    if attempt("connection", connection.connect, "see the detail: the firewall, %s, the clock, or the "
+    if attempt("connection", lambda: connection.connect() or True, "see the detail: the firewall, %s, the clock, or the "
                "CA (SSL_CERT_FILE)" % ("the proxy's credentials and ports" if proxy else "the name")) is None:
         return
     with contextlib.closing(connection):

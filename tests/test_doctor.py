@@ -1,0 +1,121 @@
+"""doctor (README: Cron, step 6): each check ok, warn or fail with a detail and the fix; a JSON report on stdout
+and a table on stderr; exit 0, or the exit of the first failure's class (1 setup, 3 session, 4 network); each
+check bounded by --timeout; no token printed. In-process against the sandbox (and behind the test proxy)."""
+
+import json
+import os
+import time
+
+from support import ToolTestCase, tool
+from test_proxy import ProxyTestCase
+
+CONNECTED = ["python", "config", "config", "session", "proxy", "tls store", "dns", "connection", "platform",
+             "clock", "account"]
+
+
+class DoctorTests(ToolTestCase):
+    def doctor(self, *extra):
+        result = self.run_tool("doctor", *extra)
+        self.assertNotIn("Traceback", result.stderr)
+        report = json.loads(result.stdout)
+        self.assertEqual(sorted(report), ["checks", "ok"])
+        for check in report["checks"]:
+            self.assertEqual(sorted(check), ["detail", "fix", "name", "status"])
+            self.assertIn(check["status"], ("ok", "warn", "fail"))
+        table = [line for line in result.lines if not line.startswith(("error ", "{"))]
+        self.assertEqual([line.split()[:2] for line in table],
+                         [[check["status"], check["name"].split()[0]] for check in report["checks"]])
+        return result, report, {check["name"]: check for check in report["checks"]}
+
+    def test_a_host_where_everything_works(self):
+        token = self.login()
+        result, report, checks = self.doctor()
+        self.assertEqual(result.code, 0, result)
+        self.assertTrue(report["ok"])
+        self.assertEqual([check["name"] for check in report["checks"]], CONNECTED)
+        self.assertEqual({check["status"] for check in report["checks"]}, {"ok"}, result.stderr)
+        self.assertIn("no proxy", checks["proxy"]["detail"])
+        self.assertIn("acc_demo", checks["account"]["detail"])
+        self.assertRegex(checks["platform"]["detail"], r"HTTP 200 in \d+ ms")
+        self.assertNotIn(token, result.stdout + result.stderr)
+
+    def test_no_session_is_the_session_class(self):
+        result, report, checks = self.doctor()
+        self.assertFails(result, "AUTH_REQUIRED")
+        self.assertFalse(report["ok"])
+        self.assertEqual(checks["session"]["status"], "fail")
+        self.assertIn("auth login", checks["session"]["fix"])
+        self.assertEqual(checks["connection"]["status"], "ok")         # the network is checked all the same
+
+    def test_an_unreachable_platform_is_the_network_class(self):
+        self.login()
+        os.environ["LANDBASE_PLATFORM_API_URL"] = "http://127.0.0.1:9"
+        result, _, checks = self.doctor()
+        envelope = self.assertFails(result, "NETWORK_ERROR")
+        self.assertEqual(checks["connection"]["status"], "fail")
+        self.assertIn("Connection refused", checks["connection"]["detail"])
+        self.assertEqual(envelope["error"]["meta"]["failed"], ["connection"])
+
+    def test_a_base_url_that_is_not_allowed_is_the_setup_class(self):
+        self.login()
+        os.environ["LANDBASE_PLATFORM_API_URL"] = "https://api.example.com"
+        result, _, checks = self.doctor()
+        self.assertFails(result, "INVALID_INPUT")
+        self.assertEqual(checks["environment"]["status"], "fail")
+
+    def test_an_ssl_cert_file_that_is_no_file(self):
+        self.login()
+        os.environ.update(LANDBASE_PLATFORM_API_URL="https://api.landbase.com", SSL_CERT_FILE=self.config)
+        result, _, checks = self.doctor()
+        self.assertFails(result, "SETUP_FAILED")
+        self.assertIn("SSL_CERT_FILE", checks["tls store"]["detail"])
+
+    def test_an_account_this_identity_cannot_use(self):
+        self.login(account="acc_other")
+        result, _, checks = self.doctor()
+        self.assertFails(result, "SETUP_FAILED")
+        self.assertEqual(checks["account"]["status"], "fail")
+        self.assertIn("account list", checks["account"]["fix"])
+
+    def test_loose_modes_and_a_skewed_clock_are_warnings(self):
+        self.login()
+        os.chmod(self.session_path, 0o644)
+        self.clock.wall0 += 600                 # this host's clock is 10 minutes ahead of the platform's
+        result, report, checks = self.doctor()
+        self.assertEqual(result.code, 0, result)
+        self.assertTrue(report["ok"])
+        self.assertEqual(checks["clock"]["status"], "warn")
+        self.assertIn("10m", checks["clock"]["detail"])
+        self.assertTrue(any(c["status"] == "warn" and "chmod 600" in c["fix"] for c in report["checks"]))
+
+    def test_each_check_is_bounded_by_the_timeout(self):
+        """(Really waits: a platform that answers after 5 s, and --timeout 1.)"""
+        self.login()
+        self.platform.inject("me", {"delay": 5})
+        started = time.monotonic()
+        result, _, checks = self.doctor("--timeout", "1")
+        self.assertLess(time.monotonic() - started, 4)
+        self.assertFails(result, "TIMEOUT")
+        self.assertEqual(checks["platform"]["status"], "fail")
+
+
+class DoctorBehindAProxyTests(ProxyTestCase):
+    def test_the_proxy_that_applies_and_whether_its_tunnel_works(self):
+        tunnel = self.start_proxy()
+        result = self.run_tool("doctor")
+        self.assertEqual(result.code, 0, result)
+        checks = {check["name"]: check for check in json.loads(result.stdout)["checks"]}
+        self.assertNamesProxy(checks["proxy"]["detail"], tunnel.address, "HTTPS_PROXY")
+        self.assertIn("tunnel to api.landbase.com", checks["connection"]["detail"])
+        self.assertIn("the certificate of api.landbase.com ends in", checks["connection"]["detail"])
+        self.assertGreaterEqual(tunnel.connects, 2)         # the check's tunnel, then the platform's request
+        self.assertNotIn(self.token.encode(), bytes(tunnel.received))
+
+    def test_a_proxy_that_refuses_the_tunnel(self):
+        tunnel = self.start_proxy("auth", user="corp.user", password="secret")
+        result = self.run_tool("doctor")
+        self.assertFails(result, "NETWORK_ERROR")
+        checks = {check["name"]: check for check in json.loads(result.stdout)["checks"]}
+        self.assertEqual(checks["connection"]["status"], "fail")
+        self.assertIn("407", checks["connection"]["detail"])
+        self.assertNamesProxy(checks["connection"]["detail"], tunnel.address, "HTTPS_PROXY")
