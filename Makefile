@@ -6,7 +6,7 @@ DESTDIR ?=
 BUILD ?= build
 SANDBOX_PORT ?= 8765
 
-.PHONY: demo sandbox test test-all test-browser test-proxy lint bench reliability install clean
+.PHONY: demo sandbox test test-all mutants test-browser test-proxy lint bench reliability install clean
 
 demo:
 	$(PYTHON) tests/demo.py
@@ -21,6 +21,11 @@ test:
 
 test-all:
 	$(PYTHON) tests/all_pythons.py
+
+# hand-written mutations of the tool, each breaking one promise of the README: each must fail the test modules
+# named beside it (tests/mutants.py --list); a survivor is a promise the suite does not guard
+mutants:
+	$(PYTHON) tests/mutants.py
 
 test-browser:
 	$(PYTHON) tests/chromium_login.py

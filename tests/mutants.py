@@ -1,0 +1,443 @@
+#!/usr/bin/env python3
+"""`make mutants`: hand-written mutations of landbase_import.py, each breaking one promise of the README or
+CLI.md, each of which the suite must kill.
+
+    mutants.py [-j JOBS] [--modules PATTERN ...] [--list] [--no-baseline] [NAME ...]
+
+For each mutation: a copy of the repository in a scratch directory, the tool in it with one snippet
+replaced (a snippet found other than exactly once, or a mutant that does not compile, is an error that
+names the mutation), and tests/run.py run there on the test modules that should kill it. A mutant is
+killed when that run fails. The named modules are first run once on the unmutated copy: a module that
+fails there would kill anything, so the run stops. At the end, a table (mutation, promise, killed by,
+seconds) and `mutants: N killed, M survived`; the exit is 1 when any survived or did not apply.
+
+--modules runs other modules than the ones each mutation names (test_*.py to find every killer); NAME
+runs only those mutations; --list prints the mutations and applies each to check it, running nothing.
+"""
+
+import argparse
+import collections
+import fnmatch
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TOOL_NAME = "landbase_import.py"
+
+Mutant = collections.namedtuple("Mutant", "name promise old new modules")
+
+# name, the promise it breaks, the exact text it replaces, its replacement, the modules that kill it
+MUTANTS = [
+    # ---- exit codes, the envelope, the streams
+    Mutant("exit-4-network", "exit 4 is TIMEOUT and NETWORK_ERROR: the platform could not be reached",
+           '"TIMEOUT": 4, "NETWORK_ERROR": 4,', '"TIMEOUT": 2, "NETWORK_ERROR": 2,', ("test_promises",)),
+    Mutant("exit-3-auth-required", "exit 3 is AUTH_REQUIRED: log in again",
+           '"AUTH_REQUIRED": 3,', '"AUTH_REQUIRED": 1,', ("test_promises",)),
+    Mutant("exit-signal", "SIGINT, SIGTERM and SIGHUP exit 130, 143 and 129",
+           "return 128 + self.signum if self.signum else", "return 130 if self.signum else",
+           ("test_poll",)),
+    Mutant("sighup-handled", "SIGHUP (an SSH session that drops) exits 129 as TERMINATED, naming the key",
+           '("SIGINT", "SIGTERM", "SIGHUP")', '("SIGINT", "SIGTERM")', ("test_unattended",)),
+    Mutant("first-signal-only", "only the first signal acts: a SIGTERM right behind a Ctrl-C is ignored",
+           "    if STOPPING:\n        return\n", "", ("test_promises",)),
+    Mutant("envelope-meta", "the envelope is {error: {code, message, meta}}",
+           '"message": self.message, "meta": self.meta}}', '"message": self.message}}', ("test_poll",)),
+    Mutant("envelope-dated", "the envelope is the last stderr line, pure JSON, no time in front",
+           'self._write(json.dumps(doc, ensure_ascii=True, allow_nan=False, default=str) + "\\n")',
+           'self.line(json.dumps(doc, ensure_ascii=True, allow_nan=False, default=str))', ("test_poll",)),
+    Mutant("stdout-one-line", "stdout carries exactly one JSON document and a newline",
+           'text = json.dumps(doc, ensure_ascii=True, allow_nan=False) + "\\n"',
+           'text = json.dumps(doc, ensure_ascii=True, allow_nan=False, indent=1) + "\\n"', ("test_surface",)),
+    Mutant("stdout-nothing-else", "everything but the result goes to stderr",
+           "self.stream = sys.stderr if stream is None else stream",
+           "self.stream = sys.stdout if stream is None else stream", ("test_surface",)),
+    Mutant("log-lines-dated", "a log gets one line per event, each beginning with its UTC time",
+           'stamp = "" if self.tty else format_time(CLOCK.wall()) + " "', 'stamp = ""', ("test_poll",)),
+    Mutant("failure-line", "on failure a dated line names the code, the exit and the message, before the "
+           "envelope", 'self.line("error %s (exit %d): %s%s"', 'self.debug("error %s (exit %d): %s%s"',
+           ("test_unattended",)),
+    Mutant("output-failed", "OUTPUT_FAILED (exit 2): the work was done but stdout could not be written",
+           'raise LandbaseError("OUTPUT_FAILED", "the command did its work',
+           'raise LandbaseError("API_ERROR", "the command did its work', ("test_surface",)),
+    Mutant("output-failed-meta", "OUTPUT_FAILED's meta has the import id",
+           '"; the result was: " + shown_doc[:2000] if shown_doc else ""), meta)',
+           '"; the result was: " + shown_doc[:2000] if shown_doc else ""), None)', ("test_surface",)),
+    Mutant("closed-stderr", "a closed or full stderr changes no exit code",
+           "self.stream = None          # a closed or full stderr changes nothing else", "raise",
+           ("test_promises",)),
+    Mutant("utf8-stdout", "--query's text is UTF-8 whatever the locale",
+           'text.encode("utf-8", "surrogateescape")', 'text.encode("ascii", "replace")',
+           ("test_unattended",)),
+    # ---- what may be printed
+    Mutant("redact-exact-token", "the exact token is redacted, whatever its shape (not only lbs_…)",
+           "for secret in sorted(SECRETS, key=len, reverse=True):", "for secret in []:", ("test_http",)),
+    Mutant("redact-pattern", "anything shaped like an lbs_ token is redacted",
+           "return TOKEN_RE.sub(REDACTED, text) if pattern else text", "return text", ("test_promises",)),
+    Mutant("dry-run-body-as-is", "--dry-run prints the user's body as sent: never redacted by pattern",
+           '"idempotencyKey": key, "body": body}, pattern=False)', '"idempotencyKey": key, "body": body})',
+           ("test_surface",)),
+    Mutant("printable-escapes", "server text reaches a terminal or log as printable text: no escapes",
+           'ch if ch.isprintable() else "\\ufffd"', 'ch if ch.isprintable() or ch in "\\x1b\\x07" else "\\ufffd"',
+           ("test_http",)),
+    Mutant("printable-one-line", "server text reaches a terminal or log on one line: no newlines",
+           'ch if ch.isprintable() else "\\ufffd"', 'ch if ch.isprintable() or ch == "\\n" else "\\ufffd"',
+           ("test_surface",)),
+    # ---- retries
+    Mutant("retry-schedule", "one-shot requests retry after 5 s, 10 s and 20 s",
+           "RETRY_DELAYS = (5, 10, 20)", "RETRY_DELAYS = (5, 10, 30)", ("test_http",)),
+    Mutant("retry-count", "one-shot requests retry a transient failure up to 3 times",
+           "delays = iter(RETRY_DELAYS if retry else ())", "delays = iter(RETRY_DELAYS[:2] if retry else ())",
+           ("test_http",)),
+    Mutant("retry-after", "a longer Retry-After is honoured",
+           "wait = planned if error.retry_after is None else max(planned, error.retry_after)",
+           "wait = planned", ("test_http",)),
+    Mutant("retry-after-cap", "a Retry-After over 5 minutes ends a one-shot command",
+           "RETRY_AFTER_CAP = 300", "RETRY_AFTER_CAP = 3000", ("test_http",)),
+    Mutant("retry-after-digits", "Retry-After in ASCII digits only ('²' is no number)",
+           'if re.match(r"[0-9]+\\Z", value):', "if value.isdigit():", ("test_http",)),
+    Mutant("retry-after-larger", "Retry-After and meta.retry_after_seconds: the larger is honoured",
+           "return max(found) if found else None", "return found[-1] if found else None", ("test_promises",)),
+    Mutant("429-transient", "429 is transient: retried", "status == 429 or status >= 500", "status >= 500",
+           ("test_http",)),
+    Mutant("401-next-step", "a 401 says to run auth login",
+           '("; run landbase_import.py auth login" if status == 401 else "")', '""', ("test_http",)),
+    # ---- the poller
+    Mutant("poll-schedule", "wait reads at once, then after 5 s and 10 s", "POLL_DELAYS = (5, 10)",
+           "POLL_DELAYS = (5, 15)", ("test_poll",)),
+    Mutant("poll-every", "then every 20 s", "POLL_EVERY = 20", "POLL_EVERY = 15", ("test_poll",)),
+    Mutant("wait-30-minutes", "wait gives up with TIMEOUT after 30 minutes by default",
+           "WAIT_LIMIT = 30 * 60", "WAIT_LIMIT = 40 * 60", ("test_poll",)),
+    Mutant("max-wait-7-days", "--max-wait is at most 7 days",
+           "if not 0 < args.max_wait <= MAX_WAIT_LIMIT:", "if not 0 < args.max_wait:", ("test_promises",)),
+    Mutant("max-wait-bounds-requests", "--max-wait bounds each request: its timeout is the smaller of "
+           "--timeout and the time left", "False, min(api.timeout, left)), None", "False, api.timeout), None",
+           ("test_surface",)),
+    Mutant("max-wait-needs-watch", "--max-wait without --watch is INVALID_INPUT",
+           'if args.words[-1] == "start" and args.max_wait is not None and not args.watch:', "if False:",
+           ("test_hostile",)),
+    Mutant("auth-failed-ends-wait", "AUTH_FAILED ends the wait at once",
+           'if error.code == "AUTH_FAILED":\n                raise error',
+           'if False:\n                raise error', ("test_poll",)),
+    Mutant("timeout-prints-status", "a wait that ends in TIMEOUT prints the last-known status all the same",
+           'code in (None, "IMPORT_FAILED", "IMPORT_PARTIAL", "TIMEOUT")',
+           'code in (None, "IMPORT_FAILED", "IMPORT_PARTIAL")', ("test_poll",)),
+    Mutant("several-ids-not-found", "with several ids, an id that cannot be read does not stop the others",
+           "                tracker.error = error\n", "                raise error\n", ("test_poll",)),
+    Mutant("first-id-decides", "the exit and envelope are those of the first id, in the order given, that "
+           "did not complete", "first = next((t for t in trackers if t.outcome is not None), None)",
+           "first = next((t for t in reversed(trackers) if t.outcome is not None), None)", ("test_poll",)),
+    Mutant("four-in-flight", "with several ids, at most 4 requests at a time",
+           "MAX_POLLS_IN_FLIGHT = 4", "MAX_POLLS_IN_FLIGHT = 8", ("test_poll",)),
+    # ---- start
+    Mutant("idempotency-key-reused", "each start sends one Idempotency-Key, the same on each of its retries",
+           "                attempt += 1\n",
+           '                attempt += 1\n                headers = dict(headers or {}, **{"Idempotency-Key":'
+           ' "retry-%d" % attempt})\n', ("test_http",)),
+    Mutant("unsure-names-key", "a start that gives up after a POST that may have reached the platform names "
+           "its key in meta.idempotencyKey", "dict(exc.meta, idempotencyKey=key, serverCode=exc.code)",
+           "dict(exc.meta, serverCode=exc.code)", ("test_unattended",)),
+    Mutant("rerun-equals-form", "the command that gets the import back uses --idempotency-key=KEY (a key "
+           "may begin with -)", '["--idempotency-key=" + key]', '["--idempotency-key", key]',
+           ("test_unattended",)),
+    Mutant("unsure-never-exit-1", "a start that may have created an import never exits 1",
+           'raise LandbaseError("API_ERROR" if exc.exit_code == 1 else exc.code,', "raise LandbaseError(exc.code,",
+           ("test_surface",)),
+    Mutant("watch-never-exit-1", "start --watch never exits 1 once the import exists",
+           "        if exc.exit_code != 1:\n            raise\n", "        if True:\n            raise\n",
+           ("test_surface",)),
+    Mutant("replayed-logged", "an Idempotent-Replayed answer is logged 'already started', never 'Started'",
+           '.strip().lower() == "true")', '.strip().lower() == "yes")', ("test_unattended",)),
+    Mutant("start-line-follow", "start's first stderr line names the import and the command that follows it",
+           '% (answer["runRef"], account_id) + " Follow it with: " + follow)', '% (answer["runRef"], account_id))',
+           ("test_poll",)),
+    Mutant("conflict-names-wait", "a CONFLICT names the command that waits on the running import",
+           "% (exc.message, running, command), exc.meta)", '% (exc.message, running, "it"), exc.meta)',
+           ("test_surface",)),
+    Mutant("conflict-watch-attaches", "a CONFLICT with --watch attaches to the running import",
+           '            if not args.watch:\n                raise LandbaseError("CONFLICT"',
+           '            if True:\n                raise LandbaseError("CONFLICT"', ("test_surface",)),
+    Mutant("key-charset", "--idempotency-key takes 1 to 255 printable ASCII characters",
+           r're.match(r"[\x20-\x7e]{1,255}\Z", key)', r're.match(r"[\x20-\x7e]{1,999}\Z", key)',
+           ("test_surface",)),
+    # ---- accounts and the session file
+    Mutant("account-option-first", "--account beats LANDBASE_ACCOUNT_ID",
+           'account_id, error = account_override or os.environ.get("LANDBASE_ACCOUNT_ID"), None',
+           'account_id, error = os.environ.get("LANDBASE_ACCOUNT_ID") or account_override, None', ("test_input",)),
+    Mutant("account-env-before-file", "LANDBASE_ACCOUNT_ID beats the stored account",
+           'account_id, error = account_override or os.environ.get("LANDBASE_ACCOUNT_ID"), None',
+           'account_id, error = account_override or stored.get("accountId") or os.environ.get('
+           '"LANDBASE_ACCOUNT_ID"), None', ("test_input",)),
+    Mutant("file-0600", "platform.json is created 0600 whatever the umask",
+           "os.fchmod(fd, 0o600)", "os.fchmod(fd, 0o644)", ("test_session",)),
+    Mutant("directory-0700", "the config directory is created 0700 whatever the umask",
+           "os.chmod(self.directory, 0o700)", "os.chmod(self.directory, 0o755)", ("test_session",)),
+    Mutant("atomic-write", "each write goes to a temporary file renamed over the old one",
+           'tmp = self.path + ".tmp"', "tmp = self.path", ("test_session",)),
+    Mutant("synced-write", "the temporary file is synced before it is renamed",
+           "                os.fsync(fd)\n", "                pass\n", ("test_unattended",)),
+    Mutant("write-lock", "every change of platform.json is made under the lock",
+           "while not _try_lock(fd):", "while False:", ("test_unattended",)),
+    Mutant("unknown-keys-kept", "keys the tool does not know are kept in platform.json",
+           "data.update(changes(data) if callable(changes) else changes)",
+           "data = dict(changes(data) if callable(changes) else changes)", ("test_session",)),
+    Mutant("fifo-refused", "a FIFO or a directory in place of platform.json is SETUP_FAILED naming it",
+           "if not stat.S_ISREG(mode):", "if False:", ("test_promises",)),
+    Mutant("group-readable-warning", "a platform.json readable by group or others gets a warning",
+           "mode & 0o077:\n", "mode & 0o007:\n", ("test_session",)),
+    Mutant("expired-before-request", "a session past expiresAt is AUTH_FAILED before any request",
+           "if expires_at <= CLOCK.wall():", "if expires_at <= CLOCK.wall() - 30 * 86400:", ("test_session",)),
+    Mutant("warn-24-hours", "less than 24 hours of session left warns once",
+           "if left < SESSION_WARN_BELOW:", "if left < 3600:", ("test_session",)),
+    Mutant("min-valid", "auth status --min-valid exits 3 when the session ends sooner",
+           "if left < min_valid:", "if left < min_valid - 86400:", ("test_promises",)),
+    # ---- strict JSON and the limits
+    Mutant("json-duplicates", "duplicate keys are refused", "if len(seen) < len(pairs):", "if False:",
+           ("test_input",)),
+    Mutant("json-nan", "NaN and Infinity are refused",
+           '"parse_constant": _refuse_constant}', '"parse_constant": float}', ("test_session",)),
+    Mutant("json-40-digits", "a number of more than 40 digits is refused",
+           "MAX_JSON_DIGITS = 40 ", "MAX_JSON_DIGITS = 400 ", ("test_promises",)),
+    Mutant("json-64-levels", "a document nested deeper than 64 levels is refused",
+           "MAX_JSON_DEPTH = 64 ", "MAX_JSON_DEPTH = 640 ", ("test_promises",)),
+    Mutant("answer-4-mib", "an answer over 4 MiB is not read further: a broken answer",
+           "if size > MAX_ANSWER_BYTES:", "if size > 8 * MAX_ANSWER_BYTES:", ("test_promises",)),
+    Mutant("body-1-mib", "the body of start --json is at most 1 MiB",
+           "MAX_BODY_BYTES = 1024 * 1024 ", "MAX_BODY_BYTES = 2 * 1024 * 1024 ", ("test_input",)),
+    Mutant("status-five-keys", "status prints exactly these five keys",
+           'return {key: data.get(key) for key in ("importId", "phase", "percent", "counts", "error")}',
+           "return data", ("test_http",)),
+    Mutant("import-id-twice", "an id given twice is INVALID_INPUT",
+           "if len(set(ids)) != len(ids):", "if False:", ("test_input",)),
+    # ---- transport
+    Mutant("timeout-whole-request", "--timeout bounds each whole request, connect to last byte",
+           "self.timer = threading.Timer(seconds, self.expire)",
+           "self.timer = threading.Timer(seconds * 1000, self.expire)", ("test_http",)),
+    Mutant("redirect-same-origin", "a redirect to another origin is refused: the token never goes there",
+           "        if not same:\n", "        if False:\n", ("test_http",)),
+    Mutant("redirect-not-by-urllib", "redirects are judged by the tool, never followed by urllib",
+           "            return None                 # the default error handler then raises HTTPError 30x",
+           "            return urllib.request.HTTPRedirectHandler.http_error_302(self, req, fp, code, msg, "
+           "headers)", ("test_http",)),
+    Mutant("host-allowlist", "a base URL's host is landbase.com, a subdomain of it, or loopback",
+           'host.endswith(".landbase.com")', 'host.endswith("landbase.com")', ("test_http",)),
+    Mutant("https-except-loopback", "https is required except on loopback",
+           'if parts.scheme == "http" and not is_loopback(url):', "if False:", ("test_http",)),
+    Mutant("loopback-never-proxied", "a loopback base never goes through a proxy",
+           'ProxyHandler({"https": proxy.url} if proxy else {})',
+           'ProxyHandler({"https": proxy.url} if proxy else None)', ("test_http",)),
+    Mutant("proxy-refusal-final", "a proxy that refuses the tunnel (403, 407) is not retried",
+           "if self.proxy and refused:", "if False:", ("test_proxy",)),
+    Mutant("https-proxy-refused", "an https:// proxy is refused before anything is sent",
+           'if scheme != "http":', 'if scheme not in ("http", "https"):', ("test_proxy",)),
+    Mutant("tls-verified", "TLS certificates are always verified",
+           "return ssl.create_default_context()", "return ssl._create_unverified_context()", ("test_http",)),
+    Mutant("tls-failure-final", "a certificate that fails verification is not retried",
+           'where, excerpt(getattr(reason, "verify_message", None) or text), hint))',
+           'where, excerpt(getattr(reason, "verify_message", None) or text), hint), {}, True)', ("test_http",)),
+    # ---- login
+    Mutant("pkce-s256", "the browser login sends the S256 challenge of its verifier",
+           "hashlib.sha256(verifier.encode()).digest()", "hashlib.sha1(verifier.encode()).digest()",
+           ("test_login",)),
+    Mutant("state-checked", "the login callback checks state", 'if not hmac.compare_digest(query.get("state", "")',
+           'if False and hmac.compare_digest(query.get("state", "")', ("test_login",)),
+    Mutant("callback-loopback", "the callback listens on 127.0.0.1 only",
+           'Server(("127.0.0.1", 0), Handler)', 'Server(("0.0.0.0", 0), Handler)', ("test_login",)),
+    Mutant("login-5-minutes", "the browser login gives up after 5 minutes",
+           "LOGIN_LIMIT = 5 * 60 ", "LOGIN_LIMIT = 6 * 60 ", ("test_login",)),
+    Mutant("device-15-minutes", "the device login gives up after 15 minutes at most",
+           "DEVICE_LIMIT = 15 * 60 ", "DEVICE_LIMIT = 30 * 60 ", ("test_promises",)),
+    Mutant("device-interval-bounds", "the device flow's interval is kept between 1 and 60 s",
+           "DEVICE_INTERVALS = (1, 60) ", "DEVICE_INTERVALS = (1, 600) ", ("test_login",)),
+    Mutant("device-slow-down", "slow_down adds 5 s between device polls",
+           'interval += 5 if exc.server_code == "SLOW_DOWN" else 0',
+           'interval += 1 if exc.server_code == "SLOW_DOWN" else 0', ("test_login",)),
+    # ---- the terminal and the command line
+    Mutant("terminal-width", "the redrawn line is never wider than the terminal",
+           "return max(2, columns)", "return max(2, columns) + 10", ("test_poll",)),
+    Mutant("no-color", "NO_COLOR turns colours off",
+           'self.color = self.tty and bool(os.environ.get("NO_COLOR", "") == "")', "self.color = self.tty",
+           ("test_poll",)),
+    Mutant("term-dumb", "TERM=dumb gets the log form",
+           'self.tty = _isatty(self.stream) and os.environ.get("TERM") != "dumb"',
+           "self.tty = _isatty(self.stream)", ("test_poll",)),
+    Mutant("query-null-empty", "--query prints null as an empty field",
+           'return "" if value is None else printable(value)',
+           'return "null" if value is None else printable(value)', ("test_surface",)),
+    Mutant("query-tabs", "--query's paths print tab-separated",
+           '"\\t".join(field(entry, path) for path in paths)', '" ".join(field(entry, path) for path in paths)',
+           ("test_surface",)),
+    Mutant("query-unknown-path", "a --query path not in the output is INVALID_INPUT before anything is sent",
+           "            if path not in allowed:\n", "            if False:\n", ("test_surface",)),
+    Mutant("help-every-level", "--help works at every level",
+           "if show_help or words not in HELP:", "if words not in HELP:", ("test_input",)),
+    Mutant("did-you-mean", "a mistyped command or option gets the nearest valid one",
+           'return " (did you mean %r?)" % close[0] if close else ""', 'return ""', ("test_input",)),
+    Mutant("doctor-exit-class", "doctor exits with the class of its first failure (1 setup, 3 session, "
+           "4 network)", 'raise LandbaseError(code, "%d check%s failed;',
+           'raise LandbaseError("API_ERROR", "%d check%s failed;', ("test_promises",)),
+]
+
+
+def apply(mutant, source):
+    """The tool's source with the mutation applied; ValueError naming it when it does not apply."""
+    found = source.count(mutant.old)
+    if mutant.old == mutant.new:
+        raise ValueError("mutant %s changes nothing" % mutant.name)
+    if found != 1:
+        raise ValueError("mutant %s: its snippet is found %d times in %s, not once: %r"
+                         % (mutant.name, found, TOOL_NAME, mutant.old[:80]))
+    mutated = source.replace(mutant.old, mutant.new)
+    try:
+        compile(mutated, TOOL_NAME, "exec")
+    except SyntaxError as exc:
+        raise ValueError("mutant %s does not compile: %s" % (mutant.name, exc))
+    return mutated
+
+
+def scratch_copy(source):
+    """A copy of the repository (no .git, no build, no caches) with `source` as the tool; its path."""
+    directory = tempfile.mkdtemp(prefix="lbi-mutant-")
+    copy = os.path.join(directory, "repo")
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", "build", "__pycache__", "*.pyc"))
+    with open(os.path.join(copy, TOOL_NAME), "w", encoding="utf-8") as handle:
+        handle.write(source)
+    return directory, copy
+
+
+# the modules that take longest (seconds, roughly, on 2 loaded cores), so that their mutants start first
+SLOWER = {"test_unattended": 20, "test_poll": 12, "test_http": 11, "test_login": 9, "test_hostile": 9}
+FAILED_TEST = re.compile(r"^(?:FAIL|ERROR): (\w+) \(([\w.]+)\)", re.M)
+MODULE_LINE = re.compile(r"^(test_\w+) +(\d+) passed +(\d+) failed", re.M)
+
+
+def run_tests(source, modules, jobs, timeout):
+    """(failed, what failed, seconds) of tests/run.py on `modules` against a copy holding `source`."""
+    started = time.monotonic()
+    directory, copy = scratch_copy(source)
+    try:
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+        process = subprocess.Popen([sys.executable, os.path.join(copy, "tests", "run.py"), "-j", str(jobs)]
+                                   + [m + ".py" for m in modules], cwd=copy, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            output = process.communicate(timeout=timeout)[0].decode("utf-8", "replace")
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            return True, ["timed out after %ds" % timeout], time.monotonic() - started
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    failed_modules = [m for m, _, failed in MODULE_LINE.findall(output) if int(failed)]
+    tests = []
+    for test, where in FAILED_TEST.findall(output):
+        name = where if where.endswith("." + test) else where + "." + test
+        if name not in tests:
+            tests.append(name)
+    what = tests or failed_modules or ([output.strip().split("\n")[-1]] if process.returncode else [])
+    return process.returncode != 0, what, time.monotonic() - started
+
+
+def killers(what):
+    """What killed a mutant, short: the modules, with the first failing test of each and how many more."""
+    by_module = collections.OrderedDict()
+    for name in what:
+        by_module.setdefault(name.split(".")[0], []).append(name.split(".", 1)[-1])
+    return "; ".join("%s (%s%s)" % (module, names[0].split(".")[-1], " +%d" % (len(names) - 1)
+                                    if len(names) > 1 else "") if names[0] != module else module
+                     for module, names in by_module.items())
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description="Run the hand-written mutations of the tool.")
+    parser.add_argument("-j", "--jobs", type=int, default=3, help="mutants at a time (default 3)")
+    parser.add_argument("--test-jobs", type=int, default=2, help="test modules at a time in each mutant")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds a mutant's tests may take")
+    parser.add_argument("--modules", nargs="+", help="run these modules (patterns) instead of each mutant's")
+    parser.add_argument("--list", action="store_true", help="print and check the mutations; run nothing")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the run on the unmutated tool")
+    parser.add_argument("names", nargs="*", help="run only these mutations (default: all)")
+    args = parser.parse_args(argv[1:])
+    started = time.monotonic()
+    with open(os.path.join(ROOT, TOOL_NAME), encoding="utf-8") as handle:
+        source = handle.read()
+    names = [m.name for m in MUTANTS]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    unknown = [n for n in args.names if n not in names]
+    if duplicated or unknown:
+        print("mutants: %s" % ("duplicated names: %s" % ", ".join(duplicated) if duplicated
+                               else "no mutation named %s" % ", ".join(unknown)))
+        return 1
+    chosen = [m for m in MUTANTS if not args.names or m.name in args.names]
+    errors, sources = [], {}
+    for mutant in chosen:
+        missing = [m for m in mutant.modules if not os.path.exists(os.path.join(HERE, m + ".py"))]
+        try:
+            if missing or not mutant.modules:        # run.py would fail, and the mutant pass for killed
+                raise ValueError("mutant %s names no test module, or one that does not exist: %s"
+                                 % (mutant.name, ", ".join(missing)))
+            sources[mutant.name] = apply(mutant, source)
+        except ValueError as exc:
+            errors.append(str(exc))
+    if args.list:
+        for mutant in chosen:
+            print("%-26s %-40s %s" % (mutant.name, ",".join(mutant.modules), mutant.promise))
+        print("mutants: %d listed, %d do not apply" % (len(chosen), len(errors)))
+        for error in errors:
+            print("NOT APPLIED: " + error)
+        return 1 if errors else 0
+
+    def modules_of(mutant):
+        if not args.modules:
+            return list(mutant.modules)
+        files = sorted(f[:-3] for f in os.listdir(HERE) if f.startswith("test") and f.endswith(".py"))
+        return [f for f in files if any(fnmatch.fnmatch(f + ".py", p) for p in args.modules)]
+
+    runnable = [m for m in chosen if m.name in sources]
+    if not args.no_baseline:
+        baseline = sorted({module for m in runnable for module in modules_of(m)})
+        failed, what, seconds = run_tests(source, baseline, max(args.test_jobs, args.jobs), args.timeout)
+        print("baseline: %d modules on the unmutated tool, %s in %.0fs" % (
+            len(baseline), "FAILED: %s" % ", ".join(what) if failed else "passed", seconds), flush=True)
+        if failed:
+            print("mutants: the unmutated tool fails these modules, so no kill would mean anything")
+            return 1
+
+    def run(mutant):
+        failed, what, seconds = run_tests(sources[mutant.name], modules_of(mutant), args.test_jobs, args.timeout)
+        print("%-26s %s in %.0fs%s" % (mutant.name, "killed" if failed else "SURVIVED", seconds,
+                                       ": " + killers(what) if failed else ""), flush=True)
+        return mutant, failed, what, seconds
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:       # the slowest first: a shorter tail
+        done = dict((row[0].name, row) for row in pool.map(run, sorted(runnable, key=lambda m: -sum(
+            SLOWER.get(module, 1) for module in modules_of(m)))))
+    rows = [done[m.name] for m in runnable]
+    print()
+    print("%-26s | %-60s | %-50s | %s" % ("mutation", "promise", "killed by", "seconds"))
+    print("-" * 27 + "|" + "-" * 62 + "|" + "-" * 52 + "|" + "-" * 8)
+    for mutant, failed, what, seconds in rows:
+        print("%-26s | %-60s | %-50s | %5.0f" % (mutant.name, mutant.promise[:60],
+                                                 killers(what) if failed else "SURVIVED", seconds))
+    survived = [mutant.name for mutant, failed, _, _ in rows if not failed]
+    kills = collections.Counter(name.split(".")[0] for _, failed, what, _ in rows if failed
+                                for name in set(n.split(".")[0] for n in what))
+    print("kills by module: %s" % ", ".join("%s %d" % item for item in kills.most_common()))
+    for error in errors:
+        print("NOT APPLIED: " + error)
+    for name in survived:
+        print("SURVIVED: %s" % name)
+    print("mutants: %d killed, %d survived%s (%.0fs)" % (
+        len(rows) - len(survived), len(survived), ", %d not applied" % len(errors) if errors else "",
+        time.monotonic() - started))
+    return 1 if survived or errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
