@@ -282,7 +282,7 @@ MUTANTS = [
            'return " (did you mean %r?)" % close[0] if close else ""', 'return ""', ("test_input",)),
     Mutant("doctor-exit-class", "doctor exits with the class of its first failure (1 setup, 3 session, "
            "4 network)", 'raise LandbaseError(code, "%d check%s failed;',
-           'raise LandbaseError("API_ERROR", "%d check%s failed;', ("test_promises",)),
+           'raise LandbaseError("API_ERROR", "%d check%s failed;', ("test_doctor",)),
 ]
 
 

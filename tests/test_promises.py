@@ -208,36 +208,6 @@ class LimitTests(ToolTestCase):
         self.assertGreaterEqual(sum(self.clock.sleeps), 14 * 60)
 
 
-class DoctorTests(ToolTestCase):
-    """CLI.md: doctor exits 0 when nothing fails, else the exit of the first failure's class: 1 setup,
-    3 session, 4 network. Mutation doctor-exit-class."""
-
-    def doctor(self):
-        result = self.run_tool("doctor")
-        report = json.loads(result.stdout)
-        return result.code, report, result
-
-    def test_each_class_of_failure_has_its_exit(self):
-        self.login()
-        code, report, result = self.doctor()
-        self.assertEqual(code, 0, result)
-        self.assertTrue(report["ok"])
-        os.remove(self.session_path)
-        code, report, result = self.doctor()
-        self.assertEqual((code, result.envelope["error"]["code"]), (3, "AUTH_REQUIRED"), result)
-        self.assertFalse(report["ok"])
-        self.login()
-        with socket.socket() as unused:
-            unused.bind(("127.0.0.1", 0))
-            port = unused.getsockname()[1]
-        os.environ["LANDBASE_PLATFORM_API_URL"] = "http://127.0.0.1:%d" % port
-        code, report, result = self.doctor()
-        self.assertEqual((code, result.envelope["error"]["code"]), (4, "NETWORK_ERROR"), result)
-        os.environ["LANDBASE_PLATFORM_API_URL"] = "https://api.example.com"
-        code, report, result = self.doctor()
-        self.assertEqual((code, result.envelope["error"]["code"]), (1, "INVALID_INPUT"), result)
-
-
 class SignalTests(ToolTestCase):
     """README: only the first signal acts; a SIGTERM right behind a Ctrl-C is ignored while it is reported.
     Mutation first-signal-only."""
