@@ -1016,7 +1016,8 @@ class Api:
             self._opener = _opener(self.base, self.proxy)
         request = urllib.request.Request(url, data=data, method=method)
         request.add_header("Accept", "application/json")
-        request.add_header("User-Agent", USER_AGENT)
+        request.add_header("User-Agent", "landbase-import/%s python/%d.%d"
+                           % ((__version__,) + sys.version_info[:2]))
         if data is not None:
             request.add_header("Content-Type", "application/json")
         for name, value in headers.items():
@@ -1139,9 +1140,6 @@ def usable_token(token):
     """Whether a token can travel in an Authorization header: printable ASCII."""
     return isinstance(token, str) and 0 < len(token.strip()) and len(token) <= 4096 \
         and all(" " <= ch <= "~" for ch in token)
-
-
-USER_AGENT = "landbase-import/%s python/%d.%d" % ((__version__,) + sys.version_info[:2])
 
 
 def api_for(args, console, token=None):
