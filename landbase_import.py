@@ -141,20 +141,43 @@ SECRETS = set()     # the tokens of this run (stored, from the environment or st
 
 
 def remember_secret(value):
-    """From now on, `value` is redacted wherever it would be printed, also as a URL or JSON would carry it."""
-    for text in {value, value.strip()} if isinstance(value, str) and value.strip() else ():
-        SECRETS.update((text, json.dumps(text)[1:-1], urllib.parse.quote(text, safe=""),
-                        urllib.parse.quote(text), urllib.parse.quote_plus(text)))
+    if isinstance(value, str) and value.strip():
+        SECRETS.update((value, value.strip()))
     return value
 
 
-def redact(text, pattern=True):
-    """text without a known secret in it (longest first), then without anything shaped like lbs_…, unless
-    the text is the user's own (the body --dry-run and --verbose show), shown as it is sent."""
-    for secret in sorted(SECRETS, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, REDACTED)
+def redact(text, pattern=False):
+    """text without a known secret in it, as it is or hidden in escapes (JSON's, HTML's, percent-encoding:
+    then the text is shown decoded, the secret redacted); with `pattern`, for what a server sends, without
+    anything shaped like lbs_… either (never the user's own words, shown as they are sent)."""
+    text = _without_secrets(text)
+    if SECRETS and any(mark in text for mark in ("\\", "&", "%", "+")):
+        for decoded in unescaped(text):
+            if any(secret in decoded for secret in SECRETS):
+                text = _without_secrets(decoded)
+                break
     return TOKEN_RE.sub(REDACTED, text) if pattern else text
+
+
+def _without_secrets(text):
+    for secret in sorted(SECRETS, key=len, reverse=True):      # the longest first: one may hold another
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+JSON_ESCAPE_RE = re.compile(r'\\(?:u([0-9a-fA-F]{4})|(["\\/bfnrt]))')
+
+
+def unescaped(text):
+    """text with what may hide a token decoded, step by step: JSON's escapes, HTML's entities, then
+    percent-encoding (a token may hold what a later step decodes)."""
+    import html
+    text = JSON_ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)) if m.group(1)
+                              else " " if m.group(2) in "bfnrt" else m.group(2), text)
+    yield text
+    text = html.unescape(text)
+    yield text
+    yield urllib.parse.unquote_plus(text)
 
 
 def printable(text):
@@ -162,7 +185,7 @@ def printable(text):
     return "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
 
 
-def redact_values(value, clean=False, pattern=True):
+def redact_values(value, clean=False, pattern=False):
     """A JSON document with every string in it (keys too) redacted, and printable with `clean`, so that it
     stays valid JSON."""
     if isinstance(value, str):
@@ -175,26 +198,15 @@ def redact_values(value, clean=False, pattern=True):
     return value
 
 
-JSON_ESCAPE_RE = re.compile(r'\\(?:u([0-9a-fA-F]{4})|(["\\/bfnrt]))')
-
-
 def excerpt(raw, limit=200):
-    """At most `limit` characters of text a server sent (an answer, a message, a header), on one line. Its
-    escapes are decoded (JSON's, HTML's entities, percent-encoding), so that no token hides in them; the
-    known secrets are redacted before and after (the pattern, applied before, would cut a token short)."""
+    """At most `limit` characters of text a server sent (an answer, a message, a header), on one line,
+    redacted (see redact); a long one is quoted from its first EXCERPT_WINDOW characters, less what could be
+    the start of a secret cut in two."""
     text = raw[:EXCERPT_WINDOW]
-    text = redact(text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text), pattern=False)
-    if "\\" in text:
-        text = JSON_ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)) if m.group(1)
-                                  else " " if m.group(2) in "bfnrt" else m.group(2), text)
-    if "&" in text:
-        import html
-        text = html.unescape(text)
-    if "%" in text or "+" in text:
-        text = urllib.parse.unquote_plus(text)
-    if len(raw) > EXCERPT_WINDOW:       # what may be the start of a secret cut in two goes too
-        text = text[:len(text) - max(map(len, SECRETS), default=0)]
-    return printable(" ".join(redact(text).split())[:limit]) or "(empty body)"
+    text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    if len(raw) > EXCERPT_WINDOW:
+        text = text[:len(text) - 6 * max(map(len, SECRETS), default=0)]       # \uXXXX: 6 a character
+    return printable(" ".join(redact(text, pattern=True).split())[:limit]) or "(empty body)"
 
 
 def shown(text, limit=200):
@@ -238,28 +250,28 @@ class Console:
         self.drawn = 0                  # the columns of the redrawn line on screen, 0 when there is none
         self.warned = set()
 
-    def result(self, doc, meta=None, pattern=True):
+    def result(self, doc, meta=None):
         """The command's result on stdout: its one JSON document, or --query's text (see write_stdout);
         `meta` names what the command did, for OUTPUT_FAILED. From here on, signals change nothing."""
         STOPPING.append("result")
         self.end_progress()
-        doc = redact_values(doc, pattern=pattern)
+        doc = redact_values(doc)
         text = json.dumps(doc, ensure_ascii=True, allow_nan=False) + "\n"
         write_stdout(query_text(doc, self.query) if self.query else text, meta, doc)
 
-    def line(self, text, pattern=True):
+    def line(self, text):
         self.end_progress()
         stamp = "" if self.tty else format_time(CLOCK.wall()) + " "
-        self._write(stamp + printable(redact(text, pattern)) + "\n")
+        self._write(stamp + printable(redact(text)) + "\n")
 
     def warn(self, text):
         if text not in self.warned:     # once a run, whatever reads the file again
             self.warned.add(text)
             self.line("warning: " + text)
 
-    def debug(self, text, pattern=True):
+    def debug(self, text):
         if self.verbose:
-            self.line(text, pattern)
+            self.line(text)
 
     def failure(self, error):
         """The end of a failed run: a line naming the code, the exit and the message (and the command that
@@ -335,9 +347,13 @@ def write_stdout(text, meta=None, doc=None):
         if sys.stdout is None:
             raise OSError("stdout is closed")
         buffer = getattr(sys.stdout, "buffer", None)
-        if buffer is not None:
-            sys.stdout.flush()          # what was written as text first
-        (buffer or sys.stdout).write(text if buffer is None else text.encode("utf-8", "surrogateescape"))
+        if buffer is None:
+            sys.stdout.write(text)
+        else:                           # a write a signal cut short says so: what is left is written too
+            sys.stdout.flush()
+            data = memoryview(text.encode("utf-8", "surrogateescape"))
+            while data:
+                data = data[buffer.write(data) or 0:]
         (buffer or sys.stdout).flush()
     except BrokenPipeError:
         _silence_stdout()
@@ -891,10 +907,10 @@ def tls_context():
     try:
         if cafile and not stat.S_ISREG(os.stat(cafile).st_mode):
             raise OSError(0, "not a regular file: point it at a PEM bundle of CA certificates")
-    except OSError as exc:
+        return ssl.create_default_context(cafile=cafile or None)       # a file with no certificate fails
+    except (OSError, ValueError) as exc:
         raise LandbaseError("SETUP_FAILED", "SSL_CERT_FILE=%s cannot be used: %s"
-                            % (shown(cafile), exc.strerror))
-    return ssl.create_default_context()
+                            % (shown(cafile), getattr(exc, "strerror", None) or exc))
 
 
 def _opener(base, proxy):
@@ -1030,7 +1046,7 @@ class Api:
         for name, value in sorted(headers.items()):
             self.console.debug("> %s: %s" % (name, value))
         if data is not None and "/oauth/" not in url:
-            self.console.debug("> " + data.decode("ascii"), pattern=False)      # the user's body, as sent
+            self.console.debug("> " + data.decode("ascii"))
         started = CLOCK.now()
         where = "%s %s" % (method, url)
         request.deadline = deadline = Deadline(timeout)
@@ -1065,7 +1081,7 @@ class Api:
             return LandbaseError("TIMEOUT", "%s: no complete answer within %gs (%s)" % (where, timeout, (
                 "--timeout" if timeout == self.timeout else "what was left of --max-wait")), {}, True)
         text = str(reason) or type(reason).__name__
-        refused = re.match(r"Tunnel connection failed: (40[37])", text)
+        refused = re.match(r"Tunnel connection failed: (40[137])", text)
         if self.proxy and refused:      # the configuration is wrong: waiting will not change it
             return LandbaseError("NETWORK_ERROR", "%s: the proxy refused the tunnel (%s): check the user and "
                                  "password in %s (percent-encoded), that the proxy allows port %d, or "
@@ -1075,12 +1091,15 @@ class Api:
         verify = getattr(reason, "verify_code", None)
         if verify is not None or isinstance(reason, ssl.CertificateError) or "CERTIFICATE_VERIFY" in text:
             hint = "the certificate chain is not acceptable here (Python 3.13 checks more strictly)"
-            if verify in (2, 18, 19, 20, 21) or (verify is None and "hostname" not in text):
+            if verify in (2, 18, 19, 20, 21):
                 hint = "the issuer is not trusted: the certificate must be trusted by the system store or " \
                        "SSL_CERT_FILE (a TLS-inspecting proxy's CA, say)"
+            elif verify is None and "hostname" not in text:         # 3.6 does not say which check failed
+                hint = "it expired (check the clock), or is for another name, or its issuer is not trusted (" \
+                       "the system store or SSL_CERT_FILE must trust it)"
             elif verify in (9, 10):
                 hint = "the certificate is not valid now: check this host's clock (landbase_import.py doctor)"
-            elif verify == 62 or "hostname" in text:
+            elif verify in (62, 64) or "hostname" in text:
                 hint = "the certificate is for another name than %s" % self.base.split("/")[2]
             return LandbaseError("NETWORK_ERROR", "%s: TLS failed (%s); %s" % (
                 where, excerpt(getattr(reason, "verify_message", None) or text), hint))
@@ -1092,7 +1111,8 @@ class Api:
                              {}, True)
 
     def _decode(self, method, path, status, headers, raw):
-        """The JSON of a 2xx; for another status a LandbaseError, its code from the envelope or the status."""
+        """The JSON of a 2xx, its text redacted (but for the token a login grants); for another status a
+        LandbaseError, its code from the envelope or the status."""
         where = "%s %s" % (method, path)
         data = None
         if raw.strip():
@@ -1102,8 +1122,10 @@ class Api:
                 if 200 <= status < 300:
                     raise LandbaseError("API_ERROR", "%s: HTTP %d with a body that is not strict JSON (%s): "
                                         "%s" % (where, status, exc, excerpt(raw)), {"status": status}, True)
+        token = data.get("accessToken") if isinstance(data, dict) and path == "/v1/oauth/token" else None
+        data = redact_values(data, pattern=True)        # what a server sends: lbs_… shapes too
         if 200 <= status < 300:
-            return data
+            return dict(data, accessToken=token) if token is not None else data
         error = data.get("error") if isinstance(data, dict) else None
         error = error if isinstance(error, dict) else {}
         server_code = error.get("code") if isinstance(error.get("code"), str) else None
@@ -1112,7 +1134,9 @@ class Api:
         message = error.get("message")
         message = "%s: %s" % (where, excerpt(message, 300)) if isinstance(message, str) and message \
             else "%s: HTTP %d: %s" % (where, status, excerpt(raw))
-        meta = dict(error["meta"] if isinstance(error.get("meta"), dict) else {}, status=status)
+        meta = {key: value for key, value in (error["meta"] if isinstance(error.get("meta"), dict) else {}).items()
+                if key not in ("resume", "signal", "idempotencyKey", "importIds", "serverCode")}   # the tool's
+        meta["status"] = status
         raise LandbaseError(code, message + ("; run landbase_import.py auth login" if status == 401 else ""),
                             meta, status == 429 or status >= 500, parse_retry_after(headers, data),
                             server_code)
@@ -1227,7 +1251,7 @@ def fetch_status(api, account_id, import_id, retry=True, timeout=None):
         return api.call("GET", "/v1/accounts/%s/contacts-imports/%d" % (account_id, import_id), retry=retry,
                         check=check, timeout=timeout)
     except LandbaseError as exc:
-        exc.meta.setdefault("importId", import_id)
+        exc.meta["importId"] = import_id
         if exc.code == "NOT_FOUND":
             exc.message += " (if %s is not the right account, see: landbase_import.py account list)" \
                 % account_id
@@ -1472,7 +1496,7 @@ def wait_and_report(api, account_id, import_ids, console, limit, single):
                        dict(import_meta(running, single), resume=resume_command(account_id, running)))
     first = next((t for t in trackers if t.outcome is not None), None)
     code = stop.code if stop is not None else first.outcome if first is not None else None
-    if not single or code in (None, "IMPORT_FAILED", "IMPORT_PARTIAL", "TIMEOUT"):
+    if not single or stop is not None or code in (None, "IMPORT_FAILED", "IMPORT_PARTIAL", "TIMEOUT"):
         console.result(trackers[0].entry() if single else [t.entry() for t in trackers],
                        import_meta(import_ids, single))
     if stop is not None:
@@ -1487,7 +1511,7 @@ def wait_and_report(api, account_id, import_ids, console, limit, single):
         raise LandbaseError("TIMEOUT", "gave up after %s (--max-wait); %s" % (format_span(limit),
                                                                              keep_running(alike)), meta)
     if first.error is not None:
-        meta.update((k, v) for k, v in first.error.meta.items() if k != "importId")
+        meta = dict({k: v for k, v in first.error.meta.items() if k != "importId"}, **meta)
         raise LandbaseError(first.outcome, first.error.message + more, meta)
     detail = first.status["error"].get("message") if isinstance(first.status["error"], dict) else None
     raise LandbaseError(first.outcome, "import %d ended %s%s%s" % (first.import_id, first.phase, ": %s" % (
@@ -1985,7 +2009,7 @@ def cmd_contacts_import_start(args, console):
     key = args.idempotency_key or str(uuid.uuid4())
     if args.dry_run:                    # the user's body, as it would be sent
         console.result({"dryRun": True, "accountId": account_id, "request": "POST " + path,
-                        "idempotencyKey": key, "body": body}, pattern=False)
+                        "idempotencyKey": key, "body": body})
         return 0
     again = "get it back, never a second one, with: " + rerun_command(args, key)
 
@@ -2066,7 +2090,8 @@ def cmd_doctor(args, console):
     def report(name, status, detail, fix="", code="SETUP_FAILED"):
         checks.append({"name": name, "status": status, "detail": shown(detail, 300), "fix": shown(fix, 300)})
         console.line("%-4s  %-12s %s%s" % (status, name, detail, "; fix: " + fix if fix else ""))
-        failures.extend([(code, name, detail)] if status == "fail" else [])
+        failures.extend([(code if EXIT_CODES.get(code) in (1, 3, 4) else "NETWORK_ERROR", name, detail)]
+                        if status == "fail" else [])            # 1 setup, 3 session, 4 network: no other
 
     def attempt(name, action, fix, code="NETWORK_ERROR"):
         """action()'s result, or None and a failed check that says what it raised, in the tool's words."""

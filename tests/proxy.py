@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A small HTTP CONNECT proxy on 127.0.0.1, for the tests: a corporate proxy that works, refuses or breaks.
 
-    python3 tests/proxy.py [--mode tunnel|refuse|auth|stall|drop] [--user U --password P] [--port 0]
+    python3 tests/proxy.py [--mode tunnel|refuse|auth|stall|drop|unauthorized] [--user U --password P] [--port 0]
 
 Run as a process, it prints its URL as the first stdout line and, when SIGINT or SIGTERM stops it, the
 request lines it received on stderr.
@@ -14,6 +14,7 @@ In-process: Proxy(mode, ...).start(); .url (http://127.0.0.1:PORT); .stop(). Mod
   auth     407 with Proxy-Authenticate unless Proxy-Authorization carries Basic user:password, then tunnel
   stall    read the request and never answer
   drop     close the connection right after reading the request
+  unauthorized  401, as tinyproxy answers credentials it does not accept
 With times=N, only the first N CONNECTs meet the mode; the later ones are tunnelled (auth still checked).
 A request that is not a CONNECT is recorded and answered 405.
 
@@ -31,7 +32,7 @@ import socket
 import sys
 import threading
 
-MODES = ("tunnel", "refuse", "auth", "stall", "drop")
+MODES = ("tunnel", "refuse", "auth", "stall", "drop", "unauthorized")
 HEAD_LIMIT = 64 * 1024              # a request head longer than this is refused
 IDLE = 30.0                         # seconds a client may take to send its request head
 
@@ -166,6 +167,9 @@ class Proxy:
             return
         if mode == "refuse":
             client.sendall(_answer(403, "Forbidden", "<html><body>Blocked by the proxy's policy</body></html>"))
+            return
+        if mode == "unauthorized":      # what tinyproxy answers wrong credentials with (407 when there are none)
+            client.sendall(_answer(401, "Unauthorized", "<html>wrong credentials</html>"))
             return
         if mode == "auth" and not self._authorized(headers):
             client.sendall(_answer(407, "Proxy Authentication Required", "<html>proxy authentication required</html>",

@@ -254,3 +254,84 @@ class UsageTests(ToolTestCase):
         result = self.run_tool("auth", "login", "--device")
         self.assertOk(result)
         self.assertRegex(result.stderr, r"enter the code \S+ \(it expires in 10m, at \d{4}-\d\d-\d\dT")
+
+
+class AttackFindingsTests(ToolTestCase):
+    """What an attack on the finished tool found (each seen failing before its fix)."""
+
+    def setUp(self):
+        ToolTestCase.setUp(self)
+        self.token = self.login()
+
+    def phase(self, phase):
+        self.platform.inject("status", {"json": {"importId": 1, "phase": phase, "percent": 1, "counts": None,
+                                                 "error": {"code": phase, "message": phase}}})
+
+    def test_a_token_echoed_fully_percent_encoded_or_as_character_references_is_printed_nowhere(self):
+        for encoded in ("".join("%%%02X" % ord(ch) for ch in self.token),
+                        "".join("&#%d;" % ord(ch) for ch in self.token),
+                        "".join("&#x%x;" % ord(ch) for ch in self.token)):
+            with self.subTest(encoded=encoded[:12]):
+                self.phase(encoded)
+                result = self.run_tool("contacts-import", "status", "1")
+                self.assertOk(result)
+                self.assertNotIn(encoded, result.stdout + result.stderr)
+                self.assertNotIn(self.token[4:], result.stdout + result.stderr)
+                self.assertIn("(redacted)", json.loads(result.stdout)["phase"])
+
+    def test_the_users_own_words_shaped_like_a_token_are_not_redacted(self):
+        path = os.path.join(self.config, "lbs_jobs.json")
+        with open(path, "w") as handle:
+            handle.write('{"datasetId": "ds_demo", "tagName": "x"}')
+        self.platform.inject("start", {"drop": True}, times=4)
+        result = self.run_tool("contacts-import", "start", "--json", path, "--idempotency-key=lbs_nightly-1")
+        envelope = self.assertFails(result, "NETWORK_ERROR")
+        self.assertEqual(envelope["error"]["meta"]["idempotencyKey"], "lbs_nightly-1")
+        self.assertIn("--json %s --idempotency-key=lbs_nightly-1" % path, envelope["error"]["message"])
+
+    def test_a_servers_meta_cannot_claim_the_tools_own_fields(self):
+        evil = {"resume": "rm -rf ~", "idempotencyKey": "EVIL", "importIds": [1, 2], "signal": "SIGKILL",
+                "serverCode": "OK"}
+        self.platform.inject("status", {"status": 404, "body": {"error": {"code": "NOT_FOUND", "message": "gone",
+                                                                          "meta": evil}}})
+        result = self.run_tool("contacts-import", "wait", "1")
+        envelope = self.assertFails(result, "NOT_FOUND")
+        self.assertEqual(envelope["error"]["meta"].get("importId"), 1)
+        for key in evil:
+            self.assertNotIn(key, envelope["error"]["meta"])
+        self.assertNotIn("rm -rf", result.stderr)
+
+    def test_a_result_written_in_several_pieces_is_written_whole(self):
+        pieces = []
+
+        class Interrupted(io.RawIOBase):        # a pipe whose writes a signal cuts short
+            def writable(self):
+                return True
+
+            def write(self, data):
+                pieces.append(bytes(data[:7]))
+                return len(pieces[-1])
+        stdout = io.TextIOWrapper(io.BufferedWriter(Interrupted()), encoding="ascii")
+        stdout.buffer.write = stdout.buffer.raw.write
+        with mock.patch.object(sys, "stdout", stdout):
+            tool.write_stdout('{"importId": 7, "runRef": "run_x"}\n')
+        self.assertEqual(b"".join(pieces), b'{"importId": 7, "runRef": "run_x"}\n')
+
+    def test_a_wait_stopped_by_a_signal_still_writes_the_last_known_status(self):
+        on_sleep(self.clock, 1, lambda: (_ for _ in ()).throw(tool.Stopped(signal.SIGHUP)))
+        result = self.run_tool("contacts-import", "wait", "1", "--query", "importId,phase")
+        self.assertFails(result, "TERMINATED", 129)
+        self.assertRegex(result.stdout, r"^1\t\w+\n$")
+
+    def test_doctor_exits_in_its_classes_when_the_platform_fails(self):
+        self.platform.inject("accounts", {"status": 500})
+        result = self.run_tool("doctor")
+        self.assertEqual(result.code, 4, result)
+
+    def test_an_ssl_cert_file_that_holds_no_certificate_is_setup_failed(self):
+        garbage = os.path.join(self.config, "garbage.pem")
+        with open(garbage, "w") as handle:
+            handle.write("not a certificate\n")
+        os.environ.update(SSL_CERT_FILE=garbage, LANDBASE_PLATFORM_API_URL="https://127.0.0.1:9")
+        envelope = self.assertFails(self.run_tool("contacts-import", "status", "1"), "SETUP_FAILED")
+        self.assertIn("SSL_CERT_FILE", envelope["error"]["message"])

@@ -99,7 +99,8 @@ class TunnelTests(ProxyTestCase):
 
 class RefusedTunnelTests(ProxyTestCase):
     def test_403_or_407_to_connect_is_a_network_error_not_retried_that_names_the_proxy(self):
-        refusals = [("403", "refuse", {}), ("407", "auth", {"user": "corp.user", "password": "right"})]
+        refusals = [("403", "refuse", {}), ("407", "auth", {"user": "corp.user", "password": "right"}),
+                    ("401", "unauthorized", {})]         # tinyproxy's answer to credentials it refuses
         for status, mode, options in refusals:
             for variable in VARIABLES:
                 for argv in (STATUS, WAIT):
@@ -236,6 +237,15 @@ class CertificateThroughProxyTests(ProxyTestCase):
         message = self.fail_tls("wrongname.pem")
         self.assertTrue("api.landbase.com" in message or "name" in message.lower(), message)
         self.assertNotIn("SSL_CERT_FILE", message, "a trust store would not help")
+
+    def test_a_certificate_for_another_address_says_the_name_does_not_match(self):
+        box = sandbox.Sandbox(certfile=os.path.join(TLS, "wrongname.pem")).start()      # direct, by address
+        self.addCleanup(box.stop)
+        os.environ.update(LANDBASE_PLATFORM_API_URL="https://127.0.0.1:%d" % box.server.server_address[1])
+        message = self.assertFails(self.run_tool(*STATUS), "NETWORK_ERROR")["error"]["message"]
+        if sys.version_info >= (3, 7):          # 3.6 names no check that failed
+            self.assertIn("another name", message)
+        self.assertNotIn("3.13", message)
 
     def test_a_ca_that_is_not_trusted_names_ssl_cert_file(self):
         self.assertIn("SSL_CERT_FILE", self.fail_tls("localhost.pem", cafile=OTHER_CA))
