@@ -113,8 +113,6 @@ class LandbaseError(Exception):
     def exit_code(self):
         return 128 + self.signum if self.signum else EXIT_CODES.get(self.code, 2)
 
-    def envelope(self):
-        return {"error": {"code": self.code, "message": self.message, "meta": self.meta}}
 
 
 class Stopped(BaseException):
@@ -247,8 +245,7 @@ class Console:
         self.quiet, self.verbose, self.query = quiet, verbose, query     # query: --query's paths, or None
         self.tty = _isatty(self.stream) and os.environ.get("TERM") != "dumb"
         self.color = self.tty and bool(os.environ.get("NO_COLOR", "") == "")    # no-color.org: set, not empty
-        self.drawn = 0                  # the columns of the redrawn line on screen, 0 when there is none
-        self.warned = set()
+        self.drawn, self.warned = 0, set()     # the columns of the redrawn line on screen; warnings given
 
     def result(self, doc, meta=None):
         """The command's result on stdout: its one JSON document, or --query's text (see write_stdout);
@@ -279,8 +276,9 @@ class Console:
         resume = error.meta.get("resume")
         self.line("error %s (exit %d): %s%s" % (error.code, error.exit_code, error.message,
                                                 ". Resume with: %s" % resume if resume else ""))
-        doc = redact_values(error.envelope(), clean=True)
-        self._write(json.dumps(doc, ensure_ascii=True, allow_nan=False, default=str) + "\n")
+        doc = {"error": {"code": error.code, "message": error.message, "meta": error.meta}}
+        self._write(json.dumps(redact_values(doc, True), ensure_ascii=True, default=str) + "\n")
+
 
     def redraw(self, text, phase=None):
         """Progress on a terminal: `text` (ASCII, cut to the width) drawn over the line drawn before. A
@@ -522,11 +520,8 @@ Session = collections.namedtuple("Session", "token source expires_at account_id 
 
 
 class SessionStore:
-    """platform.json: the official CLI's file and shape, private, written atomically, unknown keys kept.
-
-    Everything that knows the file's format is here: reading a session, the one rule for the active account
-    (--account, then LANDBASE_ACCOUNT_ID, then the file), and every change, made under a lock so that two
-    processes changing it at once lose neither change."""
+    """platform.json, the official CLI's file: private, written atomically under a lock, unknown keys kept;
+    the session and the one rule for the active account (--account, LANDBASE_ACCOUNT_ID, the file)."""
 
     def __init__(self, directory=None):
         self.directory = directory or os.environ.get("LANDBASE_CONFIG_DIR") \
@@ -851,10 +846,9 @@ def parse_retry_after(headers, data):
 
 
 def retry_wait(error, planned, longest=None, transient=None):
-    """The one retry decision, for the one-shot retries, the poller and the device flow alike: the
-    seconds to wait before trying again after `error`, or None to give up. `planned` is the loop's own
-    next wait (None when it has no try left); a longer Retry-After is honoured, up to `longest`. A loop
-    may say an answer is worth waiting on (`transient`: the device flow's "authorization pending")."""
+    """The one retry decision (one-shot retries, the poller, the device flow): the seconds to wait after
+    `error`, or None to give up. `planned` is the loop's next wait (None: no try left); a longer Retry-After
+    is honoured up to `longest`; `transient` says an answer is worth waiting on ("authorization pending")."""
     if not (error.transient if transient is None else transient) or planned is None:
         return None
     wait = planned if error.retry_after is None else max(planned, error.retry_after)
@@ -862,9 +856,8 @@ def retry_wait(error, planned, longest=None, transient=None):
 
 
 class Deadline:
-    """--timeout over a whole request, connect to last byte: when it passes, the request's socket is
-    shut down, so that a server dripping one byte at a time cannot stretch it (the socket's own
-    timeout bounds each read, not the request)."""
+    """--timeout over a whole request, connect to last byte: then its sockets are shut down, so that a server
+    dripping a byte at a time cannot stretch it (a socket's own timeout bounds each read, not the request)."""
 
     def __init__(self, seconds):
         self.expired, self.lock, self.sockets = False, threading.Lock(), []
@@ -914,9 +907,8 @@ def tls_context():
 
 
 def _opener(base, proxy):
-    """One opener per process: no redirects followed by urllib, every socket watched by its request's
-    Deadline, one verifying TLS context for https (the CA store costs ~35 ms: only where used), and the
-    one proxy proxy_for() chose, or none."""
+    """One opener a process: no redirect followed by urllib, each socket watched by its request's Deadline,
+    a verifying TLS context for https only (the CA store costs ~35 ms), the proxy proxy_for() chose."""
     import socket
     import http.client
     import urllib.request
@@ -962,11 +954,8 @@ class Api:
         self._opener = None
 
     def call(self, method, path, body=None, auth=True, retry=True, headers=None, check=None, timeout=None):
-        """The decoded JSON answer of a 2xx, passed through check(data, headers); LandbaseError otherwise.
-
-        check() raises a transient API_ERROR for an answer that breaks the contract, so that such an answer
-        is retried like a 5xx. The error raised in the end is `unsure` when one of the attempts failed in a
-        way (a lost answer, a 5xx) that leaves open whether the platform acted on it."""
+        """The decoded answer of a 2xx, through check(data, headers) (a broken one is retried like a 5xx);
+        else the error, `unsure` when an attempt failed so that the platform may have acted on it."""
         delays = iter(RETRY_DELAYS if retry else ())
         unsure, attempt = False, 0
         while True:
@@ -1095,8 +1084,8 @@ class Api:
                 hint = "the issuer is not trusted: the certificate must be trusted by the system store or " \
                        "SSL_CERT_FILE (a TLS-inspecting proxy's CA, say)"
             elif verify is None and "hostname" not in text:         # 3.6 does not say which check failed
-                hint = "it expired (check the clock), or is for another name, or its issuer is not trusted (" \
-                       "the system store or SSL_CERT_FILE must trust it)"
+                hint = "it expired (check the clock), or is for another name, or its issuer is not " \
+                       "trusted (the system store or SSL_CERT_FILE must trust it)"
             elif verify in (9, 10):
                 hint = "the certificate is not valid now: check this host's clock (landbase_import.py doctor)"
             elif verify in (62, 64) or "hostname" in text:
@@ -1134,8 +1123,9 @@ class Api:
         message = error.get("message")
         message = "%s: %s" % (where, excerpt(message, 300)) if isinstance(message, str) and message \
             else "%s: HTTP %d: %s" % (where, status, excerpt(raw))
-        meta = {key: value for key, value in (error["meta"] if isinstance(error.get("meta"), dict) else {}).items()
-                if key not in ("resume", "signal", "idempotencyKey", "importIds", "serverCode")}   # the tool's
+        meta = error["meta"] if isinstance(error.get("meta"), dict) else {}
+        meta = {key: value for key, value in meta.items()         # but for the keys that are the tool's
+                if key not in ("resume", "signal", "idempotencyKey", "importIds", "serverCode")}
         meta["status"] = status
         raise LandbaseError(code, message + ("; run landbase_import.py auth login" if status == 401 else ""),
                             meta, status == 429 or status >= 500, parse_retry_after(headers, data),
@@ -1281,11 +1271,9 @@ class Tracker:
     """One import being waited on: its schedule, its last snapshot (or the error that ended it), its ETA."""
 
     def __init__(self, import_id, now):
-        self.import_id = import_id
-        self.delays = poll_delays()
+        self.import_id, self.delays = import_id, poll_delays()
         self.due = now                  # when it is polled next
-        self.polled = None              # when it was last read
-        self.status = None
+        self.status, self.polled = None, None   # the last snapshot, and when it was read
         self.error = None               # the permanent error that ended this id (NOT_FOUND and the like)
         self.first_seen = None          # (time, percent) of the first in_progress reading
 
@@ -1445,9 +1433,8 @@ def poll_round(api, account_id, trackers, due, console, deadline):
 
 
 def poll_batch(api, account_id, trackers, deadline):
-    """(status, error) for each tracker, at most MAX_POLLS_IN_FLIGHT requests at a time, each bounded by
-    --timeout or what is left of --max-wait, the less; on daemon threads, so that Ctrl-C waits for none of
-    them, which hand whatever they meet back to this thread."""
+    """(status, error) for each tracker, MAX_POLLS_IN_FLIGHT requests at most at a time, each bounded by
+    --timeout or what is left of --max-wait; daemon threads (Ctrl-C waits for none) that hand all back."""
     def poll(tracker):
         left = deadline - CLOCK.now()
         if left <= 0:
@@ -1642,16 +1629,16 @@ def login_browser(args, console, api):
                                     ("device_name", socket.gethostname())])
     url = "%s/cli/authorize?%s" % (web, query)
     warn_if_proxied_callback(console)
-    listener.start()
     try:
         console.line("Open this URL in a browser on this machine to sign in:" if args.no_browser else
                      "Opening the browser to sign in. If it does not open, visit:")
         console.line("  " + url)
         if not args.no_browser and not open_browser(url):
             console.line("No browser could be opened; visit the URL above, or use: auth login --device")
-        result = listener.wait(deadline - CLOCK.now())
+        CLOCK.wait_event(listener.done, deadline - CLOCK.now())
     finally:
         listener.stop()
+    result = listener.result
     if result is None:
         raise LandbaseError("TIMEOUT", "no answer from the browser within %d minutes; run auth login again "
                             "(or auth login --device)" % (LOGIN_LIMIT // 60))
@@ -1729,10 +1716,7 @@ class CallbackListener:
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.redirect_uri = "http://127.0.0.1:%d/callback" % self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.2,), daemon=True)
-
-    def start(self):
-        self.thread.start()
+        threading.Thread(target=self.server.serve_forever, args=(0.2,), daemon=True).start()
 
     def handle(self, request):
         import hmac
@@ -1746,10 +1730,7 @@ class CallbackListener:
         if not hmac.compare_digest(query.get("state", "").encode("utf-8", "replace"), self.state.encode()):
             return self._answer(request, 400, "This sign-in answer does not match the login in progress "
                                 "(wrong or missing state). Close this tab.")
-        if "code" in query:
-            self.result = {"code": query["code"]}
-        else:
-            self.result = {"error": query.get("error") or "no code in the answer"}
+        self.result = {"code": query["code"]} if "code" in query else {"error": query.get("error") or "none"}
         self._answer(request, 200, "Landbase sign-in %s. You can close this tab."
                      % ("complete" if "code" in self.result else "cancelled"))
         self.done.set()
@@ -1762,10 +1743,6 @@ class CallbackListener:
         request.send_header("Content-Length", str(len(body)))
         request.end_headers()
         request.wfile.write(body)
-
-    def wait(self, limit):
-        CLOCK.wait_event(self.done, limit)
-        return self.result
 
     def stop(self):
         self.done.set()
@@ -1838,17 +1815,16 @@ def read_token_from_stdin():
     pipe = "pipe an lbs_ token into auth login --with-token"
     if sys.stdin is None:
         raise LandbaseError("INVALID_INPUT", "stdin is closed: " + pipe)
-    if _isatty(sys.stdin):
-        import getpass
-        try:
+    try:
+        if _isatty(sys.stdin):
+            import getpass
             token = getpass.getpass("Paste the lbs_ token, then press Enter: ")
-        except EOFError:
-            token = ""
-    else:
-        try:
+        else:
             token = sys.stdin.readline(64 * 1024)
-        except (OSError, ValueError, UnicodeDecodeError) as exc:
-            raise LandbaseError("INVALID_INPUT", "cannot read the token from stdin: %s" % exc)
+    except EOFError:
+        token = ""
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise LandbaseError("INVALID_INPUT", "cannot read the token from stdin: %s" % exc)
     token = remember_secret(token.strip())
     if not token:
         raise LandbaseError("INVALID_INPUT", "no token on stdin: " + pipe)
@@ -2174,8 +2150,9 @@ def check_connection(api, session, args, report, attempt):
         connection.set_tunnel(host, port, {"Proxy-Authorization": "Basic " + base64.b64encode(
             pair.encode("utf-8")).decode("ascii")} if proxy.username is not None else {})
     started = CLOCK.now()
-    if attempt("connection", lambda: connection.connect() or True, "see the detail: the firewall, %s, the clock, or the "
-               "CA (SSL_CERT_FILE)" % ("the proxy's credentials and ports" if proxy else "the name")) is None:
+    fix = "see the detail: the firewall, %s, the clock, or the CA (SSL_CERT_FILE)" % (
+        "the proxy's credentials and ports" if proxy else "the name")
+    if attempt("connection", lambda: connection.connect() or True, fix) is None:
         return
     with contextlib.closing(connection):
         detail = "%s:%d in %d ms%s" % (address + ((CLOCK.now() - started) * 1000, ", then a tunnel to %s:%d"
@@ -2444,9 +2421,8 @@ def _on_signal(signum, frame):
 
 
 def main(argv=None):
-    """Run one command; the exit code. Every failure ends stderr with a line naming it, then the envelope.
-    Called as the program (argv None), it leaves the signals ignored when it returns: nothing may interrupt
-    the exit; called by a caller that goes on (the tests), it puts their handlers back."""
+    """Run one command; the exit code. Called as the program (argv None), it leaves the signals ignored:
+    nothing may interrupt the exit; called by a caller that goes on (the tests), it puts theirs back."""
     console = Console()
     previous = {}
     del STOPPING[:]

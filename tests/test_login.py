@@ -120,7 +120,7 @@ class BrowserLoginTests(ToolTestCase):
         try:
             self.assertEqual(listener.server.server_address[0], "127.0.0.1")
         finally:
-            listener.server.server_close()
+            listener.stop()
 
     def test_an_idle_or_broken_client_cannot_hold_the_callback_back(self):
         import socket
@@ -130,7 +130,6 @@ class BrowserLoginTests(ToolTestCase):
         patch.start()
         self.addCleanup(patch.stop)
         listener = tool.CallbackListener("s" * 43)
-        listener.start()
         self.addCleanup(listener.stop)
         port = listener.server.server_address[1]
         idle = socket.create_connection(("127.0.0.1", port))             # connects, never speaks
@@ -142,7 +141,8 @@ class BrowserLoginTests(ToolTestCase):
             self.assertEqual(get("http://127.0.0.1:%d//[oops/callback" % port), 404)
             self.assertEqual(get("http://127.0.0.1:%d/callback?state=%%ff%%fe&code=x" % port), 400)
             self.assertEqual(get(listener.redirect_uri + "?code=c&state=" + "s" * 43), 200)
-            self.assertEqual(listener.wait(1), {"code": "c"})
+            self.assertTrue(listener.done.wait(1))
+            self.assertEqual(listener.result, {"code": "c"})
         self.assertEqual(err.getvalue(), "")
 
     def test_no_answer_within_5_minutes(self):
