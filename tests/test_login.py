@@ -193,12 +193,22 @@ class BrowserLoginTests(ToolTestCase):
         self.assertIn("replacing the damaged", result.stderr)
 
     def test_no_display_chooses_the_device_flow(self):
-        os.environ.pop("DISPLAY", None)
-        os.environ.pop("WAYLAND_DISPLAY", None)
-        os.environ["SSH_CONNECTION"] = "10.0.0.1 5000 10.0.0.2 22"
-        self.assertTrue(tool.should_use_device_flow())
-        os.environ["BROWSER"] = "/usr/bin/true"
-        self.assertFalse(tool.should_use_device_flow())
+        # (platform, environment, device flow?): no SSH_* anywhere but in the last rows, so that each row
+        # turns on the display alone, or on SSH alone
+        cases = [("linux", {}, True), ("linux", {"DISPLAY": ":0"}, False),
+                 ("linux", {"WAYLAND_DISPLAY": "wayland-0"}, False), ("freebsd13", {}, True),
+                 ("darwin", {}, False), ("win32", {}, False),
+                 ("darwin", {"SSH_CONNECTION": "10.0.0.1 5000 10.0.0.2 22"}, True),
+                 ("linux", {"DISPLAY": ":0", "SSH_TTY": "/dev/pts/0"}, True),
+                 ("linux", {"BROWSER": "/usr/bin/true"}, False),
+                 ("linux", {"BROWSER": "/usr/bin/true", "SSH_TTY": "/dev/pts/0"}, False)]
+        for platform, env, device in cases:
+            with self.subTest(platform=platform, env=env):
+                for name in ("DISPLAY", "WAYLAND_DISPLAY", "SSH_CONNECTION", "SSH_TTY", "BROWSER"):
+                    os.environ.pop(name, None)
+                os.environ.update(env)
+                with mock.patch.object(tool.sys, "platform", platform):
+                    self.assertIs(tool.should_use_device_flow(), device)
 
 
 class DeviceLoginTests(ToolTestCase):
@@ -278,13 +288,17 @@ class DeviceLoginTests(ToolTestCase):
         self.assertIn("waiting for approval", result.stderr)
 
     def test_chosen_automatically_without_a_display(self):
+        # a Linux console: no display and no SSH_* (the environment has none of them), no browser opened
         for name in ("DISPLAY", "WAYLAND_DISPLAY"):
             os.environ.pop(name, None)
-        os.environ["SSH_TTY"] = "/dev/pts/0"
         self.approve_on_sleep(1)
-        result = self.run_tool("auth", "login")
+        browser = mock.Mock(return_value=False)
+        with mock.patch.object(tool.sys, "platform", "linux"), mock.patch("webbrowser.open", browser):
+            result = self.run_tool("auth", "login")
         self.assertOk(result)
         self.assertIn("using the device code flow", result.stderr)
+        self.assertEqual(browser.call_count, 0)
+        self.assertEqual(self.platform.count("POST", "/v1/oauth/device"), 1)
 
 
 class TokenLoginTests(ToolTestCase):
