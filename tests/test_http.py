@@ -1,6 +1,7 @@
 """The one request function: headers, status → code mapping, retries, Retry-After, redirects, base URLs."""
 
 import email.utils
+import json
 import os
 
 from support import ToolTestCase, tool, sandbox
@@ -420,14 +421,23 @@ class HostileAnswerTests(ToolTestCase):
     def test_a_token_the_server_echoes_is_never_printed(self):
         odd = "tok,en;with \"odd\" chars"
         os.environ["LANDBASE_ACCESS_TOKEN"] = odd
-        for fault in ({"status": 404, "body": {"error": {"code": "NOT_FOUND", "message": "no such " + odd}}},
-                      {"status": 500, "body": "<html>token=" + odd + " and " + self.token + "</html>"},
-                      {"json": {"importId": 1, "phase": odd, "percent": None, "counts": None, "error": None}},
-                      {"status": 403, "body": {"error": {"code": "NOT_FOUND", "message": "x", "meta": {odd: odd}}}}):
+        # (fault, requests it answers: a 500 is retried three times, the others are final, exit code)
+        for fault, times, exit_code in (
+                ({"status": 404, "body": {"error": {"code": "NOT_FOUND", "message": "no such " + odd}}}, 1, 2),
+                ({"status": 500, "body": "<html>token=" + odd + " and " + self.token + "</html>"}, 4, 2),
+                ({"json": {"importId": 1, "phase": odd, "percent": None, "counts": None, "error": None}}, 1, 0),
+                ({"status": 403, "body": {"error": {"code": "NOT_FOUND", "message": "x", "meta": {odd: odd}}}}, 1, 2)):
             with self.subTest(fault=fault):
-                self.platform.inject("status", fault, times=4)
+                self.platform.inject("status", fault, times=times)
                 result = self.run_tool(*(STATUS + ("--verbose",)))
+                # each request met its fault, and no fault is left over for the next case
+                self.assertEqual([left for _, _, left in self.platform.faults], [0], "a fault was not served")
+                self.platform.faults = []
+                self.assertEqual(result.code, exit_code, result)
                 printed = result.stdout + result.stderr
+                echoed = printed.replace("(Authorization: Bearer %s)" % tool.REDACTED, "")
+                self.assertTrue(tool.REDACTED in echoed or json.dumps(tool.REDACTED)[1:-1] in echoed,
+                                "the echo was not printed, redacted: %r" % result)
                 self.assertNotIn(odd, printed)
                 self.assertNotIn("tok,en", printed)
                 self.assertNotIn(self.token, printed)
