@@ -163,12 +163,12 @@ class ToolTestCase(unittest.TestCase):
         return token
 
     def run_tool(self, *argv, **kwargs):
-        """main(argv) in-process; stdin may be text or bytes."""
+        """main(argv) in-process; stdin may be text or bytes, or None for a closed stdin (`<&-`)."""
         stdin = kwargs.pop("stdin", b"")
         if isinstance(stdin, str):
             stdin = stdin.encode("utf-8")
         out, err = io.StringIO(), io.StringIO()
-        fake_in = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
+        fake_in = None if stdin is None else io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
         with mock.patch.object(sys, "argv", [TOOL]), mock.patch.object(sys, "stdin", fake_in), \
                 contextlib.redirect_stdout(out), \
                 contextlib.redirect_stderr(err):

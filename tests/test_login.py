@@ -338,10 +338,11 @@ class TokenLoginTests(ToolTestCase):
         self.assertEqual(self.assertOk(self.run_tool("auth", "status"))["accountId"], None)
 
     def test_stdin_closed_is_invalid_input(self):
-        with mock.patch.object(tool.sys, "stdin", None):
-            result = self.run_tool("auth", "login", "--with-token")
-        self.assertFails(result, "INVALID_INPUT")
+        result = self.run_tool("auth", "login", "--with-token", stdin=None)     # sys.stdin is None, as with <&-
+        envelope = self.assertFails(result, "INVALID_INPUT")
+        self.assertIn("closed", envelope["error"]["message"])
         self.assertEqual(self.platform.requests, [])
+        self.assertFalse(os.path.exists(self.session_path))
 
     def test_a_rejected_token_is_not_saved(self):
         token = self.platform.mint_token()
