@@ -81,12 +81,22 @@ class PollTests(ImportTestCase):
         self.assertIn("poll failed (NETWORK_ERROR", result.stderr)
 
     def test_broken_answers_are_survived(self):
-        import_id = self.start("ds_complete")
-        self.platform.inject("status", {"json": {"importId": import_id, "phase": 7, "percent": "x", "counts": []}})
+        import_id = self.start("ds_complete")       # preparing 5 s, then 40 s in progress
+        good = {"importId": import_id, "phase": "in_progress", "percent": 10, "counts": None, "error": None}
+        broken = [("phase", 7), ("percent", "x"), ("counts", [])]       # one field broken in each answer
+        for field, value in broken:
+            self.platform.inject("status", {"json": dict(good, **{field: value})})
         self.platform.inject("status", {"truncate": True})
         result = self.run_tool("contacts-import", "wait", str(import_id))
         self.assertEqual(self.assertOk(result)["phase"], "completed")
-        self.assertIn("phase", result.stderr)
+        failed = [line for line in result.lines if "poll failed (API_ERROR" in line]
+        self.assertEqual(len(failed), 4, result)                 # each one a failed poll, none of them fatal
+        for (field, value), line in zip(broken, failed):     # each names the field and the value it had
+            self.assertIn(field, line)
+            self.assertIn(json.dumps(value), line)
+        self.assertIn("JSON", failed[3])
+        self.assertEqual(self.clock.sleeps, [5, 10, 20, 20])     # the schedule went on: polls at 0, 5, 15, 35, 55 s
+        self.assertEqual(self.polls(import_id), 5)
 
     def test_a_longer_retry_after_is_honoured(self):
         import_id = self.start("ds_complete")
