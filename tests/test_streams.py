@@ -24,7 +24,6 @@ import sys
 import tempfile
 import threading
 import time
-import unicodedata
 import unittest
 from concurrent.futures import ThreadPoolExecutor
 
@@ -137,9 +136,20 @@ def in_parallel(function, items):
         return list(pool.map(function, items))
 
 
+# The columns a terminal gives each character the tests send: the oracle of "never wraps", stated here
+# (Unicode's East Asian Width: W and F take two; a combining mark none) rather than computed as the tool does
+WIDE = "\uff21\uff22\u6f22\u5b57"        # two fullwidth letters (F), two CJK ideographs (W)
+COMBINING = "\u0301"                       # a combining acute accent, over the letter before it
+COLUMNS = dict([(ch, 2) for ch in WIDE] + [(COMBINING, 0), ("\u2026", 1), ("\ufffd", 1)])
+
+
 def cells(text):
-    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
-               for ch in text)
+    """The columns `text` takes on a terminal, from COLUMNS and printable ASCII; any other character is
+    one the test did not plan for, and fails it."""
+    unknown = sorted(set(ch for ch in text if not " " <= ch <= "~" and ch not in COLUMNS))
+    if unknown:
+        raise AssertionError("characters of unknown width: %r in %r" % (unknown, text))
+    return sum(COLUMNS.get(ch, 1) for ch in text)
 
 
 def run_on_pty(world, argv, columns, term):
@@ -642,7 +652,7 @@ sys.exit(code)
 
     def hostile_world(self):
         world = World(self)
-        phase = "\u001b]0;TITLE\u0007\u001b[2J\u2026 " + world.token + "\nforged"
+        phase = "\u001b]0;TITLE\u0007\u001b[2J\u2026 e" + COMBINING + WIDE * 4 + " " + world.token + "\nforged"
         world.platform.inject("status", {"json": {"importId": 1, "phase": phase, "percent": 42, "error": None,
                                                   "counts": {"total": 123456, "imported": 51000, "skipped": 12,
                                                              "failed": 3}}}, 2)
@@ -678,6 +688,7 @@ sys.exit(code)
                     self.assertLessEqual(cells(line), columns, "wraps at %d columns: %r" % (columns, line))
                     self.assertTrue(line.startswith("import 1 "), line)
                 self.assertTrue(any("TITLE" in line for line in redraws), redraws)   # the phase was shown
+                self.assertTrue(any(WIDE in line for line in redraws), redraws)      # its wide characters too
                 self.assertIn("completed", redraws[-1])
 
     def test_term_dumb_on_a_terminal_gets_the_log_form(self):
