@@ -24,6 +24,12 @@ class ImportTestCase(ToolTestCase):
         return self.assertOk(self.run_tool("contacts-import", "start", "--json", "-",
                                            stdin=BODY % dataset))["importId"]
 
+    def interrupt_after(self, count, exception):
+        """The signal arrives while the tool sleeps for the time after `count` sleeps."""
+        def interrupt():
+            raise exception()
+        on_sleep(self.clock, count + 1, interrupt)
+
 
 class PollTests(ImportTestCase):
 
@@ -199,12 +205,6 @@ class PollTests(ImportTestCase):
         self.assertEqual(self.assertFails(result, "TERMINATED", 143)["error"]["meta"]["signal"], "SIGTERM")
         self.assertIn("contacts-import wait %d --account=acc_demo" % import_id, result.stderr)
 
-    def interrupt_after(self, count, exception):
-        """The signal arrives while the tool sleeps for the time after `count` sleeps."""
-        def interrupt():
-            raise exception()
-        on_sleep(self.clock, count + 1, interrupt)
-
 
 class ManyImportsTests(ImportTestCase):
     def test_final_statuses_in_the_given_order(self):
@@ -282,7 +282,7 @@ class SeveralIdsTests(ImportTestCase):
 
     def test_ctrl_c_prints_the_last_known_states(self):
         ids = [self.start("ds_long"), self.start("ds_long")]
-        PollTests.interrupt_after(self, 1, KeyboardInterrupt)
+        self.interrupt_after(1, KeyboardInterrupt)
         result = self.wait(*ids)
         envelope = self.assertFails(result, "INTERRUPTED", 130)
         self.assertEqual(envelope["error"]["meta"]["importIds"], ids)
