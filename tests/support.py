@@ -95,8 +95,19 @@ class FakeClock(tool.Clock):
 
 
 class Result:
-    def __init__(self, code, stdout, stderr):
-        self.code, self.stdout, self.stderr = code, stdout, stderr
+    """What a run of the tool left: its exit code, stdout and stderr (as text; as bytes too, raw_stdout and
+    raw_stderr, when it ran as a process), and for a process its arguments, seconds and whether it hung."""
+
+    def __init__(self, code, stdout, stderr, argv=(), seconds=0.0, hung=False):
+        self.code, self.argv, self.seconds, self.hung = code, list(argv), seconds, hung
+        self.raw_stdout, self.stdout = self._both(stdout)
+        self.raw_stderr, self.stderr = self._both(stderr)
+
+    @staticmethod
+    def _both(output):
+        if isinstance(output, str):
+            return output.encode("utf-8", "surrogateescape"), output
+        return output or b"", (output or b"").decode("utf-8", "replace")
 
     @property
     def json(self):
@@ -113,11 +124,22 @@ class Result:
 
     @property
     def envelope(self):
-        """The last stderr line, which must be the error envelope."""
-        return envelope_of(self.stderr)
+        """The error envelope, which must be the last stderr line; None when that line is not one."""
+        try:
+            doc = envelope_of(self.stderr)
+        except ValueError:
+            return None
+        return doc if isinstance(doc, dict) and isinstance(doc.get("error"), dict) else None
+
+    @property
+    def code_name(self):
+        envelope = self.envelope
+        return envelope["error"].get("code") if envelope else None
 
     def __repr__(self):
-        return "Result(code=%r, stdout=%r, stderr=%r)" % (self.code, self.stdout, self.stderr[-2000:])
+        return "Result(%s: exit=%r%s, %.1fs, stdout=%r, stderr=%r)" % (
+            " ".join(self.argv) or "in-process", self.code, " HUNG" if self.hung else "", self.seconds,
+            self.stdout[-800:], self.stderr[-2000:])
 
 
 class ToolTestCase(unittest.TestCase):
@@ -180,6 +202,7 @@ class ToolTestCase(unittest.TestCase):
         expected_exit = tool.EXIT_CODES[code] if exit_code is None else exit_code
         self.assertEqual(result.code, expected_exit, result)
         envelope = result.envelope
+        self.assertIsNotNone(envelope, "the last stderr line is not an envelope: %r" % result)
         self.assertEqual(envelope["error"]["code"], code, result)
         self.assertIsInstance(envelope["error"]["message"], str)
         self.assertIsInstance(envelope["error"]["meta"], dict)
@@ -212,5 +235,4 @@ def run_cli(argv, env, stdin="", timeout=120, fast=False):
     program = [os.path.join(HERE, "fastclock.py")] if fast else [TOOL]
     process = subprocess.run([sys.executable] + program + list(argv), input=stdin.encode("utf-8"), env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
-    return Result(process.returncode, process.stdout.decode("utf-8", "replace"),
-                  process.stderr.decode("utf-8", "replace"))
+    return Result(process.returncode, process.stdout, process.stderr, argv)

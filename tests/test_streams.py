@@ -27,7 +27,7 @@ import time
 import unittest
 from concurrent.futures import ThreadPoolExecutor
 
-from support import STAMP, TOOL, envelope_of, sandbox, subprocess_env, write_session
+from support import STAMP, TOOL, Result, sandbox, subprocess_env, write_session
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FASTCLOCK = os.path.join(HERE, "fastclock.py")
@@ -46,33 +46,6 @@ STREAM_COMMANDS = [
     ("wait", ["contacts-import", "wait", "1"], True, b""),
     ("auth status", ["auth", "status"], False, b""),
 ]
-
-
-class Run:
-    def __init__(self, argv, code, stdout, stderr, seconds, hung=False):
-        self.argv, self.code, self.seconds, self.hung = argv, code, seconds, hung
-        self.raw_stdout, self.raw_stderr = stdout or b"", stderr or b""
-        self.stdout = self.raw_stdout.decode("utf-8", "replace")
-        self.stderr = self.raw_stderr.decode("utf-8", "replace")
-
-    @property
-    def envelope(self):
-        """The last stderr line as an envelope, or None when it is not one."""
-        try:
-            doc = envelope_of(self.stderr)
-        except ValueError:
-            return None
-        return doc if isinstance(doc, dict) and isinstance(doc.get("error"), dict) else None
-
-    @property
-    def code_name(self):
-        envelope = self.envelope
-        return envelope["error"].get("code") if envelope else None
-
-    def __repr__(self):
-        return "Run(%s: exit=%r%s, %.1fs, stdout=%r, stderr=%r)" % (
-            " ".join(self.argv), self.code, " HUNG" if self.hung else "", self.seconds, self.stdout[-800:],
-            self.stderr[-1500:])
 
 
 class World:
@@ -124,11 +97,11 @@ def run(world, argv, stdin=b"", redirect="", clock=False, stdout=subprocess.PIPE
                                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL)
     try:
         out, err = process.communicate(stdin, timeout=timeout)
-        return Run(argv, process.returncode, out, err, time.monotonic() - started)
+        return Result(process.returncode, out, err, argv, time.monotonic() - started)
     except subprocess.TimeoutExpired:
         process.kill()
         out, err = process.communicate()
-        return Run(argv, process.returncode, out, err, time.monotonic() - started, hung=True)
+        return Result(process.returncode, out, err, argv, time.monotonic() - started, hung=True)
 
 
 def in_parallel(function, items):
@@ -154,7 +127,7 @@ def cells(text):
 
 def run_on_pty(world, argv, columns, term):
     """The tool under fastclock with stderr on a pseudo-terminal of `columns` columns and stdout a pipe
-    (x=$(... wait 7)); (Run, the bytes written to the terminal). The terminal does no output processing,
+    (x=$(... wait 7)); (Result, the bytes written to the terminal). The terminal does no output processing,
     so the bytes are the tool's own."""
     import fcntl
     import pty
@@ -194,7 +167,7 @@ def run_on_pty(world, argv, columns, term):
     reader.join(5)
     os.close(master)
     written = b"".join(chunks)
-    return Run(argv, process.returncode, out, written, time.monotonic() - started, hung), written
+    return Result(process.returncode, out, written, argv, time.monotonic() - started, hung), written
 
 
 def leaks(text, secret):
