@@ -23,6 +23,7 @@ import landbase_import as tool  # noqa: E402
 import sandbox  # noqa: E402
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ", re.M)
+TRACES = ("Traceback", "internal error", "Exception occurred")    # the last: socketserver's handle_error
 # the environment a test must not inherit: the tool's own variables, proxies, terminal and colour settings
 CLEARED = ("all_proxy", "ALL_PROXY", "TZ", "COLUMNS", "LINES", "FASTCLOCK_LOG", "LANDBASE_ACCESS_TOKEN", "LANDBASE_ACCOUNT_ID", "LANDBASE_ALLOW_CUSTOM_API_URL", "LANDBASE_CONFIG_DIR",
            "LANDBASE_PLATFORM_API_URL", "LANDBASE_PLATFORM_WEB_URL", "BROWSER", "SSH_CONNECTION", "SSH_TTY",
@@ -142,7 +143,38 @@ class Result:
             self.stdout[-800:], self.stderr[-2000:])
 
 
-class ToolTestCase(unittest.TestCase):
+class ResultTestCase(unittest.TestCase):
+    """The assertions on a Result, wherever the tool ran: in-process or as a process."""
+
+    def assertClean(self, result, bug=False):
+        """No hang, no traceback, no internal error (socketserver's tracebacks included); with bug=True
+        the test planted a bug, and its internal error is expected."""
+        self.assertFalse(result.hung, "hung: %r" % result)
+        for trace in TRACES[:1] if bug else TRACES:
+            self.assertNotIn(trace, result.stderr, result)
+            self.assertNotIn(trace, result.stdout, result)
+
+    def assertFails(self, result, code, exit_code=None, bug=False):
+        """The exit code follows the README's table, stderr ends with the envelope of `code`."""
+        self.assertClean(result, bug)
+        expected_exit = tool.EXIT_CODES[code] if exit_code is None else exit_code
+        self.assertEqual(result.code, expected_exit, result)
+        envelope = result.envelope
+        self.assertIsNotNone(envelope, "the last stderr line is not an envelope: %r" % result)
+        self.assertEqual(envelope["error"]["code"], code, result)
+        self.assertIsInstance(envelope["error"]["message"], str, result)
+        self.assertIsInstance(envelope["error"]["meta"], dict, result)
+        return envelope
+
+    def assertOk(self, result):
+        """Exit 0 and one JSON document on one line of stdout, which is returned."""
+        self.assertClean(result)
+        self.assertEqual(result.code, 0, result)
+        self.assertTrue(result.stdout.endswith("\n") and result.stdout.count("\n") == 1, result)
+        return json.loads(result.stdout)
+
+
+class ToolTestCase(ResultTestCase):
     """A sandbox per test, a throwaway config directory, a clean environment, the tool in-process."""
 
     sandbox_options = {"min_poll_interval": 1.0}
@@ -196,24 +228,6 @@ class ToolTestCase(unittest.TestCase):
                 contextlib.redirect_stderr(err):
             code = tool.main(list(argv))
         return Result(code, out.getvalue(), err.getvalue())
-
-    def assertFails(self, result, code, exit_code=None):
-        """The exit code follows the README's table, stdout stays empty, stderr ends with the envelope."""
-        expected_exit = tool.EXIT_CODES[code] if exit_code is None else exit_code
-        self.assertEqual(result.code, expected_exit, result)
-        envelope = result.envelope
-        self.assertIsNotNone(envelope, "the last stderr line is not an envelope: %r" % result)
-        self.assertEqual(envelope["error"]["code"], code, result)
-        self.assertIsInstance(envelope["error"]["message"], str)
-        self.assertIsInstance(envelope["error"]["meta"], dict)
-        self.assertNotIn("Traceback", result.stderr)
-        return envelope
-
-    def assertOk(self, result):
-        self.assertEqual(result.code, 0, result)
-        self.assertNotIn("Traceback", result.stderr)
-        self.assertEqual(result.stdout.count("\n"), 1, result)
-        return result.json
 
 
 def subprocess_env(base_url=None, config_dir=None, **extra):

@@ -15,13 +15,13 @@ import tempfile
 import time
 import unittest
 
-from support import TOOL, direct_opener, run_cli, sandbox, subprocess_env, tool
+from support import TOOL, ResultTestCase, direct_opener, run_cli, sandbox, subprocess_env, tool
 
 DIRECT = direct_opener()
 BROWSER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_browser.py")
 
 
-class EndToEndTestCase(unittest.TestCase):
+class EndToEndTestCase(ResultTestCase):
     """A sandbox at --speed 10 and a config directory per test; the tool as a subprocess."""
 
     def setUp(self):
@@ -37,34 +37,22 @@ class EndToEndTestCase(unittest.TestCase):
         env.update(kwargs.pop("env", {}))
         return run_cli(argv, env, **kwargs)
 
-    def ok(self, result):
-        self.assertEqual(result.code, 0, result)
-        self.assertNotIn("Traceback", result.stderr)
-        return json.loads(result.stdout)
-
-    def fails(self, result, code, exit_code):
-        self.assertEqual(result.code, exit_code, result)
-        self.assertNotIn("Traceback", result.stderr)
-        envelope = result.envelope
-        self.assertEqual(envelope["error"]["code"], code, result)
-        return envelope
-
     def log_in(self, user="usr_demo"):
         token = self.platform.mint_token(user)
-        self.ok(self.cli("auth", "login", "--with-token", stdin=token + "\n"))
+        self.assertOk(self.cli("auth", "login", "--with-token", stdin=token + "\n"))
         return token
 
 class EndToEndTests(EndToEndTestCase):
     def test_start_status_and_wait_for_completed_partial_and_failed(self):
         self.log_in()
-        self.ok(self.cli("account", "set", "acc_demo"))
+        self.assertOk(self.cli("account", "set", "acc_demo"))
         ids = []
         for dataset in ("ds_demo", "ds_partial", "ds_failed"):
-            doc = self.ok(self.cli("contacts-import", "start", "--json", "-",
+            doc = self.assertOk(self.cli("contacts-import", "start", "--json", "-",
                                    stdin=json.dumps({"datasetId": dataset, "tagName": "e2e"})))
             self.assertTrue(doc["runRef"].startswith("run_"))
             ids.append(doc["importId"])
-        snapshot = self.ok(self.cli("contacts-import", "status", str(ids[0])))
+        snapshot = self.assertOk(self.cli("contacts-import", "status", str(ids[0])))
         self.assertEqual(sorted(snapshot), ["counts", "error", "importId", "percent", "phase"])
         self.assertIn(snapshot["phase"], ("draft", "preparing", "in_progress", "completed"))
         # each first poll fails, whatever the imports' state by then: so the second poll, 5 real seconds
@@ -74,17 +62,17 @@ class EndToEndTests(EndToEndTestCase):
         result = self.cli("contacts-import", "wait", *[str(i) for i in ids])
         self.assertGreaterEqual(time.monotonic() - started, 5)         # the real schedule: 0 s, then 5 s
         self.assertEqual(result.log.count("poll failed (API_ERROR"), 3)
-        envelope = self.fails(result, "IMPORT_PARTIAL", 2)           # the first id that did not complete
+        envelope = self.assertFails(result, "IMPORT_PARTIAL", 2)           # the first id that did not complete
         self.assertEqual(envelope["error"]["meta"], {"importIds": [ids[1]]})
         self.assertEqual([d["phase"] for d in json.loads(result.stdout)], ["completed", "partial", "failed"])
-        self.fails(self.cli("contacts-import", "wait", str(ids[1])), "IMPORT_PARTIAL", 2)
-        self.assertEqual(self.ok(self.cli("contacts-import", "wait", str(ids[0])))["phase"], "completed")
+        self.assertFails(self.cli("contacts-import", "wait", str(ids[1])), "IMPORT_PARTIAL", 2)
+        self.assertEqual(self.assertOk(self.cli("contacts-import", "wait", str(ids[0])))["phase"], "completed")
 
     def test_start_watch(self):
         self.log_in()
         result = self.cli("contacts-import", "start", "--json", "-", "--watch", "--account=acc_demo", fast=True,
                           stdin='{"datasetId": "ds_demo", "tagName": "watch"}', env={"FASTCLOCK_ADVANCE": self.sandbox.url})
-        doc = self.ok(result)
+        doc = self.assertOk(result)
         self.assertEqual(doc["phase"], "completed")
         lines = result.lines
         self.assertTrue(lines[0].startswith("Started import %d " % doc["importId"]), lines)
@@ -94,17 +82,17 @@ class EndToEndTests(EndToEndTestCase):
     def test_conflict_validation_error_and_not_found(self):
         self.log_in()
         body = '{"datasetId": "ds_demo", "tagName": "again", "importId": 1}'
-        self.ok(self.cli("contacts-import", "start", "--json", "-", "--account=acc_demo", stdin=body))
-        envelope = self.fails(self.cli("contacts-import", "start", "--json", "-", "--account=acc_demo", stdin=body),
+        self.assertOk(self.cli("contacts-import", "start", "--json", "-", "--account=acc_demo", stdin=body))
+        envelope = self.assertFails(self.cli("contacts-import", "start", "--json", "-", "--account=acc_demo", stdin=body),
                               "CONFLICT", 2)
         self.assertEqual(envelope["error"]["meta"]["importId"], 1)
         self.assertEqual(self.platform.count("POST", "/contacts-imports"), 2)     # a CONFLICT is not retried
-        self.fails(self.cli("contacts-import", "start", "--json", "-", "--account=acc_demo",
+        self.assertFails(self.cli("contacts-import", "start", "--json", "-", "--account=acc_demo",
                             stdin='{"datasetId": "ds_other", "tagName": "x"}'), "VALIDATION_ERROR", 1)
-        self.fails(self.cli("contacts-import", "start", "--json", "-", "--account=acc_demo",
+        self.assertFails(self.cli("contacts-import", "start", "--json", "-", "--account=acc_demo",
                             stdin='{"datasetId": "ds_demo", "tagName": "x", "importId": 424242}'), "NOT_FOUND", 2)
-        self.fails(self.cli("contacts-import", "status", "1", "--account=acc_team"), "NOT_FOUND", 2)
-        self.fails(self.cli("contacts-import", "status", "1"), "INVALID_INPUT", 1)    # no active account
+        self.assertFails(self.cli("contacts-import", "status", "1", "--account=acc_team"), "NOT_FOUND", 2)
+        self.assertFails(self.cli("contacts-import", "status", "1"), "INVALID_INPUT", 1)    # no active account
 
     def test_a_closed_stdout_exits_quietly(self):
         self.log_in()
@@ -122,8 +110,8 @@ class EndToEndTests(EndToEndTestCase):
         self.assertEqual(result.code, 0)
         self.assertIn("contacts-import", result.stdout)
         self.assertEqual(self.cli("--version").stdout.strip(), "landbase-import " + tool.__version__)
-        self.fails(self.cli("contacts-import", "frobnicate"), "INVALID_INPUT", 1)
-        self.fails(self.cli("contacts-import", "status", "7", "--account=acc_1",
+        self.assertFails(self.cli("contacts-import", "frobnicate"), "INVALID_INPUT", 1)
+        self.assertFails(self.cli("contacts-import", "status", "7", "--account=acc_1",
                             env={"LANDBASE_CONFIG_DIR": os.path.join(self.config, "none")}), "AUTH_REQUIRED", 3)
 
 

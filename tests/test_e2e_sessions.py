@@ -19,22 +19,22 @@ from test_e2e import DIRECT, EndToEndTestCase
 
 class LoginAndSignalTests(EndToEndTestCase):
     def test_browser_login_approve_then_status_accounts_and_logout(self):
-        doc = self.ok(self.cli("auth", "login"))
+        doc = self.assertOk(self.cli("auth", "login"))
         self.assertEqual(doc["userId"], "usr_demo")
-        status = self.ok(self.cli("auth", "status"))
+        status = self.assertOk(self.cli("auth", "status"))
         self.assertEqual((status["authenticated"], status["tokenSource"]), (True, "file"))
-        accounts = self.ok(self.cli("account", "list"))
+        accounts = self.assertOk(self.cli("account", "list"))
         self.assertEqual([a["id"] for a in accounts], ["acc_demo", "acc_team"])
-        self.assertEqual(self.ok(self.cli("account", "set", "acc_team")),
+        self.assertEqual(self.assertOk(self.cli("account", "set", "acc_team")),
                          {"accountId": "acc_team", "name": "Demo Team"})
-        self.assertEqual(self.ok(self.cli("auth", "status"))["accountId"], "acc_team")
-        self.fails(self.cli("account", "set", "acc_other"), "NOT_FOUND", 2)
-        self.assertEqual(self.ok(self.cli("auth", "logout")), {"loggedOut": True, "revoked": True})
-        self.fails(self.cli("auth", "status"), "AUTH_REQUIRED", 3)
+        self.assertEqual(self.assertOk(self.cli("auth", "status"))["accountId"], "acc_team")
+        self.assertFails(self.cli("account", "set", "acc_other"), "NOT_FOUND", 2)
+        self.assertEqual(self.assertOk(self.cli("auth", "logout")), {"loggedOut": True, "revoked": True})
+        self.assertFails(self.cli("auth", "status"), "AUTH_REQUIRED", 3)
 
     def test_browser_login_deny(self):
         result = self.cli("auth", "login", env={"FAKE_BROWSER_DECISION": "deny"})
-        self.fails(result, "AUTH_FAILED", 3)
+        self.assertFails(result, "AUTH_FAILED", 3)
         self.assertFalse(os.path.exists(os.path.join(self.config, "landbase", "platform.json")))
 
     def test_device_login(self):
@@ -58,11 +58,11 @@ class LoginAndSignalTests(EndToEndTestCase):
 
     def test_with_token_and_environment_token(self):
         token = self.platform.mint_token("usr_solo")
-        doc = self.ok(self.cli("auth", "login", "--with-token", stdin=token + "\n"))
+        doc = self.assertOk(self.cli("auth", "login", "--with-token", stdin=token + "\n"))
         self.assertEqual(doc["accountId"], "acc_solo")
-        self.fails(self.cli("auth", "login", "--with-token", stdin="not-a-token\n"), "INVALID_INPUT", 1)
+        self.assertFails(self.cli("auth", "login", "--with-token", stdin="not-a-token\n"), "INVALID_INPUT", 1)
         other = self.platform.mint_token("usr_demo")
-        status = self.ok(self.cli("auth", "status", env={"LANDBASE_ACCESS_TOKEN": other}))
+        status = self.assertOk(self.cli("auth", "status", env={"LANDBASE_ACCESS_TOKEN": other}))
         self.assertEqual((status["userId"], status["tokenSource"]), ("usr_demo", "env"))
 
     def signal_a_wait(self, import_id, signals, gap=0.0):
@@ -84,7 +84,7 @@ class LoginAndSignalTests(EndToEndTestCase):
 
     def test_signals_end_a_wait_with_the_resume_command(self):
         self.log_in()
-        doc = self.ok(self.cli("contacts-import", "start", "--json", "-", "--account=acc_demo",
+        doc = self.assertOk(self.cli("contacts-import", "start", "--json", "-", "--account=acc_demo",
                                stdin='{"datasetId": "ds_long", "tagName": "x"}'))
         for signum, exit_code, code in ((signal.SIGINT, 130, "INTERRUPTED"), (signal.SIGTERM, 143, "TERMINATED")):
             with self.subTest(signal=signum):
@@ -99,7 +99,7 @@ class LoginAndSignalTests(EndToEndTestCase):
 
     def test_a_second_signal_does_not_cut_the_first_short(self):
         self.log_in()
-        doc = self.ok(self.cli("contacts-import", "start", "--json", "-", "--account=acc_demo",
+        doc = self.assertOk(self.cli("contacts-import", "start", "--json", "-", "--account=acc_demo",
                                stdin='{"datasetId": "ds_long", "tagName": "x"}'))
         for attempt in range(5):
             with self.subTest(attempt=attempt):
@@ -112,7 +112,7 @@ class LoginAndSignalTests(EndToEndTestCase):
 
     def test_ctrl_c_does_not_wait_for_requests_in_flight(self):
         self.log_in()
-        ids = [str(self.ok(self.cli("contacts-import", "start", "--json", "-", "--account=acc_demo",
+        ids = [str(self.assertOk(self.cli("contacts-import", "start", "--json", "-", "--account=acc_demo",
                                     stdin='{"datasetId": "ds_long", "tagName": "x"}'))["importId"])
                for _ in range(3)]
         self.platform.inject("status", {"delay": 60}, times=3)    # every first poll hangs for a minute

@@ -292,7 +292,7 @@ class SeveralIdsTests(ImportTestCase):
         ids = [self.start("ds_demo"), self.start("ds_demo")]
         with mock.patch.object(tool, "expect", side_effect=RuntimeError("boom")):
             result = self.wait(*ids)
-        envelope = self.assertFails(result, "API_ERROR")
+        envelope = self.assertFails(result, "API_ERROR", bug=True)
         self.assertIn("internal error: RuntimeError: boom", envelope["error"]["message"])
         self.assertNotIn("Traceback", result.stderr)
 

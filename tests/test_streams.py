@@ -27,7 +27,7 @@ import time
 import unittest
 from concurrent.futures import ThreadPoolExecutor
 
-from support import STAMP, TOOL, Result, sandbox, subprocess_env, write_session
+from support import STAMP, TOOL, Result, ResultTestCase, sandbox, subprocess_env, write_session
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FASTCLOCK = os.path.join(HERE, "fastclock.py")
@@ -36,7 +36,6 @@ BODY = b'{"datasetId": "ds_demo", "tagName": "streams"}'
 HANG = 8                    # seconds: every command here ends in well under one; past this, it hangs
 WORKERS = 4                 # cases run at once (subprocesses mostly wait on each other and the sandbox)
 STAMP_AT = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z ")
-TRACES = ("Traceback", "internal error", "Exception occurred")    # the last: socketserver's handle_error
 
 # the four commands of promise 1: (name, argv, does it name an import, stdin)
 START = ["contacts-import", "start", "--json", "-"]
@@ -177,29 +176,7 @@ def leaks(text, secret):
     return sorted(form for form in forms | set(pieces) if form and form in text)
 
 
-class StreamTests(unittest.TestCase):
-    def assertClean(self, result):
-        """No hang, no traceback, no internal error (socketserver's tracebacks included)."""
-        self.assertFalse(result.hung, "hung: %r" % result)
-        for trace in TRACES:
-            self.assertNotIn(trace, result.stderr, result)
-            self.assertNotIn(trace, result.stdout, result)
-
-    def assertFails(self, result, code, exit_code):
-        self.assertClean(result)
-        self.assertEqual(result.code, exit_code, result)
-        envelope = result.envelope
-        self.assertIsNotNone(envelope, "the last stderr line is not an envelope: %r" % result)
-        self.assertEqual(envelope["error"]["code"], code, result)
-        self.assertIsInstance(envelope["error"]["meta"], dict, result)
-        return envelope
-
-    def assertOk(self, result):
-        self.assertClean(result)
-        self.assertEqual(result.code, 0, result)
-        self.assertTrue(result.stdout.endswith("\n") and result.stdout.count("\n") == 1, result)
-        return json.loads(result.stdout)
-
+class StreamTests(ResultTestCase):
     # ------------------------------------------------------------ 1. closed and full streams
 
     def test_closed_or_full_stdout_is_output_failed_naming_the_import(self):
