@@ -5,9 +5,9 @@ import os
 from unittest import mock
 
 import fuzz
-from support import ToolTestCase, tool
+from support import EXITS, ToolTestCase, tool
 
-EXITS = set(tool.EXIT_CODES.values()) | {0}
+EXIT_VALUES = set(EXITS.values()) | {0}
 
 
 class FuzzTests(ToolTestCase):
@@ -29,7 +29,7 @@ class FuzzTests(ToolTestCase):
         result = self.run_tool(*argv, stdin=stdin)
         sent = self.platform.requests[before:]
         where = "%s %r stdin=%r" % (kind, argv, stdin[:80])
-        self.assertIn(result.code, EXITS, where)
+        self.assertIn(result.code, EXIT_VALUES, where)
         self.assertNotIn("Traceback", result.stderr, where)
         self.assertNotIn(token, result.stdout + result.stderr, where)
         text_output = any(word in ("--help", "--version", "-h") for word in argv) or fuzz.is_bare_level(argv)
@@ -41,7 +41,7 @@ class FuzzTests(ToolTestCase):
         if result.code != 0:
             envelope = result.envelope
             code = envelope["error"]["code"]
-            self.assertEqual(tool.EXIT_CODES[code], result.code, where)
+            self.assertEqual(EXITS[code], result.code, where)
             self.assertFalse(envelope["error"]["message"].startswith("internal error"), where + result.stderr)
             if code == "INVALID_INPUT":
                 self.assertEqual(sent, [], where)
