@@ -1,4 +1,5 @@
-"""Shared test helpers: the tool in-process with an injected clock, the sandbox, the tool as a subprocess."""
+"""Shared test helpers: the tool in-process with an injected clock, a World (sandbox, config directory and
+environment), the tool as a subprocess, and the assertions on what a run left (Result)."""
 
 import contextlib
 import io
@@ -181,6 +182,35 @@ class ResultTestCase(unittest.TestCase):
         return json.loads(result.stdout)
 
 
+class World:
+    """One test's platform and files: a sandbox (stopped when the test ends; none with start=False), a
+    throwaway directory whose landbase/ is the config directory, and `env`, the environment of the tool
+    run against them as a process (`host` in its URLs, `env_extra` added). session=True stores a session."""
+
+    def __init__(self, test, session=False, start=True, host="127.0.0.1", env_extra=None, **options):
+        self.dir = tempfile.mkdtemp(prefix="lbi-test-")
+        test.addCleanup(shutil.rmtree, self.dir, True)
+        self.config = os.path.join(self.dir, "landbase")
+        self.session_path = os.path.join(self.config, "platform.json")
+        self.sandbox = self.platform = self.url = None
+        if start:
+            self.sandbox = sandbox.Sandbox(**options).start()
+            test.addCleanup(self.sandbox.stop)
+            self.platform = self.sandbox.platform
+            self.url = self.sandbox.url.replace("127.0.0.1", host)
+        self.env = subprocess_env(self.url, self.config, **(env_extra or {}))
+        self.token = self.write_session() if session else None
+
+    def write_session(self, account="acc_demo", user="usr_demo", **extra):
+        """platform.json holding a new token of `user`, as a login leaves it; the token."""
+        token = self.platform.mint_token(user)
+        write_session(self.config, token, account, **extra)
+        return token
+
+    def count(self, method, path_part):
+        return self.platform.count(method, path_part)
+
+
 class ToolTestCase(ResultTestCase):
     """A sandbox per test, a throwaway config directory, a clean environment, the tool in-process."""
 
@@ -188,19 +218,15 @@ class ToolTestCase(ResultTestCase):
     start_sandbox = True
 
     def setUp(self):
-        self.config = tempfile.mkdtemp(prefix="lbi-test-")
-        self.addCleanup(shutil.rmtree, self.config, True)
-        self.sandbox = None
+        options = dict(self.sandbox_options)
+        options.setdefault("speed", 0)            # the platform's time moves with the fake clock's sleeps alone
+        self.world = World(self, start=self.start_sandbox, **options)
+        self.config, self.sandbox, self.platform = self.world.dir, self.world.sandbox, self.world.platform
         env = {name: None for name in CLEARED}
-        env.update(LANDBASE_CONFIG_DIR=os.path.join(self.config, "landbase"),
+        env.update(LANDBASE_CONFIG_DIR=self.world.config,
                    NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
-        if self.start_sandbox:
-            options = dict(self.sandbox_options)
-            options.setdefault("speed", 0)        # the platform's time moves with the fake clock's sleeps alone
-            self.sandbox = sandbox.Sandbox(**options).start()
-            self.addCleanup(self.sandbox.stop)
-            self.platform = self.sandbox.platform
-            env.update(LANDBASE_PLATFORM_API_URL=self.sandbox.url, LANDBASE_PLATFORM_WEB_URL=self.sandbox.url)
+        if self.sandbox:
+            env.update(LANDBASE_PLATFORM_API_URL=self.world.url, LANDBASE_PLATFORM_WEB_URL=self.world.url)
         self.env = env
         patcher = mock.patch.dict(os.environ, {k: v for k, v in env.items() if v is not None})
         patcher.start()
@@ -215,13 +241,11 @@ class ToolTestCase(ResultTestCase):
 
     @property
     def session_path(self):
-        return os.path.join(self.config, "landbase", "platform.json")
+        return self.world.session_path
 
     def login(self, user="usr_demo", account="acc_demo", **extra):
         """A stored session for `user`, as auth login would leave it."""
-        token = self.platform.mint_token(user)
-        write_session(os.path.dirname(self.session_path), token, account, days=7, **extra)
-        return token
+        return self.world.write_session(account, user, days=7, **extra)
 
     def run_tool(self, *argv, **kwargs):
         """main(argv) in-process; stdin may be text or bytes, or None for a closed stdin (`<&-`)."""

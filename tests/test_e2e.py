@@ -8,14 +8,12 @@ through fastclock.py, whose virtual sleeps move the sandbox's clock too. The pol
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
-from support import TOOL, ResultTestCase, direct_opener, run_cli, sandbox, subprocess_env, tool
+from support import TOOL, ResultTestCase, World, direct_opener, run_cli, tool
 
 DIRECT = direct_opener()
 BROWSER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_browser.py")
@@ -25,12 +23,8 @@ class EndToEndTestCase(ResultTestCase):
     """A sandbox at --speed 10 and a config directory per test; the tool as a subprocess."""
 
     def setUp(self):
-        self.sandbox = sandbox.Sandbox(speed=10, device_interval=1, min_poll_interval=0).start()
-        self.addCleanup(self.sandbox.stop)
-        self.platform = self.sandbox.platform
-        self.config = tempfile.mkdtemp(prefix="lbi-e2e-")
-        self.addCleanup(shutil.rmtree, self.config, True)
-        self.env = subprocess_env(self.sandbox.url, os.path.join(self.config, "landbase"), BROWSER=BROWSER)
+        world = World(self, speed=10, device_interval=1, min_poll_interval=0, env_extra={"BROWSER": BROWSER})
+        self.sandbox, self.platform, self.config, self.env = world.sandbox, world.platform, world.dir, world.env
 
     def cli(self, *argv, **kwargs):
         env = dict(self.env)

@@ -6,13 +6,11 @@ Each aspect of a row is its own test, and each row its own subTest, so that one 
 import collections
 import json
 import os
-import shutil
-import tempfile
 import unittest
 from unittest import mock
 
 import faults
-from support import run_cli, subprocess_env, tool
+from support import World, run_cli, tool
 
 
 class FaultMatrixTests(unittest.TestCase):
@@ -178,15 +176,11 @@ class ExpectationTests(unittest.TestCase):
 
 class TrustedCertificateTests(unittest.TestCase):
     def test_ssl_cert_file_makes_the_test_ca_trusted(self):
-        box = faults.sandbox.Sandbox(certfile=faults.CERTFILE).start()
-        self.addCleanup(box.stop)
-        config = tempfile.mkdtemp(prefix="lbi-tls-")
-        self.addCleanup(shutil.rmtree, config, True)
-        url = box.url.replace("127.0.0.1", "localhost")
-        self.assertTrue(url.startswith("https://localhost:"))
-        env = subprocess_env(url, config, SSL_CERT_FILE=faults.TEST_CA)
+        world = World(self, certfile=faults.CERTFILE, host="localhost", env_extra={"SSL_CERT_FILE": faults.TEST_CA})
+        box, config = world.sandbox, world.config
+        self.assertTrue(world.url.startswith("https://localhost:"))
         token = box.platform.mint_token()
-        result = run_cli(["auth", "login", "--with-token"], env, stdin=token + "\n")
+        result = run_cli(["auth", "login", "--with-token"], world.env, stdin=token + "\n")
         self.assertEqual(result.code, 0, result)
         self.assertEqual(json.loads(result.stdout)["userId"], "usr_demo")
         self.assertIn(tool.__version__, box.platform.requests[0][2]["User-Agent"])

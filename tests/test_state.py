@@ -12,18 +12,13 @@ import time
 import unittest
 import warnings
 
-from support import ROOT, sandbox, subprocess_env, tool, write_session
+from support import ROOT, World, tool
 
 class ConcurrencyTests(unittest.TestCase):
     def test_twenty_processes_leave_a_valid_file_and_no_temporaries(self):
-        box = sandbox.Sandbox(min_poll_interval=0).start()
-        self.addCleanup(box.stop)
-        config = tempfile.mkdtemp(prefix="lbi-conc-")
-        self.addCleanup(shutil.rmtree, config, True)
-        directory = os.path.join(config, "landbase")
-        token = box.platform.mint_token()
-        write_session(directory, token, deviceName="host", kept=[1])
-        env = subprocess_env(box.url, directory)
+        world = World(self, min_poll_interval=0)
+        token = world.write_session(deviceName="host", kept=[1])
+        directory, env = world.config, world.env
         commands = []
         for i in range(20):
             if i < 10:

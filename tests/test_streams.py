@@ -6,7 +6,7 @@ The real file runs as a subprocess, as users run it (through /bin/sh where a des
 that the request counts are that case's own. Where the tool would sleep, it runs under tests/fastclock.py
 (virtual time; the sleeps are read back from FASTCLOCK_LOG). Independent cases run a few at a time.
 
-World (a sandbox, a config directory and a session for one case), run() (the tool with shell redirections,
+StreamWorld (a support.World for one case), run() (the tool with shell redirections,
 a hang reported as such), run_on_pty() and leaks() serve this module only.
 """
 
@@ -15,19 +15,17 @@ import html
 import json
 import os
 import re
-import shutil
 import socket
 import stat
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
 from concurrent.futures import ThreadPoolExecutor
 
-from support import STAMP, TOOL, Result, ResultTestCase, sandbox, subprocess_env, write_session
+from support import STAMP, TOOL, Result, ResultTestCase, World
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FASTCLOCK = os.path.join(HERE, "fastclock.py")
@@ -47,28 +45,16 @@ STREAM_COMMANDS = [
 ]
 
 
-class World:
-    """One case's sandbox (import 1 already completed, as tests/faults.py sets it), config directory,
-    stored session and environment."""
+class StreamWorld(World):
+    """support.World with a session stored (session=False: none), import 1 already completed (as
+    tests/faults.py sets it), polls allowed within real milliseconds (fastclock), and FASTCLOCK_LOG."""
 
     def __init__(self, test, session=True, **options):
-        options.setdefault("min_poll_interval", 0)        # fastclock polls within real milliseconds
-        self.sandbox = sandbox.Sandbox(**options).start()
-        test.addCleanup(self.sandbox.stop)
-        self.platform = self.sandbox.platform
+        options.setdefault("min_poll_interval", 0)
+        World.__init__(self, test, session, **options)
         self.platform.imports[1]["enqueued"] = -1000.0
-        self.dir = tempfile.mkdtemp(prefix="lbi-streams-")
-        test.addCleanup(shutil.rmtree, self.dir, True)
-        self.config = os.path.join(self.dir, "landbase")
-        self.session_path = os.path.join(self.config, "platform.json")
         self.sleeps_path = os.path.join(self.dir, "sleeps")
-        self.env = subprocess_env(self.sandbox.url, self.config, FASTCLOCK_LOG=self.sleeps_path)
-        self.token = self.write_session() if session else None
-
-    def write_session(self, account="acc_demo"):
-        token = self.platform.mint_token()
-        write_session(self.config, token, account)
-        return token
+        self.env["FASTCLOCK_LOG"] = self.sleeps_path
 
     def sleeps(self):
         try:
@@ -76,9 +62,6 @@ class World:
                 return [float(line) for line in handle]
         except FileNotFoundError:
             return []
-
-    def count(self, method, path_part):
-        return self.platform.count(method, path_part)
 
     def created(self):
         """The ids of the imports created on this sandbox (import 1 is seeded)."""
@@ -180,7 +163,7 @@ class StreamTests(ResultTestCase):
     # ------------------------------------------------------------ 1. closed and full streams
 
     def test_closed_or_full_stdout_is_output_failed_naming_the_import(self):
-        cases = [(name, argv, names_import, stdin, redirect, World(self))
+        cases = [(name, argv, names_import, stdin, redirect, StreamWorld(self))
                  for redirect in (">&-", ">/dev/full") for name, argv, names_import, stdin in STREAM_COMMANDS]
         results = in_parallel(lambda case: run(case[5], case[1], case[3], case[4]), cases)
         for (name, argv, names_import, stdin, redirect, world), result in zip(cases, results):
@@ -205,8 +188,8 @@ class StreamTests(ResultTestCase):
 
     def test_closed_stderr_changes_no_exit_code(self):
         # with stderr open these exit 0, and auth status without a session 3 (asserted below, and elsewhere)
-        cases = [(name, argv, stdin, "2>&-", World(self), True) for name, argv, _, stdin in STREAM_COMMANDS]
-        cases += [("auth status", ["auth", "status"], b"", redirect, World(self, session=False), False)
+        cases = [(name, argv, stdin, "2>&-", StreamWorld(self), True) for name, argv, _, stdin in STREAM_COMMANDS]
+        cases += [("auth status", ["auth", "status"], b"", redirect, StreamWorld(self, session=False), False)
                   for redirect in ("", "2>&-")]
         results = in_parallel(lambda case: run(case[4], case[1], case[2], case[3]), cases)
         for (name, argv, stdin, redirect, world, session), result in zip(cases, results):
@@ -231,14 +214,14 @@ class StreamTests(ResultTestCase):
 
     def test_closed_stdin(self):
         # where stdin is read: INVALID_INPUT, nothing sent
-        login = World(self, session=False)
-        start = World(self)
+        login = StreamWorld(self, session=False)
+        start = StreamWorld(self)
         # where it is not read: nothing changes (the body from a file)
         body_file = os.path.join(start.dir, "body.json")
         with open(body_file, "wb") as handle:
             handle.write(BODY)
-        from_file = World(self)
-        status = World(self)
+        from_file = StreamWorld(self)
+        status = StreamWorld(self)
         cases = [("start --json -", start, START),
                  ("auth login --with-token", login, ["auth", "login", "--with-token"]),
                  ("start --json FILE", from_file, ["contacts-import", "start", "--json", body_file]),
@@ -258,7 +241,7 @@ class StreamTests(ResultTestCase):
         self.assertFalse(os.path.exists(login.session_path))
 
     def test_a_reader_that_left_is_quiet(self):
-        cases = [(name, argv, stdin, World(self)) for name, argv, _, stdin in STREAM_COMMANDS]
+        cases = [(name, argv, stdin, StreamWorld(self)) for name, argv, _, stdin in STREAM_COMMANDS]
 
         def departed(case):
             read_end, write_end = os.pipe()
@@ -301,7 +284,7 @@ class StreamTests(ResultTestCase):
             # every command against a FIFO (the hang); a directory takes the same path: a few of them
             for name, argv, extra in commands if kind == "fifo" else [c for c in commands if c[0] in (
                     "status", "start", "auth logout", "auth login --with-token")]:
-                world = World(self, session=False)
+                world = StreamWorld(self, session=False)
                 os.makedirs(world.config, 0o700)
                 if kind == "fifo":
                     os.mkfifo(world.session_path, 0o600)
@@ -378,7 +361,7 @@ class StreamTests(ResultTestCase):
         cases = []
         for host in ("127.0.0.1", "localhost"):
             for argv in (["auth", "status"], ["contacts-import", "status", "1"]):
-                world = World(self)
+                world = StreamWorld(self)
                 base = world.sandbox.url.replace("127.0.0.1", host)
                 env = dict(world.env, http_proxy=proxy, HTTP_PROXY=proxy, all_proxy=proxy, ALL_PROXY=proxy,
                            LANDBASE_PLATFORM_API_URL=base, LANDBASE_PLATFORM_WEB_URL=base)
@@ -446,7 +429,7 @@ sys.exit(code)
 '''
 
     def login_with_hostile_browser(self, modes):
-        world = World(self, session=False)
+        world = StreamWorld(self, session=False)
         script = os.path.join(world.dir, "browser.py")
         with open(script, "w") as handle:
             handle.write(self.BROWSER_SCRIPT % {"python": sys.executable, "fake_browser": FAKE_BROWSER})
@@ -486,7 +469,7 @@ sys.exit(code)
     # ------------------------------------------------------------ 5. device login, in virtual time
 
     def device_world(self, device_answer=None, token_faults=()):
-        world = World(self, session=False)
+        world = StreamWorld(self, session=False)
         if device_answer is not None:
             answer = {"deviceCode": "dc_streams", "userCode": "WDJB-MJHT",
                       "verificationUri": world.sandbox.url + "/cli/device", "interval": 5, "expiresIn": 600}
@@ -580,7 +563,7 @@ sys.exit(code)
         ]
         worlds = []
         for name, argv, route, faults, marker in cases:
-            world = World(self, session=False)
+            world = StreamWorld(self, session=False)
             for fault, times in faults:
                 world.platform.inject(route, fault, times)
             world.env.update(LANDBASE_ACCESS_TOKEN=token, LANDBASE_ACCOUNT_ID="acc_demo")
@@ -601,7 +584,7 @@ sys.exit(code)
     # ------------------------------------------------------------ 7. hostile text on a terminal
 
     def hostile_world(self):
-        world = World(self)
+        world = StreamWorld(self)
         phase = "\u001b]0;TITLE\u0007\u001b[2J\u2026 e" + COMBINING + WIDE * 4 + " " + world.token + "\nforged"
         world.platform.inject("status", {"json": {"importId": 1, "phase": phase, "percent": 42, "error": None,
                                                   "counts": {"total": 123456, "imported": 51000, "skipped": 12,
@@ -658,14 +641,14 @@ sys.exit(code)
     # ------------------------------------------------------------ 8. the log form
 
     def test_the_log_form_dates_every_line_and_ends_with_pure_json(self):
-        failing = World(self)
+        failing = StreamWorld(self)
         forged = 'x\n{"error": {"code": "FORGED", "message": "m", "meta": {}}}\n2026-01-01T00:00:00Z forged'
         for fault in ({"status": 503, "headers": {"Retry-After": "1"}},
                       {"json": {"importId": 1, "phase": forged, "percent": 10, "counts": None, "error": None}},
                       {"json": {"importId": 1, "phase": "failed", "percent": 40, "counts": None,
                                 "error": {"code": "X", "message": "broken\n" + forged}}}):
             failing.platform.inject("status", fault)
-        watching = World(self)
+        watching = StreamWorld(self)
         watching.platform.inject("status", {}, 2)           # the real answers: a draft, in flight
         watching.platform.inject("status", {"json": {"importId": 100, "phase": "completed", "percent": 100,
                                                      "counts": None, "error": None}})
