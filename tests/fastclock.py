@@ -3,10 +3,11 @@
 
     fastclock.py ARGS...        the same arguments as landbase_import.py
 
-The real file is loaded and its main() runs with everything real but time:
-each sleep moves a virtual clock instead, and is appended to the file named by
-$FASTCLOCK_LOG (one number a line), so the fault tests can check the retry and
-poll schedules without waiting for them. With $FASTCLOCK_ADVANCE set to a
+The real file is loaded (compiled once for the suite: see launch.py) and its
+main() runs with everything real but time: each sleep moves a virtual clock
+instead, and is appended to the file named by $FASTCLOCK_LOG (one number a
+line), so the fault tests can check the retry and poll schedules without
+waiting for them. With $FASTCLOCK_ADVANCE set to a
 sandbox's URL, each sleep also moves that sandbox's clock by as much, so the
 imports the tool waits on progress in the same virtual time. With $FASTCLOCK_NO_LOOKUP set to a
 domain (landbase.com), looking up a name in it fails at once: a request for api.landbase.com that
@@ -20,14 +21,17 @@ import os
 import sys
 import time
 
+from launch import code_of
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOOL = os.path.join(os.path.dirname(HERE), "landbase_import.py")
 
 
 def load(name, path):
+    """The file at `path` as a module, from its code compiled once for the suite (see launch.py)."""
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    exec(code_of(path), module.__dict__)
     return module
 
 

@@ -5,15 +5,19 @@
 
 Each test module runs in its own process, JOBS at a time (default: two more than the CPUs), slowest
 first: most of the end-to-end modules wait on subprocesses and sockets, so they overlap well. Each
-module's line gives its wall and CPU seconds. -v shows every test's name as it runs.
+module's line gives its wall and CPU seconds. -v shows every test's name as it runs. The tool's
+compiled code is kept for the suite in one temporary directory, $LBI_TEST_CACHE (see launch.py).
 """
 
 import argparse
+import atexit
 import fnmatch
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -70,6 +74,10 @@ def main(argv):
         print("tests: no module matches %s" % " ".join(args.patterns))
         return 1
     names.sort(key=lambda n: SLOWEST.index(n) if n in SLOWEST else len(SLOWEST))
+    if not os.environ.get("LBI_TEST_CACHE"):
+        # the tool compiled once for the whole suite, not once a process (see launch.py)
+        os.environ["LBI_TEST_CACHE"] = tempfile.mkdtemp(prefix="lbi-code-")
+        atexit.register(shutil.rmtree, os.environ["LBI_TEST_CACHE"], True)
     started = time.monotonic()
     totals = [0, 0, 0]
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:

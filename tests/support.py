@@ -1,6 +1,7 @@
 """Shared test helpers: the tool in-process with an injected clock, a World (sandbox, config directory and
 environment), the tool as a subprocess, and the assertions on what a run left (Result)."""
 
+import atexit
 import contextlib
 import io
 import json
@@ -22,6 +23,12 @@ sys.path.insert(0, HERE)
 
 import landbase_import as tool  # noqa: E402
 import sandbox  # noqa: E402
+
+LAUNCH = os.path.join(HERE, "launch.py")
+FASTCLOCK = os.path.join(HERE, "fastclock.py")
+if not os.environ.get("LBI_TEST_CACHE"):        # not under tests/run.py, which keeps one for the suite
+    os.environ["LBI_TEST_CACHE"] = tempfile.mkdtemp(prefix="lbi-code-")
+    atexit.register(shutil.rmtree, os.environ["LBI_TEST_CACHE"], True)
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ", re.M)
 TRACES = ("Traceback", "internal error", "Exception occurred")    # the last: socketserver's handle_error
@@ -274,10 +281,21 @@ def subprocess_env(base_url=None, config_dir=None, **extra):
     return env
 
 
-def run_cli(argv, env, stdin="", timeout=120, fast=False):
-    """The tool as a user types it: a subprocess of this interpreter; with fast=True, through fastclock.py
-    (virtual sleeps; FASTCLOCK_ADVANCE in env moves the sandbox's clock along)."""
-    program = [os.path.join(HERE, "fastclock.py")] if fast else [TOOL]
-    process = subprocess.run([sys.executable] + program + list(argv), input=stdin.encode("utf-8"), env=env,
+def tool_command(as_user=False, clock=False):
+    """The command that runs the tool as a process of this interpreter, before its arguments.
+
+    Most runs start it from its code compiled once for the suite (launch.py: the same process as
+    `python3 landbase_import.py`, less the compiling). as_user=True runs the file as users do, in a
+    fixed set of tests: test_e2e's wait on the real schedule, --help/--version (also by the file's #!
+    line) and closed stdout; test_e2e_sessions' signals; test_streams' closed stdin. clock=True runs
+    fastclock.py (virtual sleeps; FASTCLOCK_ADVANCE in the environment moves the sandbox's clock along)."""
+    if clock:
+        return [sys.executable, FASTCLOCK]
+    return [sys.executable, TOOL] if as_user else [sys.executable, LAUNCH, TOOL]
+
+
+def run_cli(argv, env, stdin="", timeout=120, fast=False, as_user=False):
+    """The tool as a process (see tool_command; fast=True: fastclock.py)."""
+    process = subprocess.run(tool_command(as_user, fast) + list(argv), input=stdin.encode("utf-8"), env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
     return Result(process.returncode, process.stdout, process.stderr, argv)

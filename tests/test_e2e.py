@@ -1,4 +1,5 @@
-"""End to end: the real file as a subprocess, exactly as a user types it, against the sandbox.
+"""End to end: the real file as a subprocess against the sandbox, as a user types it (started from its code
+compiled once for the suite, or, in the tests named in support.tool_command, as the file itself).
 
 The logins and the signals are in test_e2e_sessions.py. One wait runs on the real schedule (test_start_status_and_wait_for_completed_partial_and_failed: it
 sleeps a real 5 s, on purpose, to prove the schedule is kept outside any fake clock); the others run
@@ -8,19 +9,24 @@ through fastclock.py, whose virtual sleeps move the sandbox's clock too. The pol
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
-from support import TOOL, ResultTestCase, World, direct_opener, run_cli, tool
+from support import LAUNCH, TOOL, ResultTestCase, World, direct_opener, run_cli, subprocess_env, tool, tool_command
 
 DIRECT = direct_opener()
 BROWSER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_browser.py")
 
 
 class EndToEndTestCase(ResultTestCase):
-    """A sandbox at --speed 10 and a config directory per test; the tool as a subprocess."""
+    """A sandbox at --speed 10 and a config directory per test; the tool as a subprocess (the file itself
+    in the tests that set as_user: see support.tool_command)."""
+
+    as_user = False
 
     def setUp(self):
         world = World(self, speed=10, device_interval=1, min_poll_interval=0, env_extra={"BROWSER": BROWSER})
@@ -29,6 +35,7 @@ class EndToEndTestCase(ResultTestCase):
     def cli(self, *argv, **kwargs):
         env = dict(self.env)
         env.update(kwargs.pop("env", {}))
+        kwargs.setdefault("as_user", self.as_user)
         return run_cli(argv, env, **kwargs)
 
     def log_in(self, user="usr_demo"):
@@ -38,6 +45,7 @@ class EndToEndTestCase(ResultTestCase):
 
 class EndToEndTests(EndToEndTestCase):
     def test_start_status_and_wait_for_completed_partial_and_failed(self):
+        self.as_user = True
         self.log_in()
         self.assertOk(self.cli("account", "set", "acc_demo"))
         ids = []
@@ -90,7 +98,7 @@ class EndToEndTests(EndToEndTestCase):
 
     def test_a_closed_stdout_exits_quietly(self):
         self.log_in()
-        process = subprocess.Popen([sys.executable, TOOL, "contacts-import", "status", "1", "--account=acc_demo"],
+        process = subprocess.Popen(tool_command(as_user=True) + ["contacts-import", "status", "1", "--account=acc_demo"],
                                    env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         process.stdout.close()                  # like `| head -c0`
         process.stdout = None
@@ -100,13 +108,59 @@ class EndToEndTests(EndToEndTestCase):
         self.assertEqual(err, "")
 
     def test_help_version_and_bad_usage(self):
+        self.as_user = True
         result = self.cli("--help")
         self.assertEqual(result.code, 0)
         self.assertIn("contacts-import", result.stdout)
         self.assertEqual(self.cli("--version").stdout.strip(), "landbase-import " + tool.__version__)
+        # by its #! line, which finds python3 on PATH: this interpreter's, first on PATH here
+        bin_dir = os.path.join(self.config, "bin")
+        os.mkdir(bin_dir)
+        os.symlink(sys.executable, os.path.join(bin_dir, "python3"))
+        env = dict(self.env, PATH=bin_dir + os.pathsep + self.env.get("PATH", os.defpath))
+        process = subprocess.run([TOOL, "--version"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 timeout=60)
+        self.assertEqual((process.returncode, process.stdout.decode(), process.stderr),
+                         (0, "landbase-import %s\n" % tool.__version__, b""))
         self.assertFails(self.cli("contacts-import", "frobnicate"), "INVALID_INPUT", 1)
         self.assertFails(self.cli("contacts-import", "status", "7", "--account=acc_1",
                             env={"LANDBASE_CONFIG_DIR": os.path.join(self.config, "none")}), "AUTH_REQUIRED", 3)
+
+
+PROBE = r'''"""A program that prints what a run of it can see of how it was started."""
+import os, signal, sys, time
+names = sorted((k, type(v).__name__) for k, v in globals().items() if k not in ("os", "signal", "sys", "time"))
+print(names, __name__, __file__, __doc__, sys.argv, sys.path[0], sys.modules["__main__"].__dict__ is globals())
+print([signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGHUP)])
+print(sys.flags, sys.path[1:], sorted(vars(__builtins__)), sys.stdin.read())
+sys.stdout.flush()
+if sys.argv[1] == "exit":
+    sys.exit(int(sys.argv[2]))
+if sys.argv[1] == "raise":
+    raise ValueError("raised")
+os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+time.sleep(5)
+'''
+
+
+class LauncherTests(unittest.TestCase):
+    def test_the_launcher_runs_a_file_as_python_runs_it(self):
+        """Most process runs start the tool from its compiled code (support.tool_command): the program
+        sees the same names, arguments, path, signal handlers and streams, and ends with the same exit."""
+        directory = tempfile.mkdtemp(prefix="lbi-launch-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        probe = os.path.join(directory, "probe.py")
+        with open(probe, "w") as handle:
+            handle.write(PROBE)
+        for ending in (["exit", "3"], ["raise"], ["SIGINT"]):
+            with self.subTest(ending=ending):
+                runs = [subprocess.run(command + ending, input=b"in", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       env=subprocess_env(), timeout=60)
+                        for command in ([sys.executable, probe], [sys.executable, LAUNCH, probe])]
+                self.assertEqual(runs[0].stdout.decode().count("\n"), 3, runs[0])
+                self.assertEqual(runs[1].returncode, runs[0].returncode)
+                self.assertEqual(runs[1].stdout, runs[0].stdout)
+                self.assertEqual(runs[1].stderr.splitlines()[-1:], runs[0].stderr.splitlines()[-1:])
 
 
 if __name__ == "__main__":

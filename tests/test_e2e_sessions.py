@@ -8,12 +8,11 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import unittest
 from urllib.parse import urlencode
 
-from support import STAMP, TOOL, envelope_of
+from support import STAMP, TOOL, envelope_of, tool_command
 from test_e2e import DIRECT, EndToEndTestCase
 
 
@@ -38,7 +37,7 @@ class LoginAndSignalTests(EndToEndTestCase):
         self.assertFalse(os.path.exists(os.path.join(self.config, "landbase", "platform.json")))
 
     def test_device_login(self):
-        process = subprocess.Popen([sys.executable, TOOL, "auth", "login", "--device"], env=self.env,
+        process = subprocess.Popen(tool_command() + ["auth", "login", "--device"], env=self.env,
                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    universal_newlines=True)
         try:
@@ -65,10 +64,10 @@ class LoginAndSignalTests(EndToEndTestCase):
         status = self.assertOk(self.cli("auth", "status", env={"LANDBASE_ACCESS_TOKEN": other}))
         self.assertEqual((status["userId"], status["tokenSource"]), ("usr_demo", "env"))
 
-    def signal_a_wait(self, import_id, signals, gap=0.0):
+    def signal_a_wait(self, import_id, signals, gap=0.0, as_user=False):
         """(exit, stdout, stderr) of a wait sent `signals`, `gap` seconds apart, once it is waiting."""
         process = subprocess.Popen(
-            [sys.executable, TOOL, "contacts-import", "wait", str(import_id), "--account=acc_demo"],
+            tool_command(as_user) + ["contacts-import", "wait", str(import_id), "--account=acc_demo"],
             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
@@ -88,7 +87,7 @@ class LoginAndSignalTests(EndToEndTestCase):
                                stdin='{"datasetId": "ds_long", "tagName": "x"}'))
         for signum, exit_code, code in ((signal.SIGINT, 130, "INTERRUPTED"), (signal.SIGTERM, 143, "TERMINATED")):
             with self.subTest(signal=signum):
-                returncode, out, err = self.signal_a_wait(doc["importId"], [signum])
+                returncode, out, err = self.signal_a_wait(doc["importId"], [signum], as_user=True)
                 self.assertEqual(returncode, exit_code, err)
                 self.assertNotIn("Traceback", err)
                 self.assertIn("keeps running", err)
@@ -116,7 +115,7 @@ class LoginAndSignalTests(EndToEndTestCase):
                                     stdin='{"datasetId": "ds_long", "tagName": "x"}'))["importId"])
                for _ in range(3)]
         self.platform.inject("status", {"delay": 60}, times=3)    # every first poll hangs for a minute
-        process = subprocess.Popen([sys.executable, TOOL, "contacts-import", "wait"] + ids + ["--account=acc_demo"],
+        process = subprocess.Popen(tool_command() + ["contacts-import", "wait"] + ids + ["--account=acc_demo"],
                                    env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    universal_newlines=True,
                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

@@ -6,13 +6,12 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import unittest
 import warnings
 
-from support import ROOT, World, tool
+from support import World, tool, tool_command
 
 class ConcurrencyTests(unittest.TestCase):
     def test_twenty_processes_leave_a_valid_file_and_no_temporaries(self):
@@ -25,7 +24,7 @@ class ConcurrencyTests(unittest.TestCase):
                 argv = ["account", "set", ("acc_demo", "acc_team")[i % 2]]
             else:                       # the active account flips under it: name the one that holds import 1
                 argv = ["contacts-import", "status", "1", "--account=acc_demo"]
-            commands.append(subprocess.Popen([sys.executable, os.path.join(ROOT, "landbase_import.py")] + argv,
+            commands.append(subprocess.Popen(tool_command() + argv,
                                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
         for process in commands:
             out, err = process.communicate(timeout=60)

@@ -2,7 +2,8 @@
 hostile text on a terminal and the log form, each asserted against the README (Streams, Exit codes, The HTTP protocol).
 
 The real file runs as a subprocess, as users run it (through /bin/sh where a descriptor must be closed,
-`>&-`, `2>&-`, `<&-`), against an in-process sandbox: one sandbox and one config directory per case, so
+`>&-`, `2>&-`, `<&-`; from its code compiled once for the suite, but for the closed stdin: see
+support.tool_command), against an in-process sandbox: one sandbox and one config directory per case, so
 that the request counts are that case's own. Where the tool would sleep, it runs under tests/fastclock.py
 (virtual time; the sleeps are read back from FASTCLOCK_LOG). Independent cases run a few at a time.
 
@@ -25,10 +26,9 @@ import time
 import unittest
 from concurrent.futures import ThreadPoolExecutor
 
-from support import STAMP, TOOL, Result, ResultTestCase, World
+from support import STAMP, Result, ResultTestCase, World, tool_command
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FASTCLOCK = os.path.join(HERE, "fastclock.py")
 FAKE_BROWSER = os.path.join(HERE, "fake_browser.py")
 BODY = b'{"datasetId": "ds_demo", "tagName": "streams"}'
 HANG = 8                    # seconds: every command here ends in well under one; past this, it hangs
@@ -69,10 +69,10 @@ class StreamWorld(World):
 
 
 def run(world, argv, stdin=b"", redirect="", clock=False, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=None,
-        timeout=30):
+        timeout=30, as_user=False):
     """The tool (or fastclock.py running it) with `redirect` applied by /bin/sh, as a user types
     `landbase_import.py ... >&-`. A run still going after `timeout` is killed and marked hung."""
-    program = [sys.executable, FASTCLOCK if clock else TOOL] + list(argv)
+    program = tool_command(as_user, clock) + list(argv)
     command = ["/bin/sh", "-c", 'exec "$@" ' + redirect, "sh"] + program if redirect else program
     started = time.monotonic()
     process = subprocess.Popen(command, env=world.env if env is None else env, stdout=stdout, stderr=stderr,
@@ -135,7 +135,7 @@ def run_on_pty(world, argv, columns, term):
     reader.start()
     started = time.monotonic()
     try:
-        process = subprocess.Popen([sys.executable, FASTCLOCK] + argv, env=env, stdin=subprocess.DEVNULL,
+        process = subprocess.Popen(tool_command(clock=True) + argv, env=env, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=slave)
     finally:
         os.close(slave)
@@ -226,7 +226,7 @@ class StreamTests(ResultTestCase):
                  ("auth login --with-token", login, ["auth", "login", "--with-token"]),
                  ("start --json FILE", from_file, ["contacts-import", "start", "--json", body_file]),
                  ("status", status, ["contacts-import", "status", "1"])]
-        results = in_parallel(lambda case: run(case[1], case[2], None, "<&-"), cases)
+        results = in_parallel(lambda case: run(case[1], case[2], None, "<&-", as_user=True), cases)
         for (name, world, argv), result in zip(cases, results):
             with self.subTest(command=name):
                 if name in ("start --json -", "auth login --with-token"):
