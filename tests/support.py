@@ -3,6 +3,7 @@ environment), the tool as a subprocess, and the assertions on what a run left (R
 
 import atexit
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -21,14 +22,31 @@ TOOL = os.path.join(ROOT, "landbase_import.py")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
-import landbase_import as tool  # noqa: E402
 import sandbox  # noqa: E402
+from launch import code_of  # noqa: E402
 
 LAUNCH = os.path.join(HERE, "launch.py")
 FASTCLOCK = os.path.join(HERE, "fastclock.py")
 if not os.environ.get("LBI_TEST_CACHE"):        # not under tests/run.py, which keeps one for the suite
     os.environ["LBI_TEST_CACHE"] = tempfile.mkdtemp(prefix="lbi-code-")
     atexit.register(shutil.rmtree, os.environ["LBI_TEST_CACHE"], True)
+
+
+def import_tool():
+    """`import landbase_import`, from the code compiled once for the suite (see launch.py)."""
+    if "landbase_import" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("landbase_import", TOOL)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["landbase_import"] = module
+        try:
+            exec(code_of(TOOL), module.__dict__)
+        except BaseException:
+            del sys.modules["landbase_import"]
+            raise
+    return sys.modules["landbase_import"]
+
+
+tool = import_tool()
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ", re.M)
 TRACES = ("Traceback", "internal error", "Exception occurred")    # the last: socketserver's handle_error
