@@ -1,6 +1,6 @@
 """Run a Python file from its compiled code, kept for the run of the suite: as `python3 FILE ARGS...` runs it.
 
-    launch.py FILE ARGS...          (support.tool_command() builds this command for landbase_import.py)
+    python3 -S launch.py FILE ARGS...     (support.tool_command() builds it for landbase_import.py)
 
 The suite starts the tool a few hundred times. Run as users run it, each start compiles its ~130 KB
 again (PYTHONDONTWRITEBYTECODE is set, and a script's bytecode is never cached anyway): about 60 ms
@@ -8,7 +8,8 @@ of CPU a start. Started here, it is compiled once per content of the file and ke
 $LBI_TEST_CACHE (tests/run.py makes one for the suite; support.py one for a module run on its own;
 without it, nothing is kept). The code then runs as the file would: as __main__, with the file's
 __file__ and sys.argv[0], the file's directory as sys.path[0], and this process's streams, signals
-and exit code untouched. A fixed set of tests still runs the file itself (support.tool_command).
+and exit code untouched (-S leaves out only what site does: see test_e2e's LauncherTests). A fixed
+set of tests still runs the file itself (support.tool_command).
 """
 
 import marshal

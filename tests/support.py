@@ -303,13 +303,15 @@ def tool_command(as_user=False, clock=False):
     """The command that runs the tool as a process of this interpreter, before its arguments.
 
     Most runs start it from its code compiled once for the suite (launch.py: the same process as
-    `python3 landbase_import.py`, less the compiling). as_user=True runs the file as users do, in a
-    fixed set of tests: test_e2e's wait on the real schedule, --help/--version (also by the file's #!
-    line) and closed stdout; test_e2e_sessions' signals; test_streams' closed stdin. clock=True runs
-    fastclock.py (virtual sleeps; FASTCLOCK_ADVANCE in the environment moves the sandbox's clock along)."""
+    `python3 landbase_import.py`, less the compiling), and without `site` (-S: the tool imports
+    nothing outside the standard library, and a site's .pth files are no part of it; here one costs
+    ~70 ms a start). as_user=True runs the file as users do, in a fixed set of tests: test_e2e's wait
+    on the real schedule, --help/--version (also by the file's #! line) and closed stdout;
+    test_e2e_sessions' signals; test_streams' closed stdin. clock=True runs fastclock.py (virtual
+    sleeps; FASTCLOCK_ADVANCE in the environment moves the sandbox's clock along), also with -S."""
     if clock:
-        return [sys.executable, FASTCLOCK]
-    return [sys.executable, TOOL] if as_user else [sys.executable, LAUNCH, TOOL]
+        return [sys.executable, "-S", FASTCLOCK]
+    return [sys.executable, TOOL] if as_user else [sys.executable, "-S", LAUNCH, TOOL]
 
 
 def run_cli(argv, env, stdin="", timeout=120, fast=False, as_user=False):

@@ -16,7 +16,7 @@ import tempfile
 import time
 import unittest
 
-from support import LAUNCH, TOOL, ResultTestCase, World, direct_opener, run_cli, subprocess_env, tool, tool_command
+from support import TOOL, ResultTestCase, World, direct_opener, run_cli, subprocess_env, tool, tool_command
 
 DIRECT = direct_opener()
 BROWSER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_browser.py")
@@ -132,7 +132,10 @@ import os, signal, sys, time
 names = sorted((k, type(v).__name__) for k, v in globals().items() if k not in ("os", "signal", "sys", "time"))
 print(names, __name__, __file__, __doc__, sys.argv, sys.path[0], sys.modules["__main__"].__dict__ is globals())
 print([signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGHUP)])
-print(sys.flags, sys.path[1:], sorted(vars(__builtins__)), sys.stdin.read())
+site = ("no_site", "site-packages", "exit", "quit", "help", "copyright", "credits", "license")   # what -S leaves out
+path = [p for i, p in enumerate(sys.path) if i and "site-packages" not in p and p not in sys.path[:i]]
+print(repr(sys.flags).replace("no_site=1", "no_site=0"), path,
+      sorted(name for name in vars(__builtins__) if name not in site), sys.stdin.read())
 sys.stdout.flush()
 if sys.argv[1] == "exit":
     sys.exit(int(sys.argv[2]))
@@ -146,7 +149,9 @@ time.sleep(5)
 class LauncherTests(unittest.TestCase):
     def test_the_launcher_runs_a_file_as_python_runs_it(self):
         """Most process runs start the tool from its compiled code (support.tool_command): the program
-        sees the same names, arguments, path, signal handlers and streams, and ends with the same exit."""
+        sees the same names, arguments, path, signal handlers and streams, and ends with the same exit;
+        only what `site` does is not done (-S: its flag, site-packages, exit() and the like, sys.path
+        without duplicates)."""
         directory = tempfile.mkdtemp(prefix="lbi-launch-")
         self.addCleanup(shutil.rmtree, directory, True)
         probe = os.path.join(directory, "probe.py")
@@ -156,7 +161,7 @@ class LauncherTests(unittest.TestCase):
             with self.subTest(ending=ending):
                 runs = [subprocess.run(command + ending, input=b"in", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        env=subprocess_env(), timeout=60)
-                        for command in ([sys.executable, probe], [sys.executable, LAUNCH, probe])]
+                        for command in ([sys.executable, probe], tool_command()[:-1] + [probe])]
                 self.assertEqual(runs[0].stdout.decode().count("\n"), 3, runs[0])
                 self.assertEqual(runs[1].returncode, runs[0].returncode)
                 self.assertEqual(runs[1].stdout, runs[0].stdout)
