@@ -437,8 +437,14 @@ sys.exit(code)
         log = os.path.join(world.dir, "browser.log")
         env = dict(world.env, BROWSER=script, HOSTILE_LOG=log, HOSTILE_MODE=modes)
         result = run(world, ["auth", "login"], env=env, timeout=30)
-        with open(log) as handle:
-            return world, result, handle.read()
+        # the tool starts the browser detached and does not wait for it: its last line may come later
+        deadline = time.monotonic() + 20
+        while True:
+            with open(log) as handle:
+                text = handle.read()
+            if "fake_browser exited" in text or time.monotonic() > deadline:
+                return world, result, text
+            time.sleep(0.05)
 
     def assertLoggedIn(self, world, result, browser_log):
         doc = self.assertOk(result)
