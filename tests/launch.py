@@ -15,22 +15,25 @@ set of tests still runs the file itself (support.tool_command).
 import marshal
 import os
 import sys
+import zlib
 
 
 def code_of(path):
-    """The code object of the file at `path`, compiled once for this content and this interpreter."""
+    """The code object of the file at `path`, compiled once for this path, this content (a file rewritten
+    in place within one tick of the clock has the same mtime) and this interpreter."""
+    with open(path, "rb") as handle:
+        source = handle.read()
     cache = os.environ.get("LBI_TEST_CACHE")
     if cache:
-        stat = os.stat(path)
-        kept = os.path.join(cache, "%s-%x-%x-%x-%s.code" % (
-            os.path.basename(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, sys.implementation.cache_tag))
+        kept = os.path.join(cache, "%s-%08x-%x-%s.code" % (
+            os.path.basename(path), zlib.crc32(source, zlib.crc32(path.encode("utf-8", "surrogateescape"))),
+            len(source), sys.implementation.cache_tag))
         try:
             with open(kept, "rb") as handle:
                 return marshal.load(handle)
         except (OSError, EOFError, ValueError, TypeError):
             pass
-    with open(path, "rb") as handle:
-        code = compile(handle.read(), path, "exec", dont_inherit=True)
+    code = compile(source, path, "exec", dont_inherit=True)
     if cache:
         temporary = "%s.%d.tmp" % (kept, os.getpid())
         try:
