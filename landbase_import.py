@@ -114,7 +114,6 @@ class LandbaseError(Exception):
         return 128 + self.signum if self.signum else EXIT_CODES.get(self.code, 2)
 
 
-
 class Stopped(BaseException):
     """Raised by _on_signal for SIGTERM and SIGHUP (SIGINT raises KeyboardInterrupt), so that cleanup runs
     and the run reports the signal."""
@@ -278,7 +277,6 @@ class Console:
                                                 ". Resume with: %s" % resume if resume else ""))
         doc = {"error": {"code": error.code, "message": error.message, "meta": error.meta}}
         self._write(json.dumps(redact_values(doc, True), ensure_ascii=True, default=str) + "\n")
-
 
     def redraw(self, text, phase=None):
         """Progress on a terminal: `text` (ASCII, cut to the width) drawn over the line drawn before. A
