@@ -420,7 +420,10 @@ def _refused_shape(raw):
     documents deeper than Python's recursion limit lets anything walk afterwards); else None."""
     if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH and raw.count(b",") < MAX_JSON_VALUES:
         return None
-    outside = b"".join(raw.replace(b"\\\\", b"").replace(b'\\"', b"").split(b'"')[::2])    # strings gone
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    if unescaped.count(b'"') > 4 * MAX_JSON_VALUES + 2:     # a value holds two strings at most (a key and
+        return "more than %d values" % MAX_JSON_VALUES      # its value): no split into a million pieces
+    outside = b"".join(unescaped.split(b'"')[::2])                  # strings gone
     steps = outside.translate(BRACKET_STEPS, NOT_BRACKETS)      # 2 for [ {, 0 for ] }: depth = sum - count
     steps = steps[:2 * MAX_JSON_VALUES]         # past this, there are too many values anyway
     if max(map(operator.sub, itertools.accumulate(steps), itertools.count(1)), default=0) > MAX_JSON_DEPTH:
@@ -980,19 +983,20 @@ class Api:
         """One request, with the same-origin redirects it meets, its answer judged."""
         url = self.base + path
         data = None if body is None else json.dumps(body, ensure_ascii=True, allow_nan=False).encode("ascii")
-        for _ in range(MAX_REDIRECTS + 1):
+        for hop in range(MAX_REDIRECTS + 1):
             status, answer_headers, raw = self.send(method, url, data, auth, headers or {},
-                                                    timeout or self.timeout)
+                                                    timeout or self.timeout, redirected=hop > 0)
             if status in (301, 302, 303, 307, 308):
-                url, method, data = self._redirect(url, method, data, status, answer_headers)
+                url, method, data = self._redirect(url, method, data, status, answer_headers, hop > 0)
                 continue
             answer = self._decode(method, path, status, answer_headers, raw)
-            return check(answer, answer_headers) if check is not None else answer
+            answer = check(answer, answer_headers) if check is not None else answer     # what is kept is
+            return answer if path == "/v1/oauth/token" else redact_values(answer, pattern=True)  # redacted
         raise LandbaseError("API_ERROR", "%s %s: more than %d redirects" % (method, path, MAX_REDIRECTS))
 
-    def _redirect(self, url, method, data, status, headers):
+    def _redirect(self, url, method, data, status, headers, redirected):
         location = (headers.get("Location") or "").strip()
-        where = "%s %s: HTTP %d" % (method, url, status)
+        where = "%s %s: HTTP %d" % (method, redact(url, pattern=True) if redirected else url, status)
         try:
             target = urllib.parse.urljoin(url, location)
             usable = location and not any(ch.isspace() or not ch.isprintable() for ch in target) \
@@ -1010,7 +1014,7 @@ class Api:
             return target, method, data if status in (307, 308) else None
         raise LandbaseError("API_ERROR", "%s: refused the redirect of a %s" % (where, method))
 
-    def send(self, method, url, data, auth, headers, timeout):
+    def send(self, method, url, data, auth, headers, timeout, redirected=False):
         """(status, headers, body) of one exchange, read against a Deadline and at most MAX_ANSWER_BYTES."""
         import http.client
         import urllib.request
@@ -1027,7 +1031,8 @@ class Api:
             request.add_header(name, value)
         if auth and self.token:
             request.add_unredirected_header("Authorization", "Bearer " + self.token)
-        self.console.debug("> %s %s%s" % (method, url, " (Authorization: Bearer %s)" % REDACTED
+        shown_url = redact(url, pattern=True) if redirected else url     # a redirect's URL: the server's text
+        self.console.debug("> %s %s%s" % (method, shown_url, " (Authorization: Bearer %s)" % REDACTED
                                           if auth and self.token else ""))
         self.console.debug("> through %s" % (self.proxy,) if self.proxy else "> no proxy")
         for name, value in sorted(headers.items()):
@@ -1035,7 +1040,7 @@ class Api:
         if data is not None and "/oauth/" not in url:
             self.console.debug("> " + data.decode("ascii"))
         started = CLOCK.now()
-        where = "%s %s" % (method, url)
+        where = "%s %s" % (method, shown_url)
         request.deadline = deadline = Deadline(timeout)
         try:
             with deadline:
@@ -1098,8 +1103,8 @@ class Api:
                              {}, True)
 
     def _decode(self, method, path, status, headers, raw):
-        """The JSON of a 2xx, its text redacted (but for the token a login grants); for another status a
-        LandbaseError, its code from the envelope or the status."""
+        """The JSON of a 2xx (once() redacts what its check keeps: the fields of a token answer are checked to
+        the letter); for another status a LandbaseError, its code from the envelope or the status."""
         where = "%s %s" % (method, path)
         data = None
         if raw.strip():
@@ -1109,10 +1114,8 @@ class Api:
                 if 200 <= status < 300:
                     raise LandbaseError("API_ERROR", "%s: HTTP %d with a body that is not strict JSON (%s): "
                                         "%s" % (where, status, exc, excerpt(raw)), {"status": status}, True)
-        token = data.get("accessToken") if isinstance(data, dict) and path == "/v1/oauth/token" else None
-        data = redact_values(data, pattern=True)        # what a server sends: lbs_… shapes too
         if 200 <= status < 300:
-            return dict(data, accessToken=token) if token is not None else data
+            return data
         error = data.get("error") if isinstance(data, dict) else None
         error = error if isinstance(error, dict) else {}
         server_code = error.get("code") if isinstance(error.get("code"), str) else None
@@ -1124,7 +1127,7 @@ class Api:
         meta = error["meta"] if isinstance(error.get("meta"), dict) else {}
         meta = {key: value for key, value in meta.items()         # but for the keys that are the tool's
                 if key not in ("resume", "signal", "idempotencyKey", "importIds", "serverCode")}
-        meta["status"] = status
+        meta = dict(redact_values(meta, pattern=True), status=status)
         raise LandbaseError(code, message + ("; run landbase_import.py auth login" if status == 401 else ""),
                             meta, status == 429 or status >= 500, parse_retry_after(headers, data),
                             server_code)
@@ -1198,9 +1201,9 @@ ANSWERS = {
 }
 
 
-def expect(kind, where):
-    """The check of a 2xx answer of `kind` (see ANSWERS): the answer, or a transient API_ERROR naming the
-    first field that breaks the contract."""
+def expect(kind, where, also=()):
+    """The check of a 2xx answer of `kind` (see ANSWERS): the fields it names and `also` (nothing else is
+    kept), or a transient API_ERROR naming the first field that breaks the contract."""
     def check(data, headers=None):
         if not isinstance(data, dict):
             raise contract_error(where, "the body", data, "an object")
@@ -1212,7 +1215,7 @@ def expect(kind, where):
                 value = value.get(key) if isinstance(value, dict) else None
             if not test(value):
                 raise contract_error(where, field, "(hidden)" if field == "accessToken" else value, expected)
-        return data
+        return {key: data.get(key) for key in [field.split(".")[0] for field in ANSWERS[kind]] + list(also)}
     return check
 
 
@@ -1248,7 +1251,8 @@ def fetch_status(api, account_id, import_id, retry=True, timeout=None):
 
 def fetch_accounts(api, retry=True):
     check = expect("accounts", "GET /v1/accounts")
-    return api.call("GET", "/v1/accounts", retry=retry, check=check)["accounts"]
+    return api.call("GET", "/v1/accounts", retry=retry, check=lambda data, headers: [
+        {"id": entry["id"], "name": entry.get("name")} for entry in check(data)["accounts"]])
 
 
 def fetch_me(api):
@@ -1753,7 +1757,8 @@ def login_device(console, api):
     ends when the code expires, and never later than DEVICE_LIMIT whatever the server says."""
     import socket
     data = api.call("POST", "/v1/oauth/device", {"client_id": CLIENT_ID, "device_name": socket.gethostname()},
-                    auth=False, check=expect("device", "POST /v1/oauth/device"))
+                    auth=False, check=expect("device", "POST /v1/oauth/device",
+                                             ("interval", "expiresIn", "verificationUriComplete")))
     clamp = lambda value, low, high, default: min(max(value, low), high) \
         if is_number(value) and value > 0 else default     # noqa: E731 (a server's number, kept in bounds)
     interval = clamp(data.get("interval"), DEVICE_INTERVALS[0], DEVICE_INTERVALS[1], DEVICE_INTERVAL)
@@ -1945,8 +1950,7 @@ def cmd_auth_logout(args, console):
 def cmd_account_list(args, console):
     session = SessionStore().session(args.account, console)
     accounts = fetch_accounts(api_for(args, console, session.token))
-    console.result([{"id": a["id"], "name": a.get("name"), "active": a["id"] == session.account_id}
-                    for a in accounts])
+    console.result([dict(account, active=account["id"] == session.account_id) for account in accounts])
     return 0
 
 
@@ -2431,19 +2435,17 @@ def main(argv=None):
         except (ValueError, OSError):
             pass                        # not the main thread (in-process tests)
         try:
-            args = parse_args(sys.argv[1:] if argv is None else argv)
+            try:
+                args = parse_args(sys.argv[1:] if argv is None else argv)
+            except ShowText as text:    # --help, --version, a bare level
+                write_stdout(str(text))
+                return 0
             console = Console(quiet=args.quiet, verbose=args.verbose, query=args.query)
             remember_secret(os.environ.get("LANDBASE_ACCESS_TOKEN"))
             # each command is the function named after its words: ("auth", "login") runs cmd_auth_login
             return globals()["cmd_" + "_".join(args.words).replace("-", "_")](args, console)
         except LandbaseError as exc:
             return report(console, exc)
-        except ShowText as text:        # --help, --version, a bare level
-            try:
-                write_stdout(str(text))
-            except LandbaseError as exc:
-                return report(console, exc)
-            return 0
         except Exception as exc:        # the one boundary that turns a bug into an envelope
             return report(console, LandbaseError("API_ERROR", "internal error: %s: %s (please report it)"
                                                  % (type(exc).__name__, exc)))

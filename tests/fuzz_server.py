@@ -544,6 +544,9 @@ COMPLEXITY = {  # name: (route, command, body of about n bytes, what the constru
     "near misses of a secret the answer carries": ("status", "status", lambda n: padded(
         '{"accessToken": "%s", "x": "' % NEAR_MISS, "a", '"}', n), "error"),
     "token-like runs": ("status", "status", lambda n: padded(HEAD + '"', "lbs_lbs_ \\\"lbs_x,", '"}', n), "ok"),
+    "token-like runs in what is printed": ("status", "status", lambda n: padded(
+        HEAD[:HEAD.index('"counts"')] + '"counts": {"total": 1}, "error": {"x": "', "lbs_lbs_ \\\"lbs_x\\u0007,",
+        '"}}', n), "ok"),
     "long phase, on a terminal": ("status", "wait", lambda n: padded(HEAD[:25], "\u00e9\u6570lbs_",
                                                                       '", "percent": 1, "counts": null, "error": null}',
                                                                       n // 3), "ok"),

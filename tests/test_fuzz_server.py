@@ -239,7 +239,8 @@ class ServerFuzzTests(ToolTestCase):
         if ServerFuzzTests.complexity is None:
             cases = [case for case in self.cases if case.family == "complexity"]
             if not FULL:
-                cases += self.extra_cases([4 * MIB], ["unterminated escapes after 65 ["])
+                cases += self.extra_cases([4 * MIB], ["unterminated escapes after 65 [", "many small strings",
+                                                      "token-like runs in what is printed"])
             started = time.monotonic()
             results = self.run_cases(cases, workers=2, alone=True)
             ServerFuzzTests.complexity = cases, results

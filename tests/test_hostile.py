@@ -301,6 +301,22 @@ class AttackFindingsTests(ToolTestCase):
             self.assertNotIn(key, envelope["error"]["meta"])
         self.assertNotIn("rm -rf", result.stderr)
 
+    def test_token_shapes_in_what_is_kept_of_an_answer_are_redacted(self):
+        # a server's meta and the objects a status passes through are its text: no lbs_ shape is printed from
+        # them (the redaction moved from the whole answer to what is kept of it)
+        self.platform.inject("status", {"status": 404, "body": {"error": {"code": "NOT_FOUND", "message": "gone",
+                                                                          "meta": {"hint": "lbs_MetaShape1"}}}})
+        result = self.run_tool("contacts-import", "status", "1")
+        self.assertEqual(self.assertFails(result, "NOT_FOUND")["error"]["meta"]["hint"], "lbs_\u2026(redacted)")
+        self.platform.inject("status", {"status": 200, "body": {
+            "importId": 1, "phase": "failed", "percent": 5, "counts": {"note": "lbs_CountsShape2"},
+            "error": {"code": "X", "message": "see lbs_ErrorShape3"}, "other": "lbs_DroppedShape4"}})
+        result = self.run_tool("contacts-import", "status", "1")
+        self.assertEqual(result.code, 0, result.stderr)
+        for shape in ("MetaShape1", "CountsShape2", "ErrorShape3", "DroppedShape4"):
+            self.assertNotIn(shape, result.stdout + result.stderr)
+        self.assertEqual(json.loads(result.stdout)["error"]["message"], "see lbs_\u2026(redacted)")
+
     def test_a_result_written_in_several_pieces_is_written_whole(self):
         pieces = []
 

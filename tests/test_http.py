@@ -286,6 +286,16 @@ class RedirectTests(ToolTestCase):
         self.assertFails(self.run_tool("contacts-import", "start", "--json", "-",
                                        stdin='{"datasetId": "ds_demo", "tagName": "x"}'), "API_ERROR")
 
+    def test_a_token_shape_in_a_redirect_is_never_shown(self):
+        # the URL of a redirect is the server's text: --verbose and the error name it without the token
+        # (the fuzzer's case: a token endpoint that redirects to ...?t=lbs_...)
+        shape = "lbs_Redirected0Token0Shape"
+        self.platform.inject("me", {"redirect": "/v1/me?t=" + shape, "status": 307}, times=50)
+        result = self.run_tool("auth", "status", "--verbose")
+        self.assertFails(result, "API_ERROR")
+        self.assertIn("/v1/me?t=lbs_", result.stderr)
+        self.assertNotIn(shape, result.stderr + result.stdout)
+
     def test_a_redirect_loop_ends(self):
         self.platform.inject("me", {"redirect": "/v1/me"}, times=50)
         envelope = self.assertFails(self.run_tool("auth", "status"), "API_ERROR")
