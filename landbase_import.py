@@ -115,17 +115,13 @@ class LandbaseError(Exception):
 
 
 class Stopped(BaseException):
-    """Raised by _on_signal for SIGTERM and SIGHUP (SIGINT raises KeyboardInterrupt), so that cleanup runs
-    and the run reports the signal."""
-
-    def __init__(self, signum):
-        BaseException.__init__(self, signum)
-        self.signum = signum
+    """Stopped(signum): raised by _on_signal for SIGTERM and SIGHUP (SIGINT raises KeyboardInterrupt), so
+    that cleanup runs and the run reports the signal."""
 
 
 def stopped(exc, message, meta=None):
     """The error of a run a signal stopped: INTERRUPTED for Ctrl-C, TERMINATED for SIGTERM and SIGHUP."""
-    signum = getattr(exc, "signum", signal.SIGINT)
+    signum = exc.args[0] if isinstance(exc, Stopped) else signal.SIGINT
     meta = dict(meta or {}, signal=signal.Signals(signum).name)
     return LandbaseError("INTERRUPTED" if signum == signal.SIGINT else "TERMINATED",
                          "%s (%s)" % (message, meta["signal"]), meta, signum=signum)
@@ -856,14 +852,27 @@ def retry_wait(error, planned, longest=None, transient=None):
     return None if longest is not None and wait > longest else wait
 
 
+def in_background(target, *args):
+    """A daemon thread running target(*args) that never takes SIGINT, SIGTERM or SIGHUP: only the main thread
+    does, so that signals sent together are taken in the kernel's order, not in the order threads race."""
+    mask = getattr(signal, "pthread_sigmask", None)         # not on Windows
+    before = mask and mask(signal.SIG_BLOCK, STOP_SIGNALS)  # the thread starts with the mask of its parent
+    try:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        thread.start()
+    finally:
+        if mask:
+            mask(signal.SIG_SETMASK, before)
+    return thread
+
+
 class Deadline:
     """--timeout over a whole request, connect to last byte: then its sockets are shut down, so that a server
     dripping a byte at a time cannot stretch it (a socket's own timeout bounds each read, not the request)."""
 
     def __init__(self, seconds):
-        self.expired, self.lock, self.sockets = False, threading.Lock(), []
-        self.timer = threading.Timer(seconds, self.expire)
-        self.timer.daemon = True
+        self.seconds, self.expired, self.lock, self.sockets = seconds, False, threading.Lock(), []
+        self.over = threading.Event()
 
     def watch(self, sock):
         """Called with each socket the request opens (a proxy's included); returns it."""
@@ -882,11 +891,11 @@ class Deadline:
                     sock.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self):
-        self.timer.start()
+        in_background(lambda: self.over.wait(self.seconds) or self.expire())
         return self
 
     def __exit__(self, *exc):
-        self.timer.cancel()
+        self.over.set()
         with self.lock:
             for sock in self.sockets:
                 sock.close()
@@ -1263,10 +1272,7 @@ def fetch_me(api):
 
 def poll_delays():
     """5 s, 10 s, then 20 s for ever: the waits between status reads."""
-    for delay in POLL_DELAYS:
-        yield delay
-    while True:
-        yield POLL_EVERY
+    return itertools.chain(POLL_DELAYS, itertools.repeat(POLL_EVERY))
 
 
 class Tracker:
@@ -1449,19 +1455,15 @@ def poll_batch(api, account_id, trackers, deadline):
         return [poll(trackers[0])]
     results = [None] * len(trackers)
     todo = list(enumerate(trackers))
-    lock = threading.Lock()
 
     def work():
         while True:
-            with lock:
-                if not todo:
-                    return
-                index, tracker = todo.pop()
+            try:
+                index, tracker = todo.pop()     # atomic (the Python FAQ): each tracker goes to one worker
+            except IndexError:
+                return
             results[index] = poll(tracker)
-    workers = [threading.Thread(target=work, daemon=True) for _ in range(min(MAX_POLLS_IN_FLIGHT, len(todo)))]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
+    for worker in [in_background(work) for _ in range(min(MAX_POLLS_IN_FLIGHT, len(todo)))]:
         worker.join()
     return results
 
@@ -1471,10 +1473,11 @@ def import_meta(import_ids, single):
     return {"importId": import_ids[0]} if single else {"importIds": list(import_ids)}
 
 
-def wait_and_report(api, account_id, import_ids, console, limit, single):
+def wait_and_report(api, account_id, import_ids, console, limit):
     """Wait, then print the final status (or the array of every id's last-known state, always, but on
     AUTH_FAILED), and return 0 when every import completed; otherwise raise the error of the first id, in
     the order given, that did not. A signal ends the wait with the command that resumes it."""
+    single = len(import_ids) == 1       # the output's shape: one status, or an array of them
     trackers = [Tracker(import_id, CLOCK.now()) for import_id in import_ids]
     try:
         poll_until_terminal(api, account_id, trackers, console, limit)
@@ -1718,7 +1721,7 @@ class CallbackListener:
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.redirect_uri = "http://127.0.0.1:%d/callback" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, args=(0.2,), daemon=True).start()
+        in_background(self.server.serve_forever, 0.2)
 
     def handle(self, request):
         import hmac
@@ -2028,7 +2031,7 @@ def cmd_contacts_import_start(args, console):
 def watch_started(api, account_id, import_id, console, limit):
     """start --watch: the wait on the import, which exists now: exit 1 ("fix it and run it again") never."""
     try:
-        return wait_and_report(api, account_id, [import_id], console, limit, single=True)
+        return wait_and_report(api, account_id, [import_id], console, limit)
     except LandbaseError as exc:
         if exc.exit_code != 1:
             raise
@@ -2056,8 +2059,7 @@ def cmd_contacts_import_status(args, console):
 
 def cmd_contacts_import_wait(args, console):
     api, account_id = account_api(args, console)
-    ids = args.import_ids
-    return wait_and_report(api, account_id, ids, console, args.max_wait, single=len(ids) == 1)
+    return wait_and_report(api, account_id, args.import_ids, console, args.max_wait)
 
 
 def cmd_doctor(args, console):
@@ -2137,10 +2139,7 @@ def check_connection(api, session, args, report, attempt):
     found = []
     resolve = lambda: found.append(attempt("dns", lambda: socket.getaddrinfo(      # noqa: E731
         address[0], address[1], type=socket.SOCK_STREAM), "check the name"))
-    threading.Thread(target=resolve, daemon=True).start()
-    ends = CLOCK.now() + args.timeout
-    while not found and CLOCK.now() < ends:     # getaddrinfo has no timeout of its own
-        time.sleep(0.01)
+    in_background(resolve).join(args.timeout)       # getaddrinfo has no timeout of its own
     if not found or found[0] is None:
         return None if found else report("dns", "fail", "%s: no answer within %gs" % (
             address[0], args.timeout), "check resolv.conf", "NETWORK_ERROR")
@@ -2415,8 +2414,9 @@ def check_args(args, usage):
 
 def _on_signal(signum, frame):
     """SIGINT, SIGTERM and SIGHUP stop the run: the first of them, until the run has its outcome (result
-    or error) and no later, a second Ctrl-C or a SIGTERM right behind it changing nothing."""
-    if STOPPING:
+    or error) and no later, a second Ctrl-C or a SIGTERM right behind it changing nothing. Python may run
+    a handler at the first instruction of another's (`frame`): the interrupted one came first."""
+    if STOPPING or frame is not None and frame.f_code is _on_signal.__code__:
         return
     STOPPING.append(signum)
     raise KeyboardInterrupt() if signum == signal.SIGINT else Stopped(signum)
