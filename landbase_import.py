@@ -416,10 +416,10 @@ def _refused_shape(raw):
     documents deeper than Python's recursion limit lets anything walk afterwards); else None."""
     if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH and raw.count(b",") < MAX_JSON_VALUES:
         return None
-    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
-    if unescaped.count(b'"') > 4 * MAX_JSON_VALUES + 2:     # a value holds two strings at most (a key and
+    bare = raw.replace(b"\\\\", b"").replace(b'\\"', b"")          # escaped quotes gone
+    if bare.count(b'"') > 4 * MAX_JSON_VALUES + 2:     # a value holds two strings at most (a key and
         return "more than %d values" % MAX_JSON_VALUES      # its value): no split into a million pieces
-    outside = b"".join(unescaped.split(b'"')[::2])                  # strings gone
+    outside = b"".join(bare.split(b'"')[::2])                       # strings gone
     steps = outside.translate(BRACKET_STEPS, NOT_BRACKETS)      # 2 for [ {, 0 for ] }: depth = sum - count
     steps = steps[:2 * MAX_JSON_VALUES]         # past this, there are too many values anyway
     if max(map(operator.sub, itertools.accumulate(steps), itertools.count(1)), default=0) > MAX_JSON_DEPTH:
@@ -993,19 +993,20 @@ class Api:
         url = self.base + path
         data = None if body is None else json.dumps(body, ensure_ascii=True, allow_nan=False).encode("ascii")
         for hop in range(MAX_REDIRECTS + 1):
+            shown = redact(url, pattern=True) if hop else url      # a redirect's URL is the server's text
             status, answer_headers, raw = self.send(method, url, data, auth, headers or {},
-                                                    timeout or self.timeout, redirected=hop > 0)
+                                                    timeout or self.timeout, shown)
             if status in (301, 302, 303, 307, 308):
-                url, method, data = self._redirect(url, method, data, status, answer_headers, hop > 0)
+                url, method, data = self._redirect(url, method, data, status, answer_headers, shown)
                 continue
             answer = self._decode(method, path, status, answer_headers, raw)
             answer = check(answer, answer_headers) if check is not None else answer     # what is kept is
             return answer if path == "/v1/oauth/token" else redact_values(answer, pattern=True)  # redacted
         raise LandbaseError("API_ERROR", "%s %s: more than %d redirects" % (method, path, MAX_REDIRECTS))
 
-    def _redirect(self, url, method, data, status, headers, redirected):
+    def _redirect(self, url, method, data, status, headers, shown):
         location = (headers.get("Location") or "").strip()
-        where = "%s %s: HTTP %d" % (method, redact(url, pattern=True) if redirected else url, status)
+        where = "%s %s: HTTP %d" % (method, shown, status)
         try:
             target = urllib.parse.urljoin(url, location)
             usable = location and not any(ch.isspace() or not ch.isprintable() for ch in target) \
@@ -1023,7 +1024,7 @@ class Api:
             return target, method, data if status in (307, 308) else None
         raise LandbaseError("API_ERROR", "%s: refused the redirect of a %s" % (where, method))
 
-    def send(self, method, url, data, auth, headers, timeout, redirected=False):
+    def send(self, method, url, data, auth, headers, timeout, shown=None):
         """(status, headers, body) of one exchange, read against a Deadline and at most MAX_ANSWER_BYTES."""
         import http.client
         import urllib.request
@@ -1040,7 +1041,7 @@ class Api:
             request.add_header(name, value)
         if auth and self.token:
             request.add_unredirected_header("Authorization", "Bearer " + self.token)
-        shown_url = redact(url, pattern=True) if redirected else url     # a redirect's URL: the server's text
+        shown_url = shown or url        # how the URL is printed (see once())
         self.console.debug("> %s %s%s" % (method, shown_url, " (Authorization: Bearer %s)" % REDACTED
                                           if auth and self.token else ""))
         self.console.debug("> through %s" % (self.proxy,) if self.proxy else "> no proxy")
@@ -2136,10 +2137,9 @@ def check_connection(api, session, args, report, attempt):
     host, port = parts.hostname, parts.port or (443 if secure else 80)
     proxy = urllib.parse.urlsplit(api.proxy.url) if api.proxy else None
     address = (proxy.hostname, proxy.port or 80) if proxy else (host, port)
-    found = []
-    resolve = lambda: found.append(attempt("dns", lambda: socket.getaddrinfo(      # noqa: E731
-        address[0], address[1], type=socket.SOCK_STREAM), "check the name"))
-    in_background(resolve).join(args.timeout)       # getaddrinfo has no timeout of its own
+    found = []                                  # getaddrinfo has no timeout of its own: --timeout bounds it
+    in_background(lambda: found.append(attempt("dns", lambda: socket.getaddrinfo(
+        address[0], address[1], type=socket.SOCK_STREAM), "check the name"))).join(args.timeout)
     if not found or found[0] is None:
         return None if found else report("dns", "fail", "%s: no answer within %gs" % (
             address[0], args.timeout), "check resolv.conf", "NETWORK_ERROR")
