@@ -16,23 +16,14 @@ file, each connection the tool opens appends its "host:port" there (a proxy that
 attempt: this counts them where they leave).
 """
 
-import importlib.util
 import os
 import sys
 import time
 
-from launch import code_of
+from launch import load
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOOL = os.path.join(os.path.dirname(HERE), "landbase_import.py")
-
-
-def load(name, path):
-    """The file at `path` as a module, from its code compiled once for the suite (see launch.py)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    exec(code_of(path), module.__dict__)
-    return module
 
 
 def main():

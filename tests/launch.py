@@ -45,6 +45,14 @@ def code_of(path):
     return code
 
 
+def load(name, path):
+    """The file at `path` as the module `name`, from its kept code: what import does, less the compiling."""
+    import importlib.util
+    module = importlib.util.module_from_spec(importlib.util.spec_from_file_location(name, path))
+    exec(code_of(path), module.__dict__)
+    return module
+
+
 def run_as_main(path):
     """Run the file at `path` as __main__, as `python3 path` does (sys.argv[1:] are its arguments)."""
     code = code_of(path)

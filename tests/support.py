@@ -3,7 +3,6 @@ environment), the tool as a subprocess, and the assertions on what a run left (R
 
 import atexit
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -24,7 +23,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
 import sandbox  # noqa: E402
-from launch import code_of  # noqa: E402
+from launch import load  # noqa: E402
 
 LAUNCH = os.path.join(HERE, "launch.py")
 FASTCLOCK = os.path.join(HERE, "fastclock.py")
@@ -36,14 +35,7 @@ if not os.environ.get("LBI_TEST_CACHE"):        # not under tests/run.py, which 
 def import_tool():
     """`import landbase_import`, from the code compiled once for the suite (see launch.py)."""
     if "landbase_import" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("landbase_import", TOOL)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["landbase_import"] = module
-        try:
-            exec(code_of(TOOL), module.__dict__)
-        except BaseException:
-            del sys.modules["landbase_import"]
-            raise
+        sys.modules["landbase_import"] = load("landbase_import", TOOL)
     return sys.modules["landbase_import"]
 
 
