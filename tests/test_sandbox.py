@@ -1,11 +1,14 @@
 """The sandbox itself: its command line, its rules, its faults, its lifecycle of an import."""
 
 import calendar
+import contextlib
 import email.utils
+import io
 import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -77,6 +80,21 @@ class SandboxRuleTests(unittest.TestCase):
         self.platform = self.box.platform
         self.token = self.platform.mint_token()
         self.imports = self.box.url + "/v1/accounts/acc_demo/contacts-imports"
+
+    def test_a_client_that_goes_away_is_no_error_of_the_sandbox(self):
+        """A client may drop its connection at any moment (the tool after a failed certificate check, on 3.6 while
+        the sandbox still reads: CI printed its traceback into a run's stderr); an error of its own is printed."""
+        for error, printed in ((ConnectionResetError(104, "Connection reset by peer"), False),
+                               (ssl.SSLError(1, "unexpected eof while reading"), False),
+                               (socket.timeout("timed out"), False), (KeyError("a sandbox bug"), True)):
+            with self.subTest(error=error):
+                said = io.StringIO()
+                try:
+                    raise error
+                except type(error):
+                    with contextlib.redirect_stderr(said):
+                        self.box.server.handle_error(None, ("127.0.0.1", 1))
+                self.assertEqual("Traceback" in said.getvalue(), printed, said.getvalue())
 
     def test_tokens(self):
         self.assertEqual(call(self.box.url + "/v1/me")[0], 401)
