@@ -26,12 +26,13 @@ import time
 import unittest
 from concurrent.futures import ThreadPoolExecutor
 
-from support import STAMP, Result, ResultTestCase, World, tool_command
+from support import STAMP, Result, ResultTestCase, World, tool, tool_command
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKE_BROWSER = os.path.join(HERE, "fake_browser.py")
 BODY = b'{"datasetId": "ds_demo", "tagName": "streams"}'
-HANG = 8                    # seconds: every command here ends in well under one; past this, it hangs
+HANG = 20                   # seconds: every command here ends in well under one, and a hang is forever: the
+                            # margin is for a loaded machine (8 s failed twice under other work)
 WORKERS = 4                 # cases run at once (subprocesses mostly wait on each other and the sandbox)
 STAMP_AT = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z ")
 
@@ -462,8 +463,8 @@ sys.exit(code)
         self.assertIn("idle connections still held: 1", browser_log)
         self.assertLoggedIn(world, result, browser_log)
         # well before the 5-minute limit, and before the 10 s a connection may last: a listener that
-        # serves one connection at a time, freed only when the idle one times out, fails here too
-        self.assertLess(result.seconds, 8, result)
+        # serves one connection at a time, freed only when the idle one times out, takes at least that
+        self.assertLess(result.seconds, tool.CALLBACK_CONNECTION_TIMEOUT, result)
 
     def test_a_reset_and_a_malformed_request_on_the_login_callback_print_nothing(self):
         world, result, browser_log = self.login_with_hostile_browser("reset,oops")
