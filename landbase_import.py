@@ -8,18 +8,21 @@ One file, standard library only, Python 3.6+. Copy it onto a host and run it:
     landbase_import.py contacts-import status 7 | wait 7 [8 ...]
     landbase_import.py doctor
 
-`landbase_import.py --help` is the manual. stdout carries one JSON document on success (or --query's
-text); progress, warnings and, on failure, a line naming the error and the one-line JSON envelope go to
-stderr. Exit codes: 0 success; 1 the input or the setup is wrong; 2 the platform refused or failed, or an
-import ended failed or partial; 3 log in again; 4 timeout or network; 130 Ctrl-C; 143 SIGTERM; 129 SIGHUP.
+`landbase_import.py --help` is the manual. stdout carries one JSON document on success (or the text
+that --query asks for). Progress, warnings and, on failure, a line naming the error and then the
+one-line JSON envelope go to stderr.
+
+Exit codes: 0 success; 1 the input or the setup is wrong; 2 the platform refused or failed, or an
+import ended failed or partial; 3 log in again; 4 timeout or network; 130 Ctrl-C; 143 SIGTERM; 129
+SIGHUP.
 """
 
+import argparse
 import base64
 import collections
 import contextlib
 import itertools
 import json
-import operator
 import os
 import re
 import shlex
@@ -31,16 +34,18 @@ import time
 import unicodedata
 import urllib.parse
 
-__version__ = "1.1.0"
+__version__ = "1.2.0"
 
 DEFAULT_API_URL = "https://api.landbase.com"
 DEFAULT_WEB_URL = "https://platform.landbase.com"
 CLIENT_ID = "landbase-cli"
 SESSION_FILE = "platform.json"
-SESSION_LIFETIME = 7 * 24 * 3600        # what a login grants; --with-token's guess if the platform is silent
+SESSION_LIFETIME = 7 * 24 * 3600        # a login's; --with-token's guess if the platform is silent
 SESSION_WARN_BELOW = 24 * 3600          # warn when less than this is left
 LOCK_WAIT = 10                          # seconds a writer of platform.json waits for another one
-CLOCK_SKEW = 5 * 60                     # doctor: a larger difference from the platform's clock is a warning
+LOCK_POLL = 0.05                        # and how often it tries the lock meanwhile
+CLOCK_SKEW = 5 * 60                     # doctor: a larger one from the platform's clock fails
+CERT_WARN_BELOW = 14 * 86400            # doctor: a certificate that ends sooner is a warning
 
 DEFAULT_TIMEOUT = 30.0                  # seconds per request (--timeout)
 MAX_TIMEOUT = 3600
@@ -50,13 +55,14 @@ POLL_DELAYS = (5, 10)                   # then POLL_EVERY, until WAIT_LIMIT
 POLL_EVERY = 20
 WAIT_LIMIT = 30 * 60                    # --max-wait's default
 MAX_WAIT_LIMIT = 7 * 24 * 3600          # and its largest value
+KEY_KEPT = 24 * 3600                    # a key seen this recently gets its import back
 REDRAW_EVERY = 1                        # seconds between redraws of a terminal's progress line
-BAR_WIDTH = 20                          # the progress bar's widest; it shrinks first on a narrow terminal
+BAR_WIDTH = 20                          # the progress bar's widest; it shrinks first when narrow
 MAX_POLLS_IN_FLIGHT = 4                 # wait with many ids
 LOGIN_LIMIT = 5 * 60                    # browser login, from the moment it starts
 CALLBACK_CONNECTION_TIMEOUT = 10        # seconds one connection to the login callback may take
 DEVICE_LIMIT = 15 * 60                  # device login, whatever expiresIn says
-DEVICE_INTERVAL = 5                     # the device flow polls this often unless the server says otherwise,
+DEVICE_INTERVAL = 5                     # the device flow polls this often unless the server says,
 DEVICE_INTERVALS = (1, 60)              # and never outside these bounds
 MAX_REDIRECTS = 5
 
@@ -64,125 +70,223 @@ MAX_BODY_BYTES = 1024 * 1024            # the body of start --json, and platform
 MAX_ANSWER_BYTES = 4 * 1024 * 1024      # an answer from the platform
 MAX_JSON_DIGITS = 40                    # a longer integer in any JSON document is refused,
 MAX_JSON_DEPTH = 64                     # and a deeper document,
-MAX_JSON_VALUES = 100000                # and one of more values: memory stays small whatever a server sends
-EXCERPT_WINDOW = 64 * 1024              # what is quoted of an answer comes from its first characters only
+MAX_JSON_VALUES = 100000                # and one of more values: memory stays small
+ESCAPED_CHAR_SPAN = 16                  # the longest escape of a character that redaction finds
 MAX_DATASET_ID = 200
 MAX_TAG_NAME = 100
 MAX_IMPORT_ID = 2 ** 63 - 1
 BODY_KEYS = ("datasetId", "tagName", "importId")
+STATUS_KEYS = ("importId", "phase", "percent", "counts", "error")
 COUNT_KEYS = ("total", "imported", "skipped", "failed")
-TIME_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]+)?"
-                     r"(?:[Zz]|\+00:00)?\Z")
+TIME_RE = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]+)?"
+    r"(?:[Zz]|\+00:00)?\Z"
+)
 ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 IMPORT_ID_RE = re.compile(r"[0-9]{1,19}\Z")
+KEY_RE = re.compile(r"[\x20-\x7e]{1,255}\Z")
 TOKEN_RE = re.compile(r"lbs_[^\s\"',;&()<>\\\u2026]+")       # \u2026: not the redacted form again
 REDACTED = "lbs_\u2026(redacted)"
 
 TERMINAL_PHASES = ("completed", "partial", "failed")   # any other phase is in flight
 
-EXIT_CODES = {"INVALID_INPUT": 1, "VALIDATION_ERROR": 1, "SETUP_FAILED": 1, "NOT_FOUND": 2, "CONFLICT": 2,
-              "API_ERROR": 2, "RATE_LIMITED": 2, "UPGRADE_REQUIRED": 2, "IMPORT_FAILED": 2,
-              "IMPORT_PARTIAL": 2,
-              "OUTPUT_FAILED": 2, "AUTH_REQUIRED": 3, "AUTH_FAILED": 3, "TIMEOUT": 4, "NETWORK_ERROR": 4,
-              "INTERRUPTED": 130, "TERMINATED": 143}       # 128 + the signal's number: 129 for SIGHUP
+# CLI.md's table: the exit code of each error code. 128 + the signal's number for a signal: 129
+# SIGHUP.
+EXIT_CODES = {
+    "INVALID_INPUT": 1, "VALIDATION_ERROR": 1, "SETUP_FAILED": 1,
+    "NOT_FOUND": 2, "CONFLICT": 2, "API_ERROR": 2, "RATE_LIMITED": 2, "UPGRADE_REQUIRED": 2,
+    "IMPORT_FAILED": 2, "IMPORT_PARTIAL": 2, "OUTPUT_FAILED": 2,
+    "AUTH_REQUIRED": 3, "AUTH_FAILED": 3,
+    "TIMEOUT": 4, "NETWORK_ERROR": 4,
+    "INTERRUPTED": 130, "TERMINATED": 143,
+}
 # the tool's own codes: never taken from a server's envelope (its status decides instead)
-LOCAL_CODES = ("INVALID_INPUT", "SETUP_FAILED", "AUTH_REQUIRED", "OUTPUT_FAILED", "INTERRUPTED", "TERMINATED")
-STATUS_CODES = {400: "VALIDATION_ERROR", 422: "VALIDATION_ERROR", 401: "AUTH_FAILED", 403: "NOT_FOUND",
-                404: "NOT_FOUND", 409: "CONFLICT", 426: "UPGRADE_REQUIRED", 429: "RATE_LIMITED"}
-STOP_SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+LOCAL_CODES = ("INVALID_INPUT", "SETUP_FAILED", "AUTH_REQUIRED", "OUTPUT_FAILED", "INTERRUPTED",
+               "TERMINATED")
+STATUS_CODES = {
+    400: "VALIDATION_ERROR",
+    422: "VALIDATION_ERROR",
+    401: "AUTH_FAILED",
+    403: "NOT_FOUND",
+    404: "NOT_FOUND",
+    409: "CONFLICT",
+    426: "UPGRADE_REQUIRED",
+    429: "RATE_LIMITED",
+}
+# meta keys that are the tool's own: a server's envelope cannot set them
+OWN_META = ("resume", "signal", "idempotencyKey", "importIds", "serverCode", "safeUntil")
+STOP_SIGNALS = [
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+]
 
 
 # ---------------------------------------------------------------- errors
 
 class LandbaseError(Exception):
-    """The one error type: a stable code, a message, meta; the exit code follows from the code."""
+    """The one error type: a stable code, a message and meta, all decided where it is raised; the
+    exit code follows from the code."""
 
-    def __init__(self, code, message, meta=None, transient=False, retry_after=None, server_code=None,
-                 signum=None):
+    def __init__(self, code, message, meta=None, transient=False, retry_after=None,
+                 server_code=None, signum=None, fix=None):
         Exception.__init__(self, message)
         self.code = code
         self.message = message
-        self.meta = meta or {}
+        self.meta = dict(meta or {})
         self.transient = transient          # worth another try later
         self.retry_after = retry_after      # seconds the server asked us to wait
         self.server_code = server_code      # the code in the server's envelope, known or not
-        self.signum = signum                # the signal that stopped the run: its exit is 128 + its number
-        self.unsure = transient             # whether the platform may have acted on the request (Api.call)
+        # the signal that stopped the run: its exit is 128 + its number
+        self.signum = signum
+        # the next step on its own, where the message names one (doctor)
+        self.fix = fix
 
     @property
     def exit_code(self):
-        return 128 + self.signum if self.signum else EXIT_CODES.get(self.code, 2)
+        if self.signum:
+            return 128 + self.signum
+        return EXIT_CODES.get(self.code, 2)
+
+    def replace(self, **changes):
+        """A new error like this one but for `changes`: what a caller adds never loses what the
+        server said (its code, its Retry-After)."""
+        fields = {"code": self.code, "message": self.message, "meta": self.meta,
+                  "transient": self.transient, "retry_after": self.retry_after,
+                  "server_code": self.server_code, "signum": self.signum, "fix": self.fix}
+        fields.update(changes)
+        return LandbaseError(**fields)
 
 
 class Stopped(BaseException):
-    """Stopped(signum): raised by _on_signal for SIGTERM and SIGHUP (SIGINT raises KeyboardInterrupt), so
-    that cleanup runs and the run reports the signal."""
+    """Stopped(signum): raised by _on_signal for SIGTERM and SIGHUP (SIGINT raises
+    KeyboardInterrupt), so that cleanup runs and the run reports the signal."""
 
 
-def stopped(exc, message, meta=None):
-    """The error of a run a signal stopped: INTERRUPTED for Ctrl-C, TERMINATED for SIGTERM and SIGHUP."""
-    signum = exc.args[0] if isinstance(exc, Stopped) else signal.SIGINT
-    meta = dict(meta or {}, signal=signal.Signals(signum).name)
-    return LandbaseError("INTERRUPTED" if signum == signal.SIGINT else "TERMINATED",
-                         "%s (%s)" % (message, meta["signal"]), meta, signum=signum)
+def stopped(exc, message=None, meta=None):
+    """The error of a run a signal stopped: INTERRUPTED for Ctrl-C, TERMINATED for SIGTERM and
+    SIGHUP. The signal comes first in the message, so that a command at its end can be pasted as it
+    is."""
+    signum = signal.SIGINT
+    if isinstance(exc, Stopped):
+        signum = exc.args[0]
+    name = signal.Signals(signum).name
+    meta = dict(meta or {}, signal=name)
+    code = "TERMINATED"
+    if signum == signal.SIGINT:
+        code = "INTERRUPTED"
+    text = "stopped by %s" % name
+    if message:
+        text += ": " + message
+    return LandbaseError(code, text, meta, signum=signum)
 
 
 # ---------------------------------------------------------------- what may be printed
+#
+# A secret is every form of a credential the tool holds or sends: the tokens of this run (stored,
+# from the environment or stdin, granted by a login) and the proxy's password, its user:password
+# and the base64 of that, which travels in Proxy-Authorization. None is printed, as it is or with
+# any of its characters escaped as JSON, HTML or a URL would escape it. Text a server sends is also
+# cleared of anything shaped like an lbs_ token (never the user's own words: those are shown as
+# they are sent).
 
-SECRETS = set()     # the tokens of this run (stored, from the environment or stdin, granted by a login) and
-                    # the proxy's password: redacted wherever they would be printed, whatever their characters
+SECRETS = set()
+# [(the secrets it was made for, the pattern that finds them)], made when first needed
+SECRET_FORMS = []
+ESCAPE_MARKS = ("\\", "&", "%", "+")
 
 
 def remember_secret(value):
     if isinstance(value, str) and value.strip():
-        SECRETS.update((value, value.strip()))
+        SECRETS.add(value)
+        SECRETS.add(value.strip())
     return value
 
 
+def remember_proxy_credentials(user, password):
+    """The proxy's credentials in every form the tool sends or was given them."""
+    user = urllib.parse.unquote(user or "")
+    password = urllib.parse.unquote(password or "")
+    pair = "%s:%s" % (user, password)
+    remember_secret(password)
+    remember_secret(pair)
+    remember_secret(base64.b64encode(pair.encode("utf-8")).decode("ascii"))
+    return pair
+
+
 def redact(text, pattern=False):
-    """text without a known secret in it, as it is or hidden in escapes (JSON's, HTML's, percent-encoding:
-    then the text is shown decoded, the secret redacted); with `pattern`, for what a server sends, without
-    anything shaped like lbs_… either (never the user's own words, shown as they are sent)."""
-    text = _without_secrets(text)
-    if SECRETS and any(mark in text for mark in ("\\", "&", "%", "+")):
-        for decoded in unescaped(text):
-            if any(secret in decoded for secret in SECRETS):
-                text = _without_secrets(decoded)
-                break
-    return TOKEN_RE.sub(REDACTED, text) if pattern else text
-
-
-def _without_secrets(text):
-    for secret in sorted(SECRETS, key=len, reverse=True):      # the longest first: one may hold another
-        text = text.replace(secret, REDACTED)
+    """text without a known secret in it; with `pattern`, for what a server sends, without anything
+    shaped like lbs_… either. Linear in the length of text, whatever it holds."""
+    if SECRETS:
+        if any(mark in text for mark in ESCAPE_MARKS):
+            text = _secret_forms().sub(REDACTED, text)
+        else:
+            # the longest first: one may hold another
+            for secret in sorted(SECRETS, key=len, reverse=True):
+                text = text.replace(secret, REDACTED)
+    if pattern:
+        text = TOKEN_RE.sub(REDACTED, text)
     return text
 
 
-JSON_ESCAPE_RE = re.compile(r'\\(?:u([0-9a-fA-F]{4})|(["\\/bfnrt]))')
+def _secret_forms():
+    """One pattern for every secret with each of its characters as it is or escaped."""
+    secrets = sorted(SECRETS, key=len, reverse=True)
+    if not SECRET_FORMS or SECRET_FORMS[0][0] != secrets:
+        names = _entity_names(set("".join(secrets)))
+        forms = ["".join(_char_forms(ch, names) for ch in secret) for secret in secrets]
+        SECRET_FORMS[:] = [(secrets, re.compile("|".join(forms)))]
+    return SECRET_FORMS[0][1]
 
 
-def unescaped(text):
-    """text with what may hide a token decoded, step by step: JSON's escapes, HTML's entities, then
-    percent-encoding (a token may hold what a later step decodes)."""
-    import html
-    text = JSON_ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)) if m.group(1)
-                              else " " if m.group(2) in "bfnrt" else m.group(2), text)
-    yield text
-    text = html.unescape(text)
-    yield text
-    yield urllib.parse.unquote_plus(text)
+def _char_forms(ch, names):
+    """A pattern for one character as it is or escaped: JSON's \\u00XX, HTML's &#NN; &#xHH; &name;,
+    and a URL's %HH (+ for a space)."""
+    code = ord(ch)
+    forms = [re.escape(ch),
+             r"\\u(?i:%04x)" % code,
+             "&#0{0,8}%d;?" % code,
+             "&#[xX]0{0,8}(?i:%x);?" % code]
+    if code < 256:
+        forms.append("%%(?i:%02x)" % code)
+    if ch == " ":
+        forms.append(r"\+")
+    if ch in "\\/\"":
+        forms.append(re.escape("\\" + ch))
+    forms.extend(re.escape("&" + name) for name in names.get(ch, ()))
+    return "(?:%s)" % "|".join(forms)
+
+
+def _entity_names(chars):
+    """{character: the HTML entity names that stand for it} for these characters."""
+    from html.entities import html5
+    names = {}
+    for name, value in html5.items():
+        if value in chars:
+            names.setdefault(value, []).append(name)
+    return names
 
 
 def printable(text):
-    """text on one line, every control character (newlines and terminal escapes among them) replaced."""
+    """text on one line, every control character (newlines and terminal escapes among them)
+    replaced."""
+    if text.isprintable():
+        return text
+    text = CONTROL_RE.sub("\ufffd", text)
+    if text.isprintable():
+        return text
     return "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
 
 
+CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def redact_values(value, clean=False, pattern=False):
-    """A JSON document with every string in it (keys too) redacted, and printable with `clean`, so that it
-    stays valid JSON."""
+    """A JSON document with every string in it (keys too) redacted, and printable with `clean`, so
+    that it stays valid JSON."""
     if isinstance(value, str):
-        return printable(redact(value, pattern)) if clean else redact(value, pattern)
+        value = redact(value, pattern)
+        if clean:
+            value = printable(value)
+        return value
     if isinstance(value, list):
         return [redact_values(item, clean, pattern) for item in value]
     if isinstance(value, dict):
@@ -192,18 +296,20 @@ def redact_values(value, clean=False, pattern=False):
 
 
 def excerpt(raw, limit=200):
-    """At most `limit` characters of text a server sent (an answer, a message, a header), on one line,
-    redacted (see redact); a long one is quoted from its first EXCERPT_WINDOW characters, less what could be
-    the start of a secret cut in two."""
-    text = raw[:EXCERPT_WINDOW]
-    text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
-    if len(raw) > EXCERPT_WINDOW:
-        text = text[:len(text) - 6 * max(map(len, SECRETS), default=0)]       # \uXXXX: 6 a character
-    return printable(" ".join(redact(text, pattern=True).split())[:limit]) or "(empty body)"
+    """At most `limit` characters of text a server sent (an answer, a message, a header), on one
+    line and redacted. Only a window of the text is read: the part that can be printed, and enough
+    after it to recognise a secret that begins inside it."""
+    longest = max(map(len, SECRETS), default=0)
+    window = raw[:limit + 2 + ESCAPED_CHAR_SPAN * longest]
+    if isinstance(window, bytes):
+        window = window.decode("utf-8", "replace")
+    text = " ".join(redact(str(window), pattern=True).split())
+    return printable(text[:limit]) or "(empty body)"
 
 
 def shown(text, limit=200):
-    """At most `limit` characters of the tool's or the user's text (a path, a URL, a value), printable."""
+    """At most `limit` characters of the tool's or the user's text (a path, a URL, a value),
+    printable."""
     return printable(redact(str(text)))[:limit]
 
 
@@ -226,63 +332,90 @@ class Clock:
 
 
 CLOCK = Clock()
-STOPPING = []       # once a run has its outcome (a signal, its result, its error), signals are ignored
+# once a run has its outcome (a signal, its result, its error), signals are ignored
+STOPPING = []
 
 
 class Console:
-    """stderr for people and logs. Every character written passes through redact() and printable(); a closed
-    stderr is silent. A log (not a terminal, or TERM=dumb) gets one line per event, each beginning with
-    its UTC time, written when it happens; a terminal gets plain lines and progress redrawn in place on one
-    line that is never wider than the terminal."""
+    """stderr for people and logs. Every character written passes through redact() and printable();
+    a closed stderr is silent. A log (not a terminal, or TERM=dumb) gets one line per event, each
+    beginning with its UTC time, written when it happens; a terminal gets plain lines, and progress
+    redrawn in place on one line that is never wider than the terminal."""
 
     def __init__(self, quiet=False, verbose=False, stream=None, query=None):
-        self.stream = sys.stderr if stream is None else stream     # None when stderr was closed (2>&-)
-        self.quiet, self.verbose, self.query = quiet, verbose, query     # query: --query's paths, or None
+        self.stream = stream
+        if stream is None:
+            self.stream = sys.stderr            # None when stderr was closed (2>&-)
+        self.quiet = quiet
+        self.verbose = verbose
+        self.query = query                      # --query's paths, or None
         self.tty = _isatty(self.stream) and os.environ.get("TERM") != "dumb"
-        self.color = self.tty and bool(os.environ.get("NO_COLOR", "") == "")    # no-color.org: set, not empty
-        self.drawn, self.warned = 0, set()     # the columns of the redrawn line on screen; warnings given
+        # no-color.org: NO_COLOR set to anything but the empty string turns colour off
+        self.color = self.tty and os.environ.get("NO_COLOR", "") == ""
+        self.drawn = 0                          # the columns of the redrawn line on screen
+        self.warned = set()
 
     def result(self, doc, meta=None):
-        """The command's result on stdout: its one JSON document, or --query's text (see write_stdout);
-        `meta` names what the command did, for OUTPUT_FAILED. From here on, signals change nothing."""
+        """The command's result on stdout: its one JSON document, or --query's text (see
+        write_stdout); `meta` names what the command did, for OUTPUT_FAILED. From here on, signals
+        change nothing."""
         STOPPING.append("result")
         self.end_progress()
         doc = redact_values(doc)
-        text = json.dumps(doc, ensure_ascii=True, allow_nan=False) + "\n"
-        write_stdout(query_text(doc, self.query) if self.query else text, meta, doc)
+        if self.query:
+            text = query_text(doc, self.query)
+        else:
+            text = json.dumps(doc, ensure_ascii=True, allow_nan=False) + "\n"
+        write_stdout(text, meta, doc)
 
     def line(self, text):
         self.end_progress()
-        stamp = "" if self.tty else format_time(CLOCK.wall()) + " "
+        stamp = ""
+        if not self.tty:
+            stamp = format_time(CLOCK.wall()) + " "
         self._write(stamp + printable(redact(text)) + "\n")
 
     def warn(self, text):
-        if text not in self.warned:     # once a run, whatever reads the file again
-            self.warned.add(text)
-            self.line("warning: " + text)
+        if text in self.warned:         # once a run, however often the file is read
+            return
+        self.warned.add(text)
+        self.line("warning: " + text)
 
     def debug(self, text):
         if self.verbose:
             self.line(text)
 
     def failure(self, error):
-        """The end of a failed run: a line naming the code, the exit and the message (and the command that
-        resumes a wait), then the envelope: the last line, pure JSON, every string in it redacted."""
+        """The end of a failed run: a line naming the code, the exit and the message (and the
+        command that resumes a wait), then the envelope: the last line, pure JSON, every string in
+        it redacted."""
+        text = "error %s (exit %d): %s" % (error.code, error.exit_code, error.message)
         resume = error.meta.get("resume")
-        self.line("error %s (exit %d): %s%s" % (error.code, error.exit_code, error.message,
-                                                ". Resume with: %s" % resume if resume else ""))
+        if resume:
+            text += ". Resume with: " + resume
+        self.line(text)
         doc = {"error": {"code": error.code, "message": error.message, "meta": error.meta}}
         self._write(json.dumps(redact_values(doc, True), ensure_ascii=True, default=str) + "\n")
 
     def redraw(self, text, phase=None):
-        """Progress on a terminal: `text` (ASCII, cut to the width) drawn over the line drawn before. A
-        narrower terminal has folded that line onto several rows: the cursor goes up to its first row."""
+        """Progress on a terminal: `text` (ASCII, cut to the width) drawn over the line drawn
+        before. A narrower terminal has folded that line onto several rows: the cursor goes up to
+        its first row."""
         columns = self.width()
         text = terminal_text(text)[:columns - 1]
-        up = (self.drawn - 1) // columns if self.drawn else 0
-        color = {"completed": "32", "partial": "33", "failed": "31"}.get(phase) if self.color else None
-        self._write("\r" + ("\x1b[%dA" % up if up else "") + "\x1b[J"
-                    + ("\x1b[%sm%s\x1b[0m" % (color, text) if color else text))
+        up = 0
+        if self.drawn:
+            up = (self.drawn - 1) // columns
+        moves = "\r"
+        if up:
+            moves += "\x1b[%dA" % up
+        moves += "\x1b[J"
+        color = None
+        if self.color:
+            color = {"completed": "32", "partial": "33", "failed": "31"}.get(phase)
+        if color:
+            text = "\x1b[%sm%s\x1b[0m" % (color, text)
+        self._write(moves + text)
         self.drawn = len(text)
 
     def end_progress(self):
@@ -291,15 +424,17 @@ class Console:
             self._write("\n")
 
     def width(self):
-        """The columns of the terminal stderr is on (not stdout's: `x=$(… wait 7)` is the usual case);
-        COLUMNS, then 80, where it does not say (a pseudo-terminal nobody sized says 0)."""
+        """The columns of the terminal stderr is on (not stdout's: `x=$(… wait 7)` is the usual
+        case); COLUMNS, then 80, where it does not say (a pseudo-terminal nobody sized says 0)."""
         try:
             columns = os.get_terminal_size(self.stream.fileno()).columns
         except (AttributeError, ValueError, OSError):
             columns = 0
         if columns <= 0:
-            columns = os.environ.get("COLUMNS", "")
-            columns = int(columns) if re.match(r"[0-9]{1,4}\Z", columns) else 80
+            columns = 80
+            variable = os.environ.get("COLUMNS", "")
+            if re.match(r"[0-9]{1,4}\Z", variable):
+                columns = int(variable)
         return max(2, columns)
 
     def _write(self, text):
@@ -320,48 +455,76 @@ def _isatty(stream):
 
 
 def query_text(doc, paths):
-    """--query: the values at `paths`, tab-separated, one line per entry of an array. Strings raw (on one
-    printable line), numbers and booleans as JSON, null empty, objects and arrays as compact JSON."""
-    def field(value, path):
-        for key in path.split("."):
-            value = value.get(key) if isinstance(value, dict) else None
-        return "" if value is None else printable(value) if isinstance(value, str) else \
-            json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
-    return "".join("\t".join(field(entry, path) for path in paths) + "\n"
-                   for entry in (doc if isinstance(doc, list) else [doc]))
+    """--query: the values at `paths`, tab-separated, one line per entry of an array. Strings raw
+    (on one printable line), numbers and booleans as JSON, null empty, objects and arrays as
+    compact JSON."""
+    entries = doc
+    if not isinstance(doc, list):
+        entries = [doc]
+    lines = []
+    for entry in entries:
+        lines.append("\t".join(query_field(entry, path) for path in paths) + "\n")
+    return "".join(lines)
+
+
+def query_field(value, path):
+    for key in path.split("."):
+        if isinstance(value, dict):
+            value = value.get(key)
+        else:
+            value = None
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return printable(value)
+    return json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
 
 def write_stdout(text, meta=None, doc=None):
-    """Write stdout, in UTF-8 whatever the locale (cron's LANG=C). A reader that left (| head) ends it
-    quietly; any other failure is OUTPUT_FAILED, which carries what could not be printed (`doc`, already
-    redacted), so that nothing is lost."""
+    """Write stdout, in UTF-8 whatever the locale (cron's LANG=C). A reader that left (| head) ends
+    it quietly; any other failure is OUTPUT_FAILED, which carries what could not be printed (`doc`,
+    already redacted), so that nothing is lost."""
     try:
         if sys.stdout is None:
             raise OSError("stdout is closed")
         buffer = getattr(sys.stdout, "buffer", None)
         if buffer is None:
             sys.stdout.write(text)
-        else:                           # a write a signal cut short says so: what is left is written too
             sys.stdout.flush()
-            data = memoryview(text.encode("utf-8", "surrogateescape"))
-            while data:
-                data = data[buffer.write(data) or 0:]
-        (buffer or sys.stdout).flush()
+        else:
+            _write_all(buffer, text.encode("utf-8", "surrogateescape"))
     except BrokenPipeError:
         _silence_stdout()
     except (OSError, ValueError, AttributeError) as exc:
         _silence_stdout()
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        shown_doc = json.dumps(doc, ensure_ascii=True, allow_nan=False) if doc is not None else ""
-        raise LandbaseError("OUTPUT_FAILED", "the command did its work but stdout could not be written (%s)%s"
-                            % (reason, "; the result was: " + shown_doc[:2000] if shown_doc else ""), meta)
+        reason = str(exc)
+        if isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror
+        message = "the command did its work but stdout could not be written (%s)" % reason
+        if doc is not None:
+            shown_doc = json.dumps(doc, ensure_ascii=True, allow_nan=False)
+            message += "; the result was: " + shown_doc[:2000]
+        raise LandbaseError("OUTPUT_FAILED", message, meta)
+
+
+def _write_all(buffer, data):
+    """All of data, however often a signal cuts a write short."""
+    sys.stdout.flush()
+    view = memoryview(data)
+    while view:
+        written = buffer.write(view) or 0
+        view = view[written:]
+    buffer.flush()
 
 
 def _silence_stdout():
     """Point fd 1 at /dev/null, so that the interpreter's last flush cannot fail again."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno() if sys.stdout is not None else 1)
+        fd = 1
+        if sys.stdout is not None:
+            fd = sys.stdout.fileno()
+        os.dup2(devnull, fd)
         os.close(devnull)
     except (OSError, ValueError, AttributeError):
         pass
@@ -379,8 +542,9 @@ class StrictJSONError(ValueError):
 
 def parse_json(raw):
     """The one JSON reader, for input bodies, platform.json and every answer alike: UTF-8 (one BOM
-    tolerated), no duplicate keys, no NaN/Infinity, no number too large to print back, no nesting deeper
-    than MAX_JSON_DEPTH, no more than MAX_JSON_VALUES values. Linear in the size of `raw`. StrictJSONError."""
+    tolerated), no duplicate keys, no NaN/Infinity, no number too large to print back, no nesting
+    deeper than MAX_JSON_DEPTH, no more than MAX_JSON_VALUES values. Linear in the size of `raw`.
+    StrictJSONError."""
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
@@ -391,11 +555,12 @@ def parse_json(raw):
     if shape:
         raise StrictJSONError(shape)
     hooks = {"object_pairs_hook": _refuse_duplicates, "parse_constant": _refuse_constant}
-    if LONG_NUMBER_RE.search(raw):      # a call a number: only where a number may be too long
+    if LONG_NUMBER_RE.search(raw):      # a call per number only where a number may be too long
         hooks.update(parse_float=_finite_float, parse_int=_bounded_int)
     import gc
     collect = gc.isenabled()
-    gc.disable()                # a million small containers: the collector would make it slower, not safer
+    # many small containers: the collector would make parsing slower, not safer
+    gc.disable()
     try:
         return json.loads(text, **hooks)
     except RecursionError:
@@ -410,31 +575,52 @@ def parse_json(raw):
 
 
 def _refused_shape(raw):
-    """What refuses a document before it is parsed, by whole-buffer operations only (no regular expression,
-    no loop a character): more values than MAX_JSON_VALUES (a million empty objects in 4 MiB would take
-    100 MiB), or brackets outside strings nested deeper than MAX_JSON_DEPTH (on 3.12+ the parser accepts
-    documents deeper than Python's recursion limit lets anything walk afterwards); else None."""
-    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH and raw.count(b",") < MAX_JSON_VALUES:
+    """What refuses a document before it is parsed, by whole-buffer operations only (no regular
+    expression, no loop over characters): more values than MAX_JSON_VALUES (a million empty objects
+    in 4 MiB would take 100 MiB), or brackets outside strings nested deeper than MAX_JSON_DEPTH (on
+    3.12+ the parser accepts documents deeper than Python's recursion limit lets anything walk
+    afterwards); else None."""
+    brackets = raw.count(b"[") + raw.count(b"{")
+    if brackets <= MAX_JSON_DEPTH and raw.count(b",") < MAX_JSON_VALUES:
         return None
-    bare = raw.replace(b"\\\\", b"").replace(b'\\"', b"")          # escaped quotes gone
-    if bare.count(b'"') > 4 * MAX_JSON_VALUES + 2:     # a value holds two strings at most (a key and
-        return "more than %d values" % MAX_JSON_VALUES      # its value): no split into a million pieces
-    outside = b"".join(bare.split(b'"')[::2])                       # strings gone
-    steps = outside.translate(BRACKET_STEPS, NOT_BRACKETS)      # 2 for [ {, 0 for ] }: depth = sum - count
-    steps = steps[:2 * MAX_JSON_VALUES]         # past this, there are too many values anyway
-    if max(map(operator.sub, itertools.accumulate(steps), itertools.count(1)), default=0) > MAX_JSON_DEPTH:
+    bare = raw.replace(b"\\\\", b"").replace(b'\\"', b"")         # escaped quotes gone
+    # a value holds two strings at most (a key and its value): more quotes than that many values
+    # allow would split the text into a million pieces below
+    if bare.count(b'"') > 4 * MAX_JSON_VALUES + 2:
+        return "more than %d values" % MAX_JSON_VALUES
+    outside = b"".join(bare.split(b'"')[::2])                      # strings gone
+    if _deepest(outside) > MAX_JSON_DEPTH:
         return "nested deeper than %d levels" % MAX_JSON_DEPTH
     if outside.count(b",") + outside.count(b"[") + outside.count(b"{") >= MAX_JSON_VALUES:
         return "more than %d values" % MAX_JSON_VALUES
     return None
 
 
+def _deepest(outside):
+    """The deepest nesting of the brackets in `outside` (JSON text without its strings)."""
+    steps = outside.translate(BRACKET_STEPS, NOT_BRACKETS)     # 1 for [ {, 255 for ] }
+    # a document of MAX_JSON_VALUES values or more is refused anyway: past twice that many steps,
+    # more brackets have closed than that many can open again, so the depth stays below nought
+    steps = steps[:2 * MAX_JSON_VALUES]
+    depth = 0
+    deepest = 0
+    for step in steps:
+        if step == 1:
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        else:
+            depth -= 1
+    return deepest
+
+
 def _refuse_duplicates(pairs):
     seen = dict(pairs)
     if len(seen) < len(pairs):
         keys = [key for key, _ in pairs]
-        key = next(key for index, key in enumerate(keys) if key in keys[:index])
-        raise StrictJSONError("duplicate key %r" % key, key)
+        for index, key in enumerate(keys):
+            if key in keys[:index]:
+                raise StrictJSONError("duplicate key %r" % key, key)
     return seen
 
 
@@ -442,8 +628,9 @@ def _refuse_constant(name):
     raise StrictJSONError("%s is not allowed (only finite numbers)" % name)
 
 
-LONG_NUMBER_RE = re.compile(rb"[0-9]{%d}|[eE][-+]?0*[1-9][0-9]{2}" % (MAX_JSON_DIGITS + 1))  # else finite
-BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+# else finite
+LONG_NUMBER_RE = re.compile(rb"[0-9]{%d}|[eE][-+]?0*[1-9][0-9]{2}" % (MAX_JSON_DIGITS + 1))
+BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
 
@@ -467,63 +654,99 @@ def format_time(epoch):
 
 
 def parse_time(text):
-    """Seconds since the epoch for an RFC 3339 UTC time such as 2026-12-05T10:00:00Z; ValueError otherwise.
-    (By hand: time.strptime would import _strptime, calendar and datetime on every command.)"""
-    match = TIME_RE.match(text.strip()) if isinstance(text, str) else None
+    """Seconds since the epoch for an RFC 3339 UTC time such as 2026-12-05T10:00:00Z; ValueError
+    otherwise. (By hand: time.strptime would import _strptime, calendar and datetime on every
+    command.)"""
+    match = None
+    if isinstance(text, str):
+        match = TIME_RE.match(text.strip())
     if not match:
         raise ValueError("not a time like 2026-12-05T10:00:00Z: %r" % (text,))
     year, month, day, hour, minute, second = (int(group) for group in match.groups())
-    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-    days_in_month = (31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-    if not (1 <= month <= 12 and 1 <= day <= days_in_month[month - 1] and hour < 24 and minute < 60
-            and second <= 60):
-        raise ValueError("not a valid time: %r" % text)
-    shifted = year - (month <= 2)                # days since 1970-01-01 in the proleptic Gregorian calendar
-    era, year_of_era = shifted // 400, shifted % 400
-    day_of_year = (153 * (month - 3 if month > 2 else month + 9) + 2) // 5 + day - 1
-    days = era * 146097 + year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year - 719468
-    return days * 86400 + hour * 3600 + minute * 60 + second
+    if not (1 <= month <= 12 and 1 <= day <= days_in_month(year, month)):
+        raise ValueError("not a valid date: %r" % text)
+    if not (hour < 24 and minute < 60 and second <= 60):
+        raise ValueError("not a valid time of day: %r" % text)
+    return days_since_1970(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
+
+
+def days_in_month(year, month):
+    if month == 2:
+        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+        return 28 + leap
+    return (31, 0, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)[month - 1]
+
+
+def days_since_1970(year, month, day):
+    """Days from 1970-01-01 in the proleptic Gregorian calendar (the civil-from-days algorithm run
+    backwards: a year that starts in March puts the leap day last)."""
+    if month <= 2:
+        year -= 1
+        month += 12
+    era, year_of_era = divmod(year, 400)
+    day_of_year = (153 * (month - 3) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146097 + day_of_era - 719468
 
 
 def is_time(value):
     try:
-        return parse_time(value) is not None
+        parse_time(value)
     except ValueError:
         return False
+    return True
 
 
-def parse_duration(text, option):
-    """Seconds in 90, 90s, 30m, 12h or 2d; INVALID_INPUT naming the option otherwise."""
-    match = re.match(r"\s*([0-9]{1,9})\s*([smhd]?)\s*\Z", text or "")
+DURATION_RE = re.compile(r"\s*([0-9]{1,9})\s*([smhd]?)\s*\Z")
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text):
+    """Seconds in 90, 90s, 30m, 12h or 2d; None for anything else."""
+    match = DURATION_RE.match(text or "")
     if not match:
-        raise LandbaseError("INVALID_INPUT", "%s takes a duration such as 90s, 30m, 12h or 2d, not %s"
-                            % (option, shown(repr(text), 80)))
-    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        return None
+    return int(match.group(1)) * DURATION_UNITS[match.group(2)]
+
+
+SPAN_UNITS = ((86400, 3600, "d", "h"), (3600, 60, "h", "m"), (60, 1, "m", "s"))
 
 
 def format_span(seconds):
-    """Seconds in their two largest units, the second left out when nought: 45s, 1m30s, 30m, 1d02h, 7d."""
-    seconds = int(min(max(0, seconds), 10 ** 9)) if seconds == seconds else 0
-    for big, small, names in ((86400, 3600, "dh"), (3600, 60, "hm"), (60, 1, "ms")):
+    """Seconds in their two largest units, the second left out when nought: 45s, 1m30s, 30m, 1d02h,
+    7d."""
+    if seconds != seconds:              # NaN
+        seconds = 0
+    seconds = int(min(max(0, seconds), 10 ** 9))
+    for big, small, big_name, small_name in SPAN_UNITS:
         if seconds >= big:
+            text = "%d%s" % (seconds // big, big_name)
             rest = seconds % big // small
-            return "%d%s" % (seconds // big, names[0]) + ("%02d%s" % (rest, names[1]) if rest else "")
+            if rest:
+                text += "%02d%s" % (rest, small_name)
+            return text
     return "%ds" % seconds
 
 
-# The credentials for one call: the token, its source ("env" or "file"), its end (epoch seconds, or None),
-# the active account, and the SETUP_FAILED of a stored account id that is none, for commands that need one.
-Session = collections.namedtuple("Session", "token source expires_at account_id account_error")
+# The credentials for one call: the token, its source ("env" or "file"), its end (epoch seconds, or
+# None), the active account, where that came from ("--account", "LANDBASE_ACCOUNT_ID", the file's
+# path or None), and the SETUP_FAILED of a stored account id that is none, for the commands that
+# need one.
+Session = collections.namedtuple("Session", "token source expires_at account_id account_source "
+                                            "account_error")
 
 
 class SessionStore:
-    """platform.json, the official CLI's file: private, written atomically under a lock, unknown keys kept;
-    the session and the one rule for the active account (--account, LANDBASE_ACCOUNT_ID, the file)."""
+    """platform.json, the official CLI's file: private, written atomically under a lock, unknown
+    keys kept; the session and the one rule for the active account (--account, LANDBASE_ACCOUNT_ID,
+    the file)."""
 
     def __init__(self, directory=None):
-        self.directory = directory or os.environ.get("LANDBASE_CONFIG_DIR") \
-            or os.path.join(os.path.expanduser("~"), ".landbase")
+        self.directory = directory or os.environ.get("LANDBASE_CONFIG_DIR")
+        if not self.directory:
+            self.directory = os.path.join(os.path.expanduser("~"), ".landbase")
         self.path = os.path.join(self.directory, SESSION_FILE)
+        self.login_hint = "; fix it, or remove it and run: %s auth login" % program_command()
 
     def load(self, console=None):
         """The stored object ({} when there is none); a damaged file is SETUP_FAILED naming it."""
@@ -531,77 +754,125 @@ class SessionStore:
         if raw is None:
             return {}
         if console is not None and os.name == "posix" and mode & 0o077:
-            console.warn("%s is open to group or others; run: chmod 600 %s" % (self.path, self.path))
-        fix = "; fix it, or remove it and run: landbase_import.py auth login"
+            console.warn(
+                "%s is open to group or others; run: chmod 600 %s" % (self.path, self.path)
+            )
+        if not raw.strip():
+            raise LandbaseError("SETUP_FAILED", "%s is empty%s" % (self.path, self.login_hint))
         try:
-            data = parse_json(raw) if raw.strip() else None
+            data = parse_json(raw)
         except StrictJSONError as exc:
-            raise LandbaseError("SETUP_FAILED", "%s is damaged: %s%s" % (self.path, exc, fix))
+            raise LandbaseError(
+                "SETUP_FAILED", "%s is damaged: %s%s" % (self.path, exc, self.login_hint)
+            )
         if not isinstance(data, dict):
-            raise LandbaseError("SETUP_FAILED", "%s is empty%s" % (self.path, fix) if not raw.strip() else
-                                "%s must hold a JSON object, not %s%s" % (self.path, json_type(data), fix))
+            raise LandbaseError("SETUP_FAILED", "%s must hold a JSON object, not %s%s"
+                                % (self.path, json_type(data), self.login_hint))
         for key in ("accessToken", "expiresAt", "accountId", "deviceName"):
             if data.get(key) is not None and not isinstance(data[key], str):
-                raise LandbaseError("SETUP_FAILED", "%s: %s must be a string%s" % (self.path, key, fix))
+                raise LandbaseError("SETUP_FAILED", "%s: %s must be a string%s"
+                                    % (self.path, key, self.login_hint))
         remember_secret(data.get("accessToken"))
         if data.get("expiresAt") is not None and not is_time(data["expiresAt"]):
-            raise LandbaseError("SETUP_FAILED", "%s: expiresAt %s is not a time like 2026-12-05T10:00:00Z%s"
-                                % (self.path, shown(repr(data["expiresAt"]), 80), fix))
+            raise LandbaseError(
+                "SETUP_FAILED",
+                "%s: expiresAt %s is not a time like 2026-12-05T10:00:00Z%s"
+                % (self.path, shown(repr(data["expiresAt"]), 80), self.login_hint),
+            )
         return data
 
     def _read(self):
-        """(bytes, mode) of the file, or (None, None) when there is none. Opened without blocking and
-        refused unless it is a regular file: a FIFO in its place must not hang every command."""
+        """(bytes, mode) of the file, or (None, None) when there is none. Opened without blocking
+        and refused unless it is a regular file: a FIFO in its place must not hang every command.
+        """
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
         try:
-            with os.fdopen(os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as handle:
+            with os.fdopen(os.open(self.path, flags), "rb") as handle:
                 mode = os.fstat(handle.fileno()).st_mode
                 if not stat.S_ISREG(mode):
-                    raise LandbaseError("SETUP_FAILED", "%s is not a regular file; remove it and run: "
-                                        "landbase_import.py auth login" % self.path)
+                    raise LandbaseError(
+                        "SETUP_FAILED",
+                        "%s is not a regular file; remove it and run: %s "
+                        "auth login" % (self.path, program_command()),
+                    )
                 raw = handle.read(MAX_BODY_BYTES + 1)
         except FileNotFoundError:
             return None, None
+        except NotADirectoryError:
+            raise self._not_a_directory()
         except OSError as exc:
-            raise LandbaseError("SETUP_FAILED", "cannot read %s: %s" % (self.path, exc.strerror or exc))
+            raise LandbaseError(
+                "SETUP_FAILED", "cannot read %s: %s" % (self.path, exc.strerror or exc)
+            )
         if len(raw) > MAX_BODY_BYTES:
-            raise LandbaseError("SETUP_FAILED", "%s is larger than 1 MiB: not a session file" % self.path)
+            raise LandbaseError(
+                "SETUP_FAILED", "%s is larger than 1 MiB: not a session file" % self.path
+            )
         return raw, mode
 
     def session(self, account_override, console):
-        """The session for this call: AUTH_REQUIRED without one, AUTH_FAILED past expiresAt; nothing sent."""
+        """The session for this call: AUTH_REQUIRED without one, AUTH_FAILED past expiresAt;
+        nothing sent."""
         stored = self.load(console)
         token = os.environ.get("LANDBASE_ACCESS_TOKEN", "").strip()
-        source = "env" if token else "file"
-        token = token or stored.get("accessToken") or ""
+        source = "env"
         if not token:
-            raise LandbaseError("AUTH_REQUIRED", "not logged in: run landbase_import.py auth login "
-                                "(or set LANDBASE_ACCESS_TOKEN)")
+            token = stored.get("accessToken") or ""
+            source = "file"
+        if not token:
+            raise LandbaseError("AUTH_REQUIRED", "not logged in: run %s auth login (or set "
+                                "LANDBASE_ACCESS_TOKEN)" % program_command())
         if not usable_token(token):
-            raise LandbaseError("INVALID_INPUT" if source == "env" else "SETUP_FAILED", "%s is not a usable "
-                                "token (printable ASCII only): %s" % (
-                                    ("LANDBASE_ACCESS_TOKEN", "set it to the token itself") if source == "env"
-                                    else (self.path + ": accessToken", "run: landbase_import.py auth login")))
+            raise self._unusable(source)
         expires_at = None
         if stored.get("expiresAt") and stored.get("accessToken") == token:
             expires_at = parse_time(stored["expiresAt"])
             if expires_at <= CLOCK.wall():
-                raise LandbaseError("AUTH_FAILED", "the session expired at %s: run landbase_import.py auth "
-                                    "login" % stored["expiresAt"], {"expiresAt": stored["expiresAt"]})
+                raise LandbaseError("AUTH_FAILED", "the session expired at %s: run %s auth login"
+                                    % (stored["expiresAt"], program_command()),
+                                    {"expiresAt": stored["expiresAt"]})
             warn_if_ending(expires_at, console)
-        account_id, error = account_override or os.environ.get("LANDBASE_ACCOUNT_ID"), None
-        if account_id:
-            check_account_id(account_id, "--account" if account_override else "LANDBASE_ACCOUNT_ID")
-        elif stored.get("accountId") is not None and not ACCOUNT_ID_RE.match(stored["accountId"]):
-            error = LandbaseError("SETUP_FAILED", "%s: accountId %s is not an account id; choose one with: "
-                                  "landbase_import.py account set <accountId> (see: account list)"
-                                  % (self.path, shown(repr(stored["accountId"]), 80)))
-        else:
-            account_id = stored.get("accountId")
-        return Session(token, source, expires_at, account_id or None, error)
+        account_id, account_source, error = self._account(account_override, stored)
+        return Session(token, source, expires_at, account_id, account_source, error)
+
+    def _unusable(self, source):
+        if source == "env":
+            return LandbaseError(
+                "INVALID_INPUT",
+                "LANDBASE_ACCESS_TOKEN is not a usable token (printable "
+                "ASCII only): set it to the token itself",
+            )
+        return LandbaseError(
+            "SETUP_FAILED",
+            "%s: accessToken is not a usable token (printable ASCII "
+            "only): run: %s auth login" % (self.path, program_command()),
+        )
+
+    def _account(self, account_override, stored):
+        """(the active account id or None, where it came from, the error of a stored one that is
+        none)."""
+        if account_override:
+            return check_account_id(account_override, "--account"), "--account", None
+        from_env = os.environ.get("LANDBASE_ACCOUNT_ID")
+        if from_env:
+            return check_account_id(from_env, "LANDBASE_ACCOUNT_ID"), "LANDBASE_ACCOUNT_ID", None
+        stored_id = stored.get("accountId")
+        if stored_id is None or stored_id == "":
+            return None, None, None
+        if not ACCOUNT_ID_RE.match(stored_id):
+            error = LandbaseError(
+                "SETUP_FAILED",
+                "%s: accountId %s is not an account id; choose one with: "
+                "%s account set <accountId> (see: account list)"
+                % (self.path, shown(repr(stored_id), 80), program_command()),
+            )
+            return None, None, error
+        return stored_id, self.path, None
 
     def update(self, changes, console=None, replace_damaged=False):
-        """Read, change and write back under the lock; keys this tool does not know are kept. `changes` may
-        be a function of the stored object."""
+        """Read, change and write back under the lock; keys this tool does not know are kept.
+        `changes` is the keys to change, or a function of the stored object that returns them. The
+        object as it was before."""
         with self.locked():
             try:
                 data = self.load(console)
@@ -611,51 +882,68 @@ class SessionStore:
                 if console is not None:
                     console.warn("replacing the damaged %s" % self.path)
                 data = {}
-            data.update(changes(data) if callable(changes) else changes)
+            before = dict(data)
+            if callable(changes):
+                changes = changes(data)
+            data.update(changes)
             self._save(data)
-        return data
+        return before
 
     def remove(self):
         with self.locked():
             try:
                 os.remove(self.path)
-                return True
             except FileNotFoundError:
                 return False
             except OSError as exc:
                 raise LandbaseError("SETUP_FAILED", "cannot remove %s: %s; remove it by hand"
                                     % (self.path, exc.strerror or exc))
+        return True
 
     @contextlib.contextmanager
     def locked(self):
-        """The lock every change of the file is made under (a file beside it, never removed), waited for
-        at most LOCK_WAIT seconds: flock on POSIX, msvcrt.locking on Windows; closing it releases it."""
+        """The lock every change of the file is made under (a file beside it, never removed),
+        waited for at most LOCK_WAIT seconds: flock on POSIX, msvcrt.locking on Windows; closing it
+        releases it."""
         self._make_directory()
+        lock_path = self.path + ".lock"
         try:
-            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
-            raise LandbaseError("SETUP_FAILED", "cannot lock %s: %s" % (self.path, exc.strerror or exc))
+            raise LandbaseError("SETUP_FAILED", "cannot open the lock file %s: %s; %s"
+                                % (lock_path, exc.strerror or exc, self._writable_hint()))
         try:
-            ends = time.monotonic() + LOCK_WAIT
+            ends = CLOCK.now() + LOCK_WAIT
             while not _try_lock(fd):
-                if time.monotonic() > ends:
-                    raise LandbaseError("SETUP_FAILED", "another process has been changing %s for %ds; try "
-                                        "again" % (self.path, LOCK_WAIT))
-                time.sleep(0.05)
+                if CLOCK.now() > ends:
+                    raise LandbaseError(
+                        "SETUP_FAILED",
+                        "another process has held the lock %s for %ds, "
+                        "so %s was not changed; try again" % (lock_path, LOCK_WAIT, self.path),
+                    )
+                CLOCK.sleep(LOCK_POLL)
             yield
         finally:
             os.close(fd)
 
+    def _writable_hint(self):
+        return "the user running this must be able to write in %s (see: ls -ld %s)" % (
+            self.directory, shlex.quote(self.directory))
+
     def _save(self, data):
-        """Write atomically: a reader, or a crash at any point, sees the old file or the new one. The file is
-        synced before the rename, else a crash could leave the new name on an empty file. Writers hold the
-        lock, so one temporary name serves: a writer killed mid-write leaves it for the next to replace."""
+        """Write atomically: a reader, or a crash at any point, sees the old file or the new one.
+        The file is synced before the rename, else a crash could leave the new name on an empty
+        file. Writers hold the lock, so one temporary name serves: a writer killed mid-write leaves
+        it for the next to replace."""
         tmp = self.path + ".tmp"
-        payload = (json.dumps(data, indent=2, ensure_ascii=True, allow_nan=False) + "\n").encode("ascii")
+        payload = (json.dumps(data, indent=2, ensure_ascii=True, allow_nan=False) + "\n").encode(
+            "ascii"
+        )
         try:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(tmp)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(tmp, flags, 0o600)
             try:
                 if hasattr(os, "fchmod"):
                     os.fchmod(fd, 0o600)        # whatever the umask (277 would leave 0400)
@@ -671,16 +959,16 @@ class SessionStore:
                 os.remove(tmp)
             if not isinstance(exc, OSError):
                 raise
-            raise LandbaseError("SETUP_FAILED", "cannot write %s: %s" % (self.path, exc.strerror or exc))
+            raise LandbaseError("SETUP_FAILED", "cannot write %s: %s; %s"
+                                % (self.path, exc.strerror or exc, self._writable_hint()))
 
     def _make_directory(self):
-        """The config directory, made 0700 (its parents too) when it is missing; the mode of a directory the
-        tool did not make is left alone, and a file in its place is refused."""
+        """The config directory, made 0700 (its parents too) when it is missing; the mode of a
+        directory the tool did not make is left alone, and a file in its place is refused."""
         if os.path.isdir(self.directory):
             return
         if os.path.lexists(self.directory):
-            raise LandbaseError("SETUP_FAILED", "%s is not a directory; LANDBASE_CONFIG_DIR names the "
-                                "directory platform.json goes in" % self.directory)
+            raise self._not_a_directory()
         try:
             os.makedirs(self.directory, 0o700)
             os.chmod(self.directory, 0o700)     # makedirs' mode meets the umask
@@ -690,18 +978,31 @@ class SessionStore:
             raise LandbaseError("SETUP_FAILED", "cannot create %s: %s"
                                 % (self.directory, exc.strerror or exc))
 
+    def _not_a_directory(self):
+        return LandbaseError(
+            "SETUP_FAILED",
+            "%s is not a directory; LANDBASE_CONFIG_DIR names the "
+            "directory platform.json goes in" % self.directory,
+        )
+
 
 def _try_lock(fd):
     """Take the lock on fd without waiting; whether it was taken."""
     try:
         import fcntl
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except ImportError:
-        import msvcrt
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
+        return _try_lock_windows(fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _try_lock_windows(fd):
+    import msvcrt
+    try:
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
     except OSError:
         return False
     return True
@@ -710,59 +1011,82 @@ def _try_lock(fd):
 def warn_if_ending(expires_at, console):
     left = expires_at - CLOCK.wall()
     if left < SESSION_WARN_BELOW:
-        console.warn("the session expires in %s (%s): run landbase_import.py auth login soon"
-                     % (format_span(left), format_time(expires_at)))
+        console.warn("the session expires in %s (%s): run %s auth login soon"
+                     % (format_span(left), format_time(expires_at), program_command()))
 
 
 def require_account(session):
     if session.account_error is not None:
         raise session.account_error
     if not session.account_id:
-        raise LandbaseError("INVALID_INPUT", "No account id: run landbase_import.py account set <accountId> "
-                            "(see account list), or pass --account=<id>")
+        raise LandbaseError(
+            "INVALID_INPUT",
+            "No account id: run %s account set <accountId> (see account "
+            "list), or pass --account=<id>" % program_command(),
+        )
     return session.account_id
 
 
 def check_account_id(value, what="account id"):
     if not isinstance(value, str) or not ACCOUNT_ID_RE.match(value):
-        raise LandbaseError("INVALID_INPUT", "%s %s is not valid: use 1 to 64 letters, digits, _ or -"
-                            % (what, shown(repr(value), 80)))
+        raise LandbaseError(
+            "INVALID_INPUT",
+            "%s %s is not valid: use 1 to 64 letters, digits, _ or -"
+            % (what, shown(repr(value), 80)),
+        )
     return value
 
 
 def is_import_id(value):
-    """An import id as the platform holds it: a positive whole number (not true, not 7.0) of 63 bits."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_IMPORT_ID
+    """An import id as the platform holds it: a positive whole number (not true, not 7.0) of 63
+    bits."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return False
+    return 0 < value <= MAX_IMPORT_ID
 
 
-def check_import_id(value):
-    if not IMPORT_ID_RE.match(value) or not 0 < int(value) <= MAX_IMPORT_ID:
-        raise LandbaseError("INVALID_INPUT", "import id %s is not valid: it is a positive whole number such "
-                            "as 7" % shown(repr(value), 80))
-    return int(value)
+def program_command():
+    """This file as a command that runs from any directory: its absolute path, behind the
+    interpreter when the file cannot be run by itself (no run bit)."""
+    path = os.path.abspath(__file__)
+    if os.access(path, os.X_OK):
+        return shlex.quote(path)
+    return "python3 " + shlex.quote(path)
 
 
 # ---------------------------------------------------------------- HTTP
 
 def base_url(env_name, default):
-    """A base URL from the environment, refused unless it is https on Landbase (or http on loopback)."""
+    """A base URL from the environment, refused unless it is https on Landbase (or http on
+    loopback)."""
     url = os.environ.get(env_name) or default
     try:
         parts = urllib.parse.urlsplit(url)
         host = (parts.hostname or "").lower()
         parts.port                      # raises ValueError for a bad port
     except ValueError as exc:
-        raise LandbaseError("INVALID_INPUT", "%s=%s is not a valid URL (%s)" % (env_name, shown(url), exc))
-    if parts.scheme not in ("http", "https") or not host or parts.username or parts.query or parts.fragment \
-            or any(ch.isspace() or not ch.isprintable() for ch in url):
-        raise LandbaseError("INVALID_INPUT", "%s=%s is not an http(s) base URL" % (env_name, shown(url)))
+        raise LandbaseError(
+            "INVALID_INPUT", "%s=%s is not a valid URL (%s)" % (env_name, shown(url), exc)
+        )
+    odd = any(ch.isspace() or not ch.isprintable() for ch in url)
+    extra = parts.username or parts.query or parts.fragment
+    if parts.scheme not in ("http", "https") or not host or extra or odd:
+        raise LandbaseError(
+            "INVALID_INPUT", "%s=%s is not an http(s) base URL" % (env_name, shown(url))
+        )
     if parts.scheme == "http" and not is_loopback(url):
-        raise LandbaseError("INVALID_INPUT", "%s=%s: https is required except on loopback" % (env_name, url))
-    if not (host == "landbase.com" or host.endswith(".landbase.com") or is_loopback(url)) \
-            and os.environ.get("LANDBASE_ALLOW_CUSTOM_API_URL") != "1":
-        raise LandbaseError("INVALID_INPUT", "%s=%s: the host %s is not landbase.com or loopback; set "
-                            "LANDBASE_ALLOW_CUSTOM_API_URL=1 to send your credentials there"
-                            % (env_name, url, host))
+        raise LandbaseError(
+            "INVALID_INPUT", "%s=%s: https is required except on loopback" % (env_name, url)
+        )
+    landbase = host == "landbase.com" or host.endswith(".landbase.com")
+    custom = os.environ.get("LANDBASE_ALLOW_CUSTOM_API_URL") == "1"
+    if not (landbase or is_loopback(url) or custom):
+        raise LandbaseError(
+            "INVALID_INPUT",
+            "%s=%s: the host %s is not landbase.com or loopback; set "
+            "LANDBASE_ALLOW_CUSTOM_API_URL=1 to send your credentials there"
+            % (env_name, url, host),
+        )
     return url.rstrip("/")
 
 
@@ -772,91 +1096,171 @@ def is_loopback(url):
 
 def same_origin(url_a, url_b):
     """Whether two URLs share scheme, host and port; ValueError for a port out of range."""
-    a, b = urllib.parse.urlsplit(url_a), urllib.parse.urlsplit(url_b)
-    default = {"http": 80, "https": 443}
-    return ((a.scheme, (a.hostname or "").lower(), a.port or default.get(a.scheme))
-            == (b.scheme, (b.hostname or "").lower(), b.port or default.get(b.scheme)))
+    return origin(url_a) == origin(url_b)
 
 
-class Proxy(collections.namedtuple("Proxy", "url where variable")):
-    """The proxy a request goes through: its URL (for urllib), `where` (host:port, never its credentials)
-    and the variable it came from."""
+def origin(url):
+    """(scheme, host, port) of a URL, the port filled in; ValueError for a port out of range."""
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def host_port(host, port):
+    """host:port as a person writes it, an IPv6 address in brackets."""
+    if ":" in host:
+        host = "[%s]" % host
+    return "%s:%d" % (host, port)
+
+
+class Proxy(collections.namedtuple("Proxy", "where variable authorization")):
+    """The proxy a request goes through: `where` (host:port, never its credentials), the variable
+    it came from, and the Proxy-Authorization its credentials make (or None)."""
 
     def __str__(self):
         return "the proxy %s (%s)" % (self.where, self.variable)
 
 
 def proxy_for(base):
-    """The Proxy for requests to `base`, or None: https_proxy or HTTPS_PROXY for an https base, unless
-    NO_PROXY covers its host; never for loopback (plain http with a token must not leave the host); ALL_PROXY
-    is not read. urllib speaks only http:// to a proxy, so https:// (where the user wants the credentials
-    kept from the wire) and socks are INVALID_INPUT before anything is sent, as is a URL that does not parse,
-    which is named by its variable alone: its pieces may be a password."""
+    """The Proxy for requests to `base`, or None: the one decision of what is proxied, which the
+    requests follow and every message describes. https_proxy or HTTPS_PROXY, for an https base,
+    unless NO_PROXY covers its host (or host:port); never for loopback (plain http with a token
+    must not leave the host); ALL_PROXY is not read. urllib speaks only http:// to a proxy, so
+    https:// (where the user wants the credentials kept from the wire) and socks are INVALID_INPUT
+    before anything is sent, as is a URL that does not parse, which is named by its variable alone:
+    its pieces may be a password."""
     if not base.startswith("https:") or is_loopback(base):
         return None
-    import urllib.request
-    variable = next((name for name in ("https_proxy", "HTTPS_PROXY") if os.environ.get(name)), None)
-    if variable is None or urllib.request.proxy_bypass_environment(urllib.parse.urlsplit(base).hostname):
+    variable = None
+    for name in ("https_proxy", "HTTPS_PROXY"):
+        if os.environ.get(name):
+            variable = name
+            break
+    if variable is None or no_proxy_covers(base):
         return None
     url = os.environ[variable].strip()
-    url = url if "://" in url else "http://" + url
+    if "://" not in url:
+        url = "http://" + url
     scheme = url.split("://", 1)[0].lower()
     if scheme != "http":
-        raise LandbaseError("INVALID_INPUT", "%s is a %s:// proxy, which this tool cannot speak without "
-                            "sending its credentials in clear: only http:// proxies are supported (the "
-                            "tunnel to the platform is TLS either way)" % (variable, shown(scheme, 20)))
+        raise LandbaseError(
+            "INVALID_INPUT",
+            "%s is a %s:// proxy, which this tool cannot speak without "
+            "sending its credentials in clear: only http:// proxies are supported (the "
+            "tunnel to the platform is TLS either way)" % (variable, shown(scheme, 20)),
+        )
+    unreadable = LandbaseError(
+        "INVALID_INPUT",
+        "%s is not a proxy URL that can be read: write it as "
+        "http://[user:password@]host:port, with @ : / %% in the password "
+        "percent-encoded (%%40 %%3A %%2F %%25)" % variable,
+    )
     try:
         parts = urllib.parse.urlsplit(url)
         host, port = parts.hostname, parts.port
-        remember_secret(parts.password)
-        remember_secret(urllib.parse.unquote(parts.password or ""))
+        user, password = parts.username, parts.password
     except ValueError:
-        host = None
+        raise unreadable
     if not host or parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise LandbaseError("INVALID_INPUT", "%s is not a proxy URL that can be read: write it as http://"
-                            "[user:password@]host:port, with @ : / %% in the password percent-encoded (%%40 "
-                            "%%3A %%2F %%25)" % variable)
-    return Proxy(url, "%s:%d" % (host, port or 80), variable)
+        raise unreadable
+    authorization = None
+    if user is not None:
+        pair = remember_proxy_credentials(user, password)
+        authorization = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+    return Proxy(host_port(host, port or 80), variable, authorization)
+
+
+def no_proxy_covers(base):
+    """Whether NO_PROXY (no_proxy) names the base's host: the host, a domain of it, or host:port.
+    """
+    import urllib.request
+    scheme, host, port = origin(base)
+    netloc = urllib.parse.urlsplit(base).netloc
+    for name in (host, netloc, host_port(host, port)):
+        if urllib.request.proxy_bypass_environment(name):
+            return True
+    return False
 
 
 def parse_retry_after(headers, data):
-    """Seconds from Retry-After (seconds or an HTTP date) and error.meta.retry_after_seconds, the larger."""
+    """Seconds from Retry-After (seconds or an HTTP date) and error.meta.retry_after_seconds, the
+    larger."""
     found = []
-    value = (headers.get("Retry-After") or "").strip() if headers is not None else ""
+    value = ""
+    if headers is not None:
+        value = (headers.get("Retry-After") or "").strip()
     if re.match(r"[0-9]+\Z", value):                # ASCII digits only: "²".isdigit() is true
-        found.append(int(value) if len(value) < 10 else 10 ** 9)
+        found.append(min(int(value[:10]), 10 ** 9))
     elif value:
-        from email.utils import parsedate_tz, mktime_tz
-        try:
-            parsed = parsedate_tz(value)
-            if parsed:
-                found.append(min(10 ** 9, max(0, int(mktime_tz(parsed) - CLOCK.wall()))))
-        except (TypeError, ValueError, OverflowError, IndexError):
-            pass                        # an unreadable date: the loop's own schedule applies
-    error = data.get("error") if isinstance(data, dict) else None
-    meta = error.get("meta") if isinstance(error, dict) else None
+        when = parse_http_date(value)
+        if when is not None:
+            found.append(min(10 ** 9, max(0, int(when - CLOCK.wall()))))
+    error = None
+    if isinstance(data, dict):
+        error = data.get("error")
+    meta = None
+    if isinstance(error, dict):
+        meta = error.get("meta")
     if isinstance(meta, dict):
         seconds = meta.get("retry_after_seconds")
         if is_number(seconds) and seconds >= 0:
             found.append(int(min(seconds, 10 ** 9) + 0.999))
-    return max(found) if found else None
+    return max(found, default=None)
+
+
+def parse_http_date(text):
+    """Seconds since the epoch of an HTTP date (Retry-After, Date); None when it is not a valid one
+    (the 32nd of February, the year 10000)."""
+    from email.utils import parsedate_tz, mktime_tz
+    try:
+        parsed = parsedate_tz(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if not parsed:
+        return None
+    year, month, day, hour, minute, second = parsed[:6]
+    if not (1970 <= year <= 9999 and 1 <= month <= 12 and 1 <= day <= days_in_month(year, month)):
+        return None
+    if not (hour < 24 and minute < 60 and second <= 60):
+        return None
+    try:
+        return mktime_tz(parsed)
+    except (OverflowError, ValueError):
+        return None
 
 
 def retry_wait(error, planned, longest=None, transient=None):
-    """The one retry decision (one-shot retries, the poller, the device flow): the seconds to wait after
-    `error`, or None to give up. `planned` is the loop's next wait (None: no try left); a longer Retry-After
-    is honoured up to `longest`; `transient` says an answer is worth waiting on ("authorization pending")."""
-    if not (error.transient if transient is None else transient) or planned is None:
+    """The one retry decision (one-shot retries, --watch's start, the poller, the device flow): the
+    seconds to wait after `error`, or None to give up. `planned` is the loop's next wait (None: no
+    try left); a longer Retry-After is honoured up to `longest`; `transient` says an answer is
+    worth waiting on ("authorization pending")."""
+    if transient is None:
+        transient = error.transient
+    if not transient or planned is None:
         return None
-    wait = planned if error.retry_after is None else max(planned, error.retry_after)
-    return None if longest is not None and wait > longest else wait
+    wait = planned
+    if error.retry_after is not None:
+        wait = max(planned, error.retry_after)
+    if longest is not None and wait > longest:
+        return None
+    return wait
+
+
+def poll_delays():
+    """5 s, 10 s, then 20 s for ever: the waits between status reads (and --watch's start
+    attempts)."""
+    return itertools.chain(POLL_DELAYS, itertools.repeat(POLL_EVERY))
 
 
 def in_background(target, *args):
-    """A daemon thread running target(*args) that never takes SIGINT, SIGTERM or SIGHUP: only the main thread
-    does, so that signals sent together are taken in the kernel's order, not in the order threads race."""
+    """A daemon thread running target(*args) that never takes SIGINT, SIGTERM or SIGHUP: only the
+    main thread does, so that signals sent together are taken in the kernel's order, not in the
+    order threads race."""
     mask = getattr(signal, "pthread_sigmask", None)         # not on Windows
-    before = mask and mask(signal.SIG_BLOCK, STOP_SIGNALS)  # the thread starts with the mask of its parent
+    before = None
+    if mask:
+        # the thread starts with its parent's mask
+        before = mask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         thread = threading.Thread(target=target, args=args, daemon=True)
         thread.start()
@@ -867,12 +1271,20 @@ def in_background(target, *args):
 
 
 class Deadline:
-    """--timeout over a whole request, connect to last byte: then its sockets are shut down, so that a server
-    dripping a byte at a time cannot stretch it (a socket's own timeout bounds each read, not the request)."""
+    """--timeout over a whole request, name resolution to last byte: then its sockets are shut
+    down, so that a server dripping a byte at a time cannot stretch it (a socket's own timeout
+    bounds each read, not the request). Real time, not CLOCK: it bounds what real sockets do."""
 
     def __init__(self, seconds):
-        self.seconds, self.expired, self.lock, self.sockets = seconds, False, threading.Lock(), []
+        self.seconds = seconds
+        self.ends = time.monotonic() + seconds
+        self.expired = False
+        self.lock = threading.Lock()
+        self.sockets = []
         self.over = threading.Event()
+
+    def left(self):
+        return self.ends - time.monotonic()
 
     def watch(self, sock):
         """Called with each socket the request opens (a proxy's included); returns it."""
@@ -890,8 +1302,12 @@ class Deadline:
                 with contextlib.suppress(OSError):      # already closed
                     sock.shutdown(socket.SHUT_RDWR)
 
+    def _watchdog(self):
+        if not self.over.wait(self.seconds):
+            self.expire()
+
     def __enter__(self):
-        in_background(lambda: self.over.wait(self.seconds) or self.expire())
+        in_background(self._watchdog)
         return self
 
     def __exit__(self, *exc):
@@ -902,58 +1318,222 @@ class Deadline:
             self.sockets = []
 
 
+class Trace:
+    """What one exchange reached, as doctor reports it: the name resolved and its address, the TCP
+    connection (to the proxy when there is one) and its milliseconds, the proxy's tunnel, TLS and
+    the seconds its certificate has left, then the answer's status, headers and milliseconds."""
+
+    def __init__(self, host, proxy, names_wanted=False):
+        self.host = host                # the platform's host: the TLS name
+        self.proxy = proxy
+        # doctor: read the names of a certificate for another name
+        self.names_wanted = names_wanted
+        self.resolved = None            # (name, address)
+        self.connected_ms = None
+        self.tunnel = False
+        self.tls = None                 # (version, seconds the certificate has left)
+        self.certificate_names = None   # the names a certificate for another name holds
+        self.status = None
+        self.headers = None
+        self.ms = None
+
+
+def resolve(host, port, deadline):
+    """getaddrinfo within what is left of the request's deadline: it has no timeout of its own, and
+    a name server that never answers would hold the request for as long as the resolver's own
+    retries."""
+    import socket
+    answer = []
+
+    def lookup():
+        try:
+            answer.append(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        except (OSError, UnicodeError) as exc:
+            answer.append(exc)
+    in_background(lookup).join(max(0.0, deadline.left()))
+    if not answer:
+        raise socket.timeout("no answer from the name server for %s" % host)
+    if isinstance(answer[0], BaseException):
+        raise answer[0]
+    return answer[0]
+
+
+def open_socket(address, deadline, trace):
+    """A TCP connection to address (host, port): the name resolved within the request's deadline,
+    then each of its addresses tried with the time left, the socket watched by the deadline."""
+    import socket
+    host, port = address
+    started = time.monotonic()
+    addresses = resolve(host, port, deadline)
+    trace.resolved = (host, addresses[0][4][0])
+    error = OSError("no address for %s" % host)
+    for _, _, _, _, socket_address in addresses:
+        try:
+            sock = socket.create_connection(socket_address[:2], max(0.001, deadline.left()))
+        except OSError as exc:
+            error = exc
+            continue
+        trace.connected_ms = (time.monotonic() - started) * 1000
+        return deadline.watch(sock)
+    raise error
+
+
+def connection_classes():
+    """The HTTP and HTTPS connections of every request: their sockets opened by open_socket()
+    (bounded and watched), what they reach recorded in the request's Trace."""
+    import http.client
+
+    class Plain(http.client.HTTPConnection):
+        def __init__(self, host, *args, deadline=None, trace=None, **kwargs):
+            http.client.HTTPConnection.__init__(self, host, *args, **kwargs)
+            self.deadline = deadline
+            self.trace = trace
+            self._create_connection = self.open_socket
+
+        def open_socket(self, address, timeout=None, source_address=None):
+            return open_socket(address, self.deadline, self.trace)
+
+    class Secure(http.client.HTTPSConnection):
+        def __init__(self, host, *args, deadline=None, trace=None, context=None, **kwargs):
+            http.client.HTTPSConnection.__init__(self, host, *args, context=context, **kwargs)
+            self.deadline = deadline
+            self.trace = trace
+            self.tls_context = context
+            self._create_connection = self.open_socket
+
+        def open_socket(self, address, timeout=None, source_address=None):
+            return open_socket(address, self.deadline, self.trace)
+
+        def connect(self):
+            """TCP, the proxy's tunnel, then TLS, as HTTPSConnection.connect does, each step
+            traced."""
+            http.client.HTTPConnection.connect(self)
+            self.trace.tunnel = self.trace.proxy is not None
+            try:
+                self.sock = self.tls_context.wrap_socket(
+                    self.sock, server_hostname=self.trace.host
+                )
+            except ValueError as exc:
+                if self.trace.names_wanted and is_name_mismatch(exc):
+                    self.trace.certificate_names = names_on_certificate(self, Secure)
+                raise
+            certificate = self.sock.getpeercert()
+            self.trace.tls = (self.sock.version(), certificate_left(certificate))
+
+        def set_tunnel(self, host, port=None, headers=None):
+            self.tunnel = (host, port, headers)
+            http.client.HTTPSConnection.set_tunnel(self, host, port, headers)
+    return Plain, Secure
+
+
+def names_on_certificate(connection, secure):
+    """The names the platform's certificate holds, read by a second handshake of the same kind of
+    connection (the same way, through the same proxy) that checks the chain but not the name, and
+    sends nothing: for doctor's fix of a certificate for another name."""
+    import ssl
+    context = ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or None)
+    context.check_hostname = False
+    trace = Trace(connection.trace.host, connection.trace.proxy)
+    other = secure(connection.host, connection.port, deadline=connection.deadline, trace=trace,
+                   context=context)
+    if getattr(connection, "tunnel", None):
+        other.set_tunnel(*connection.tunnel)
+    try:
+        other.connect()
+        return certificate_names(other.sock.getpeercert())
+    except (OSError, ValueError):
+        return None
+    finally:
+        other.close()
+
+
+def is_name_mismatch(exc):
+    """Whether a TLS failure is a certificate for another name (3.6 raises a bare
+    CertificateError)."""
+    if getattr(exc, "verify_code", None) in (62, 64):
+        return True
+    return "hostname" in str(exc).lower() or "match" in str(exc).lower()
+
+
+def certificate_left(certificate):
+    import ssl
+    try:
+        return ssl.cert_time_to_seconds(certificate["notAfter"]) - CLOCK.wall()
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def certificate_names(certificate):
+    """The DNS names and addresses a certificate is for, or its common name."""
+    names = [
+        value
+        for kind, value in certificate.get("subjectAltName", ())
+        if kind in ("DNS", "IP Address")
+    ]
+    if not names:
+        for entry in certificate.get("subject", ()):
+            for key, value in entry:
+                if key == "commonName":
+                    names.append(value)
+    return ", ".join(names) or None
+
+
 def tls_context():
-    """The verifying TLS context: the system store, or SSL_CERT_FILE, which must be a regular file (a FIFO
-    would hang the load, before any request's deadline)."""
+    """The verifying TLS context: the system store, or SSL_CERT_FILE, which must be a regular file
+    (a FIFO would hang the load, before any request's deadline)."""
     import ssl
     cafile = os.environ.get("SSL_CERT_FILE")
     try:
         if cafile and not stat.S_ISREG(os.stat(cafile).st_mode):
             raise OSError(0, "not a regular file: point it at a PEM bundle of CA certificates")
-        return ssl.create_default_context(cafile=cafile or None)       # a file with no certificate fails
+        # a file with no certificate fails
+        return ssl.create_default_context(cafile=cafile or None)
     except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
         raise LandbaseError("SETUP_FAILED", "SSL_CERT_FILE=%s cannot be used: %s"
-                            % (shown(cafile), getattr(exc, "strerror", None) or exc))
+                            % (shown(cafile), reason),
+                            fix="point SSL_CERT_FILE at a readable PEM bundle of CA certificates "
+                            "(it names %s), or unset it" % shown(cafile))
 
 
-def _opener(base, proxy):
-    """One opener a process: no redirect followed by urllib, each socket watched by its request's Deadline,
-    a verifying TLS context for https only (the CA store costs ~35 ms), the proxy proxy_for() chose."""
-    import socket
-    import http.client
+def build_opener(base):
+    """The opener of every request: no redirect followed by urllib (Api.once() judges them), no
+    proxy chosen by urllib (Api.send() sets the one proxy_for() chose), each connection bounded by
+    its request's Deadline and traced, a verifying TLS context for https only (the CA store costs
+    ~35 ms)."""
     import urllib.request
-
-    def watched(connection_class):
-        class Watched(connection_class):
-            def __init__(self, *args, **kwargs):
-                deadline = kwargs.pop("deadline")
-                connection_class.__init__(self, *args, **kwargs)
-                self._create_connection = lambda *a, **k: deadline.watch(socket.create_connection(*a, **k))
-        return Watched
-    plain, secure = watched(http.client.HTTPConnection), watched(http.client.HTTPSConnection)
+    plain, secure = connection_classes()
 
     class NoRedirects(urllib.request.HTTPRedirectHandler):
-        """Follow nothing, read no Location: Api.once() judges redirects itself."""
+        """Follow nothing, read no Location."""
 
         def http_error_302(self, req, fp, code, msg, headers):
             return None                 # the default error handler then raises HTTPError 30x
-        http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+        http_error_301 = http_error_302
+        http_error_303 = http_error_302
+        http_error_307 = http_error_302
+        http_error_308 = http_error_302
 
     class HTTPHandler(urllib.request.HTTPHandler):
         def http_open(self, req):
-            return self.do_open(plain, req, deadline=req.deadline)
+            return self.do_open(plain, req, deadline=req.deadline, trace=req.trace)
 
     class HTTPSHandler(urllib.request.HTTPSHandler):
         def https_open(self, req):
-            return self.do_open(secure, req, context=self._context, deadline=req.deadline)
+            return self.do_open(secure, req, context=self._context, deadline=req.deadline,
+                                trace=req.trace)
 
-    context = tls_context() if base.startswith("https:") else object()     # no CA store for http: never used
+    context = None
+    if base.startswith("https:"):
+        context = tls_context()         # no CA store for http: it is never used
     return urllib.request.build_opener(NoRedirects(), HTTPHandler(), HTTPSHandler(context=context),
-                                       urllib.request.ProxyHandler({"https": proxy.url} if proxy else {}))
+                                       urllib.request.ProxyHandler({}))
 
 
 class Api:
-    """The one way to talk to the platform: timeout, headers, token, proxy, JSON, error mapping, retries."""
+    """The one way to talk to the platform: timeout, headers, token, proxy, JSON, error mapping,
+    retries."""
 
     def __init__(self, base, token=None, timeout=DEFAULT_TIMEOUT, console=None):
         self.base = base
@@ -961,76 +1541,157 @@ class Api:
         self.timeout = timeout
         self.console = console or Console()
         self.proxy = proxy_for(base)
-        self._opener = None
+        self.opener = None
 
-    def call(self, method, path, body=None, auth=True, retry=True, headers=None, check=None, timeout=None):
-        """The decoded answer of a 2xx, through check(data, headers) (a broken one is retried like a 5xx);
-        else the error, `unsure` when an attempt failed so that the platform may have acted on it."""
+    def call(self, method, path, body=None, auth=True, headers=None, check=None, retry=True,
+             timeout=None, until=None, attempts=None, trace=None):
+        """The decoded answer of a 2xx, through check(data, headers) (a broken one is retried like
+        a 5xx); else the error. A transient failure is tried again after 5, 10 and 20 s
+        (retry=False: never); with `until` (a time on CLOCK), on the wait's schedule (5, 10, then
+        every 20 s) until then, each request bounded by the time left. Each failed attempt's error
+        is added to `attempts`."""
         delays = iter(RETRY_DELAYS if retry else ())
-        unsure, attempt = False, 0
+        if until is not None:
+            delays = poll_delays()
+        attempt = 0
         while True:
+            limit = timeout or self.timeout
+            if until is not None:
+                limit = max(0.001, min(limit, until - CLOCK.now()))
             try:
-                return self.once(method, path, body, auth, headers, check, timeout)
+                return self.once(method, path, body, auth, headers, check, limit, trace)
             except LandbaseError as exc:
-                unsure = unsure or exc.transient
+                if attempts is not None:
+                    attempts.append(exc)
                 planned = next(delays, None)
-                wait = retry_wait(exc, planned, RETRY_AFTER_CAP)
+                longest = RETRY_AFTER_CAP
+                if until is not None:
+                    longest = until - CLOCK.now()
+                wait = retry_wait(exc, planned, longest)
                 if wait is None:
-                    if exc.transient and planned is not None and exc.retry_after is not None:
-                        exc = LandbaseError(exc.code, "%s; the platform asked to wait %s, longer than the %s "
-                                            "a one-shot command waits: run it again later" % (
-                                                exc.message, format_span(exc.retry_after),
-                                                format_span(RETRY_AFTER_CAP)), exc.meta, True)
-                    exc.unsure = unsure
-                    raise exc
+                    raise self.given_up(exc, planned, until)
                 attempt += 1
-                self.console.line("%s %s failed (%s: %s); retry %d of %d in %ds"
-                                  % (method, path, exc.code, exc.message, attempt, len(RETRY_DELAYS), wait))
+                self.console.line("%s %s failed (%s: %s); %s in %ds" % (
+                    method, path, exc.code, exc.message, retry_name(attempt, until), wait))
                 CLOCK.sleep(wait)
 
-    def once(self, method, path, body=None, auth=True, headers=None, check=None, timeout=None):
+    def given_up(self, error, planned, until):
+        """The error a request ends with: a Retry-After longer than a one-shot command waits says
+        so."""
+        if until is not None or planned is None or not error.transient:
+            return error
+        if error.retry_after is None:
+            return error
+        return error.replace(
+            message="%s; the platform asked to wait %s, longer than the %s a one-shot "
+            "command waits: run it again later"
+            % (error.message, format_span(error.retry_after), format_span(RETRY_AFTER_CAP))
+        )
+
+    def once(self, method, path, body=None, auth=True, headers=None, check=None, timeout=None,
+             trace=None):
         """One request, with the same-origin redirects it meets, its answer judged."""
         url = self.base + path
-        data = None if body is None else json.dumps(body, ensure_ascii=True, allow_nan=False).encode("ascii")
-        for hop in range(MAX_REDIRECTS + 1):
-            shown = redact(url, pattern=True) if hop else url      # a redirect's URL is the server's text
+        data = None
+        if body is not None:
+            data = json.dumps(body, ensure_ascii=True, allow_nan=False).encode("ascii")
+        shown_url = url
+        for _ in range(MAX_REDIRECTS + 1):
             status, answer_headers, raw = self.send(method, url, data, auth, headers or {},
-                                                    timeout or self.timeout, shown)
+                                                    timeout or self.timeout, shown_url, trace)
             if status in (301, 302, 303, 307, 308):
-                url, method, data = self._redirect(url, method, data, status, answer_headers, shown)
+                url, method, data = self.redirect(
+                    url, method, data, status, answer_headers, shown_url
+                )
+                shown_url = redact(url, pattern=True)   # a redirect's URL is the server's text
                 continue
-            answer = self._decode(method, path, status, answer_headers, raw)
-            answer = check(answer, answer_headers) if check is not None else answer     # what is kept is
-            return answer if path == "/v1/oauth/token" else redact_values(answer, pattern=True)  # redacted
-        raise LandbaseError("API_ERROR", "%s %s: more than %d redirects" % (method, path, MAX_REDIRECTS))
+            answer = self.decode(method, path, status, answer_headers, raw)
+            if check is not None:
+                answer = check(answer, answer_headers)
+            if path == "/v1/oauth/token":
+                return answer           # a token is kept as it is, to be stored
+            return redact_values(answer, pattern=True)
+        raise LandbaseError(
+            "API_ERROR", "%s %s: more than %d redirects" % (method, path, MAX_REDIRECTS)
+        )
 
-    def _redirect(self, url, method, data, status, headers, shown):
+    def redirect(self, url, method, data, status, headers, shown_url):
+        """(url, method, body) of the redirect's target: the same origin only, so the token goes
+        nowhere else; a POST only where the status keeps its method and body (307, 308)."""
         location = (headers.get("Location") or "").strip()
-        where = "%s %s: HTTP %d" % (method, shown, status)
+        where = "%s %s: HTTP %d" % (method, shown_url, status)
         try:
             target = urllib.parse.urljoin(url, location)
-            usable = location and not any(ch.isspace() or not ch.isprintable() for ch in target) \
-                and urllib.parse.urlsplit(target).username is None
+            usable = bool(location) and urllib.parse.urlsplit(target).username is None
+            usable = usable and not any(ch.isspace() or not ch.isprintable() for ch in target)
             same = usable and same_origin(url, target)
         except ValueError:
             usable = False
         if not usable:
-            raise LandbaseError("API_ERROR", "%s with a Location that is not a usable URL (%s)"
-                                % (where, excerpt(location, 100)), {"status": status}, transient=True)
+            raise LandbaseError(
+                "API_ERROR",
+                "%s with a Location that is not a usable URL (%s)"
+                % (where, excerpt(location, 100)),
+                {"status": status},
+                transient=True,
+            )
         if not same:
-            raise LandbaseError("API_ERROR", "%s: refused a redirect to another origin (%s); the token is "
-                                "never sent there" % (where, excerpt(target)), {"status": status})
-        if status in (307, 308) or method == "GET":
-            return target, method, data if status in (307, 308) else None
+            raise LandbaseError(
+                "API_ERROR",
+                "%s: refused a redirect to another origin (%s); the token is "
+                "never sent there" % (where, excerpt(target)),
+                {"status": status},
+            )
+        if status in (307, 308):
+            return target, method, data
+        if method == "GET":
+            return target, method, None
         raise LandbaseError("API_ERROR", "%s: refused the redirect of a %s" % (where, method))
 
-    def send(self, method, url, data, auth, headers, timeout, shown=None):
-        """(status, headers, body) of one exchange, read against a Deadline and at most MAX_ANSWER_BYTES."""
+    def send(self, method, url, data, auth, headers, timeout, shown_url=None, trace=None):
+        """(status, headers, body) of one exchange, read against a Deadline and at most
+        MAX_ANSWER_BYTES."""
         import http.client
-        import urllib.request
         import urllib.error
-        if self._opener is None:
-            self._opener = _opener(self.base, self.proxy)
+        if self.opener is None:
+            self.opener = build_opener(self.base)
+        shown_url = shown_url or url
+        request = self.request(method, url, data, auth, headers, shown_url)
+        request.trace = trace or Trace(urllib.parse.urlsplit(url).hostname, self.proxy)
+        request.deadline = deadline = Deadline(timeout)
+        where = "%s %s" % (method, shown_url)
+        started = CLOCK.now()
+        try:
+            with deadline:
+                try:
+                    response = self.opener.open(request, timeout=timeout)
+                except urllib.error.HTTPError as exc:
+                    response = exc
+                with response:
+                    status, answer_headers = response.getcode(), response.headers
+                    raw = read_answer(response, where)
+        except LandbaseError:
+            raise
+        except urllib.error.URLError as exc:
+            raise self.transport_error(where, exc.reason, deadline.expired, timeout, request.trace)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise self.transport_error(where, exc, deadline.expired, timeout, request.trace)
+        # what was read before the deadline may look complete: it is not
+        if deadline.expired:
+            raise self.transport_error(where, None, True, timeout, request.trace)
+        elapsed = (CLOCK.now() - started) * 1000
+        request.trace.status = status
+        request.trace.headers = answer_headers
+        request.trace.ms = elapsed
+        self.console.debug("< HTTP %d in %d ms" % (status, elapsed))
+        if "/oauth/" not in url:
+            self.console.debug("< " + excerpt(raw, 500))
+        return status, answer_headers, raw
+
+    def request(self, method, url, data, auth, headers, shown_url):
+        """The urllib Request of one exchange, through the proxy proxy_for() chose; what it sends
+        is shown with --verbose (no token, no credential, no login secret)."""
+        import urllib.request
         request = urllib.request.Request(url, data=data, method=method)
         request.add_header("Accept", "application/json")
         request.add_header("User-Agent", "landbase-import/%s python/%d.%d"
@@ -1041,80 +1702,130 @@ class Api:
             request.add_header(name, value)
         if auth and self.token:
             request.add_unredirected_header("Authorization", "Bearer " + self.token)
-        shown_url = shown or url        # how the URL is printed (see once())
-        self.console.debug("> %s %s%s" % (method, shown_url, " (Authorization: Bearer %s)" % REDACTED
-                                          if auth and self.token else ""))
-        self.console.debug("> through %s" % (self.proxy,) if self.proxy else "> no proxy")
+        if self.proxy is not None:
+            request.set_proxy(self.proxy.where, "http")
+            if self.proxy.authorization:        # sent to the proxy in its CONNECT only
+                request.add_header("Proxy-authorization", self.proxy.authorization)
+        line = "> %s %s" % (method, shown_url)
+        if auth and self.token:
+            line += " (Authorization: Bearer %s)" % REDACTED
+        self.console.debug(line)
+        if self.proxy is not None:
+            self.console.debug("> through %s" % (self.proxy,))
+        else:
+            self.console.debug("> no proxy")
         for name, value in sorted(headers.items()):
             self.console.debug("> %s: %s" % (name, value))
         if data is not None and "/oauth/" not in url:
             self.console.debug("> " + data.decode("ascii"))
-        started = CLOCK.now()
-        where = "%s %s" % (method, shown_url)
-        request.deadline = deadline = Deadline(timeout)
-        try:
-            with deadline:
-                try:
-                    response = self._opener.open(request, timeout=timeout)
-                except urllib.error.HTTPError as exc:
-                    response = exc
-                with response:
-                    status, answer_headers = response.getcode(), response.headers
-                    raw = read_answer(response, where)
-        except LandbaseError:
-            raise
-        except urllib.error.URLError as exc:
-            raise self._transport_error(where, exc.reason, deadline.expired, timeout)
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            raise self._transport_error(where, exc, deadline.expired, timeout)
-        if deadline.expired:            # what was read before the deadline may look complete: it is not
-            raise self._transport_error(where, None, True, timeout)
-        self.console.debug("< HTTP %d in %d ms" % (status, (CLOCK.now() - started) * 1000))
-        if "/oauth/" not in url:
-            self.console.debug("< " + excerpt(raw, 500))
-        return status, answer_headers, raw
+        return request
 
-    def _transport_error(self, where, reason, expired, timeout):
-        """The error of an exchange that got no answer: what failed, through which proxy, what to check."""
+    def transport_error(self, where, reason, expired, timeout, trace):
+        """The error of an exchange that got no answer: what failed, through which proxy, what to
+        do."""
         import socket
         import ssl
-        where += " (through %s)" % (self.proxy,) if self.proxy else ""
+        if self.proxy is not None:
+            where += " (through %s)" % (self.proxy,)
         if expired or isinstance(reason, socket.timeout):
-            return LandbaseError("TIMEOUT", "%s: no complete answer within %gs (%s)" % (where, timeout, (
-                "--timeout" if timeout == self.timeout else "what was left of --max-wait")), {}, True)
+            limit = "--timeout"
+            if timeout != self.timeout:
+                limit = "what was left of --max-wait"
+            return LandbaseError(
+                "TIMEOUT",
+                "%s: no complete answer within %gs (%s)" % (where, timeout, limit),
+                transient=True,
+            )
         text = str(reason) or type(reason).__name__
         refused = re.match(r"Tunnel connection failed: (40[137])", text)
-        if self.proxy and refused:      # the configuration is wrong: waiting will not change it
-            return LandbaseError("NETWORK_ERROR", "%s: the proxy refused the tunnel (%s): check the user and "
-                                 "password in %s (percent-encoded), that the proxy allows port %d, or "
-                                 "NO_PROXY" % (where, excerpt(text, 80), self.proxy.variable,
-                                               urllib.parse.urlsplit(self.base).port or 443),
-                                 {"status": int(refused.group(1))})
-        verify = getattr(reason, "verify_code", None)
-        if verify is not None or isinstance(reason, ssl.CertificateError) or "CERTIFICATE_VERIFY" in text:
-            hint = "the certificate chain is not acceptable here (Python 3.13 checks more strictly)"
-            if verify in (2, 18, 19, 20, 21):
-                hint = "the issuer is not trusted: the certificate must be trusted by the system store or " \
-                       "SSL_CERT_FILE (a TLS-inspecting proxy's CA, say)"
-            elif verify is None and "hostname" not in text:         # 3.6 does not say which check failed
-                hint = "it expired (check the clock), or is for another name, or its issuer is not " \
-                       "trusted (the system store or SSL_CERT_FILE must trust it)"
-            elif verify in (9, 10):
-                hint = "the certificate is not valid now: check this host's clock (landbase_import.py doctor)"
-            elif verify in (62, 64) or "hostname" in text:
-                hint = "the certificate is for another name than %s" % self.base.split("/")[2]
-            return LandbaseError("NETWORK_ERROR", "%s: TLS failed (%s); %s" % (
-                where, excerpt(getattr(reason, "verify_message", None) or text), hint))
+        if self.proxy is not None and refused:
+            return self.tunnel_refused(where, text, int(refused.group(1)))
+        if is_tls_failure(reason, text):
+            return self.tls_error(where, reason, text, trace)
         if isinstance(reason, ValueError) and not isinstance(reason, ssl.SSLError):
-            return LandbaseError("API_ERROR", "%s: a malformed answer (%s)" % (where, excerpt(text)), {},
-                                 True)
-        return LandbaseError("NETWORK_ERROR", "%s: %s; check the network%s, or run landbase_import.py doctor"
-                             % (where, excerpt(text), " and " + str(self.proxy) if self.proxy else ""),
-                             {}, True)
+            return LandbaseError(
+                "API_ERROR", "%s: a malformed answer (%s)" % (where, excerpt(text)), transient=True
+            )
+        if self.proxy is not None and trace.connected_ms is None:
+            fix = "check that %s is up and reachable from this host (%s)" % (self.proxy.where,
+                                                                             self.proxy.variable)
+            return LandbaseError("NETWORK_ERROR", "%s: the proxy cannot be reached (%s); %s"
+                                 % (where, excerpt(text), fix), transient=True, fix=fix)
+        if isinstance(reason, socket.gaierror) and self.proxy is None:
+            fix = (
+                "check the name and this host's DNS; if this host reaches the internet through a "
+                "proxy, set HTTPS_PROXY"
+            )
+            return LandbaseError("NETWORK_ERROR", "%s: the name %s cannot be resolved (%s); %s" % (
+                where, trace.host, excerpt(text), fix), transient=True, fix=fix)
+        fix = "check the network, or run %s doctor" % program_command()
+        if self.proxy is not None:
+            fix = "check the network and %s, or run %s doctor" % (self.proxy, program_command())
+        return LandbaseError(
+            "NETWORK_ERROR", "%s: %s; %s" % (where, excerpt(text), fix), transient=True, fix=fix
+        )
 
-    def _decode(self, method, path, status, headers, raw):
-        """The JSON of a 2xx (once() redacts what its check keeps: the fields of a token answer are checked to
-        the letter); for another status a LandbaseError, its code from the envelope or the status."""
+    def tunnel_refused(self, where, text, status):
+        """A proxy that refuses the tunnel is configured so: waiting will not change it."""
+        target = host_port(*origin(self.base)[1:])
+        fix = "the proxy must allow CONNECT to %s" % target
+        if status == 407:
+            fix = "check the user and password in %s (percent-encoded); %s" % (
+                self.proxy.variable,
+                fix,
+            )
+        return LandbaseError(
+            "NETWORK_ERROR",
+            "%s: the proxy refused the tunnel (%s): %s, or set NO_PROXY"
+            % (where, excerpt(text, 80), fix),
+            {"status": status},
+            fix=fix,
+        )
+
+    def tls_error(self, where, reason, text, trace):
+        """A certificate that fails verification is not retried; a handshake cut short is."""
+        verify = getattr(reason, "verify_code", None)
+        detail = excerpt(getattr(reason, "verify_message", None) or text)
+        verified = verify is not None or isinstance(reason, ValueError)
+        if not verified and "CERTIFICATE_VERIFY" not in text:
+            return LandbaseError(
+                "NETWORK_ERROR",
+                "%s: the TLS handshake was cut short (%s); check the  network" % (where, detail),
+                transient=True,
+            )
+        fix = "trust the issuer: SSL_CERT_FILE=<your CA bundle> (a TLS-inspecting proxy's CA, say)"
+        hint = "the certificate chain is not acceptable here (Python 3.13 checks more strictly)"
+        if verify in (2, 18, 19, 20, 21):
+            hint = "the issuer is not trusted by the system store or SSL_CERT_FILE"
+        elif verify in (9, 10):
+            hint = "the certificate is not valid now"
+            fix = "check this host's clock (date -u), or run %s doctor" % program_command()
+        elif is_name_mismatch(reason):
+            hint, fix = self.name_mismatch(trace)
+        elif verify is None:                    # 3.6 does not say which check failed
+            hint = (
+                "it expired (check the clock), or its issuer is not trusted (the system store or "
+                "SSL_CERT_FILE must trust it)"
+            )
+        return LandbaseError(
+            "NETWORK_ERROR", "%s: TLS failed (%s); %s: %s" % (where, detail, hint, fix), fix=fix
+        )
+
+    def name_mismatch(self, trace):
+        names = trace.certificate_names
+        hint = "the certificate is for another name than %s" % trace.host
+        if names:
+            hint += " (it holds %s)" % excerpt(names, 120)
+        fix = (
+            "point the base URL at a name the certificate holds, or fix the platform's certificate"
+        )
+        if self.proxy is not None:
+            fix = "check that %s does not answer for %s itself" % (self.proxy, trace.host)
+        return hint, fix
+
+    def decode(self, method, path, status, headers, raw):
+        """The JSON of a 2xx; for another status a LandbaseError, its code from the envelope or the
+        status."""
         where = "%s %s" % (method, path)
         data = None
         if raw.strip():
@@ -1122,124 +1833,268 @@ class Api:
                 data = parse_json(raw)
             except StrictJSONError as exc:
                 if 200 <= status < 300:
-                    raise LandbaseError("API_ERROR", "%s: HTTP %d with a body that is not strict JSON (%s): "
-                                        "%s" % (where, status, exc, excerpt(raw)), {"status": status}, True)
+                    raise LandbaseError(
+                        "API_ERROR",
+                        "%s: HTTP %d with a body that is not strict JSON "
+                        "(%s): %s" % (where, status, exc, excerpt(raw)),
+                        {"status": status},
+                        transient=True,
+                    )
         if 200 <= status < 300:
             return data
-        error = data.get("error") if isinstance(data, dict) else None
-        error = error if isinstance(error, dict) else {}
-        server_code = error.get("code") if isinstance(error.get("code"), str) else None
-        code = server_code if server_code in EXIT_CODES and server_code not in LOCAL_CODES \
-            else STATUS_CODES.get(status, "API_ERROR")
-        message = error.get("message")
-        message = "%s: %s" % (where, excerpt(message, 300)) if isinstance(message, str) and message \
-            else "%s: HTTP %d: %s" % (where, status, excerpt(raw))
-        meta = error["meta"] if isinstance(error.get("meta"), dict) else {}
-        meta = {key: value for key, value in meta.items()         # but for the keys that are the tool's
-                if key not in ("resume", "signal", "idempotencyKey", "importIds", "serverCode")}
-        meta = dict(redact_values(meta, pattern=True), status=status)
-        raise LandbaseError(code, message + ("; run landbase_import.py auth login" if status == 401 else ""),
-                            meta, status == 429 or status >= 500, parse_retry_after(headers, data),
-                            server_code)
+        raise answer_error(where, status, headers, data, raw)
+
+
+def answer_error(where, status, headers, data, raw):
+    """The error of an answer that is not a 2xx: the code its envelope carries, when the tool knows
+    it, else the status's; its message, or the start of the body."""
+    error = {}
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        error = data["error"]
+    server_code = error.get("code")
+    if not isinstance(server_code, str):
+        server_code = None
+    code = STATUS_CODES.get(status, "API_ERROR")
+    if server_code in EXIT_CODES and server_code not in LOCAL_CODES:
+        code = server_code
+    message = error.get("message")
+    if isinstance(message, str) and message:
+        message = "%s: %s" % (where, excerpt(message, 300))
+    else:
+        message = "%s: HTTP %d: %s" % (where, status, excerpt(raw))
+    if status == 401:
+        message += "; run %s auth login" % program_command()
+    meta = {}
+    if isinstance(error.get("meta"), dict):
+        for key, value in error["meta"].items():
+            if key not in OWN_META:
+                meta[key] = value
+    meta = redact_values(meta, pattern=True)
+    meta["status"] = status
+    transient = status == 429 or status >= 500
+    return LandbaseError(
+        code, message, meta, transient, parse_retry_after(headers, data), server_code
+    )
+
+
+def is_tls_failure(reason, text):
+    import ssl
+    if getattr(reason, "verify_code", None) is not None:
+        return True
+    if isinstance(reason, (ssl.SSLError, ssl.CertificateError)):
+        return True
+    return "CERTIFICATE_VERIFY" in text
+
+
+def retry_name(attempt, until):
+    if until is None:
+        return "retry %d of %d" % (attempt, len(RETRY_DELAYS))
+    return "retry %d (until %s, the end of --max-wait)" % (attempt, format_time(
+        CLOCK.wall() + until - CLOCK.now()))
 
 
 def read_answer(response, where):
-    """The body, read in chunks; past MAX_ANSWER_BYTES it is a broken answer and is not read further."""
-    chunks, size = [], 0
+    """The body, read in chunks; past MAX_ANSWER_BYTES it is a broken answer and is not read
+    further."""
+    chunks = []
+    size = 0
     while True:
         chunk = response.read(65536)
         if not chunk:
-            left = getattr(response, "length", None)      # what Content-Length promised and never came
-            if isinstance(left, int) and left > 0:
-                raise LandbaseError("NETWORK_ERROR", "%s: the connection closed %d bytes before the end of "
-                                    "the answer" % (where, left), transient=True)
-            return b"".join(chunks)
+            break
         size += len(chunk)
         if size > MAX_ANSWER_BYTES:
-            raise LandbaseError("API_ERROR", "%s: the answer is larger than %d MiB; it was not read further"
-                                % (where, MAX_ANSWER_BYTES // (1024 * 1024)), transient=True)
+            raise LandbaseError(
+                "API_ERROR",
+                "%s: the answer is larger than %d MiB; it was not read further"
+                % (where, MAX_ANSWER_BYTES // (1024 * 1024)),
+                transient=True,
+            )
         chunks.append(chunk)
+    left = getattr(response, "length", None)      # what Content-Length promised and never came
+    if isinstance(left, int) and left > 0:
+        raise LandbaseError(
+            "NETWORK_ERROR",
+            "%s: the connection closed %d bytes before the end of the  answer" % (where, left),
+            transient=True,
+        )
+    return b"".join(chunks)
 
 
 def usable_token(token):
     """Whether a token can travel in an Authorization header: printable ASCII."""
-    return isinstance(token, str) and 0 < len(token.strip()) and len(token) <= 4096 \
-        and all(" " <= ch <= "~" for ch in token)
+    if not isinstance(token, str) or not token.strip() or len(token) > 4096:
+        return False
+    return all(" " <= ch <= "~" for ch in token)
 
 
 def api_for(args, console, token=None):
-    return Api(base_url("LANDBASE_PLATFORM_API_URL", DEFAULT_API_URL), token, args.timeout, console)
+    return Api(
+        base_url("LANDBASE_PLATFORM_API_URL", DEFAULT_API_URL), token, args.timeout, console
+    )
 
 
 # ---------------------------------------------------------------- the answers a server sends
 
 def is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value \
-        and value not in (float("inf"), float("-inf"))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return value == value and value not in (float("inf"), float("-inf"))
 
 
-def _optional(test):
-    return lambda value: value is None or test(value)
+def is_string(value):
+    return isinstance(value, str)
 
 
-def _is_account_id(value):
+def is_optional_string(value):
+    return value is None or isinstance(value, str)
+
+
+def is_optional_object(value):
+    return value is None or isinstance(value, dict)
+
+
+def is_count(value):
+    return value is None or type(value) is int
+
+
+def is_phase(value):
+    return isinstance(value, str) and value != ""
+
+
+def is_percent(value):
+    return value is None or (is_number(value) and 0 <= value <= 100)
+
+
+def is_account_id(value):
     return isinstance(value, str) and ACCOUNT_ID_RE.match(value) is not None
 
 
-STRING = (lambda value: isinstance(value, str), "a string")
-OPTIONAL_STRING = (_optional(STRING[0]), "a string or null")
-OPTIONAL_OBJECT = (_optional(lambda value: isinstance(value, dict)), "an object or null")
-COUNT = (_optional(lambda value: type(value) is int), "an integer or null")
-# what each answer must hold, field by field (a dotted field is looked up inside its object, if there is one)
+def is_optional_account_id(value):
+    return value is None or is_account_id(value)
+
+
+def is_lbs_token(value):
+    return usable_token(value) and TOKEN_RE.fullmatch(value) is not None
+
+
+def is_account_list(value):
+    if not isinstance(value, list):
+        return False
+    for entry in value:
+        if not isinstance(entry, dict) or not is_account_id(entry.get("id")):
+            return False
+        if not is_optional_string(entry.get("name")):
+            return False
+    return True
+
+
+# What each answer must hold, field by field: (the test, what is expected, as the error says it). A
+# dotted field is looked up inside its object, when there is one.
 ANSWERS = {
-    "status": dict([("phase", (lambda value: isinstance(value, str) and value != "", "a non-empty string")),
-                    ("percent", (_optional(lambda value: is_number(value) and 0 <= value <= 100),
-                                 "a number from 0 to 100 or null")), ("counts", OPTIONAL_OBJECT)]
-                   + [("counts." + key, COUNT) for key in COUNT_KEYS] + [
-                       ("error", OPTIONAL_OBJECT), ("error.code", OPTIONAL_STRING),
-                       ("error.message", OPTIONAL_STRING)]),
-    "start": {"importId": (is_import_id, "a positive integer"), "runRef": STRING},
-    "me": {"userId": OPTIONAL_STRING, "email": OPTIONAL_STRING, "expiresAt": OPTIONAL_STRING},
-    "device": {"deviceCode": STRING, "userCode": STRING, "verificationUri": STRING},
-    "token": {"accessToken": (lambda value: usable_token(value) and TOKEN_RE.fullmatch(value) is not None,
-                              "an lbs_ token"),
-              "expiresAt": (is_time, "a time like 2026-12-05T10:00:00Z"),
-              "accountId": (_optional(_is_account_id), "an account id or null")},
-    "accounts": {"accounts": (lambda value: isinstance(value, list) and all(
-        isinstance(entry, dict) and _is_account_id(entry.get("id")) and OPTIONAL_STRING[0](entry.get("name"))
-        for entry in value), "a list of {id: an account id (1 to 64 letters, digits, _ or -), name}")},
+    "status": {
+        "phase": (is_phase, "a non-empty string"),
+        "percent": (is_percent, "a number from 0 to 100 or null"),
+        "counts": (is_optional_object, "an object or null"),
+        "counts.total": (is_count, "an integer or null"),
+        "counts.imported": (is_count, "an integer or null"),
+        "counts.skipped": (is_count, "an integer or null"),
+        "counts.failed": (is_count, "an integer or null"),
+        "error": (is_optional_object, "an object or null"),
+        "error.code": (is_optional_string, "a string or null"),
+        "error.message": (is_optional_string, "a string or null"),
+    },
+    "start": {"importId": (is_import_id, "a positive integer"), "runRef": (is_string, "a string")},
+    "me": {
+        "userId": (is_optional_string, "a string or null"),
+        "email": (is_optional_string, "a string or null"),
+        "expiresAt": (is_optional_string, "a string or null"),
+    },
+    "device": {
+        "deviceCode": (is_string, "a string"),
+        "userCode": (is_string, "a string"),
+        "verificationUri": (is_string, "a string"),
+    },
+    "token": {
+        "accessToken": (is_lbs_token, "an lbs_ token"),
+        "expiresAt": (is_time, "a time like 2026-12-05T10:00:00Z"),
+        "accountId": (is_optional_account_id, "an account id or null"),
+    },
+    "accounts": {
+        "accounts": (
+            is_account_list,
+            "a list of {id: an account id (1 to 64 letters, digits, _  or -), name}",
+        )
+    },
 }
 
 
 def expect(kind, where, also=()):
-    """The check of a 2xx answer of `kind` (see ANSWERS): the fields it names and `also` (nothing else is
-    kept), or a transient API_ERROR naming the first field that breaks the contract."""
+    """The check of a 2xx answer of `kind` (see ANSWERS): the fields it names and `also` (nothing
+    else is kept), or a transient API_ERROR naming the first field that breaks the contract."""
     def check(data, headers=None):
         if not isinstance(data, dict):
             raise contract_error(where, "the body", data, "an object")
         if kind == "token":
-            remember_secret(data.get("accessToken"))        # a token a login grants is never printed
+            # a token a login grants is never printed
+            remember_secret(data.get("accessToken"))
         for field, (test, expected) in ANSWERS[kind].items():
             value = data
             for key in field.split("."):
                 value = value.get(key) if isinstance(value, dict) else None
             if not test(value):
-                raise contract_error(where, field, "(hidden)" if field == "accessToken" else value, expected)
-        return {key: data.get(key) for key in [field.split(".")[0] for field in ANSWERS[kind]] + list(also)}
+                if field == "accessToken":
+                    value = "(hidden)"
+                raise contract_error(where, field, value, expected)
+        kept = [field.split(".")[0] for field in ANSWERS[kind]] + list(also)
+        return {key: data.get(key) for key in kept}
     return check
 
 
 def contract_error(where, field, value, expected):
-    return LandbaseError("API_ERROR", "%s: the answer broke the contract: %s is %s, expected %s"
-                         % (where, field, excerpt(json.dumps(value), 60), expected), transient=True)
+    return LandbaseError(
+        "API_ERROR",
+        "%s: the answer broke the contract: %s is %s, expected %s"
+        % (where, field, excerpt(json.dumps(value), 60), expected),
+        transient=True,
+    )
 
 
 def count_of(counts, key):
-    value = counts.get(key) if isinstance(counts, dict) else None
-    return value if is_number(value) else None
+    value = None
+    if isinstance(counts, dict):
+        value = counts.get(key)
+    if is_number(value):
+        return value
+    return None
 
 
-def fetch_status(api, account_id, import_id, retry=True, timeout=None):
+# The account a command works in, and where its id came from (--account, LANDBASE_ACCOUNT_ID or the
+# path of platform.json), for the message of an account that is not found.
+Account = collections.namedtuple("Account", "id source")
+
+
+def account_not_found(error, account):
+    """A NOT_FOUND on an account's path, naming where the account id came from and the next step.
+    """
+    if error.code != "NOT_FOUND":
+        return error
+    source = account.source
+    if source not in ("--account", "LANDBASE_ACCOUNT_ID"):
+        source = "the stored account (%s)" % source
+    hint = (
+        " (account %s comes from %s; if it is not one this identity can use, see: %s account list)"
+        % (account.id, source, program_command())
+    )
+    if account.source == "LANDBASE_ACCOUNT_ID":
+        hint = (
+            hint[:-1]
+            + ", and change or unset LANDBASE_ACCOUNT_ID: account set cannot override it)"
+        )
+    return error.replace(message=error.message + hint)
+
+
+def fetch_status(api, account, import_id, retry=True, timeout=None):
     """The five keys of an import's status (an answer about another import is a broken one)."""
     where = "import %d status" % import_id
 
@@ -1247,48 +2102,51 @@ def fetch_status(api, account_id, import_id, retry=True, timeout=None):
         expect("status", where)(data)
         if data.get("importId") != import_id or isinstance(data.get("importId"), bool):
             raise contract_error(where, "importId", data.get("importId"), "%d" % import_id)
-        return {key: data.get(key) for key in ("importId", "phase", "percent", "counts", "error")}
+        return {key: data.get(key) for key in STATUS_KEYS}
+    path = "/v1/accounts/%s/contacts-imports/%d" % (account.id, import_id)
     try:
-        return api.call("GET", "/v1/accounts/%s/contacts-imports/%d" % (account_id, import_id), retry=retry,
-                        check=check, timeout=timeout)
+        return api.call("GET", path, retry=retry, check=check, timeout=timeout)
     except LandbaseError as exc:
-        exc.meta["importId"] = import_id
-        if exc.code == "NOT_FOUND":
-            exc.message += " (if %s is not the right account, see: landbase_import.py account list)" \
-                % account_id
-        raise
+        error = account_not_found(exc, account)
+        raise error.replace(meta=dict(error.meta, importId=import_id))
 
 
 def fetch_accounts(api, retry=True):
     check = expect("accounts", "GET /v1/accounts")
-    return api.call("GET", "/v1/accounts", retry=retry, check=lambda data, headers: [
-        {"id": entry["id"], "name": entry.get("name")} for entry in check(data)["accounts"]])
+
+    def accounts(data, headers):
+        return [
+            {"id": entry["id"], "name": entry.get("name")} for entry in check(data)["accounts"]
+        ]
+    return api.call("GET", "/v1/accounts", retry=retry, check=accounts)
 
 
-def fetch_me(api):
-    return api.call("GET", "/v1/me", check=expect("me", "GET /v1/me"))
+def fetch_me(api, retry=True, trace=None):
+    return api.call("GET", "/v1/me", check=expect("me", "GET /v1/me"), retry=retry, trace=trace)
 
 
 # ---------------------------------------------------------------- the import poller
 
-def poll_delays():
-    """5 s, 10 s, then 20 s for ever: the waits between status reads."""
-    return itertools.chain(POLL_DELAYS, itertools.repeat(POLL_EVERY))
-
-
 class Tracker:
-    """One import being waited on: its schedule, its last snapshot (or the error that ended it), its ETA."""
+    """One import being waited on: its schedule, its last snapshot (or the error that ended it),
+    its ETA."""
 
     def __init__(self, import_id, now):
-        self.import_id, self.delays = import_id, poll_delays()
+        self.import_id = import_id
+        self.delays = poll_delays()
         self.due = now                  # when it is polled next
-        self.status, self.polled = None, None   # the last snapshot, and when it was read
-        self.error = None               # the permanent error that ended this id (NOT_FOUND and the like)
+        self.status = None              # the last snapshot,
+        self.polled = None              # when it was read,
+        self.label = None               # and its phase as the terminal shows it (redacted once)
+        # the permanent error that ended this id (NOT_FOUND and the like)
+        self.error = None
         self.first_seen = None          # (time, percent) of the first in_progress reading
 
     @property
     def phase(self):
-        return self.status["phase"] if self.status is not None else None
+        if self.status is None:
+            return None
+        return self.status["phase"]
 
     @property
     def done(self):
@@ -1299,77 +2157,141 @@ class Tracker:
         """The code this id ends a wait with; None when it completed."""
         if self.error is not None:
             return self.error.code
-        return {"completed": None, "partial": "IMPORT_PARTIAL", "failed": "IMPORT_FAILED"}.get(self.phase,
-                                                                                               "TIMEOUT")
+        return {"completed": None, "partial": "IMPORT_PARTIAL", "failed": "IMPORT_FAILED"}.get(
+            self.phase, "TIMEOUT")
 
     def entry(self):
-        """Its place in the output: the last snapshot, or phase null and the error that ended it."""
+        """Its place in the output: the last snapshot, or phase null and the error that ended it.
+        """
         if self.status is not None and self.error is None:
             return self.status
-        error = {"code": self.error.code, "message": self.error.message} if self.error is not None else None
-        return {"importId": self.import_id, "phase": None, "percent": None, "counts": None, "error": error}
+        error = None
+        if self.error is not None:
+            error = {"code": self.error.code, "message": self.error.message}
+        return {
+            "importId": self.import_id,
+            "phase": None,
+            "percent": None,
+            "counts": None,
+            "error": error,
+        }
 
     def observe(self, status, now):
-        self.status, self.polled = status, now
-        if status["phase"] == "in_progress" and is_number(status["percent"]) and self.first_seen is None:
+        self.status = status
+        self.polled = now
+        self.label = terminal_text(excerpt(status["phase"], 60))
+        in_progress = status["phase"] == "in_progress" and is_number(status["percent"])
+        if in_progress and self.first_seen is None:
             self.first_seen = (now, status["percent"])
 
     def eta(self, now):
-        """Seconds left at the rate observed so far, counting down between polls; None until a rate is known,
-        and for a rate so slow that the end is out of sight."""
-        percent = self.status["percent"] if self.status is not None else None
+        """Seconds left at the rate observed so far, counting down between polls; None until a rate
+        is known, and for a rate so slow that the end is out of sight."""
+        percent = None
+        if self.status is not None:
+            percent = self.status["percent"]
         if self.first_seen is None or not is_number(percent) or self.done:
             return None
         started, first = self.first_seen
         if self.polled <= started or percent <= first:
             return None
         left = (100 - percent) * (self.polled - started) / (percent - first) - (now - self.polled)
-        return max(0.0, left) if left < MAX_WAIT_LIMIT * 100 else None
+        if left >= MAX_WAIT_LIMIT * 100:
+            return None
+        return max(0.0, left)
 
 
 def progress_line(tracker, now):
-    """The log form of a reading: import 7: in_progress 42% (… of 1000 rows); next poll in 20s"""
-    status, counts = tracker.status, tracker.status["counts"]
-    parts = ", ".join("%d %s" % (count_of(counts, key), key) for key in ("imported", "skipped", "failed")
-                      if count_of(counts, key) is not None)
+    """The log form of a reading: import 7: in_progress 42% (410 imported, … of 1000 rows); next
+    poll in 20s"""
+    status = tracker.status
+    counts = status["counts"]
+    parts = []
+    for key in ("imported", "skipped", "failed"):
+        if count_of(counts, key) is not None:
+            parts.append("%d %s" % (count_of(counts, key), key))
+    rows = ", ".join(parts)
     if count_of(counts, "total") is not None:
-        parts += "%s%d rows" % (" of " if parts else "", count_of(counts, "total"))
-    percent = "%d%%" % status["percent"] if is_number(status["percent"]) else "--%"
-    parts = " (%s)" % parts if parts else ""
-    return "import %d: %s %s%s%s" % (tracker.import_id, status["phase"], percent, parts,
-                                     "" if tracker.done else "; next poll in %ds" % until(tracker.due, now))
+        if rows:
+            rows += " of "
+        rows += "%d rows" % count_of(counts, "total")
+    percent = "--%"
+    if is_number(status["percent"]):
+        percent = "%d%%" % status["percent"]
+    line = "import %d: %s %s" % (tracker.import_id, excerpt(status["phase"], 60), percent)
+    if rows:
+        line += " (%s)" % rows
+    if not tracker.done:
+        line += "; next poll in %ds" % until(tracker.due, now)
+    return line
 
 
 def terminal_line(trackers, now, room):
-    """The redrawn form, in ASCII (so that a character is a column) and at most `room` columns. One import:
-    `import 7 [#####-----] 42% in_progress 410/1000 rows ETA 2m10s | next poll in 5s`; the bar shrinks
-    first, then the countdown, the ETA and the rows go, in that order. Several: the imports by phase."""
+    """The redrawn form, in ASCII (so that a character is a column) and at most `room` columns."""
     pending = [t for t in trackers if not t.done]
-    countdown = " | next poll in %ds" % until(min(t.due for t in pending), now) if pending else ""
+    countdown = ""
+    if pending:
+        countdown = " | next poll in %ds" % until(min(t.due for t in pending), now)
     if len(trackers) > 1:
-        phases = [terminal_text(t.phase) if t.status else "error" if t.error else "waiting" for t in trackers]
-        counted = ", ".join("%d %s" % (phases.count(p), p) for p in sorted(set(phases), key=phases.index))
-        return ("%d imports: %s" % (len(trackers), counted) + countdown)[:room]
-    tracker, counts = trackers[0], trackers[0].status["counts"]
-    percent = tracker.status["percent"] if is_number(tracker.status["percent"]) else None
-    done = [count_of(counts, key) for key in ("imported", "skipped", "failed")]
-    rows = " %d/%d rows" % (sum(n or 0 for n in done), counts["total"]) \
-        if count_of(counts, "total") is not None else ""
-    rows += ", %d failed" % done[2] if rows and done[2] else ""
+        return (summary_line(trackers) + countdown)[:room]
+    return single_line(trackers[0], now, countdown, room)
+
+
+def summary_line(trackers):
+    """Several imports: how many are in each phase."""
+    phases = []
+    for tracker in trackers:
+        if tracker.status is not None:
+            phases.append(tracker.label)
+        elif tracker.error is not None:
+            phases.append("error")
+        else:
+            phases.append("waiting")
+    counted = []
+    for phase in sorted(set(phases), key=phases.index):
+        counted.append("%d %s" % (phases.count(phase), phase))
+    return "%d imports: %s" % (len(trackers), ", ".join(counted))
+
+
+def single_line(tracker, now, countdown, room):
+    """One import: `import 7 [#####-----] 42% in_progress 410/1000 rows ETA 2m10s | next poll in
+    5s`; on a narrow terminal the bar shrinks first, then the countdown, the ETA and the rows go,
+    in that order."""
+    counts = tracker.status["counts"]
+    percent = None
+    if is_number(tracker.status["percent"]):
+        percent = tracker.status["percent"]
+    rows = ""
+    if count_of(counts, "total") is not None:
+        done = sum(count_of(counts, key) or 0 for key in ("imported", "skipped", "failed"))
+        rows = " %d/%d rows" % (done, count_of(counts, "total"))
+        if count_of(counts, "failed"):
+            rows += ", %d failed" % count_of(counts, "failed")
     eta = tracker.eta(now)
-    extras = [rows, " ETA %s" % format_span(eta) if eta is not None else "", countdown]
+    extras = [rows, "", countdown]
+    if eta is not None:
+        extras[1] = " ETA %s" % format_span(eta)
     head = "import %d " % tracker.import_id
-    tail = "%s %s" % ("%d%%" % percent if percent is not None else "--%", terminal_text(tracker.phase))
-    while extras and len(head + tail + "".join(extras)) + 8 > room:        # room for a bar of 5 at least
+    shown_percent = "--%"
+    if percent is not None:
+        shown_percent = "%d%%" % percent
+    tail = "%s %s" % (shown_percent, tracker.label)
+    # room for a bar of 5 at least
+    while extras and len(head + tail + "".join(extras)) + 8 > room:
         extras.pop()
     width = min(BAR_WIDTH, room - len(head + tail + "".join(extras)) - 3)
-    filled = int(width * percent / 100) if percent is not None else 0
-    bar = "[%s%s] " % ("#" * filled, "-" * (width - filled)) if width >= 5 else ""
+    bar = ""
+    if width >= 5:
+        filled = 0
+        if percent is not None:
+            filled = int(width * percent / 100)
+        bar = "[%s%s] " % ("#" * filled, "-" * (width - filled))
     return (head + bar + tail + "".join(extras))[:room]
 
 
 def terminal_text(text):
-    """text for the redrawn line: ASCII, so that a character is a column, printable and redacted."""
+    """text for the redrawn line: ASCII, so that a character is a column, printable and redacted.
+    """
     return printable(redact(text)).encode("ascii", "replace").decode("ascii")
 
 
@@ -1378,17 +2300,20 @@ def until(when, now):
 
 
 def show_progress(console, trackers, now, tracker=None):
-    """A reading (of `tracker`) or a tick of the clock: a line in the log form, or the redrawn line."""
+    """A reading (of `tracker`) or a tick of the clock: a line in the log form, or the redrawn
+    line."""
     if console.quiet:
         return
     if console.tty:
-        console.redraw(terminal_line(trackers, now, console.width() - 1),
-                       trackers[0].phase if len(trackers) == 1 else None)
+        phase = None
+        if len(trackers) == 1:
+            phase = trackers[0].phase
+        console.redraw(terminal_line(trackers, now, console.width() - 1), phase)
     elif tracker is not None:
         console.line(progress_line(tracker, now))
 
 
-def poll_until_terminal(api, account_id, trackers, console, limit):
+def poll_until_terminal(api, account, trackers, console, limit):
     """Poll each import on its own schedule until every one has ended, or `limit` has passed. On a
     terminal, the progress line is redrawn about once a second between polls."""
     deadline = CLOCK.now() + limit
@@ -1400,40 +2325,36 @@ def poll_until_terminal(api, account_id, trackers, console, limit):
                 return
             due = [t for t in pending if t.due <= now]
             if due:
-                poll_round(api, account_id, trackers, due, console, deadline)
+                poll_round(api, account, trackers, due, console, deadline)
                 continue
             wake = min(min(t.due for t in pending), deadline)
-            while now < wake:
-                if console.tty and any(t.status for t in trackers):
-                    show_progress(console, trackers, now)
-                CLOCK.sleep(min(REDRAW_EVERY, wake - now) if console.tty else wake - now)
-                now = CLOCK.now()
+            pause_until(wake, console, trackers)
     finally:
         console.end_progress()
 
 
-def poll_round(api, account_id, trackers, due, console, deadline):
+def pause_until(wake, console, trackers):
+    """Sleep until `wake`; on a terminal, redraw the line about once a second meanwhile."""
+    now = CLOCK.now()
+    while now < wake:
+        step = wake - now
+        if console.tty:
+            if any(t.status for t in trackers):
+                show_progress(console, trackers, now)
+            step = min(REDRAW_EVERY, step)
+        CLOCK.sleep(step)
+        now = CLOCK.now()
+
+
+def poll_round(api, account, trackers, due, console, deadline):
     """Read the imports that are due, and plan each one's next read: the one retry decision decides
     after a failure. AUTH_FAILED ends the whole wait; another permanent error ends that id only."""
-    for tracker, (status, error) in zip(due, poll_batch(api, account_id, due, deadline)):
+    for tracker, (status, error) in zip(due, poll_batch(api, account, due, deadline)):
         now = CLOCK.now()
         if status is None and error is None:
             continue                    # not read: the wait's time was up before its turn came
-        if error is not None and not isinstance(error, LandbaseError):
-            raise error                 # a bug, for main()'s boundary to report
         if error is not None:
-            if error.code == "AUTH_FAILED":
-                raise error
-            wait = retry_wait(error, next(tracker.delays))
-            if wait is None:
-                tracker.error = error
-                if len(trackers) > 1:
-                    console.line("import %d: %s (%s); not polled again"
-                                 % (tracker.import_id, error.message, error.code))
-                continue
-            tracker.due = now + wait
-            console.line("import %d: poll failed (%s: %s); next poll in %ds"
-                         % (tracker.import_id, error.code, error.message, wait))
+            settle_failed_poll(tracker, error, now, console, len(trackers) > 1)
             continue
         tracker.observe(status, now)
         if not tracker.done:
@@ -1441,17 +2362,40 @@ def poll_round(api, account_id, trackers, due, console, deadline):
         show_progress(console, trackers, now, tracker)
 
 
-def poll_batch(api, account_id, trackers, deadline):
-    """(status, error) for each tracker, MAX_POLLS_IN_FLIGHT requests at most at a time, each bounded by
-    --timeout or what is left of --max-wait; daemon threads (Ctrl-C waits for none) that hand all back."""
+def settle_failed_poll(tracker, error, now, console, several):
+    if not isinstance(error, LandbaseError):
+        raise error                     # a bug, for main()'s boundary to report
+    if error.code == "AUTH_FAILED":
+        raise error
+    wait = retry_wait(error, next(tracker.delays))
+    if wait is None:
+        tracker.error = error
+        if several:
+            console.line(
+                "import %d: %s (%s); not polled again"
+                % (tracker.import_id, error.message, error.code)
+            )
+        return
+    tracker.due = now + wait
+    console.line("import %d: poll failed (%s: %s); next poll in %ds"
+                 % (tracker.import_id, error.code, error.message, wait))
+
+
+def poll_batch(api, account, trackers, deadline):
+    """(status, error) for each tracker, MAX_POLLS_IN_FLIGHT requests at most at a time, each
+    bounded by --timeout or what is left of --max-wait; daemon threads (Ctrl-C waits for none) that
+    hand all back."""
     def poll(tracker):
         left = deadline - CLOCK.now()
         if left <= 0:
             return None, None           # not read: the wait is over
         try:
-            return fetch_status(api, account_id, tracker.import_id, False, min(api.timeout, left)), None
-        except Exception as exc:        # to the main thread, which raises what is not a LandbaseError
+            status = fetch_status(api, account, tracker.import_id, False, min(api.timeout, left))
+        # to the main thread, which raises what is not a LandbaseError
+        except Exception as exc:
             return None, exc
+        return status, None
+
     if len(trackers) == 1:
         return [poll(trackers[0])]
     results = [None] * len(trackers)
@@ -1460,167 +2404,254 @@ def poll_batch(api, account_id, trackers, deadline):
     def work():
         while True:
             try:
-                index, tracker = todo.pop()     # atomic (the Python FAQ): each tracker goes to one worker
+                # atomic (the Python FAQ): each tracker goes to one worker
+                index, tracker = todo.pop()
             except IndexError:
                 return
             results[index] = poll(tracker)
-    for worker in [in_background(work) for _ in range(min(MAX_POLLS_IN_FLIGHT, len(todo)))]:
+    workers = [in_background(work) for _ in range(min(MAX_POLLS_IN_FLIGHT, len(todo)))]
+    for worker in workers:
         worker.join()
     return results
 
 
 def import_meta(import_ids, single):
-    """The one builder of the error meta that names imports: importId for one, importIds for several."""
-    return {"importId": import_ids[0]} if single else {"importIds": list(import_ids)}
+    """The one builder of the error meta that names imports: importId for one, importIds for
+    several."""
+    if single:
+        return {"importId": import_ids[0]}
+    return {"importIds": list(import_ids)}
 
 
-def wait_and_report(api, account_id, import_ids, console, limit):
-    """Wait, then print the final status (or the array of every id's last-known state, always, but on
-    AUTH_FAILED), and return 0 when every import completed; otherwise raise the error of the first id, in
-    the order given, that did not. A signal ends the wait with the command that resumes it."""
+def wait_and_report(api, account, import_ids, console, limit):
+    """Wait, then print the final status (or the array of every id's last-known state, always, but
+    on AUTH_FAILED), and return 0 when every import completed; otherwise raise the error of the
+    first id, in the order given, that did not. A signal ends the wait with the command that
+    resumes it."""
     single = len(import_ids) == 1       # the output's shape: one status, or an array of them
     trackers = [Tracker(import_id, CLOCK.now()) for import_id in import_ids]
+    stop = None
     try:
-        poll_until_terminal(api, account_id, trackers, console, limit)
-        stop = None
+        poll_until_terminal(api, account, trackers, console, limit)
     except (KeyboardInterrupt, Stopped) as exc:
         running = [t.import_id for t in trackers if not t.done] or import_ids
-        stop = stopped(exc, "the wait was stopped; " + keep_running(running),
-                       dict(import_meta(running, single), resume=resume_command(account_id, running)))
-    first = next((t for t in trackers if t.outcome is not None), None)
-    code = stop.code if stop is not None else first.outcome if first is not None else None
-    if not single or stop is not None or code in (None, "IMPORT_FAILED", "IMPORT_PARTIAL", "TIMEOUT"):
-        console.result(trackers[0].entry() if single else [t.entry() for t in trackers],
-                       import_meta(import_ids, single))
+        meta = dict(import_meta(running, single), resume=resume_command(account.id, running))
+        stop = stopped(exc, keep_running(running), meta)
+    first = None
+    for tracker in trackers:
+        if tracker.outcome is not None:
+            first = tracker
+            break
+    outcome = None
+    if first is not None:
+        outcome = first.outcome
+    # what is printed: always the array of several ids; one id's status unless the error that ends
+    # the wait means its status cannot be read (AUTH_FAILED, NOT_FOUND and the like)
+    printed = outcome in (None, "IMPORT_FAILED", "IMPORT_PARTIAL", "TIMEOUT")
+    if not single or stop is not None or printed:
+        output = trackers[0].entry()
+        if not single:
+            output = [t.entry() for t in trackers]
+        console.result(output, import_meta(import_ids, single))
     if stop is not None:
         raise stop
     if first is None:
         return 0
+    raise wait_error(first, trackers, account, limit, single)
+
+
+def wait_error(first, trackers, account, limit, single):
+    """The error of a wait: that of `first`, the first id that did not complete (and how many more
+    ended alike)."""
     alike = [t for t in trackers if t.outcome == first.outcome]
     meta = import_meta([t.import_id for t in alike], single)
-    more = " (and %d more)" % (len(alike) - 1) if len(alike) > 1 else ""
+    more = ""
+    if len(alike) > 1:
+        more = " (and %d more)" % (len(alike) - 1)
     if first.outcome == "TIMEOUT":
-        meta["resume"] = resume_command(account_id, [t.import_id for t in alike])
-        raise LandbaseError("TIMEOUT", "gave up after %s (--max-wait); %s" % (format_span(limit),
-                                                                             keep_running(alike)), meta)
+        meta["resume"] = resume_command(account.id, [t.import_id for t in alike])
+        return LandbaseError("TIMEOUT", "gave up after %s (--max-wait); %s"
+                             % (format_span(limit), keep_running(alike)), meta)
     if first.error is not None:
-        meta = dict({k: v for k, v in first.error.meta.items() if k != "importId"}, **meta)
-        raise LandbaseError(first.outcome, first.error.message + more, meta)
-    detail = first.status["error"].get("message") if isinstance(first.status["error"], dict) else None
-    raise LandbaseError(first.outcome, "import %d ended %s%s%s" % (first.import_id, first.phase, ": %s" % (
-        excerpt(detail)) if isinstance(detail, str) else "", more), meta)
+        for key, value in first.error.meta.items():
+            if key != "importId":
+                meta.setdefault(key, value)
+        return first.error.replace(
+            code=first.outcome, message=first.error.message + more, meta=meta
+        )
+    message = "import %d ended %s" % (first.import_id, first.phase)
+    error = first.status["error"]
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        message += ": %s" % excerpt(error["message"])
+    return LandbaseError(first.outcome, message + more, meta)
 
 
 def keep_running(imports):
-    return "the import%s running on Landbase" % (" keeps" if len(imports) == 1 else "s keep")
+    if len(imports) == 1:
+        return "the import keeps running on Landbase"
+    return "the imports keep running on Landbase"
 
 
 def resume_command(account_id, import_ids):
-    """The exact command that resumes a wait, as this process was called."""
-    words = [program_path(), "contacts-import", "wait"] + [str(i) for i in import_ids]
-    return " ".join(shlex.quote(word) for word in words + ["--account=" + account_id])
-
-
-def program_path():
-    return sys.argv[0] if sys.argv and sys.argv[0] else "landbase_import.py"
+    """The exact command that resumes a wait, runnable from any directory."""
+    words = (
+        ["contacts-import", "wait"] + [str(i) for i in import_ids] + ["--account=" + account_id]
+    )
+    return " ".join([program_command()] + [shlex.quote(word) for word in words])
 
 
 # ---------------------------------------------------------------- input body
 
 def read_import_body(source):
-    """The validated body of `start --json` (a path, or - for stdin): INVALID_INPUT naming the field for
-    anything off."""
-    name = "stdin" if source == "-" else source
-    try:
-        if source == "-":
-            stream = getattr(sys.stdin, "buffer", sys.stdin)
-            if stream is None:
-                raise LandbaseError("INVALID_INPUT", "stdin is closed: --json - reads the body from stdin")
-            raw = stream.read(MAX_BODY_BYTES + 1)
-            raw = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
-        elif not source:
-            raise LandbaseError("INVALID_INPUT", "--json takes a path, or - for stdin, not an empty string")
-        else:
-            with open(source, "rb") as handle:
-                raw = handle.read(MAX_BODY_BYTES + 1)
-    except (OSError, ValueError) as exc:
-        hint = "; --json takes a path or -, not the JSON itself: echo '{...}' | landbase_import.py " \
-            "contacts-import start --json -" if source.lstrip().startswith(("{", "[")) else ""
-        raise LandbaseError("INVALID_INPUT", "cannot read --json %s: %s%s" % (
-            shown(source, 80), exc.strerror if isinstance(exc, OSError) and exc.strerror else exc, hint))
+    """The validated body of `start --json` (a path, or - for stdin): INVALID_INPUT naming the
+    field for anything off."""
+    name = source
+    if source == "-":
+        name = "stdin"
+    raw = read_body_bytes(source)
     if len(raw) > MAX_BODY_BYTES:
         raise LandbaseError("INVALID_INPUT", "the body in %s is larger than 1 MiB" % name)
     if not raw.strip() or raw.strip() == b"\xef\xbb\xbf":
-        raise LandbaseError("INVALID_INPUT", "%s is empty: expected a JSON object with datasetId and tagName"
-                            % name)
+        raise LandbaseError(
+            "INVALID_INPUT",
+            "%s is empty: expected a JSON object with datasetId and tagName" % name,
+        )
     try:
         body = parse_json(raw)
     except StrictJSONError as exc:
         if exc.key is not None:
-            raise LandbaseError("INVALID_INPUT", "duplicate key %r in the body" % exc.key, {"field": exc.key})
-        raise LandbaseError("INVALID_INPUT", ("%s is %s" if str(exc).startswith("not ") else "%s: %s")
-                            % (name, exc))
+            raise LandbaseError(
+                "INVALID_INPUT", "duplicate key %r in the body" % exc.key, {"field": exc.key}
+            )
+        if str(exc).startswith("not "):
+            raise LandbaseError("INVALID_INPUT", "%s is %s" % (name, exc))
+        raise LandbaseError("INVALID_INPUT", "%s: %s" % (name, exc))
     if not isinstance(body, dict):
-        raise LandbaseError("INVALID_INPUT", "%s must be a JSON object with datasetId and tagName, not %s"
-                            % (name, json_type(body)))
+        raise LandbaseError(
+            "INVALID_INPUT",
+            "%s must be a JSON object with datasetId and tagName, not %s"
+            % (name, json_type(body)),
+        )
     return check_import_body(body)
 
 
+def read_body_bytes(source):
+    """At most MAX_BODY_BYTES + 1 bytes of the body, from the file or stdin."""
+    try:
+        if source == "-":
+            stream = getattr(sys.stdin, "buffer", sys.stdin)
+            if stream is None:
+                raise LandbaseError(
+                    "INVALID_INPUT", "stdin is closed: --json - reads the body from stdin"
+                )
+            raw = stream.read(MAX_BODY_BYTES + 1)
+            if isinstance(raw, str):
+                raw = raw.encode("utf-8", "surrogateescape")
+            return raw
+        with open(source, "rb") as handle:
+            return handle.read(MAX_BODY_BYTES + 1)
+    except (OSError, ValueError) as exc:
+        reason = exc
+        if isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror
+        hint = ""
+        if source.lstrip().startswith(("{", "[")):
+            hint = (
+                "; --json takes a path or -, not the JSON itself: "
+                "echo '{...}' | %s contacts-import "
+                "start --json -" % program_command()
+            )
+        raise LandbaseError(
+            "INVALID_INPUT", "cannot read --json %s: %s%s" % (shown(source, 80), reason, hint)
+        )
+
+
+JSON_TYPES = ((bool, "a boolean"), (int, "a number"), (float, "a number"), (str, "a string"),
+              (list, "an array"), (dict, "an object"))
+
+
 def json_type(value):
-    return "null" if value is None else "a boolean" if isinstance(value, bool) else "a number" \
-        if isinstance(value, (int, float)) else "a string" if isinstance(value, str) else "an array" \
-        if isinstance(value, list) else "an object"
+    if value is None:
+        return "null"
+    for kind, name in JSON_TYPES:      # bool before int: True is an int too
+        if isinstance(value, kind):
+            return name
+    return "an object"
+
+
+def invalid_field(field, message):
+    return LandbaseError("INVALID_INPUT", "%s %s" % (field, message), {"field": field})
 
 
 def check_import_body(body):
-    def invalid(field, message):
-        return LandbaseError("INVALID_INPUT", "%s %s" % (field, message), {"field": field})
+    """The body as it is sent, or INVALID_INPUT naming the first field that is off."""
     for key in body:
         if key not in BODY_KEYS:
-            raise invalid(key, "is not a known key%s; the body takes datasetId, tagName and importId"
-                          % did_you_mean(key.replace("_", "").replace("-", ""), BODY_KEYS))
+            suggestion = did_you_mean(key.replace("_", "").replace("-", ""), BODY_KEYS)
+            raise invalid_field(key, "is not a known key%s; the body takes datasetId, tagName and "
+                                "importId" % suggestion)
     for key, example in (("datasetId", 'the dataset to import, e.g. "ds_def456"'),
                          ("tagName", "the tag to put on the imported contacts")):
         if key not in body:
-            raise invalid(key, "is required (%s)" % example)
+            raise invalid_field(key, "is required (%s)" % example)
         if not isinstance(body[key], str):
-            raise invalid(key, "must be a string, not %s" % json_type(body[key]))
-    dataset_id, tag_name = body["datasetId"], body["tagName"]
-    if not 1 <= len(dataset_id) <= MAX_DATASET_ID:
-        raise invalid("datasetId", "must not be empty" if not dataset_id else "is %d characters; at most %d"
-                      % (len(dataset_id), MAX_DATASET_ID))
-    for ch in dataset_id:
-        if ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zs", "Zl", "Zp"):
-            raise invalid("datasetId", "must not contain whitespace or control characters (found U+%04X)"
-                          % ord(ch))
-    if not 1 <= len(tag_name) <= MAX_TAG_NAME:
-        raise invalid("tagName", "is %d characters; it takes 1 to %d" % (len(tag_name), MAX_TAG_NAME))
-    if not tag_name.strip():
-        raise invalid("tagName", "must not be blank")
-    if any("\ud800" <= ch <= "\udfff" for ch in tag_name):
-        raise invalid("tagName", "is not valid Unicode (a lone surrogate)")
+            raise invalid_field(key, "must be a string, not %s" % json_type(body[key]))
+    check_dataset_id(body["datasetId"])
+    check_tag_name(body["tagName"])
     import_id = body.get("importId", 1)
     if not is_import_id(import_id):
-        raise invalid("importId", "must be a positive integer such as 7, not %s (omit it to start a new "
-                      "import)" % (import_id if type(import_id) is int else json_type(import_id)))
+        found = json_type(import_id)
+        if type(import_id) is int:
+            found = import_id
+        raise invalid_field("importId", "must be a positive integer such as 7, not %s (omit it to "
+                            "start a new import)" % found)
     return {key: body[key] for key in BODY_KEYS if key in body}
 
 
+def check_dataset_id(dataset_id):
+    if not dataset_id:
+        raise invalid_field("datasetId", "must not be empty")
+    if len(dataset_id) > MAX_DATASET_ID:
+        raise invalid_field("datasetId", "is %d characters; at most %d"
+                            % (len(dataset_id), MAX_DATASET_ID))
+    for ch in dataset_id:
+        if ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zs", "Zl", "Zp"):
+            raise invalid_field("datasetId", "must not contain whitespace or control characters "
+                                "(found U+%04X)" % ord(ch))
+
+
+def check_tag_name(tag_name):
+    if not 1 <= len(tag_name) <= MAX_TAG_NAME:
+        raise invalid_field("tagName", "is %d characters; it takes 1 to %d"
+                            % (len(tag_name), MAX_TAG_NAME))
+    if not tag_name.strip():
+        raise invalid_field("tagName", "must not be blank")
+    if any("\ud800" <= ch <= "\udfff" for ch in tag_name):
+        raise invalid_field("tagName", "is not valid Unicode (a lone surrogate)")
+
+
 def did_you_mean(word, choices):
-    """ (did you mean 'x'?) with the nearest of `choices` to what was typed: one it begins, or one close
-    to it whatever the case; nothing when none is near."""
+    """(did you mean 'x'?) with the nearest of `choices` to what was typed: one it begins, or one
+    close to it whatever the case; nothing when none is near."""
     import difflib
+    if not word:
+        return ""
+    for choice in sorted(choices, key=len):
+        if choice.startswith(word):
+            return " (did you mean %r?)" % choice
     folded = {choice.lower(): choice for choice in choices}
-    close = [c for c in sorted(choices, key=len) if word and c.startswith(word)] + [
-        folded[c] for c in difflib.get_close_matches(word.lower(), sorted(folded), n=1, cutoff=0.6)]
-    return " (did you mean %r?)" % close[0] if close else ""
+    close = difflib.get_close_matches(word.lower(), sorted(folded), n=1, cutoff=0.6)
+    if close:
+        return " (did you mean %r?)" % folded[close[0]]
+    return ""
 
 
 # ---------------------------------------------------------------- login
 
 def login_browser(args, console, api):
-    """Authorization code + PKCE S256 through a loopback listener; the token answer. The 5 minutes start
-    now, and the browser runs on its own: it neither holds the login back nor writes on our streams."""
+    """Authorization code + PKCE S256 through a loopback listener; the token answer. The 5 minutes
+    start now, and the browser runs on its own: it neither holds the login back nor writes on our
+    streams."""
     import hashlib
     import secrets
     import socket
@@ -1628,26 +2659,35 @@ def login_browser(args, console, api):
     web = base_url("LANDBASE_PLATFORM_WEB_URL", DEFAULT_WEB_URL)
     listener = CallbackListener(secrets.token_urlsafe(32))
     verifier = secrets.token_urlsafe(64)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    query = urllib.parse.urlencode([("client_id", CLIENT_ID), ("response_type", "code"),
-                                    ("redirect_uri", listener.redirect_uri), ("state", listener.state),
-                                    ("code_challenge", challenge), ("code_challenge_method", "S256"),
-                                    ("device_name", socket.gethostname())])
+    digest = hashlib.sha256(verifier.encode()).digest()
+    challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    query = urllib.parse.urlencode([
+        ("client_id", CLIENT_ID), ("response_type", "code"),
+        ("redirect_uri", listener.redirect_uri), ("state", listener.state),
+        ("code_challenge", challenge), ("code_challenge_method", "S256"),
+        ("device_name", socket.gethostname())])
     url = "%s/cli/authorize?%s" % (web, query)
     warn_if_proxied_callback(console)
     try:
-        console.line("Open this URL in a browser on this machine to sign in:" if args.no_browser else
-                     "Opening the browser to sign in. If it does not open, visit:")
+        if args.no_browser:
+            console.line("Open this URL in a browser on this machine to sign in:")
+        else:
+            console.line("Opening the browser to sign in. If it does not open, visit:")
         console.line("  " + url)
         if not args.no_browser and not open_browser(url):
-            console.line("No browser could be opened; visit the URL above, or use: auth login --device")
+            console.line(
+                "No browser could be opened; visit the URL above, or use: auth login --device"
+            )
         CLOCK.wait_event(listener.done, deadline - CLOCK.now())
     finally:
         listener.stop()
     result = listener.result
     if result is None:
-        raise LandbaseError("TIMEOUT", "no answer from the browser within %d minutes; run auth login again "
-                            "(or auth login --device)" % (LOGIN_LIMIT // 60))
+        raise LandbaseError(
+            "TIMEOUT",
+            "no answer from the browser within %d minutes; run auth login again "
+            "(or auth login --device)" % (LOGIN_LIMIT // 60),
+        )
     if "error" in result:
         raise LandbaseError("AUTH_FAILED", "the login was refused in the browser (%s)"
                             % excerpt(result["error"], 80))
@@ -1657,14 +2697,18 @@ def login_browser(args, console, api):
 
 
 def open_browser(url):
-    """Start the browser on `url` and return at once: BROWSER (commands, %s for the URL, as the webbrowser
-    module reads it) or, without it, what the webbrowser module finds, run by a child interpreter. Its
-    streams go nowhere: a launcher's "Opening in existing browser session." must not reach our stdout."""
+    """Start the browser on `url` and return at once: BROWSER (commands, %s for the URL, as the
+    webbrowser module reads it) or, without it, what the webbrowser module finds, run by a child
+    interpreter. Its streams go nowhere: a launcher's "Opening in existing browser session." must
+    not reach our stdout."""
     import subprocess
-    commands = [shlex.split(entry) for entry in os.environ.get("BROWSER", "").split(os.pathsep)
-                if entry.strip()]
+    commands = []
+    for entry in os.environ.get("BROWSER", "").split(os.pathsep):
+        if entry.strip():
+            commands.append(shlex.split(entry))
     if not commands:
-        os.environ.pop("BROWSER", None)         # a blank one, which the webbrowser module cannot read
+        # a blank one, which the webbrowser module cannot read
+        os.environ.pop("BROWSER", None)
         import webbrowser
         try:
             webbrowser.get()
@@ -1672,30 +2716,36 @@ def open_browser(url):
             return False
         commands = [[sys.executable, "-m", "webbrowser", "-t"]]
     for command in commands:
-        argv = [word.replace("%s", url) for word in command] if "%s" in " ".join(command) else command + [url]
+        if "%s" in " ".join(command):
+            argv = [word.replace("%s", url) for word in command]
+        else:
+            argv = command + [url]
         try:
             subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
-            return True
         except (OSError, ValueError):
             continue
+        return True
     return False
 
 
 def warn_if_proxied_callback(console):
-    """A browser that honours http_proxy sends the login's answer to 127.0.0.1 through the proxy, which
-    cannot reach it: say so before the 5 minutes are spent."""
+    """A browser that honours http_proxy sends the login's answer to 127.0.0.1 through the proxy,
+    which cannot reach it: say so before the 5 minutes are spent."""
     import urllib.request
-    if (os.environ.get("http_proxy") or os.environ.get("HTTP_PROXY")) \
-            and not urllib.request.proxy_bypass_environment("127.0.0.1"):
-        console.warn("HTTP_PROXY is set and NO_PROXY does not cover 127.0.0.1: a browser that uses the "
-                     "proxy cannot bring the login back. Set NO_PROXY=127.0.0.1,localhost, or use: "
-                     "auth login --device")
+    proxied = os.environ.get("http_proxy") or os.environ.get("HTTP_PROXY")
+    if proxied and not urllib.request.proxy_bypass_environment("127.0.0.1"):
+        console.warn(
+            "HTTP_PROXY is set and NO_PROXY does not cover 127.0.0.1: a browser that uses the "
+            "proxy cannot bring the login back. Set NO_PROXY=127.0.0.1,localhost, or use: "
+            "auth login --device"
+        )
 
 
 class CallbackListener:
-    """http://127.0.0.1:{port}/callback: takes one answer whose state matches, then stops. A thread and a
-    time limit a connection, so that no local client holds the browser's answer back; nothing printed."""
+    """http://127.0.0.1:{port}/callback: takes one answer whose state matches, then stops. Each
+    connection has a thread of its own and a time limit, so that no local client holds the
+    browser's answer back; nothing is printed."""
 
     def __init__(self, state):
         import socketserver
@@ -1726,24 +2776,36 @@ class CallbackListener:
 
     def handle(self, request):
         import hmac
-        path, _, query = request.path.partition("?")   # no urlsplit: "//[oops/callback" made it raise on 3.6
+        # no urlsplit: "//[oops/callback" made it raise on 3.6
+        path, _, query = request.path.partition("?")
         try:
             query = {key: values[0] for key, values in urllib.parse.parse_qs(query).items()}
         except ValueError:
             return self._answer(request, 400, "This is not a sign-in answer.")
         if path != "/callback" or self.done.is_set():
             return self._answer(request, 404, "Not found.")
-        if not hmac.compare_digest(query.get("state", "").encode("utf-8", "replace"), self.state.encode()):
-            return self._answer(request, 400, "This sign-in answer does not match the login in progress "
-                                "(wrong or missing state). Close this tab.")
-        self.result = {"code": query["code"]} if "code" in query else {"error": query.get("error") or "none"}
-        self._answer(request, 200, "Landbase sign-in %s. You can close this tab."
-                     % ("complete" if "code" in self.result else "cancelled"))
+        given = query.get("state", "").encode("utf-8", "replace")
+        if not hmac.compare_digest(given, self.state.encode()):
+            return self._answer(
+                request,
+                400,
+                "This sign-in answer does not match the login in progress "
+                "(wrong or missing state). Close this tab.",
+            )
+        if "code" in query:
+            self.result = {"code": query["code"]}
+            text = "Landbase sign-in complete. You can close this tab."
+        else:
+            self.result = {"error": query.get("error") or "none"}
+            text = "Landbase sign-in cancelled. You can close this tab."
+        self._answer(request, 200, text)
         self.done.set()
 
     @staticmethod
     def _answer(request, status, text):
-        body = ("<!doctype html><meta charset=utf-8><title>landbase-import</title><p>%s</p>" % text).encode()
+        body = (
+            "<!doctype html><meta charset=utf-8><title>landbase-import</title><p>%s</p>" % text
+        ).encode()
         request.send_response(status)
         request.send_header("Content-Type", "text/html; charset=utf-8")
         request.send_header("Content-Length", str(len(body)))
@@ -1756,27 +2818,50 @@ class CallbackListener:
         self.server.server_close()
 
 
+def clamp(value, low, high, default):
+    """A server's number kept within bounds; `default` when it is no positive number."""
+    if not is_number(value) or value <= 0:
+        return default
+    return min(max(value, low), high)
+
+
 def login_device(console, api):
-    """RFC 8628: show a code, poll the token endpoint every `interval` until it is approved; the wait
-    ends when the code expires, and never later than DEVICE_LIMIT whatever the server says."""
+    """RFC 8628: show a code, poll the token endpoint every `interval` until it is approved; the
+    wait ends when the code expires, and never later than DEVICE_LIMIT whatever the server says."""
     import socket
-    data = api.call("POST", "/v1/oauth/device", {"client_id": CLIENT_ID, "device_name": socket.gethostname()},
-                    auth=False, check=expect("device", "POST /v1/oauth/device",
-                                             ("interval", "expiresIn", "verificationUriComplete")))
-    clamp = lambda value, low, high, default: min(max(value, low), high) \
-        if is_number(value) and value > 0 else default     # noqa: E731 (a server's number, kept in bounds)
-    interval = clamp(data.get("interval"), DEVICE_INTERVALS[0], DEVICE_INTERVALS[1], DEVICE_INTERVAL)
+    check = expect(
+        "device", "POST /v1/oauth/device", ("interval", "expiresIn", "verificationUriComplete")
+    )
+    data = api.call(
+        "POST",
+        "/v1/oauth/device",
+        {"client_id": CLIENT_ID, "device_name": socket.gethostname()},
+        auth=False,
+        check=check,
+    )
+    interval = clamp(
+        data.get("interval"), DEVICE_INTERVALS[0], DEVICE_INTERVALS[1], DEVICE_INTERVAL
+    )
     expires_in = clamp(data.get("expiresIn"), 1, DEVICE_LIMIT, DEVICE_LIMIT)
     code = excerpt(data["userCode"], 40)
-    console.line("To sign in, open %s and enter the code %s (it expires in %s, at %s)" % (excerpt(
-        data["verificationUri"]), code, format_span(expires_in), format_time(CLOCK.wall() + expires_in)))
+    console.line("To sign in, open %s and enter the code %s (it expires in %s, at %s)" % (
+        excerpt(data["verificationUri"]), code, format_span(expires_in),
+        format_time(CLOCK.wall() + expires_in)))
     if isinstance(data.get("verificationUriComplete"), str):
         console.line("  (or open %s)" % excerpt(data["verificationUriComplete"]))
     deadline = CLOCK.now() + expires_in
-    expired = LandbaseError("TIMEOUT", "the code %s expired before it was approved; run auth login --device "
-                            "again" % code)
+    expired = LandbaseError(
+        "TIMEOUT",
+        "the code %s expired before it was approved; run auth login --device  again" % code,
+    )
     body = {"grant_type": "urn:ietf:params:oauth:grant-type:device_code", "client_id": CLIENT_ID,
             "device_code": data["deviceCode"]}
+    return poll_device_token(api, console, body, interval, deadline, expired)
+
+
+def poll_device_token(api, console, body, interval, deadline, expired):
+    """The token answer once the code is approved, asked for every `interval` seconds (slow_down
+    adds 5); `expired` when the code expires first."""
     wait = interval
     while True:
         if CLOCK.now() + wait > deadline:
@@ -1789,13 +2874,21 @@ def login_device(console, api):
                 raise LandbaseError("AUTH_FAILED", "the login was refused on the device page")
             if exc.server_code == "EXPIRED_TOKEN":
                 raise expired
-            interval += 5 if exc.server_code == "SLOW_DOWN" else 0
-            pending = exc.server_code in ("AUTHORIZATION_PENDING", "SLOW_DOWN")    # nobody has answered yet
+            if exc.server_code == "SLOW_DOWN":
+                interval += 5
+            # nobody has answered yet
+            pending = exc.server_code in ("AUTHORIZATION_PENDING", "SLOW_DOWN")
             if exc.transient and not pending:
-                console.line("waiting for approval: %s (%s); trying again" % (exc.message, exc.code))
-            wait = retry_wait(exc, interval, deadline - CLOCK.now(), transient=pending or exc.transient)
+                console.line(
+                    "waiting for approval: %s (%s); trying again" % (exc.message, exc.code)
+                )
+            wait = retry_wait(
+                exc, interval, deadline - CLOCK.now(), transient=pending or exc.transient
+            )
+            if wait is None and (pending or exc.transient):
+                raise expired
             if wait is None:
-                raise expired if pending or exc.transient else exc
+                raise
 
 
 def exchange_token(api, body, retry=True):
@@ -1804,18 +2897,22 @@ def exchange_token(api, body, retry=True):
         return api.call("POST", "/v1/oauth/token", body, auth=False, retry=retry,
                         check=expect("token", "POST /v1/oauth/token"))
     except LandbaseError as exc:
-        if exc.code != "VALIDATION_ERROR" or exc.server_code in (
-                "AUTHORIZATION_PENDING", "SLOW_DOWN", "ACCESS_DENIED", "EXPIRED_TOKEN"):
+        device_flow = ("AUTHORIZATION_PENDING", "SLOW_DOWN", "ACCESS_DENIED", "EXPIRED_TOKEN")
+        if exc.code != "VALIDATION_ERROR" or exc.server_code in device_flow:
             raise
-        raise LandbaseError("AUTH_FAILED", exc.message, exc.meta, server_code=exc.server_code)
+        raise exc.replace(code="AUTH_FAILED")
 
 
 def should_use_device_flow():
-    """No browser can be opened here: over SSH, or on Linux/BSD without a display (unless BROWSER says)."""
+    """No browser can be opened here: over SSH, or on Linux/BSD without a display (unless BROWSER
+    says)."""
     env = os.environ.get
-    return not env("BROWSER", "").strip() and bool(env("SSH_CONNECTION") or env("SSH_TTY") or (
-        sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")) and not (env("DISPLAY") or
-                                                                                   env("WAYLAND_DISPLAY"))))
+    if env("BROWSER", "").strip():
+        return False
+    if env("SSH_CONNECTION") or env("SSH_TTY"):
+        return True
+    unix = sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd"))
+    return unix and not (env("DISPLAY") or env("WAYLAND_DISPLAY"))
 
 
 def read_token_from_stdin():
@@ -1835,62 +2932,106 @@ def read_token_from_stdin():
     token = remember_secret(token.strip())
     if not token:
         raise LandbaseError("INVALID_INPUT", "no token on stdin: " + pipe)
-    if not (usable_token(token) and TOKEN_RE.fullmatch(token)):
-        raise LandbaseError("INVALID_INPUT", "the token on stdin is not an lbs_ platform token (printable "
-                            "ASCII, no spaces or quotes)")
+    if not is_lbs_token(token):
+        raise LandbaseError(
+            "INVALID_INPUT",
+            "the token on stdin is not an lbs_ platform token (printable "
+            "ASCII, no spaces or quotes)",
+        )
     return token
 
 
 # ---------------------------------------------------------------- commands
 
 def cmd_auth_login(args, console):
-    import socket
     store = SessionStore()
     api = api_for(args, console)
-    me = None
     if args.with_token:
-        api.token = read_token_from_stdin()
-        me = fetch_me(api)              # the check: a rejected token is never saved
-        expires_at = me["expiresAt"] if is_time(me.get("expiresAt")) else None
-        if expires_at is None:
-            expires_at = format_time(CLOCK.wall() + SESSION_LIFETIME)
-            console.line("The session is assumed to last 7d from now; the platform may end it sooner.")
-        granted = {"accessToken": api.token, "expiresAt": expires_at, "accountId": None}
+        granted, me = login_with_token(api, console)
     else:
-        use_device = args.device or (not args.no_browser and should_use_device_flow())
-        if use_device and not args.device:
-            console.line("No browser can be opened here; using the device code flow (auth login --device).")
-        answer = login_device(console, api) if use_device else login_browser(args, console, api)
-        granted = {key: answer.get(key) for key in ("accessToken", "expiresAt", "accountId")}
-        api.token = granted["accessToken"]
-    before = []                         # saved at once, with only the account the platform granted: the one
-
-    def login(data):                    # stored before may be another identity's (settled below)
-        before.append(data.get("accountId"))
-        return dict(granted, deviceName=data.get("deviceName") or socket.gethostname())
-    store.update(login, console, replace_damaged=True)
-    me = me or fetch_me(api)
-    try:
-        ids = [account["id"] for account in fetch_accounts(api)]
-    except LandbaseError as exc:
-        raise LandbaseError(exc.code, "%s; the login is saved, but its accounts could not be read, so no "
-                            "account is active: choose one with: landbase_import.py account set <accountId>"
-                            % exc.message, exc.meta)
-    only = ids[0] if len(ids) == 1 else None
-    account_id = next((a for a in (granted["accountId"], before[0]) if a in ids), only)
-    if before[0] and before[0] not in ids:
-        console.line("The active account %s is not one this identity can use; it was cleared. Choose one "
-                     "with: landbase_import.py account set <accountId> (see: account list)"
-                     % shown(before[0]))
-    if only and account_id not in (granted["accountId"], before[0]):
-        console.line("Active account: %s (the only one this identity has)" % account_id)
-    if account_id != granted["accountId"]:
-        store.update({"accountId": account_id})
+        granted = login_interactively(args, console, api)
+        me = None
+    before = store.update(lambda data: store_login(data, granted), console, replace_damaged=True)
+    console.line("Saved the session in %s" % store.path)
+    api.token = granted["accessToken"]
+    if me is None:
+        me = fetch_me(api)
+    account_id = settle_login_account(store, api, granted, before, console)
+    if account_id is None:
+        account_text = "none (see account list)"
+    else:
+        account_text = account_id
     console.line("Logged in as %s (%s) until %s; active account: %s" % (
-        me.get("email"), me.get("userId"), granted["expiresAt"], account_id or "none (see account list)"))
+        me.get("email"), me.get("userId"), granted["expiresAt"], account_text))
     console.result({"userId": me.get("userId"), "email": me.get("email"), "accountId": account_id,
                     "expiresAt": granted["expiresAt"]})
     return 0
+
+
+def login_with_token(api, console):
+    """(what a token from stdin grants, /v1/me): the token is checked before it is saved."""
+    api.token = read_token_from_stdin()
+    me = fetch_me(api)
+    expires_at = me.get("expiresAt")
+    if not is_time(expires_at):
+        expires_at = format_time(CLOCK.wall() + SESSION_LIFETIME)
+        console.line("The session is assumed to last 7d from now; the platform may end it sooner.")
+    return {"accessToken": api.token, "expiresAt": expires_at, "accountId": None}, me
+
+
+def login_interactively(args, console, api):
+    """What the browser or the device flow grants."""
+    use_device = args.device or (not args.no_browser and should_use_device_flow())
+    if use_device and not args.device:
+        console.line(
+            "No browser can be opened here; using the device code flow (auth login --device)."
+        )
+    if use_device:
+        answer = login_device(console, api)
+    else:
+        answer = login_browser(args, console, api)
+    return {key: answer.get(key) for key in ("accessToken", "expiresAt", "accountId")}
+
+
+def store_login(data, granted):
+    """The stored object after a login: the new token with only the account the platform granted
+    (the one stored before may be another identity's: settle_login_account decides)."""
+    device_name = data.get("deviceName")
+    if not device_name:
+        import socket
+        device_name = socket.gethostname()
+    return dict(granted, deviceName=device_name)
+
+
+def settle_login_account(store, api, granted, before, console):
+    """The active account after a login: one this identity can use. The one granted, else the one
+    stored before the login, else the only one the identity has; else none."""
+    try:
+        ids = [account["id"] for account in fetch_accounts(api)]
+    except LandbaseError as exc:
+        raise exc.replace(
+            message="%s; the login is saved, but its accounts could not be read, so no "
+            "account is active: choose one with: %s account set <accountId>"
+            % (exc.message, program_command())
+        )
+    previous = before.get("accountId")
+    account_id = None
+    for candidate in (granted["accountId"], previous):
+        if candidate in ids:
+            account_id = candidate
+            break
+    if account_id is None and len(ids) == 1:
+        account_id = ids[0]
+        console.line("Active account: %s (the only one this identity has)" % account_id)
+    if previous and previous not in ids:
+        console.line(
+            "The active account %s is not one this identity can use; it was cleared. Choose one "
+            "with: %s account set <accountId> (see: account list)"
+            % (shown(previous), program_command())
+        )
+    if account_id != granted["accountId"]:
+        store.update(lambda data: {"accountId": account_id})
+    return account_id
 
 
 def cmd_auth_status(args, console):
@@ -1900,53 +3041,94 @@ def cmd_auth_status(args, console):
     if args.min_valid is not None and session.expires_at is not None:
         check_min_valid(session.expires_at, args.min_valid)        # before any request
     me = fetch_me(api_for(args, console, session.token))
-    expires_at = session.expires_at
-    if expires_at is None and is_time(me.get("expiresAt")):        # LANDBASE_ACCESS_TOKEN: the platform says
-        expires_at = parse_time(me["expiresAt"])
-        warn_if_ending(expires_at, console)
+    expires_at = session_end(session, me, console)
     if args.min_valid is not None:
         if expires_at is None:
-            raise LandbaseError("AUTH_FAILED", "nobody says when this session ends (neither %s nor the "
-                                "platform's /v1/me), so --min-valid cannot pass" % (
-                                    "platform.json" if session.source == "file" else "LANDBASE_ACCESS_TOKEN"))
+            source = "platform.json"
+            if session.source == "env":
+                source = "LANDBASE_ACCESS_TOKEN"
+            raise LandbaseError(
+                "AUTH_FAILED",
+                "nobody says when this session ends (neither %s nor the "
+                "platform's /v1/me), so --min-valid cannot pass" % source,
+            )
         check_min_valid(expires_at, args.min_valid)
-    console.result({"authenticated": True, "userId": me.get("userId"), "email": me.get("email"),
-                    "accountId": session.account_id,
-                    "expiresAt": format_time(expires_at) if expires_at is not None else None,
-                    "expiresInSeconds": int(expires_at - CLOCK.wall()) if expires_at is not None else None,
-                    "tokenSource": session.source})
+    left = None
+    shown_end = None
+    if expires_at is not None:
+        left = int(expires_at - CLOCK.wall())
+        shown_end = format_time(expires_at)
+    console.result(
+        {
+            "authenticated": True,
+            "userId": me.get("userId"),
+            "email": me.get("email"),
+            "accountId": session.account_id,
+            "expiresAt": shown_end,
+            "expiresInSeconds": left,
+            "tokenSource": session.source,
+        }
+    )
     return 0
+
+
+def session_end(session, me, console):
+    """When the session ends: as platform.json records it, else as the platform's /v1/me says (a
+    token from LANDBASE_ACCESS_TOKEN), with the warning under 24 hours either way; None when nobody
+    says."""
+    if session.expires_at is not None:
+        return session.expires_at
+    if not is_time(me.get("expiresAt")):
+        return None
+    expires_at = parse_time(me["expiresAt"])
+    warn_if_ending(expires_at, console)
+    return expires_at
 
 
 def check_min_valid(expires_at, min_valid):
     left = int(expires_at - CLOCK.wall())
     if left < min_valid:
-        raise LandbaseError("AUTH_FAILED", "the session ends in %s (%s), before the %s asked for by "
-                            "--min-valid: run landbase_import.py auth login (auth login --device over SSH)"
-                            % (format_span(left), format_time(expires_at), format_span(min_valid)),
-                            {"expiresInSeconds": left, "expiresAt": format_time(expires_at)})
+        raise LandbaseError(
+            "AUTH_FAILED",
+            "the session ends in %s (%s), before the %s asked for by "
+            "--min-valid: run %s auth login (auth login --device over SSH)"
+            % (
+                format_span(left),
+                format_time(expires_at),
+                format_span(min_valid),
+                program_command(),
+            ),
+            {"expiresInSeconds": left, "expiresAt": format_time(expires_at)},
+        )
 
 
 def cmd_auth_logout(args, console):
     store = SessionStore()
+    damaged = None
     try:
-        token, damaged = store.load(console).get("accessToken"), None
+        token = store.load(console).get("accessToken")
     except LandbaseError as exc:
-        token, damaged = None, exc.message.split("; ")[0]
+        token = None
+        damaged = exc.message.split("; ")[0]
     revoked = False
     if token:
         try:
             api_for(args, console, token).call("POST", "/v1/oauth/revoke", retry=False)
             revoked = True
         except LandbaseError as exc:
-            console.line("Could not revoke the token on the platform (%s: %s); removing the local session "
-                         "anyway." % (exc.code, exc.message))
-    if store.remove() and damaged:
+            console.line(
+                "Could not revoke the token on the platform (%s: %s); removing the local session "
+                "anyway." % (exc.code, exc.message)
+            )
+    removed = store.remove()
+    if removed and damaged:
         console.line("Removed it: %s" % damaged)
     elif not token:
         console.line("No stored session in %s." % store.path)
     if os.environ.get("LANDBASE_ACCESS_TOKEN"):
-        console.warn("LANDBASE_ACCESS_TOKEN is set and still used; logout neither revokes nor unsets it")
+        console.warn(
+            "LANDBASE_ACCESS_TOKEN is set and still used; logout neither revokes nor unsets it"
+        )
     console.result({"loggedOut": True, "revoked": revoked})
     return 0
 
@@ -1954,253 +3136,600 @@ def cmd_auth_logout(args, console):
 def cmd_account_list(args, console):
     session = SessionStore().session(args.account, console)
     accounts = fetch_accounts(api_for(args, console, session.token))
-    console.result([dict(account, active=account["id"] == session.account_id) for account in accounts])
+    listed = [dict(account, active=account["id"] == session.account_id) for account in accounts]
+    console.result(listed)
     return 0
 
 
 def cmd_account_set(args, console):
     store = SessionStore()
-    session = store.session(None, console)      # a stored account that is no account id is what this repairs
+    # a stored account that is no account id is what this repairs
+    session = store.session(None, console)
     accounts = fetch_accounts(api_for(args, console, session.token))
     match = [a for a in accounts if a["id"] == args.account_id]
     if not match:
-        raise LandbaseError("NOT_FOUND", "account %s is not one this identity can use (it can use: %s; see: "
-                            "landbase_import.py account list)" % (args.account_id, ", ".join(
-                                a["id"] for a in accounts) or "none"), {"accountId": args.account_id})
-    store.update({"accountId": args.account_id}, console)
-    if os.environ.get("LANDBASE_ACCOUNT_ID") not in (None, "", args.account_id):
-        console.warn("LANDBASE_ACCOUNT_ID=%s is set: it stays the active account wherever it is set; %s is "
-                     "the stored one, for commands run without it" % (
-                         shown(os.environ["LANDBASE_ACCOUNT_ID"], 80), args.account_id))
+        usable = ", ".join(a["id"] for a in accounts) or "none"
+        raise LandbaseError(
+            "NOT_FOUND",
+            "account %s is not one this identity can use (it can use: %s; see: "
+            "%s account list)" % (args.account_id, usable, program_command()),
+            {"accountId": args.account_id},
+        )
+    store.update(lambda data: {"accountId": args.account_id}, console)
+    from_env = os.environ.get("LANDBASE_ACCOUNT_ID")
+    if from_env not in (None, "", args.account_id):
+        console.warn(
+            "LANDBASE_ACCOUNT_ID=%s is set: it stays the active account wherever it is set; %s is "
+            "the stored one, for commands run without it" % (shown(from_env, 80), args.account_id)
+        )
     console.result({"accountId": args.account_id, "name": match[0].get("name")})
     return 0
 
 
 def account_api(args, console):
-    """(the Api, the active account) of a command that works in an account; nothing is sent."""
+    """(the Api, the Account) of a command that works in an account; nothing is sent."""
     session = SessionStore().session(args.account, console)
-    account_id = require_account(session)
-    return api_for(args, console, session.token), account_id
+    account = Account(require_account(session), session.account_source)
+    return api_for(args, console, session.token), account
 
 
 def cmd_contacts_import_start(args, console):
     import uuid
     body = read_import_body(args.json)
-    api, account_id = account_api(args, console)
-    path = "/v1/accounts/%s/contacts-imports" % account_id
+    api, account = account_api(args, console)
     key = args.idempotency_key or str(uuid.uuid4())
+    path = "/v1/accounts/%s/contacts-imports" % account.id
     if args.dry_run:                    # the user's body, as it would be sent
-        console.result({"dryRun": True, "accountId": account_id, "request": "POST " + path,
+        console.result({"dryRun": True, "accountId": account.id, "request": "POST " + path,
                         "idempotencyKey": key, "body": body})
         return 0
-    again = "get it back, never a second one, with: " + rerun_command(args, key)
+    # what this run knows, in its outcome before anything is written
+    known = {"idempotencyKey": key}
+    try:
+        answer = post_start(api, account, body, key, args, console, known)
+    except LandbaseError as exc:
+        running = exc.meta.get("importId")
+        if exc.code != "CONFLICT" or not is_import_id(running):
+            raise
+        return attach_to_running(api, account, exc, running, args, console)
+    try:
+        return report_started(api, account, answer, key, args, console)
+    except (KeyboardInterrupt, Stopped) as exc:
+        raise started_and_stopped(exc, account, known)
+
+
+def post_start(api, account, body, key, args, console, known):
+    """The platform's answer to the start, with `replayed` and `retried` (an earlier attempt of
+    this run failed, so a replayed answer may be its own); `known` gets the import id as soon as it
+    is known. An error after an attempt that may have reached the platform names the key and the
+    command that gets the import back, and never exits 1 ("fix it and run it again")."""
+    path = "/v1/accounts/%s/contacts-imports" % account.id
+    first_attempt = CLOCK.wall()
+    attempts = []
+    again = rerun_text(args, key, first_attempt)
 
     def started(data, headers):
-        return dict(expect("start", "POST contacts-imports")(data),
-                    replayed=(headers.get("Idempotent-Replayed") or "").strip().lower() == "true")
+        answer = expect("start", "POST contacts-imports")(data)
+        known["importId"] = answer["importId"]
+        replayed = (headers.get("Idempotent-Replayed") or "").strip().lower() == "true"
+        return dict(answer, replayed=replayed, retried=bool(attempts))
     try:
-        answer = api.call("POST", path, body, headers={"Idempotency-Key": key}, check=started)
+        return api.call("POST", path, body, headers={"Idempotency-Key": key}, check=started,
+                        attempts=attempts)
     except (KeyboardInterrupt, Stopped) as exc:
-        raise stopped(exc, "start was stopped before the platform's answer arrived; the import may exist: "
-                      + again, {"idempotencyKey": key})
+        if "importId" in known:
+            raise started_and_stopped(exc, account, known)
+        meta = dict(known, safeUntil=format_time(first_attempt + KEY_KEPT))
+        raise stopped(
+            exc, "before the platform's answer arrived; the import may exist: " + again, meta
+        )
     except LandbaseError as exc:
         running = exc.meta.get("importId")
         if exc.code == "CONFLICT" and is_import_id(running):
-            command = resume_command(account_id, [running])
-            if not args.watch:
-                raise LandbaseError("CONFLICT", "%s; import %d is already running: wait on it with: %s"
-                                    % (exc.message, running, command), exc.meta)
-            console.line("Import %d is already running (CONFLICT); waiting on it, as --watch asks. Resume "
-                         "with: %s" % (running, command))
-            return watch_started(api, account_id, running, console, args.max_wait)
-        if not exc.unsure:
             raise
-        # the platform may have acted on one of the attempts: never exit 1 ("fix it and run it again") then
-        raise LandbaseError("API_ERROR" if exc.exit_code == 1 else exc.code, "%s; the platform may have "
-                            "created the import: %s" % (exc.message, again),
-                            dict(exc.meta, idempotencyKey=key, serverCode=exc.code), exc.transient)
-    import_id, follow = answer["importId"], resume_command(account_id, [answer["importId"]])
-    console.line(("Import %d was already started with key %s (run %%s) in account %%s; nothing new started."
-                  % (import_id, key) if answer["replayed"] else "Started import %d (run %%s) in account %%s."
-                  % import_id) % (answer["runRef"], account_id) + " Follow it with: " + follow)
+        if not any(attempt.transient for attempt in attempts):
+            raise account_not_found(exc, account)
+        code = exc.code
+        if exc.exit_code == 1:
+            code = "API_ERROR"
+        meta = dict(exc.meta, idempotencyKey=key, serverCode=exc.code,
+                    safeUntil=format_time(first_attempt + KEY_KEPT))
+        raise exc.replace(code=code, message="%s; the platform may have created the import: %s"
+                          % (exc.message, again), meta=meta)
+
+
+def started_and_stopped(exc, account, known):
+    """A signal after the platform created the import: its id and key are in the outcome."""
+    import_id = known["importId"]
+    meta = dict(known, resume=resume_command(account.id, [import_id]))
+    return stopped(exc, "import %d was started and keeps running on Landbase" % import_id, meta)
+
+
+def attach_to_running(api, account, error, running, args, console):
+    """A CONFLICT that names the running import: wait on it with --watch, else say how."""
+    command = resume_command(account.id, [running])
     if not args.watch:
-        console.result({"importId": import_id, "runRef": answer["runRef"]}, {"importId": import_id})
+        raise error.replace(message="%s; import %d is already running: wait on it with: %s"
+                            % (error.message, running, command))
+    console.line(
+        "Import %d is already running (CONFLICT); waiting on it, as --watch asks. Resume with: %s"
+        % (running, command)
+    )
+    return watch_started(api, account, running, console, args.max_wait)
+
+
+def report_started(api, account, answer, key, args, console):
+    """The stderr line that names the import (it comes first), then the result or the wait."""
+    import_id = answer["importId"]
+    run = "(run %s) in account %s" % (answer["runRef"], account.id)
+    if not answer["replayed"]:
+        what = "Started import %d %s." % (import_id, run)
+    elif answer["retried"]:
+        what = (
+            "Import %d was started with key %s %s by an earlier attempt of this run, "
+            "whose answer was "
+            "lost; nothing new started." % (import_id, key, run)
+        )
+    else:
+        what = "Import %d was already started with key %s %s; nothing new started." % (
+            import_id,
+            key,
+            run,
+        )
+    console.line("%s Follow it with: %s" % (what, resume_command(account.id, [import_id])))
+    if not args.watch:
+        console.result(
+            {"importId": import_id, "runRef": answer["runRef"]}, {"importId": import_id}
+        )
         return 0
-    return watch_started(api, account_id, import_id, console, args.max_wait)
+    return watch_started(api, account, import_id, console, args.max_wait)
 
 
-def watch_started(api, account_id, import_id, console, limit):
-    """start --watch: the wait on the import, which exists now: exit 1 ("fix it and run it again") never."""
+def watch_started(api, account, import_id, console, limit):
+    """start --watch: the wait on the import, which exists now: exit 1 ("fix it and run it again")
+    never."""
     try:
-        return wait_and_report(api, account_id, [import_id], console, limit)
+        return wait_and_report(api, account, [import_id], console, limit)
     except LandbaseError as exc:
         if exc.exit_code != 1:
             raise
-        raise LandbaseError("API_ERROR", "%s (%s); import %d exists and keeps running: %s" % (
-            exc.message, exc.code, import_id, resume_command(account_id, [import_id])),
-            dict(exc.meta, importId=import_id, serverCode=exc.code))
+        raise exc.replace(
+            code="API_ERROR",
+            message="%s (%s); import %d exists and keeps running: %s"
+            % (exc.message, exc.code, import_id, resume_command(account.id, [import_id])),
+            meta=dict(exc.meta, importId=import_id, serverCode=exc.code),
+        )
+
+
+def rerun_text(args, key, first_attempt):
+    """How to get the import of an ambiguous start back: this start's command line again with its
+    key, safe for 24 hours from the first attempt."""
+    text = (
+        "get it back, never a second one, until %s (24 hours from the first attempt; later, the "
+        "same key starts a new import)" % format_time(first_attempt + KEY_KEPT)
+    )
+    if args.json == "-":
+        text += ", with the same body on stdin again"
+    return text + ", with: " + rerun_command(args, key)
 
 
 def rerun_command(args, key):
-    """This start's command line again, with its key in the --idempotency-key=KEY form (a key that begins
-    with - must work)."""
-    words, skip = [], False
+    """This start's command line again, runnable from any directory, with its key in the
+    --idempotency-key=KEY form (a key that begins with - must work)."""
+    words = []
+    skip = False
     for word in args.argv:
         if not skip and word != "--idempotency-key" and not word.startswith("--idempotency-key="):
             words.append(word)
         skip = word == "--idempotency-key"
-    return " ".join(shlex.quote(word) for word in [program_path()] + words + ["--idempotency-key=" + key])
+    words.append("--idempotency-key=" + key)
+    return " ".join([program_command()] + [shlex.quote(word) for word in words])
 
 
 def cmd_contacts_import_status(args, console):
-    api, account_id = account_api(args, console)
-    console.result(fetch_status(api, account_id, args.import_ids[0]), {"importId": args.import_ids[0]})
+    api, account = account_api(args, console)
+    import_id = args.import_ids[0]
+    console.result(fetch_status(api, account, import_id), {"importId": import_id})
     return 0
 
 
 def cmd_contacts_import_wait(args, console):
-    api, account_id = account_api(args, console)
-    return wait_and_report(api, account_id, args.import_ids, console, args.max_wait)
+    api, account = account_api(args, console)
+    return wait_and_report(api, account, args.import_ids, console, args.max_wait)
+
+
+# ---------------------------------------------------------------- doctor
+
+class Silent(Console):
+    """A console that prints nothing: doctor reports what it finds as rows, not as warnings."""
+
+    def _write(self, text):
+        pass
+
+
+class Report:
+    """doctor's rows: each check ok, warn or fail, with a detail and the fix; a table on stderr as
+    they come, the report on stdout at the end. The exit is that of the first failure's class."""
+
+    def __init__(self, console):
+        self.console = console
+        self.checks = []
+        self.failures = []              # (code, name, detail)
+
+    def add(self, name, status, detail, fix="", code="SETUP_FAILED"):
+        detail = shown(detail, 300)
+        fix = shown(fix or "", 300)
+        self.checks.append({"name": name, "status": status, "detail": detail, "fix": fix})
+        line = "%-4s  %-12s %s" % (status, name, detail)
+        if fix:
+            line += "; fix: " + fix
+        self.console.line(line)
+        if status == "fail":
+            # 1 setup, 3 session, 4 network: no other
+            if EXIT_CODES.get(code) not in (1, 3, 4):
+                code = "NETWORK_ERROR"
+            self.failures.append((code, name, detail))
+
+    def error(self, name, error, fix=None):
+        """A failed check that says what the tool's own error says."""
+        self.add(name, "fail", error.message, error.fix or fix, error.code)
+
+    def finish(self):
+        self.console.result({"ok": not self.failures, "checks": self.checks})
+        if not self.failures:
+            return 0
+        code, name, detail = self.failures[0]
+        count = "1 check failed"
+        if len(self.failures) > 1:
+            count = "%d checks failed" % len(self.failures)
+        raise LandbaseError(code, "%s; the first: %s: %s" % (count, name, detail),
+                            {"failed": [failure[1] for failure in self.failures]})
 
 
 def cmd_doctor(args, console):
-    """What a locked-down host gets wrong, each check ok, warn or fail, with a detail and the fix: a report
-    on stdout, a table on stderr; the exit of the first failure's class (1 setup, 3 session, 4 network)."""
-    checks, failures, quiet = [], [], Console(stream=open(os.devnull, "w"))
+    """What a locked-down host gets wrong, each check ok, warn or fail, with a detail and the fix:
+    a report on stdout, a table on stderr; the exit of the first failure's class (1 setup, 3
+    session, 4 network)."""
+    report = Report(console)
+    store = SessionStore()
+    report.add("python", "ok", "CPython %s (%s)" % (sys.version.split()[0], sys.executable))
+    session = None
+    session_error = None
+    config_ok = check_config(report, store)
+    if config_ok:
+        session, session_error = read_session(store, args)
+    api = check_environment(report, args, session)
+    me = None
+    if api is not None:
+        me = check_platform(report, api, session)
+    if config_ok:
+        check_session(report, store, session, session_error, me)
+    if session is not None and api is not None and me is not None:
+        check_account(report, api, session)
+    check_tool(report)
+    return report.finish()
 
-    def report(name, status, detail, fix="", code="SETUP_FAILED"):
-        checks.append({"name": name, "status": status, "detail": shown(detail, 300), "fix": shown(fix, 300)})
-        console.line("%-4s  %-12s %s%s" % (status, name, detail, "; fix: " + fix if fix else ""))
-        failures.extend([(code if EXIT_CODES.get(code) in (1, 3, 4) else "NETWORK_ERROR", name, detail)]
-                        if status == "fail" else [])            # 1 setup, 3 session, 4 network: no other
 
-    def attempt(name, action, fix, code="NETWORK_ERROR"):
-        """action()'s result, or None and a failed check that says what it raised, in the tool's words."""
-        try:
-            return action()
-        except LandbaseError as exc:
-            report(name, "fail", exc.message, fix, exc.code)
-        except (OSError, ValueError) as exc:
-            error = api._transport_error(api.base.split("/")[2], exc, False, args.timeout)
-            report(name, "fail", error.message.partition("; check the network")[0], fix, code)
+def check_tool(report):
+    report.add("tool", "ok", "landbase-import %s, sha256 %s (%s)" % (__version__, file_digest(),
+                                                                      os.path.abspath(__file__)))
+
+
+def check_config(report, store):
+    """The config directory and platform.json: there, of the right kind, private, writable,
+    readable, strict JSON. Whether a session can be read from it."""
+    directory = store.directory
+    if os.path.lexists(directory) and not os.path.isdir(directory):
+        report.add("config", "fail", "%s is not a directory" % directory,
+                   "remove it, or point LANDBASE_CONFIG_DIR at a directory")
+        return False
+    if not os.path.isdir(directory):
+        report.add("config", "warn", "%s does not exist" % directory,
+                   "%s auth login creates it" % program_command())
+        return True
+    mode = stat.S_IMODE(os.stat(directory).st_mode)
+    writable = os.access(directory, os.W_OK | os.X_OK)
+    lock = store.path + ".lock"
+    if os.path.lexists(lock) and not os.access(lock, os.W_OK):
+        report.add(
+            "config",
+            "fail",
+            "%s cannot be written by this user: no login, logout or account set "
+            "can change %s" % (lock, store.path),
+            "remove it, or run as its owner (ls -l %s)" % lock,
+        )
+        return False
+    if not writable:
+        report.add(
+            "config",
+            "fail",
+            "%s cannot be written by this user: no login, logout or account set "
+            "can change %s" % (directory, store.path),
+            "chown or chmod it (ls -ld %s)" % directory,
+        )
+        return False
+    if mode & 0o077:
+        report.add("config", "warn", "%s, mode %o" % (directory, mode), "chmod 700 %s" % directory)
+    else:
+        report.add("config", "ok", "%s, mode %o" % (directory, mode))
+    return check_session_file(report, store)
+
+
+def check_session_file(report, store):
+    path = store.path
+    if not os.path.lexists(path):
+        report.add(
+            "config", "warn", "%s does not exist" % path, "%s auth login" % program_command()
+        )
+        return True
+    if not os.path.isfile(path):
+        report.add("config", "fail", "%s is not a regular file" % path,
+                   "remove it (rm -r %s), then: %s auth login" % (path, program_command()))
+        return False
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    try:
+        store.load()
+    except LandbaseError as exc:
+        report.error("config", exc)
+        return False
+    if not os.access(path, os.W_OK):
+        report.add("config", "warn", "%s, mode %o, cannot be written by this user" % (path, mode),
+                   "chown it to this user, or remove it and log in again")
+    elif mode & 0o077:
+        report.add("config", "warn", "%s, mode %o" % (path, mode), "chmod 600 %s" % path)
+    else:
+        report.add("config", "ok", "%s, mode %o, strict JSON" % (path, mode))
+    return True
+
+
+def read_session(store, args):
+    """(the session, or None and the error that says why there is none); nothing is sent."""
+    try:
+        return store.session(args.account, Silent()), None
+    except LandbaseError as exc:
+        return None, exc
+
+
+def check_environment(report, args, session):
+    """The base URLs, the proxy that applies, SSL_CERT_FILE: the Api every later check uses, or
+    None."""
+    try:
+        base_url("LANDBASE_PLATFORM_WEB_URL", DEFAULT_WEB_URL)
+        base = base_url("LANDBASE_PLATFORM_API_URL", DEFAULT_API_URL)
+    except LandbaseError as exc:
+        report.error("environment", exc, "unset it, or set it to https://…landbase.com")
         return None
-
-    store, api = SessionStore(), None
-    report("python", "ok", "CPython %s (%s)" % (sys.version.split()[0], sys.executable))
-    for path, private in ((store.directory, 0o700), (store.path, 0o600)):
-        mode = stat.S_IMODE(os.stat(path).st_mode) if os.path.exists(path) else None
-        report("config", "warn" if mode is None or mode & 0o077 else "ok", "%s%s" % (path, (
-            ", mode %o" % mode) if mode is not None else " does not exist"), "" if mode == private else
-            "landbase_import.py auth login" if mode is None else "chmod %o %s" % (private, path))
-    session = attempt("session", lambda: store.session(args.account, quiet), "landbase_import.py auth login")
+    token = None
     if session is not None:
-        left = session.expires_at - CLOCK.wall() if session.expires_at else None
-        short = left is not None and left < SESSION_WARN_BELOW
-        report("session", "warn" if short else "ok", "from %s; %s" % (
-            "LANDBASE_ACCESS_TOKEN" if session.source == "env" else store.path, "ends %s (in %s)" % (
-                format_time(session.expires_at), format_span(left)) if left is not None else
-            "its end is not recorded"), "auth login (--device over SSH)" if short else "")
-    base = attempt("environment", lambda: [base_url("LANDBASE_PLATFORM_WEB_URL", DEFAULT_WEB_URL),
-                                           base_url("LANDBASE_PLATFORM_API_URL", DEFAULT_API_URL)][1],
-                   "unset it, or set it to https://…landbase.com", "INVALID_INPUT")
-    api = base and attempt("proxy", lambda: Api(base, session and session.token, args.timeout, quiet),
-                           "http://[user:password@]host:port, percent-encoded", "INVALID_INPUT")
-    if api and (not base.startswith("https:") or attempt("tls store", tls_context, "see the detail")):
-        report("proxy", "ok", "%s go to %s" % (str(api.proxy or "no proxy: requests"), base))
-        report("tls store", "ok", "none needed (http)" if not base.startswith("https:") else "SSL_CERT_FILE="
-               + os.environ["SSL_CERT_FILE"] if os.environ.get("SSL_CERT_FILE") else "the system's CA store")
-        check_connection(api, session, args, report, attempt)
-    if not failures and api and session is not None:
-        accounts = attempt("account", lambda: fetch_accounts(api, retry=False), "see the detail")
-        account = attempt("account", lambda: require_account(session), "landbase_import.py account set ID")
-        if accounts is not None and account is not None:
-            usable = account in [a["id"] for a in accounts]
-            report("account", "ok" if usable else "fail", "%s %s usable by this identity" % (
-                account, "is" if usable else "is not"), "" if usable else "see: account list")
-    console.result({"ok": not failures, "checks": checks})
-    if failures:
-        code, name, detail = failures[0]
-        raise LandbaseError(code, "%d check%s failed; the first: %s: %s" % (len(failures), "" if len(
-            failures) == 1 else "s", name, detail), {"failed": [failure[1] for failure in failures]})
-    return 0
+        token = session.token
+    try:
+        api = Api(base, token, args.timeout, Silent())
+    except LandbaseError as exc:
+        report.error("proxy", exc, "http://[user:password@]host:port, percent-encoded")
+        return None
+    if api.proxy is not None:
+        report.add("proxy", "ok", "requests to %s go through %s" % (base, api.proxy))
+    elif base.startswith("https:") and no_proxy_covers(base) and proxy_variable():
+        report.add("proxy", "ok", "NO_PROXY covers %s: requests go to it directly" % base)
+    else:
+        report.add("proxy", "ok", "no proxy: requests go to %s directly" % base)
+    if not base.startswith("https:"):
+        report.add("tls store", "ok", "none needed (http)")
+        return api
+    try:
+        tls_context()
+    except LandbaseError as exc:
+        report.error("tls store", exc)
+        return None
+    if os.environ.get("SSL_CERT_FILE"):
+        report.add("tls store", "ok", "SSL_CERT_FILE=" + os.environ["SSL_CERT_FILE"])
+    else:
+        report.add("tls store", "ok", "the system's CA store")
+    return api
 
 
-def check_connection(api, session, args, report, attempt):
-    """doctor: name resolution, then TCP, the proxy's CONNECT and TLS with its certificate, then GET
-    /v1/me and its latency, and the clock against the platform's Date header; each bounded by --timeout."""
-    import http.client
-    import socket
-    import ssl
-    from email.utils import parsedate_tz, mktime_tz
-    parts = urllib.parse.urlsplit(api.base)
-    secure = parts.scheme == "https"
-    host, port = parts.hostname, parts.port or (443 if secure else 80)
-    proxy = urllib.parse.urlsplit(api.proxy.url) if api.proxy else None
-    address = (proxy.hostname, proxy.port or 80) if proxy else (host, port)
-    found = []                                  # getaddrinfo has no timeout of its own: --timeout bounds it
-    in_background(lambda: found.append(attempt("dns", lambda: socket.getaddrinfo(
-        address[0], address[1], type=socket.SOCK_STREAM), "check the name"))).join(args.timeout)
-    if not found or found[0] is None:
-        return None if found else report("dns", "fail", "%s: no answer within %gs" % (
-            address[0], args.timeout), "check resolv.conf", "NETWORK_ERROR")
-    report("dns", "ok", "%s is %s" % (address[0], found[0][0][4][0]))
-    connection = (http.client.HTTPSConnection(*address, timeout=args.timeout, context=tls_context()) if secure
-                  else http.client.HTTPConnection(*address, timeout=args.timeout))
-    if proxy:
-        pair = ":".join(urllib.parse.unquote(word or "") for word in (proxy.username, proxy.password))
-        connection.set_tunnel(host, port, {"Proxy-Authorization": "Basic " + base64.b64encode(
-            pair.encode("utf-8")).decode("ascii")} if proxy.username is not None else {})
-    started = CLOCK.now()
-    fix = "see the detail: the firewall, %s, the clock, or the CA (SSL_CERT_FILE)" % (
-        "the proxy's credentials and ports" if proxy else "the name")
-    if attempt("connection", lambda: connection.connect() or True, fix) is None:
+def proxy_variable():
+    return os.environ.get("https_proxy") or os.environ.get("HTTPS_PROXY")
+
+
+def check_platform(report, api, session):
+    """One request, GET /v1/me, through the one request path, each step it reached reported as a
+    row: name resolution, TCP, the proxy's tunnel, TLS, the answer; then the clock against its
+    Date. /v1/me's answer, or None."""
+    host = urllib.parse.urlsplit(api.base).hostname
+    trace = Trace(host, api.proxy, names_wanted=True)
+    error = None
+    me = None
+    try:
+        me = fetch_me(api, retry=False, trace=trace)
+    except LandbaseError as exc:
+        error = exc
+    if not report_connection(report, api, trace, error):
+        return None
+    answered = "GET /v1/me: HTTP %d in %d ms" % (trace.status, trace.ms)
+    if error is None:
+        report.add("platform", "ok", answered)
+    elif session is None and error.code == "AUTH_FAILED":
+        report.add("platform", "ok", "%s (no session was sent: it answers)" % answered)
+    else:
+        report.error("platform", error, "see the detail")
+    check_clock(report, trace.headers)
+    return me
+
+
+def report_connection(report, api, trace, error):
+    """The rows of the steps before the answer; False when one failed (it says what the error
+    says)."""
+    steps = [("dns", trace.resolved is not None), ("connection", trace.connected_ms is not None)]
+    if api.proxy is not None:
+        steps.append(("tunnel", trace.tunnel))
+    if api.base.startswith("https:"):
+        steps.append(("tls", trace.tls is not None))
+    steps.append(("platform", trace.status is not None))
+    for name, reached in steps:
+        if not reached:
+            report.error(name, error)
+            return False
+        if name == "dns":
+            report.add("dns", "ok", "%s is %s" % trace.resolved)
+        elif name == "connection":
+            report.add(
+                "connection",
+                "ok",
+                "%s:%s in %d ms" % (trace.resolved[0], connected_port(api), trace.connected_ms),
+            )
+        elif name == "tunnel":
+            report.add("tunnel", "ok", "%s let the tunnel through to %s" % (
+                api.proxy, host_port(*origin(api.base)[1:])))
+        elif name == "tls":
+            report_tls(report, trace)
+    return True
+
+
+def connected_port(api):
+    if api.proxy is not None:
+        return api.proxy.where.rsplit(":", 1)[1]
+    return origin(api.base)[2]
+
+
+def report_tls(report, trace):
+    version, left = trace.tls
+    detail = "%s, the certificate of %s" % (version, trace.host)
+    if left is None:
+        report.add("tls", "ok", detail)
+    elif left < CERT_WARN_BELOW:
+        report.add("tls", "warn", "%s ends in %s" % (detail, format_span(left)),
+                   "the platform's certificate must be renewed")
+    else:
+        report.add("tls", "ok", "%s ends in %s" % (detail, format_span(left)))
+
+
+def check_clock(report, headers):
+    """The local clock against the platform's Date header: session ends and TLS depend on it."""
+    value = None
+    if headers is not None:
+        value = headers.get("Date")
+    if not value:
+        report.add(
+            "clock",
+            "warn",
+            "the platform's answer has no Date header, so the clock was not  compared",
+            "",
+        )
         return
-    with contextlib.closing(connection):
-        detail = "%s:%d in %d ms%s" % (address + ((CLOCK.now() - started) * 1000, ", then a tunnel to %s:%d"
-                                                  % (host, port) if proxy else ""))
-        if secure:
-            left = ssl.cert_time_to_seconds(connection.sock.getpeercert()["notAfter"]) - CLOCK.wall()
-            detail += "; %s, the certificate of %s ends in %s" % (connection.sock.version(), host,
-                                                                   format_span(left))
-        report("connection", "warn" if secure and left < 14 * 86400 else "ok", detail)
-    started = CLOCK.now()
-    answer = attempt("platform", lambda: api.send("GET", api.base + "/v1/me", None, bool(session), {},
-                                                  args.timeout), "see the detail")
-    if answer is None:
+    when = parse_http_date(value)
+    if when is None:
+        report.add(
+            "clock",
+            "warn",
+            "the platform's Date header is not a valid date (%s), so the clock was "
+            "not compared" % excerpt(value, 60),
+            "",
+        )
         return
-    status, headers, raw = answer
-    if attempt("platform", lambda: api._decode("GET", "/v1/me", status, headers, raw),
-               "landbase_import.py auth login" if status == 401 else "see the detail") is not None or (
-                   session is None and status == 401):
-        report("platform", "ok", "GET /v1/me: HTTP %d in %d ms" % (status, (CLOCK.now() - started) * 1000))
-    date = parsedate_tz(headers.get("Date") or "")
-    if date:
-        skew = CLOCK.wall() - mktime_tz(date)
-        report("clock", "warn" if abs(skew) > CLOCK_SKEW else "ok", "%s %s the platform's" % (
-            format_span(abs(skew)), "ahead of" if skew > 0 else "behind"),
-            "set the clock (NTP): session ends are checked against it" if abs(skew) > CLOCK_SKEW else "")
+    skew = CLOCK.wall() - when
+    side = "behind"
+    if skew > 0:
+        side = "ahead of"
+    detail = "%s %s the platform's" % (format_span(abs(skew)), side)
+    if abs(skew) > CLOCK_SKEW:
+        report.add(
+            "clock",
+            "fail",
+            detail,
+            "sync the clock (NTP: timedatectl set-ntp true): session ends  and TLS depend on it",
+        )
+    else:
+        report.add("clock", "ok", detail)
+
+
+def check_session(report, store, session, error, me):
+    """The session's source and end: as platform.json records it, else as /v1/me says."""
+    if session is None:
+        report.error("session", error, "%s auth login" % program_command())
+        return
+    source = store.path
+    if session.source == "env":
+        source = "LANDBASE_ACCESS_TOKEN"
+    expires_at = session.expires_at
+    if expires_at is None and me is not None and is_time(me.get("expiresAt")):
+        expires_at = parse_time(me["expiresAt"])
+    if expires_at is None:
+        report.add("session", "warn", "from %s; nobody says when it ends" % source,
+                   "auth status --min-valid cannot pass: log in with auth login")
+        return
+    left = expires_at - CLOCK.wall()
+    detail = "from %s; ends %s (in %s)" % (source, format_time(expires_at), format_span(left))
+    if left < SESSION_WARN_BELOW:
+        report.add(
+            "session", "warn", detail, "%s auth login (--device over SSH)" % program_command()
+        )
+    else:
+        report.add("session", "ok", detail)
+
+
+def check_account(report, api, session):
+    """The active account: set, well formed, usable by this identity; where its id came from."""
+    try:
+        account_id = require_account(session)
+        accounts = fetch_accounts(api, retry=False)
+    except LandbaseError as exc:
+        report.error(
+            "account", exc, "%s account set <accountId> (see: account list)" % program_command()
+        )
+        return
+    source = session.account_source
+    fix = "%s account set <accountId> (see: account list)" % program_command()
+    if source == "LANDBASE_ACCOUNT_ID":
+        fix = "change or unset LANDBASE_ACCOUNT_ID (account set cannot override it)"
+    elif source == "--account":
+        fix = "pass another --account (see: account list)"
+    if account_id in [a["id"] for a in accounts]:
+        report.add(
+            "account", "ok", "%s (from %s) is usable by this identity" % (account_id, source)
+        )
+    else:
+        report.add(
+            "account",
+            "fail",
+            "%s (from %s) is not usable by this identity" % (account_id, source),
+            fix,
+            "SETUP_FAILED",
+        )
+
+
+def file_digest():
+    """The SHA-256 of this file, as it is on disk: what --version and doctor show."""
+    import hashlib
+    digest = hashlib.sha256()
+    with open(os.path.abspath(__file__), "rb") as handle:
+        for block in iter(lambda: handle.read(65536), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- command line
 
-MANUAL = """\
-usage: landbase_import.py [global options] COMMAND ...
-
-Bulk-import a Landbase dataset's contacts into an account under a tag, read an import's progress, or
-wait until it ends. stdout is one JSON document (or --query's text); progress and, on failure, a line
-naming the error and then the one-line JSON envelope go to stderr, each line dated when it is a log.
+INTRO = """\
+Bulk-import a Landbase dataset's contacts into an account under a tag, read an import's progress,
+or wait until it ends. stdout is one JSON document (or --query's text); progress and, on failure,
+a line naming the error and then the one-line JSON envelope go to stderr, each line dated when it
+is a log.
 
 commands (each with --help):
-{commands}
+  auth login [--device | --with-token] [--no-browser]   log in for 7 days
+  auth status [--min-valid DURATION]                     who is logged in, and until when
+  auth logout                                            revoke the token, remove the session
+  account list                                           the accounts this identity can use
+  account set ACCOUNT_ID                                 choose the active account
+  contacts-import start --json PATH|- [--watch] [--max-wait DURATION] [--dry-run]
+                        [--idempotency-key KEY]          start an import (and wait for it)
+  contacts-import status IMPORT_ID                       an import's status, once
+  contacts-import wait IMPORT_ID... [--max-wait DURATION]  wait until the imports end
+  doctor                                                 check the host, the session, the platform
+"""
 
-global options, before or after the command:
-  --account=ID         the account for this call (else LANDBASE_ACCOUNT_ID, else the stored one)
-  --timeout=SECONDS    the bound on each whole request, connect to last byte (default 30)
-  --query=PATH[,PATH]  print these fields as text instead of JSON: importId, counts.imported, error.code
-  --verbose            requests and answers on stderr (tokens redacted)
-  --quiet              no progress lines
-  --help, --version
-
+MANUAL = """\
 environment:
   LANDBASE_ACCESS_TOKEN        a token to use instead of the stored one (CI, cron; 7 days too)
   LANDBASE_ACCOUNT_ID          the active account, unless --account is given
@@ -2224,239 +3753,637 @@ exit codes:
 
 session file:
   ~/.landbase/platform.json (or $LANDBASE_CONFIG_DIR/platform.json), 0600 in a 0700 directory, the
-  official landbase-cli's file: {{"accessToken", "expiresAt", "accountId", "deviceName"}}. A session
+  official landbase-cli's file: {"accessToken", "expiresAt", "accountId", "deviceName"}. A session
   lasts 7 days: log in again each week (auth status --min-valid 2d warns two days ahead).
+
+example:
+  %(prog)s contacts-import start --json body.json --watch
 """
 
-# Each command's help: its usage (the first line), what it does and an example. The manual, a group's help
-# and the command's own help are made of these.
-HELP = {
-    ("auth", "login"): """\
-auth login [--device | --with-token] [--no-browser]
-    Log in for 7 days: a browser by default (--no-browser prints its URL); --device, a code to enter on
-    any device (chosen by itself over SSH or without a display); --with-token, an lbs_ token on stdin.
-    example: landbase_import.py auth login --device""",
-    ("auth", "status"): """\
-auth status [--min-valid DURATION]
-    Who is logged in, and until when. Exit 3 without a valid session, or with --min-valid when the
-    session ends sooner than that (90s, 30m, 12h, 2d).
-    example: landbase_import.py auth status --min-valid 2d""",
-    ("auth", "logout"): """\
-auth logout
-    Revoke the token on the platform and remove the local session.
-    example: landbase_import.py auth logout""",
-    ("account", "list"): """\
-account list
-    The accounts this identity can use, and which one is active.
-    example: landbase_import.py account list""",
-    ("account", "set"): """\
-account set ACCOUNT_ID
-    Make an account (1 to 64 letters, digits, _ or -) the active one; --account=ID overrides it once.
-    example: landbase_import.py account set acc_abc123""",
-    ("contacts-import", "start"): """\
-contacts-import start --json PATH|- [--watch] [--max-wait D] [--dry-run] [--idempotency-key=KEY]
-    Start an import from a JSON body {"datasetId", "tagName", "importId"?} in a file or stdin (-);
-    --watch then waits for it, for --max-wait. --dry-run checks and sends nothing. The same
-    --idempotency-key (1 to 255 printable ASCII), account and body within 24 hours get the same import.
-    example: landbase_import.py contacts-import start --json body.json --watch""",
-    ("contacts-import", "status"): """\
-contacts-import status IMPORT_ID
-    An import's status, once: {"importId", "phase", "percent", "counts", "error"}.
-    example: landbase_import.py contacts-import status 7""",
-    ("contacts-import", "wait"): """\
-contacts-import wait IMPORT_ID... [--max-wait DURATION]
-    Wait until the imports end: each is read at once, after 5 s, 10 s, then every 20 s, for --max-wait
-    (default 30m, at most 7d; a duration is 90, 90s, 30m, 12h or 2d). Exit 0 when all completed.
-    example: landbase_import.py contacts-import wait 7 8 --max-wait 3h""",
-    ("doctor",): """\
-doctor
-    Check Python, the config directory and platform.json, the session, the account, the base URLs, the
-    proxy, SSL_CERT_FILE, DNS, TCP, TLS, the platform and its latency, and the clock.
-    example: landbase_import.py doctor""",
+GROUPS = {
+    "auth": (
+        "ACTION ...",
+        "Log in, show who is logged in, or log out.",
+        """\
+actions (each with --help):
+  auth login [--device | --with-token] [--no-browser]   log in for 7 days
+  auth status [--min-valid DURATION]                     who is logged in, and until when
+  auth logout                                            revoke the token, remove the session
+
+example:
+  %(prog)s login --device""",
+    ),
+    "account": (
+        "ACTION ...",
+        "List the accounts this identity can use, or choose the active one.",
+        """\
+actions (each with --help):
+  account list                  the accounts, and which one is active
+  account set ACCOUNT_ID        make one the active account
+
+example:
+  %(prog)s set acc_abc123""",
+    ),
+    "contacts-import": (
+        "ACTION ...",
+        "Start, read or wait for imports.",
+        """\
+actions (each with --help):
+  contacts-import start --json PATH|- [--watch] [--max-wait DURATION] [--dry-run]
+                        [--idempotency-key KEY]
+  contacts-import status IMPORT_ID
+  contacts-import wait IMPORT_ID... [--max-wait DURATION]
+
+example:
+  %(prog)s start --json body.json --watch""",
+    ),
 }
-GROUPS = {"auth": "Log in, show or end the platform session.", "contacts-import": "Start, read or wait "
-          "for imports.", "account": "List the accounts or choose the active one."}
-# the options of each command: name -> whether it takes a value; and what its words that are no option are
-GLOBAL_OPTIONS = {"--account": True, "--timeout": True, "--query": True, "--verbose": False, "--quiet": False}
-OPTIONS = {("auth", "login"): {"--device": False, "--with-token": False, "--no-browser": False},
-           ("auth", "status"): {"--min-valid": True}, ("contacts-import", "wait"): {"--max-wait": True},
-           ("contacts-import", "start"): {"--json": True, "--watch": False, "--max-wait": True,
-                                          "--dry-run": False, "--idempotency-key": True}}
-POSITIONALS = {("account", "set"): "account_id", ("contacts-import", "status"): "import_ids",
-               ("contacts-import", "wait"): "import_ids"}
-OUTPUT_KEYS = {                         # what each command prints, for --query
-    "contacts-import": ("importId", "phase", "percent", "counts", "counts.total", "counts.imported",
-                        "counts.skipped", "counts.failed", "error", "error.code", "error.message"),
+
+# Each command's usage (after the program and its words), what it does, and an example.
+COMMAND_HELP = {
+    ("auth", "login"): (
+        "[--device | --with-token] [--no-browser]",
+        """\
+Log in for 7 days. By default a browser on this machine signs in (PKCE, an answer on 127.0.0.1);
+--no-browser prints its URL instead. --device shows a URL and a code to approve on any device: it
+is chosen by itself over SSH or without a display. --with-token reads an lbs_ token from stdin. The
+session is saved in platform.json, and stderr says where.""",
+        "echo \"$TOKEN\" | %(prog)s --with-token",
+    ),
+    ("auth", "status"): (
+        "[--min-valid DURATION]",
+        """\
+Who is logged in, and until when. Exit 3 without a valid session, or with --min-valid when the
+session ends sooner than that: a pre-flight for cron.""",
+        "%(prog)s --min-valid 2d",
+    ),
+    ("auth", "logout"): (
+        "",
+        "Revoke the token on the platform and remove the local session.",
+        "%(prog)s",
+    ),
+    ("account", "list"): (
+        "",
+        "The accounts this identity can use, and which one is active.",
+        "%(prog)s",
+    ),
+    ("account", "set"): (
+        "ACCOUNT_ID",
+        """\
+Make an account (1 to 64 letters, digits, _ or -) the active one; --account=ID overrides it for one
+call, LANDBASE_ACCOUNT_ID for a whole environment.""",
+        "%(prog)s acc_abc123",
+    ),
+    ("contacts-import", "start"): (
+        "--json PATH|- [--watch] [--max-wait DURATION] [--dry-run] " "[--idempotency-key KEY]",
+        """\
+Start an import from a JSON body {"datasetId", "tagName", "importId"?} in a file, or on stdin (-).
+The first stderr line after the platform's answer names the import and the command that follows it.
+The same --idempotency-key, account and body within 24 hours get the same import, never a second
+one. --watch then waits for it, as wait does, and keeps retrying a start that fails for a while
+(network, 5xx, 429) until --max-wait runs out; without it, three retries.""",
+        "%(prog)s --json body.json --watch --idempotency-key nightly-2026-12-07",
+    ),
+    ("contacts-import", "status"): (
+        "IMPORT_ID",
+        """\
+An import's status, once: {"importId", "phase", "percent", "counts", "error"}.""",
+        "%(prog)s 7",
+    ),
+    ("contacts-import", "wait"): (
+        "IMPORT_ID... [--max-wait DURATION]",
+        """\
+Wait until the imports end: each is read at once, after 5 s, 10 s, then every 20 s, for --max-wait.
+Exit 0 when all completed; the final status (an array for several ids) is printed either way.""",
+        "%(prog)s 7 8 --max-wait 3h",
+    ),
+    ("doctor",): (
+        "",
+        """\
+Check what a locked-down host gets wrong: Python, this file's SHA-256, the config directory and
+platform.json, the base URLs, the proxy, SSL_CERT_FILE, name resolution, TCP, the proxy's tunnel,
+TLS, the platform and its latency, the clock, the session and the account. Each check is ok, warn
+or fail, with the fix; exit 0 when none fails, else 1 (setup), 3 (session) or 4 (network).""",
+        "%(prog)s",
+    ),
+}
+
+# What each command prints, for --query.
+OUTPUT_KEYS = {
+    "wait": (
+        "importId",
+        "phase",
+        "percent",
+        "counts",
+        "counts.total",
+        "counts.imported",
+        "counts.skipped",
+        "counts.failed",
+        "error",
+        "error.code",
+        "error.message",
+    ),
     "auth login": ("userId", "email", "accountId", "expiresAt"),
-    "auth status": ("authenticated", "userId", "email", "accountId", "expiresAt", "expiresInSeconds",
-                    "tokenSource"),
-    "auth logout": ("loggedOut", "revoked"), "account list": ("id", "name", "active"),
-    "account set": ("accountId", "name"), "doctor": ("ok", "checks"), "start": ("importId", "runRef"),
-    "start --dry-run": ("dryRun", "accountId", "request", "idempotencyKey", "body", "body.datasetId",
-                        "body.tagName", "body.importId"),
+    "auth status": (
+        "authenticated",
+        "userId",
+        "email",
+        "accountId",
+        "expiresAt",
+        "expiresInSeconds",
+        "tokenSource",
+    ),
+    "auth logout": ("loggedOut", "revoked"),
+    "account list": ("id", "name", "active"),
+    "account set": ("accountId", "name"),
+    "doctor": ("ok", "checks"),
+    "start": ("importId", "runRef"),
+    "start --dry-run": (
+        "dryRun",
+        "accountId",
+        "request",
+        "idempotencyKey",
+        "body",
+        "body.datasetId",
+        "body.tagName",
+        "body.importId",
+    ),
 }
 
 
 class ShowText(Exception):
-    """--help, --version or a bare level: this text on stdout, exit 0."""
+    """--help, --version or a command line that stops at a level: this text on stdout, exit 0."""
 
 
-def help_text(words, program):
-    indented = lambda text: "\n".join("  " + line for line in text.split("\n"))      # noqa: E731
-    if not words:
-        text = MANUAL.format(commands=indented("\n".join(HELP.values())))
-    elif words in HELP:
-        text = "usage: landbase_import.py %s\n\n%s\n\nglobal options (--account, --timeout, --query, " \
-               "--verbose, --quiet): see landbase_import.py --help\n" % tuple(HELP[words].split("\n", 1))
-    else:
-        text = "usage: landbase_import.py %s ACTION ...\n\n%s\n\nactions:\n%s\n" % (
-            words[0], GROUPS[words[0]], indented("\n".join(HELP[w] for w in HELP if w[0] == words[0])))
-    return text.replace("landbase_import.py", program)
+class Parser(argparse.ArgumentParser):
+    """argparse as this tool needs it: a usage mistake is INVALID_INPUT (exit 1, the dated line and
+    the envelope, as every error), and help goes through the one stdout writer (a closed stdout is
+    OUTPUT_FAILED)."""
+
+    def error(self, message):
+        raise LandbaseError("INVALID_INPUT", "%s (see: %s --help)" % (message, self.prog))
+
+    def _check_value(self, action, value):
+        """argparse's check of a word against its choices (the commands), with the nearest one to
+        what was typed. argparse keeps this method private, but it is the same from 3.6 to 3.13
+        (test_input)."""
+        if action.choices is not None and value not in action.choices:
+            choices = sorted(action.choices)
+            raise argparse.ArgumentError(
+                action, "unknown command %r%s" % (value, did_you_mean(value, choices))
+            )
+
+    def print_help(self, file=None):
+        raise ShowText(self.format_help())
+
+
+class ShowVersion(argparse.Action):
+    """--version: the version and the SHA-256 of the file that runs, to compare with the published
+    one."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        argparse.Action.__init__(self, option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                                 help="the version, and the SHA-256 of this file")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise ShowText(version_text())
+
+
+def version_text():
+    return "landbase-import %s\nsha256 %s %s\n" % (
+        __version__,
+        file_digest(),
+        os.path.abspath(__file__),
+    )
+
+
+# argparse's types: each turns a word into its value, or says what it takes
+def timeout_option(text):
+    if not re.match(r"([0-9]+\.?[0-9]*|\.[0-9]+)\Z", text) or not 0 < float(text) <= MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            "takes a number of seconds greater than 0 and at most %d, not %s"
+            % (MAX_TIMEOUT, shown(repr(text), 80))
+        )
+    return float(text)
+
+
+def duration_option(text):
+    seconds = parse_duration(text)
+    if seconds is None or not 0 < seconds <= MAX_WAIT_LIMIT:
+        raise argparse.ArgumentTypeError(
+            "takes a duration greater than 0 and at most 7d, such as 90s, 30m, "
+            "12h or 2d, not %s" % shown(repr(text), 80)
+        )
+    return seconds
+
+
+def min_valid_option(text):
+    seconds = parse_duration(text)
+    if seconds is None:
+        raise argparse.ArgumentTypeError("takes a duration such as 90s, 30m, 12h or 2d, not %s"
+                                         % shown(repr(text), 80))
+    return seconds
+
+
+def account_option(text):
+    if not ACCOUNT_ID_RE.match(text):
+        raise argparse.ArgumentTypeError("%s is not valid: use 1 to 64 letters, digits, _ or -"
+                                         % shown(repr(text), 80))
+    return text
+
+
+def import_id_option(text):
+    if not IMPORT_ID_RE.match(text) or not 0 < int(text) <= MAX_IMPORT_ID:
+        raise argparse.ArgumentTypeError(
+            "import id %s is not valid: it is a positive whole number such as 7"
+            % shown(repr(text), 80)
+        )
+    return int(text)
+
+
+def key_option(text):
+    if not KEY_RE.match(text) or not text.strip():
+        raise argparse.ArgumentTypeError(
+            "takes 1 to 255 printable ASCII characters, not only spaces (such "
+            "as nightly-2026-11-29), not %s" % shown(repr(text), 80)
+        )
+    return text
+
+
+class CommandLine:
+    """The parsers of every level (the program, each group, each command) and the options each
+    takes, as they are added: for the help of a level and the nearest option to an unknown one."""
+
+    def __init__(self, program):
+        self.program = program
+        self.parsers = {}
+        self.options = {}
+
+    def parser(self, words, subparsers=None, **kwargs):
+        kwargs.update(formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+        if subparsers is None:
+            parser = Parser(prog=self.program, **kwargs)
+        else:
+            parser = subparsers.add_parser(words[-1], **kwargs)
+        self.parsers[words] = parser
+        self.options[words] = ["-h", "--help"]
+        return parser
+
+    def option(self, words, container, *names, **kwargs):
+        self.options[words].extend(name for name in names if name.startswith("-"))
+        return container.add_argument(*names, **kwargs)
+
+    def all_options(self):
+        names = set()
+        for options in self.options.values():
+            names.update(options)
+        return sorted(names)
+
+
+def add_global_options(line, words):
+    """--account, --timeout, --query, --verbose and --quiet, before the command (with their
+    defaults) or after it (where an option not given leaves the value before it as it is)."""
+    parser = line.parsers[words]
+    group = parser.add_argument_group("global options, before or after the command")
+    top = words == ()
+
+    def default(value):
+        if top:
+            return value
+        return argparse.SUPPRESS
+    query = "query"
+    if not top:
+        query = "query_after"           # joined with the --query before the command (parse_args)
+    line.option(
+        words,
+        group,
+        "--account",
+        metavar="ID",
+        type=account_option,
+        default=default(None),
+        help="the account for this call (else LANDBASE_ACCOUNT_ID, else the stored one)",
+    )
+    line.option(words, group, "--timeout", metavar="SECONDS", type=timeout_option,
+                default=default(DEFAULT_TIMEOUT),
+                help="the bound on each whole request, connect to last byte (default 30)")
+    line.option(
+        words,
+        group,
+        "--query",
+        metavar="PATH[,PATH]",
+        dest=query,
+        action="append",
+        default=default(None),
+        help="print these fields as text instead of JSON: importId, counts.imported, error.code",
+    )
+    line.option(words, group, "--verbose", action="store_true", default=default(False),
+                help="requests and answers on stderr (tokens redacted)")
+    line.option(words, group, "--quiet", action="store_true", default=default(False),
+                help="no progress lines")
+
+
+def build_command_line(program):
+    """The command line: a level per word, each command's options, the global options at every
+    level."""
+    line = CommandLine(program)
+    top = line.parser(
+        (), usage="%(prog)s [global options] COMMAND ...", description=INTRO, epilog=MANUAL
+    )
+    line.option((), top, "--version", action=ShowVersion)
+    add_global_options(line, ())
+    commands = top.add_subparsers(
+        dest="command", metavar="COMMAND", help=argparse.SUPPRESS, prog=program
+    )
+    for group, (usage, description, actions) in GROUPS.items():
+        line.parser((group,), commands, usage="%(prog)s " + usage, description=description,
+                    epilog=actions)
+        add_global_options(line, (group,))
+        actions_of = line.parsers[(group,)].add_subparsers(dest="action", metavar="ACTION",
+                                                           help=argparse.SUPPRESS,
+                                                           prog="%s %s" % (program, group))
+        for words in COMMAND_HELP:
+            if words[0] == group:
+                add_command(line, actions_of, words)
+    add_command(line, commands, ("doctor",))
+    return line
+
+
+def add_command(line, subparsers, words):
+    usage, description, example = COMMAND_HELP[words]
+    line.parser(words, subparsers, usage=("%(prog)s " + usage).rstrip(), description=description,
+                epilog="example:\n  " + example)
+    OPTIONS_OF[words](line, words)
+    add_global_options(line, words)
+
+
+def login_options(line, words):
+    way = line.parsers[words].add_mutually_exclusive_group()
+    line.option(words, way, "--device", action="store_true",
+                help="a URL and a code to approve on any device (over SSH, without a display)")
+    line.option(
+        words, way, "--with-token", action="store_true", help="read an lbs_ token from stdin"
+    )
+    line.option(words, line.parsers[words], "--no-browser", action="store_true",
+                help="print the login URL, open no browser")
+
+
+def status_options(line, words):
+    line.option(
+        words,
+        line.parsers[words],
+        "--min-valid",
+        metavar="DURATION",
+        type=min_valid_option,
+        help="exit 3 when the session ends sooner than this (90s, 30m, 12h, 2d)",
+    )
+
+
+def no_options(line, words):
+    pass
+
+
+def account_set_options(line, words):
+    line.option(
+        words,
+        line.parsers[words],
+        "account_id",
+        metavar="ACCOUNT_ID",
+        type=account_option,
+        help="the account to use",
+    )
+
+
+def start_options(line, words):
+    parser = line.parsers[words]
+    line.option(words, parser, "--json", metavar="PATH|-",
+                help="the body: a file, or - for stdin (UTF-8, at most 1 MiB); required")
+    line.option(words, parser, "--watch", action="store_true",
+                help="then wait for the import, as wait does")
+    line.option(words, parser, "--max-wait", metavar="DURATION", type=duration_option,
+                help="with --watch: how long to wait (default 30m, at most 7d)")
+    line.option(words, parser, "--dry-run", action="store_true",
+                help="check the body, the session and the account as stored; send nothing")
+    line.option(
+        words,
+        parser,
+        "--idempotency-key",
+        metavar="KEY",
+        type=key_option,
+        help="1 to 255 printable ASCII characters; a key seen in the last 24 hours gets its "
+        "import back (default: a new random key)",
+    )
+
+
+def status_id_options(line, words):
+    line.option(
+        words,
+        line.parsers[words],
+        "import_ids",
+        metavar="IMPORT_ID",
+        type=import_id_option,
+        nargs=1,
+        help="the import",
+    )
+
+
+def wait_options(line, words):
+    parser = line.parsers[words]
+    line.option(words, parser, "import_ids", metavar="IMPORT_ID", type=import_id_option, nargs="+",
+                help="the imports (at most 4 are read at a time)")
+    line.option(words, parser, "--max-wait", metavar="DURATION", type=duration_option,
+                help="give up with TIMEOUT after this long (default 30m, at most 7d)")
+
+
+OPTIONS_OF = {
+    ("auth", "login"): login_options,
+    ("auth", "status"): status_options,
+    ("auth", "logout"): no_options,
+    ("account", "list"): no_options,
+    ("account", "set"): account_set_options,
+    ("contacts-import", "start"): start_options,
+    ("contacts-import", "status"): status_id_options,
+    ("contacts-import", "wait"): wait_options,
+    ("doctor",): no_options,
+}
 
 
 def parse_args(argv):
-    """The command line as a namespace, every check of it made before anything is sent; ShowText for
-    --help, --version and a command line that stops at a level."""
-    import types
-    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "landbase_import.py"
-    words, given, positionals, show_help = (), {}, [], False
+    """The command line as a namespace, every check of it made before anything is sent; ShowText
+    for --help, --version and a command line that stops at a level."""
+    program = "landbase_import.py"
+    if sys.argv and sys.argv[0]:
+        program = os.path.basename(sys.argv[0])
+    line = build_command_line(program)
+    try:
+        args, extra = line.parsers[()].parse_known_args(argv)
+    except LandbaseError:
+        refuse_unknown_options(line, argv)       # what threw the words off, if anything did
+        raise
+    words = tuple(word for word in (args.command, getattr(args, "action", None)) if word)
+    take_extra_words(args, extra, line, words)
+    if words not in COMMANDS:
+        raise ShowText(line.parsers[words].format_help())
+    args.words = words
+    args.argv = list(argv)
+    queries = (args.query or []) + (getattr(args, "query_after", None) or [])
+    args.query = None
+    if queries:
+        args.query = ",".join(queries).split(",")
+    return check_args(args, line.parsers[words])
 
-    def usage(message, word=None, choices=()):
-        """INVALID_INPUT naming what was typed, the nearest valid word, and the help to read."""
-        return LandbaseError("INVALID_INPUT", "%s%s (see: %s --help)" % (
-            message, did_you_mean(word, choices) if word else "", " ".join((program,) + words)))
-    rest = iter(argv)
-    for word in rest:
-        if word in ("-h", "--help"):
-            show_help = True
-        elif word == "--version":
-            raise ShowText("landbase-import %s\n" % __version__)
-        elif word.startswith("-") and word not in ("-", "--"):
-            name, equals, value = word.partition("=")
-            known = dict(GLOBAL_OPTIONS, **OPTIONS.get(words, {}))
-            if name not in known:
-                raise usage("unknown option %s" % name, name, known)
-            if known[name] and not equals:
-                value = next(rest, None)
-                if value is None or (value.startswith("-") and value != "-"):
-                    raise usage("%s takes a value (write %s=VALUE for one that begins with -)" % (name, name))
-            elif equals and not known[name]:
-                raise usage("%s takes no value" % name)
-            given[name] = given[name] + "," + value if name == "--query" and name in given \
-                else value if known[name] else True
-        elif words in HELP:
-            positionals.extend(list(rest) if word == "--" else [word])
+
+def refuse_unknown_options(line, argv):
+    """An option that no command has takes the word after it for a command word (--acount acc_1
+    contacts-import ...): it, not the word, is the mistake to report."""
+    known = line.all_options()
+    for word in argv:
+        if word == "--":
+            return
+        name = word.partition("=")[0]
+        if name.startswith("--") and name not in known:
+            line.parsers[()].error("unknown option %s%s" % (name, did_you_mean(name, known)))
+
+
+def take_extra_words(args, extra, line, words):
+    """What argparse left: more import ids after an option (wait 7 --max-wait 3h 8: 3.6 has no
+    parse_intermixed_args), else a word or an option that is not this command's."""
+    parser = line.parsers[words]
+    for word in extra:
+        if word.startswith("-") and word != "-":
+            name = word.partition("=")[0]
+            parser.error("unknown option %s%s" % (name, did_you_mean(name, line.options[words])))
+        if words == ("contacts-import", "wait"):
+            args.import_ids.append(import_id_value(word, parser))
         else:
-            choices = sorted({w[len(words)] for w in HELP if w[:len(words)] == words})
-            if word not in choices:
-                raise usage("unknown command %r" % word, word, choices)
-            words += (word,)
-    if show_help or words not in HELP:
-        raise ShowText(help_text(words, program))
-    args = types.SimpleNamespace(words=words, program=program, argv=list(argv), account_id=None,
-                                 import_ids=None)
-    for name, takes_value in itertools.chain(GLOBAL_OPTIONS.items(), *(o.items() for o in OPTIONS.values())):
-        setattr(args, name[2:].replace("-", "_"), given.get(name, None if takes_value else False))
-    wanted = POSITIONALS.get(words)
-    extra = positionals[0 if not wanted else 1 if words[-1] != "wait" else len(positionals):]
-    if extra or (wanted and not positionals):
-        raise usage("unexpected argument %s" % shown(repr(extra[0]), 80) if extra else "%s is required"
-                    % ("ACCOUNT_ID" if wanted == "account_id" else "IMPORT_ID"))
-    if wanted:
-        setattr(args, wanted, positionals if wanted == "import_ids" else positionals[0])
-    return check_args(args, usage)
+            parser.error("unexpected argument %s" % shown(repr(word), 80))
 
 
-def check_args(args, usage):
-    """Every check of the command line that its shape does not make, in one place, before anything is sent."""
-    if args.account is not None:
-        check_account_id(args.account, "--account")
-    if args.account_id is not None:
-        check_account_id(args.account_id)
-    if args.import_ids is not None:
-        ids = args.import_ids = [check_import_id(value) for value in args.import_ids]
-        if len(set(ids)) != len(ids):
-            raise LandbaseError("INVALID_INPUT", "an import id is given twice: %s" % " ".join(map(str, ids)))
-    if args.device and args.with_token:
-        raise usage("--device and --with-token are two ways to log in: choose one")
-    timeout = args.timeout or str(DEFAULT_TIMEOUT)
-    args.timeout = float(timeout) if re.match(r"([0-9]+\.?[0-9]*|\.[0-9]+)\Z", timeout) else -1.0
-    if not 0 < args.timeout <= MAX_TIMEOUT:
-        raise usage("--timeout takes a number of seconds greater than 0 and at most %d, not %s"
-                    % (MAX_TIMEOUT, shown(repr(timeout), 80)))
-    if args.min_valid is not None:
-        args.min_valid = parse_duration(args.min_valid, "--min-valid")
-    if args.words[-1] == "start" and args.json is None:
-        raise usage("contacts-import start needs --json PATH (or - for stdin)")
-    if args.words[-1] == "start" and args.max_wait is not None and not args.watch:
-        raise usage("--max-wait bounds the wait of --watch: add --watch, or leave --max-wait out")
-    text, args.max_wait = args.max_wait, WAIT_LIMIT if args.max_wait is None else parse_duration(
-        args.max_wait, "--max-wait")
-    if not 0 < args.max_wait <= MAX_WAIT_LIMIT:
-        raise usage("--max-wait takes a duration greater than 0 and at most 7d, not %s" % shown(text, 80))
-    key = args.idempotency_key
-    if key is not None and not (re.match(r"[\x20-\x7e]{1,255}\Z", key) and key.strip()):
-        raise usage("--idempotency-key takes 1 to 255 printable ASCII characters, not only spaces (such as "
-                    "nightly-2026-11-29), not %s" % shown(repr(key), 80))
+def import_id_value(word, parser):
+    try:
+        return import_id_option(word)
+    except argparse.ArgumentTypeError as exc:
+        parser.error("argument IMPORT_ID: %s" % exc)
+
+
+def check_args(args, parser):
+    """The checks of the command line that argparse's types do not make, before anything is sent.
+    """
+    if args.words == ("contacts-import", "start") and args.json is None:
+        parser.error("contacts-import start needs --json PATH (or - for stdin)")
+    ids = getattr(args, "import_ids", None)
+    if ids is not None and len(set(ids)) != len(ids):
+        parser.error("an import id is given twice: %s" % " ".join(map(str, ids)))
+    if args.words == ("contacts-import", "start") and args.max_wait is not None and not args.watch:
+        parser.error("--max-wait bounds the wait of --watch: add --watch, or leave --max-wait out")
+    if getattr(args, "max_wait", None) is None:
+        args.max_wait = WAIT_LIMIT
     if args.query is not None:
-        allowed = OUTPUT_KEYS[" ".join(args.words) if args.words[0] != "contacts-import" else
-                              "start --dry-run" if args.dry_run else "start" if args.words[1] == "start"
-                              and not args.watch else "contacts-import"]
-        args.query = args.query.split(",")
+        allowed = OUTPUT_KEYS[output_of(args)]
         for path in args.query:
             if path not in allowed:
-                raise LandbaseError("INVALID_INPUT", "--query %r is not in this command's output; it prints: "
-                                    "%s" % (path, ", ".join(allowed)), {"field": "--query"})
+                parser.error("--query %r is not in this command's output; it prints: %s"
+                             % (path, ", ".join(allowed)))
     return args
+
+
+def output_of(args):
+    """The name of what a command prints, in OUTPUT_KEYS."""
+    if args.words[0] != "contacts-import":
+        return " ".join(args.words)
+    if args.words[1] == "start" and args.dry_run:
+        return "start --dry-run"
+    if args.words[1] == "start" and not args.watch:
+        return "start"
+    return "wait"
 
 
 # ---------------------------------------------------------------- main
 
+# each command's function: a reader finds the callers of cmd_auth_login here
+COMMANDS = {
+    ("auth", "login"): cmd_auth_login,
+    ("auth", "status"): cmd_auth_status,
+    ("auth", "logout"): cmd_auth_logout,
+    ("account", "list"): cmd_account_list,
+    ("account", "set"): cmd_account_set,
+    ("contacts-import", "start"): cmd_contacts_import_start,
+    ("contacts-import", "status"): cmd_contacts_import_status,
+    ("contacts-import", "wait"): cmd_contacts_import_wait,
+    ("doctor",): cmd_doctor,
+}
+
+
 def _on_signal(signum, frame):
-    """SIGINT, SIGTERM and SIGHUP stop the run: the first of them, until the run has its outcome (result
-    or error) and no later, a second Ctrl-C or a SIGTERM right behind it changing nothing. Python may run
-    a handler at the first instruction of another's (`frame`): the interrupted one came first."""
-    if STOPPING or frame is not None and frame.f_code is _on_signal.__code__:
+    """SIGINT, SIGTERM and SIGHUP stop the run: the first of them, until the run has its outcome
+    (result or error) and no later, a second Ctrl-C or a SIGTERM right behind it changing nothing.
+    Python may run a handler at the first instruction of another's (`frame`): the interrupted one
+    came first."""
+    if STOPPING:
+        return
+    if frame is not None and frame.f_code is _on_signal.__code__:
         return
     STOPPING.append(signum)
-    raise KeyboardInterrupt() if signum == signal.SIGINT else Stopped(signum)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt()
+    raise Stopped(signum)
 
 
 def main(argv=None):
-    """Run one command; the exit code. Called as the program (argv None), it leaves the signals ignored:
-    nothing may interrupt the exit; called by a caller that goes on (the tests), it puts theirs back."""
+    """Run one command; the exit code. Called as the program (argv None), it leaves the signals
+    ignored: nothing may interrupt the exit; called by a caller that goes on (the tests), it puts
+    theirs back."""
     console = Console()
     previous = {}
     del STOPPING[:]
     try:
         try:
-            for signum in STOP_SIGNALS:     # inside the try: a signal right after the first is reported
+            # inside the try: a signal right after the first is reported
+            for signum in STOP_SIGNALS:
                 previous[signum] = signal.signal(signum, _on_signal)
         except (ValueError, OSError):
             pass                        # not the main thread (in-process tests)
         try:
-            try:
-                args = parse_args(sys.argv[1:] if argv is None else argv)
-            except ShowText as text:    # --help, --version, a bare level
-                write_stdout(str(text))
-                return 0
-            console = Console(quiet=args.quiet, verbose=args.verbose, query=args.query)
-            remember_secret(os.environ.get("LANDBASE_ACCESS_TOKEN"))
-            # each command is the function named after its words: ("auth", "login") runs cmd_auth_login
-            return globals()["cmd_" + "_".join(args.words).replace("-", "_")](args, console)
+            return run(argv, console)
         except LandbaseError as exc:
             return report(console, exc)
         except Exception as exc:        # the one boundary that turns a bug into an envelope
-            return report(console, LandbaseError("API_ERROR", "internal error: %s: %s (please report it)"
-                                                 % (type(exc).__name__, exc)))
+            return report(
+                console,
+                LandbaseError(
+                    "API_ERROR",
+                    "internal error: %s: %s (please report it)" % (type(exc).__name__, exc),
+                ),
+            )
     except (KeyboardInterrupt, Stopped) as exc:
-        return report(console, stopped(exc, "stopped"))
+        return report(console, stopped(exc))
     finally:
-        for signum, handler in previous.items():
-            try:
-                signal.signal(signum, signal.SIG_IGN if argv is None else handler)
-            except (ValueError, OSError, TypeError):
-                pass
+        restore_signals(previous, argv is None)
+
+
+def run(argv, console):
+    """Parse the command line and run its command with its console."""
+    if argv is None:
+        argv = sys.argv[1:]
+    try:
+        args = parse_args(argv)
+    except ShowText as text:            # --help, --version, a command line that stops at a level
+        write_stdout(str(text))
+        return 0
+    console.quiet = args.quiet
+    console.verbose = args.verbose
+    console.query = args.query
+    remember_secret(os.environ.get("LANDBASE_ACCESS_TOKEN"))
+    return COMMANDS[args.words](args, console)
+
+
+def restore_signals(previous, ignore):
+    for signum, handler in previous.items():
+        if ignore:
+            handler = signal.SIG_IGN
+        try:
+            signal.signal(signum, handler)
+        except (ValueError, OSError, TypeError):
+            pass
 
 
 def report(console, exc):

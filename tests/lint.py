@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""`make lint`: vermin (3.6 floor), py_compile on every interpreter, and a standard-library-only check.
+"""`make lint`: vermin (3.6 floor), py_compile on every interpreter, a standard-library-only check, and
+the plain statements STYLE.md asks of the tool.
 
     lint.py BUILD_DIR
 
@@ -9,11 +10,13 @@ the tool stays dependency-free.
 
 import ast
 import glob
+import io
 import importlib.util
 import os
 import subprocess
 import sys
 import sysconfig
+import tokenize
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -88,9 +91,64 @@ def stdlib_only():
     return not outside
 
 
+MAX_COLUMNS = 99
+MAX_FUNCTION_LINES = 50
+MAX_BACKSLASHES = 3
+
+
+def style_problems(path):
+    """What the tool must not hold (issue 20): a conditional expression inside another, a statement with
+    two, a lambda bound to a name, a function over 50 lines, a line over 99 columns, a command dispatched
+    through globals(), more than 3 backslash continuations outside strings. One message each."""
+    with open(path, encoding="utf-8") as handle:
+        source = handle.read()
+    tree = ast.parse(source, path)
+    problems = []
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, ast.IfExp):
+            for inner in ast.walk(node):
+                if inner is not node and isinstance(inner, ast.IfExp):
+                    problems.append("line %d: a conditional expression inside another" % line)
+        if isinstance(node, ast.stmt) and not hasattr(node, "body"):
+            count = sum(1 for inner in ast.walk(node) if isinstance(inner, ast.IfExp))
+            if count > 1:
+                problems.append("line %d: a statement with %d conditional expressions" % (line, count))
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda):
+            problems.append("line %d: a lambda bound to a name" % line)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            length = node.end_lineno - node.lineno + 1
+            if length > MAX_FUNCTION_LINES:
+                problems.append("line %d: %s is %d lines long" % (line, node.name, length))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "globals":
+            problems.append("line %d: globals() (a dispatch a reader cannot follow)" % line)
+    lines = source.split("\n")
+    for number, text in enumerate(lines, 1):
+        if len(text) > MAX_COLUMNS:
+            problems.append("line %d: %d columns" % (number, len(text)))
+    inside_strings = set()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.STRING:
+            inside_strings.update(range(token.start[0], token.end[0]))
+    backslashes = [number for number, text in enumerate(lines, 1)
+                   if text.rstrip().endswith("\\") and number not in inside_strings]
+    if len(backslashes) > MAX_BACKSLASHES:
+        problems.append("%d backslash continuations (lines %s), at most %d"
+                        % (len(backslashes), ", ".join(map(str, backslashes)), MAX_BACKSLASHES))
+    return problems
+
+
+def plain_statements():
+    problems = style_problems(TOOL)
+    print("lint: landbase_import.py's statements: %s" % ("plain" if not problems else "NOT PLAIN"))
+    for problem in problems:
+        print("  " + problem)
+    return not problems
+
+
 def main(argv):
     build = os.path.abspath(argv[1] if len(argv) > 1 else os.path.join(ROOT, "build"))
-    results = [stdlib_only(), compile_everywhere(), vermin(build)]
+    results = [stdlib_only(), plain_statements(), compile_everywhere(), vermin(build)]
     return 0 if all(results) else 1
 
 

@@ -7,6 +7,7 @@ through fastclock.py, whose virtual sleeps move the sandbox's clock too. The pol
 429, an expired token mid-wait are test_poll's, on the fake clock.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -112,7 +113,10 @@ class EndToEndTests(EndToEndTestCase):
         result = self.cli("--help")
         self.assertEqual(result.code, 0)
         self.assertIn("contacts-import", result.stdout)
-        self.assertEqual(self.cli("--version").stdout.strip(), "landbase-import " + tool.__version__)
+        with open(TOOL, "rb") as handle:
+            digest = hashlib.sha256(handle.read()).hexdigest()
+        version = "landbase-import %s\nsha256 %s %s\n" % (tool.__version__, digest, TOOL)
+        self.assertEqual(self.cli("--version").stdout, version)
         # by its #! line, which finds python3 on PATH: this interpreter's, first on PATH here
         bin_dir = os.path.join(self.config, "bin")
         os.mkdir(bin_dir)
@@ -121,7 +125,7 @@ class EndToEndTests(EndToEndTestCase):
         process = subprocess.run([TOOL, "--version"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  timeout=60)
         self.assertEqual((process.returncode, process.stdout.decode(), process.stderr),
-                         (0, "landbase-import %s\n" % tool.__version__, b""))
+                         (0, version, b""))
         self.assertFails(self.cli("contacts-import", "frobnicate"), "INVALID_INPUT", 1)
         self.assertFails(self.cli("contacts-import", "status", "7", "--account=acc_1",
                             env={"LANDBASE_CONFIG_DIR": os.path.join(self.config, "none")}), "AUTH_REQUIRED", 3)

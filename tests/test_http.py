@@ -125,12 +125,13 @@ class MappingTests(ToolTestCase):
 
     def test_server_text_cannot_reach_the_terminal_raw(self):
         self.platform.inject("status", {"status": 404, "body": {"error": {"code": "NOT_FOUND",
-                                                                          "message": "gone\x1b[2J\x07 " + "x" * 900}}})
+                                                                          "message": "gone\x1b[2J\x07 " + "Q" * 900}}})
         result = self.run_tool(*STATUS)
         envelope = self.assertFails(result, "NOT_FOUND")
         self.assertNotIn("\x1b", result.stderr)
         self.assertNotIn("\x1b", envelope["error"]["message"])
-        self.assertLess(len(envelope["error"]["message"]), 450)      # 300 of the server's, the path, the hint
+        # 300 characters of the server's message at most: "gone", two replaced escapes, a space, the Qs
+        self.assertEqual(envelope["error"]["message"].count("Q"), 300 - len("gone\ufffd[2J\ufffd "))
 
     def test_an_unusable_location_is_a_broken_answer_and_retried(self):
         for location in ("/v1/me\x01x", "http://127.0.0.1:99999/v1/me", "http://[oops/v1/me"):
