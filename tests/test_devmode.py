@@ -23,9 +23,9 @@ class DevModeTests(ResultTestCase):
         self.platform = self.world.platform
 
     def dev(self, argv, exit_code=0, stdin="", clock=False):
-        """The tool run as a process in development mode; its exit must be `exit_code`, its stderr
-        clean. clock=True: fastclock.py, whose sleeps move the sandbox's clock (an import's end comes
-        at once)."""
+        """The tool run as a process in development mode; its exit must be `exit_code`, its
+        stderr clean. clock=True: fastclock.py, whose sleeps move the sandbox's clock (an
+        import's end comes at once)."""
         command = tool_command(clock=clock)
         command[1:1] = DEV              # the interpreter's options, before the script
         env = dict(self.world.env)

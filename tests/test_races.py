@@ -1,10 +1,10 @@
-"""Races (issue 21, items 9 to 13): a signal while "Started import N" is blocked on a full stderr, and
-the commands that read platform.json, send a request, then write it, run against another command
-that changes the file while the request is out.
+"""Races (issue 21, items 9 to 13): a signal while "Started import N" is blocked on a full stderr,
+and the commands that read platform.json, send a request, then write the file, run against another
+command that changes it while the request is out.
 
 The request is slowed by a gate (Gate below, written here: the sandbox's {"delay": s} fault would
 have to guess how long the other command takes): the sandbox holds it until the test has run the
-other command, then answers it as usual. Every tool runs as a process, as two users' commands would.
+other command, then answers it as usual. Every tool runs as a process, as two users' would.
 """
 
 import json
@@ -27,19 +27,24 @@ F_SETPIPE_SZ = 1031                     # Linux's fcntl number; fcntl.F_SETPIPE_
 
 
 class Gate:
-    """The first request on `route` after this is made waits in the sandbox until open() (or 30 s, so
-    that a test that failed first leaves no request held for ever); the others pass."""
+    """The first request on `route` after this is made waits in the sandbox until open() (or 30 s,
+    so that a test that failed first holds no request for ever); the others pass."""
 
     def __init__(self, platform, route):
         self.route = route
+        self.lock = threading.Lock()
         self.arrived = threading.Event()
         self.opened = threading.Event()
         self.real = platform.take_fault
-        platform.take_fault = self.take_fault      # the one call every request makes before its answer
+        # every request asks for its route's fault before it is answered: the place to hold one
+        platform.take_fault = self.take_fault
 
     def take_fault(self, route):
-        if route == self.route and not self.arrived.is_set():
-            self.arrived.set()
+        with self.lock:
+            held = route == self.route and not self.arrived.is_set()
+            if held:
+                self.arrived.set()
+        if held:
             self.opened.wait(30)
         return self.real(route)
 
@@ -60,8 +65,9 @@ class RaceTestCase(ResultTestCase):
 
     def background(self, *argv, **kwargs):
         """The tool running argv as a process that the test finishes later (finish())."""
-        process = subprocess.Popen(tool_command() + list(argv), env=self.world.env, stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = subprocess.Popen(tool_command() + list(argv), env=self.world.env,
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
         self.addCleanup(self.end, process)
         process.stdin.write(kwargs.get("stdin", "").encode("utf-8"))
         process.stdin.close()
@@ -74,10 +80,10 @@ class RaceTestCase(ResultTestCase):
         return Result(process.returncode, out, err, process.argv)
 
     def end(self, process):
-        """A process the test started and did not see end (it failed first)."""
-        if process.poll() is None:
+        """A process the test started and did not see end (it failed first, or it was to hang)."""
+        if process.returncode is None:  # communicate() has not reaped it
             process.kill()
-        process.communicate()
+            process.communicate()
 
     def gate(self, route):
         gate = Gate(self.platform, route)
@@ -101,13 +107,13 @@ class RaceTestCase(ResultTestCase):
 
 
 class SessionRaceTests(RaceTestCase):
-    """Items 10 to 12: a read-modify-write that spans a request checks, under the lock, that the file
-    still holds what it read, and otherwise says so and changes nothing; a logout removes only the
-    token it revoked."""
+    """Items 10 to 12: a read-modify-write that spans a request checks, under the lock, that the
+    file still holds what it read, and otherwise says so and changes nothing; a logout removes
+    only the token it revoked."""
 
     def test_account_set_while_a_login_reads_its_accounts_is_kept(self):
-        """Item 10. The stored account before the login (acc_demo) is one the new identity can use,
-        so today's login puts it back over the acc_team that the set wrote meanwhile."""
+        """Item 10. The stored account before the login (acc_demo) is one the new identity can
+        use, so today's login puts it back over the acc_team that the set wrote meanwhile."""
         self.world.write_session("acc_demo", "usr_demo")
         gate = self.gate("accounts")
         token = self.platform.mint_token("usr_demo")
@@ -118,14 +124,14 @@ class SessionRaceTests(RaceTestCase):
         result = self.finish(login)
         self.assertOk(result)
         stored = self.stored()
-        # "login, then set" is the one serial order that gives acc_team: what a race must give too
+        # "login, then set" is the one serial order that gives acc_team: a race must give it too
         self.assertEqual((stored["accessToken"], stored["accountId"]), (token, "acc_team"), result)
         self.assertIn("acc_team", result.log)                  # the account it left as it is
         self.assertRegex(result.log, r"(?i)\bchanged\b")
 
     def test_a_login_while_account_set_checks_as_another_identity_is_kept(self):
-        """Item 11. The set checks acc_team as usr_demo; meanwhile usr_solo logs in (acc_solo, its
-        only account). acc_team with usr_solo's token would make the next start NOT_FOUND."""
+        """Item 11. The set checks acc_team as usr_demo; meanwhile usr_solo logs in (acc_solo,
+        its only account). acc_team with usr_solo's token would make the next start NOT_FOUND."""
         self.world.write_session("acc_demo", "usr_demo")
         gate = self.gate("accounts")
         setter = self.background("account", "set", "acc_team")
@@ -144,8 +150,8 @@ class SessionRaceTests(RaceTestCase):
         self.assertRegex(message, r"(?i)\bnothing\b")          # was changed by this set
 
     def test_a_login_while_logout_revokes_is_kept(self):
-        """Item 12. Today the logout removes the file, and with it a login that exited 0 meanwhile,
-        whose token nobody revokes."""
+        """Item 12. Today the logout removes the file, and with it a login that exited 0
+        meanwhile, whose token nobody revokes."""
         old = self.world.write_session()
         gate = self.gate("revoke")
         logout = self.background("auth", "logout")
@@ -155,11 +161,12 @@ class SessionRaceTests(RaceTestCase):
         gate.open()
         result = self.finish(logout)
         self.assertEqual(self.assertOk(result), {"loggedOut": True, "revoked": True})
-        self.assertTrue(os.path.exists(self.world.session_path), "the new login was removed: %r" % result)
+        self.assertTrue(os.path.exists(self.world.session_path),
+                        "the new login was removed: %r" % result)
         self.assertEqual(self.stored()["accessToken"], new)
         self.assertTrue(self.platform.tokens[old]["revoked"])
         self.assertEqual(self.me(new), 200)
-        # it says that it removed only the token it revoked, the newer login being left in place
+        # it says that it removed only the token it revoked: the newer login is left in place
         self.assertRegex(result.log, r"(?i)\b(left|kept)\b")
 
 
@@ -179,8 +186,9 @@ class HungLockTests(RaceTestCase):
 
     @unittest.skipUnless(os.name == "posix", "flock")
     def test_logout_under_a_hung_lock_revokes_nothing_and_removes_nothing(self):
-        """Item 13. The lock wait (LOCK_WAIT, 10 s) runs on fastclock's virtual clock: instant where it
-        goes through the clock seam; a tool whose wait calls time.sleep itself waits a real 10 s."""
+        """Item 13. The lock wait (LOCK_WAIT, 10 s) runs on fastclock's virtual clock: at once
+        where it goes through the clock seam; a tool whose wait calls time.sleep itself (today's)
+        makes this test wait a real 10 s."""
         token = self.world.write_session()
         with open(self.world.session_path, "rb") as handle:
             before = handle.read()
@@ -197,13 +205,13 @@ class HungLockTests(RaceTestCase):
 
 
 def full_pipe():
-    """(read end, write end) of a pipe with no room left: a write to it blocks until the test reads."""
+    """(read end, write end) of a pipe with no room left: a write blocks until the test reads."""
     read_end, write_end = os.pipe()
     import fcntl
     try:
         fcntl.fcntl(write_end, F_SETPIPE_SZ, 4096)     # one page: less to fill and to drain
     except OSError:
-        pass                            # not Linux: filled at whatever size it has
+        pass                            # filled at whatever size it has
     os.set_blocking(write_end, False)
     for chunk in (b"\n" * 512, b"\n"):  # then byte by byte: a page's last bytes take no 512
         try:
@@ -242,18 +250,18 @@ def blocked_writing(pid):
     return "pipe" in wchan
 
 
-@unittest.skipUnless(sys.platform.startswith("linux"), "a pipe filled to its size: fcntl F_SETPIPE_SZ")
+@unittest.skipUnless(sys.platform.startswith("linux"), "a pipe filled to its size (F_SETPIPE_SZ)")
 class SignalWhileStderrIsBlockedTests(RaceTestCase):
-    """Item 9. stderr is a pipe that is full and never read, so "Started import N" blocks; the signal
-    comes then. The import exists: its id and key must be in the envelope, or a rerun with a
-    generated key imports twice."""
+    """Item 9. stderr is a pipe that is full and never read, so "Started import N" blocks; the
+    signal comes then. The import exists: its id and key must be in the envelope, or a rerun
+    with a generated key imports twice."""
 
     def stop_a_blocked_start(self, signum):
         self.world.write_session()
         read_end, write_end = full_pipe()
-        process = subprocess.Popen(tool_command() + ["contacts-import", "start", "--json", "-"],
-                                   env=self.world.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=write_end)
+        argv = ["contacts-import", "start", "--json", "-"]
+        process = subprocess.Popen(tool_command() + argv, env=self.world.env,
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=write_end)
         os.close(write_end)
         self.addCleanup(self.end, process)
         process.stdin.write(BODY.encode())
@@ -268,14 +276,14 @@ class SignalWhileStderrIsBlockedTests(RaceTestCase):
             time.sleep(0.01)
         if blocked_writing(process.pid) is None:
             time.sleep(1)
+        self.assertNotEqual(blocked_writing(process.pid), False, "the start is not blocked")
         process.send_signal(signum)
         err = drain(read_end, 30).lstrip(b"\n")
         out = process.communicate(timeout=30)[0]
-        result = Result(process.returncode, out, err, ["contacts-import", "start", "--json", "-"])
-        created = [i for i in self.platform.imports if i != 1]        # import 1 is the seeded draft
+        result = Result(process.returncode, out, err, argv)
+        created = [i for i in self.platform.imports if i != 1]    # import 1 is the seeded draft
         keys = [h["Idempotency-Key"] for m, p, h in self.platform.requests if m == "POST"]
         self.assertEqual(len(created), 1)
-        self.assertIn("Started import %d" % created[0], result.stderr)    # it was what blocked
         return result, created[0], keys[0]
 
     def check(self, signum, exit_code, name):
