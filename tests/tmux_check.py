@@ -71,6 +71,16 @@ class Tmux:
         self.run("kill-server")
 
 
+def scroll_on_clear(tmux):
+    """The option that makes the defect visible, as this tmux sets it by default (it arrived in
+    tmux 3.2: an older one never scrolls a cleared screen into history, and this check cannot
+    fail there)."""
+    value = tmux.run("show-options", "-gwv", "scroll-on-clear")
+    if value is None:
+        return "unknown to this tmux (the check cannot fail here)"
+    return value.strip()
+
+
 def started_import(platform):
     """An import of ds_long (in progress for hours) in acc_demo, started without the tool."""
     try:
@@ -154,6 +164,8 @@ def main(argv):
             if created is None:
                 print("tmux-check: FAILED: tmux could not start a session %d columns wide" % width)
                 return 1
+        print("tmux-check: %s, scroll-on-clear %s" % (
+            (tmux.run("-V") or "tmux").strip(), scroll_on_clear(tmux)))
         failures = check(tmux, sessions, args.seconds)
         for name in sorted(failures):
             for failure in failures[name]:
