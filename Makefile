@@ -33,6 +33,12 @@ test-browser:
 test-proxy:
 	$(PYTHON) tests/real_proxy.py
 
+# the wait's redraw in a real tmux with its defaults, at 40 and 200 columns (about 35 s): the
+# pane's history must not grow while it waits; skips with a message where tmux is missing
+.PHONY: test-tmux
+test-tmux:
+	$(PYTHON) tests/tmux_check.py
+
 lint:
 	$(PYTHON) tests/lint.py $(BUILD)
 
