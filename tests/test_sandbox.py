@@ -74,8 +74,9 @@ class SandboxProcessTests(unittest.TestCase):
 
 
 class IdempotencyKeyTests(unittest.TestCase):
-    """API.md, Start: a key is kept only for a 202, for 24 hours of the platform's clock from the request
-    that created the import; a refusal keeps nothing; another body under a kept key is refused."""
+    """API.md, Start: a key is kept only for a 202, for 24 hours of the platform's clock from the
+    request that created the import; a refusal keeps nothing; another body under a kept key is
+    refused."""
 
     def setUp(self):
         self.box = sandbox.Sandbox().start()
@@ -86,7 +87,8 @@ class IdempotencyKeyTests(unittest.TestCase):
 
     def post(self, body, key):
         """(status, decoded answer, Idempotent-Replayed) of a start with this key."""
-        status, raw, headers = call(self.imports, "POST", self.token, body, {"Idempotency-Key": key})
+        headers = {"Idempotency-Key": key}
+        status, raw, headers = call(self.imports, "POST", self.token, body, headers)
         return status, json.loads(raw.decode("utf-8")), headers.get("Idempotent-Replayed")
 
     def created(self):
@@ -102,16 +104,17 @@ class IdempotencyKeyTests(unittest.TestCase):
 
     def test_a_refused_body_keeps_nothing_and_the_fixed_body_starts_with_the_same_key(self):
         fixed = {"datasetId": "ds_demo", "tagName": "nightly"}
-        refusals = ((422, {"datasetId": "ds_other", "tagName": "nightly"}),      # another account's
-                    (422, {"datasetId": "ds_nowhere", "tagName": "nightly"}),    # unknown
-                    (400, {"datasetId": "ds_demo", "tagName": "  "}),            # blank tag
+        refusals = ((422, {"datasetId": "ds_other", "tagName": "nightly"}),   # another account's
+                    (422, {"datasetId": "ds_nowhere", "tagName": "nightly"}), # unknown
+                    (400, {"datasetId": "ds_demo", "tagName": "  "}),         # blank tag
                     (400, {"datasetId": "ds_demo", "tagName": "nightly", "extra": 1}))
         for number, (expected, wrong) in enumerate(refusals):
             key = "nightly-%d" % number
             with self.subTest(body=wrong):
                 first = self.post(wrong, key)
                 again = self.post(wrong, key)
-                self.assertEqual((first[0], first[1]["error"]["code"]), (expected, "VALIDATION_ERROR"))
+                refused = (first[0], first[1]["error"]["code"])
+                self.assertEqual(refused, (expected, "VALIDATION_ERROR"))
                 self.assertEqual(again, first, "the same refusal again, not a replay of it")
                 status, answer, replayed = self.post(fixed, key)
                 self.assertEqual((status, replayed), (202, None), answer)
@@ -128,12 +131,14 @@ class IdempotencyKeyTests(unittest.TestCase):
         self.assertEqual((status, answer["importId"]), (202, 1))
         status, answer, _ = self.post(draft, "resume-c")
         self.assertEqual((status, answer["error"]["meta"]), (409, {"importId": 1}))
-        status, answer, replayed = self.post({"datasetId": "ds_demo", "tagName": "resume"}, "resume-c")
+        fresh = {"datasetId": "ds_demo", "tagName": "resume"}
+        status, answer, replayed = self.post(fresh, "resume-c")
         self.assertEqual((status, replayed), (202, None), answer)
         self.assertEqual(len(self.created()), 2)
 
     def test_another_body_under_a_kept_key_is_refused_and_starts_nothing(self):
-        status, first, _ = self.post({"datasetId": "ds_demo", "tagName": "nightly"}, "nightly")
+        kept = {"datasetId": "ds_demo", "tagName": "nightly"}
+        status, first, _ = self.post(kept, "nightly")
         self.assertEqual(status, 202)
         for other in ({"datasetId": "ds_complete", "tagName": "nightly"},
                       {"datasetId": "ds_demo", "tagName": "nightly 2"},
@@ -145,20 +150,21 @@ class IdempotencyKeyTests(unittest.TestCase):
                 self.assertEqual(answer["error"]["meta"], {"reason": "idempotency_key_reused"})
                 self.assertIn("Idempotency-Key", answer["error"]["message"])
         self.assertEqual(self.created(), [first["importId"]])
-        self.assertEqual(self.post({"datasetId": "ds_demo", "tagName": "nightly"}, "nightly")[1], first)
+        self.assertEqual(self.post(kept, "nightly")[1], first)
 
     def test_a_kept_key_lasts_24_hours_of_the_platform_clock_from_the_import_it_created(self):
         body = {"datasetId": "ds_demo", "tagName": "daily"}
         first = self.post(body, "daily")[1]
         self.platform.advance(sandbox.DAY - 120)
-        self.assertEqual(self.post(body, "daily"), (202, first, "true"))        # a replay extends nothing
-        self.platform.advance(240)                # 24 hours and 2 minutes after the import was created
+        # a replay extends nothing: 24 hours and 2 minutes after the import was created, it is gone
+        self.assertEqual(self.post(body, "daily"), (202, first, "true"))
+        self.platform.advance(240)
         status, second, replayed = self.post(body, "daily")
         self.assertEqual((status, replayed), (202, None))
         self.assertNotEqual(second["importId"], first["importId"])
-        self.assertEqual(self.post(body, "daily"), (202, second, "true"))       # the new one is kept now
+        self.assertEqual(self.post(body, "daily"), (202, second, "true"))   # the new one is kept
         self.platform.advance(sandbox.DAY + 60)
-        other = {"datasetId": "ds_complete", "tagName": "daily"}              # out of date: no refusal
+        other = {"datasetId": "ds_complete", "tagName": "daily"}   # the key is gone: no refusal
         status, third, replayed = self.post(other, "daily")
         self.assertEqual((status, replayed), (202, None), third)
         self.assertEqual(len(self.created()), 3)
