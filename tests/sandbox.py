@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A fake Landbase platform that implements the HTTP protocol of README.md, for the demo and the tests.
+"""A fake Landbase platform: the HTTP protocol of tests/PROTOCOL.md, for the demo and the tests.
 
     python3 tests/sandbox.py [--port 0] [--speed X] [--token-ttl SECONDS] [--fault ROUTE[*N]=JSON ...]
 
@@ -98,7 +98,7 @@ class Platform:
         self.codes = {}                  # authorization code -> grant
         self.devices = {}                # device code -> request
         self.imports = {}                # import id -> import
-        self.idempotency = {}            # (user, account, key) -> (time, status, answer, request body)
+        self.idempotency = {}            # (user, account, key) -> a 202's {"at", "answer", "body"}
         self.last_poll = {}              # (account, import id) -> time
         self.faults = []                 # [route, fault, times left]
         self.requests = []               # (method, path, headers) of every request, for the tests
@@ -178,25 +178,40 @@ class Platform:
 
     # -- imports
     def start(self, user, account, body, key):
-        """A key is the identity's, in one account, for 24 hours: seen again with the same body, it gets the
-        original answer; with another body, it is refused."""
+        """API.md, Start. A key is the identity's, in one account. It is kept only when the
+        request created or resumed an import (202): a refusal (400/422, 404, 409) keeps nothing,
+        so the same key works once the body is fixed. A kept key lasts 24 hours of the platform's
+        clock from the request that created the import: until then the same body gets the
+        original answer, marked replayed, and another body is refused; after it, the key starts
+        a new import."""
         with self.lock:
+            kept = self.kept_key(user, account, key)
+            if kept is not None and kept["body"] != body:
+                said = ("this Idempotency-Key was used in the last 24 hours for another body; "
+                        "use a key per import")
+                refusal = envelope("VALIDATION_ERROR", said, reason="idempotency_key_reused")
+                raise Reply(422, refusal)
+            if kept is not None:
+                raise Reply(202, kept["answer"], {"Idempotent-Replayed": "true"})
+            answer = self._start(account, body)      # a refusal is raised here: nothing is kept
             if key:
-                kept = self.idempotency.get((user, account, key))
-                if kept and kept[0] > self.wall() - DAY:
-                    if kept[3] != body:
-                        raise Reply(422, envelope("VALIDATION_ERROR", "this Idempotency-Key was used in the last 24 "
-                                                  "hours for another body; use a key per import"))
-                    raise Reply(kept[1], kept[2], {"Idempotent-Replayed": "true"})
-            try:
-                status, answer = self._start(account, body)
-            except Reply as reply:
-                status, answer = reply.status, reply.body
-            if key:
-                self.idempotency[(user, account, key)] = (self.wall(), status, answer, body)
-            raise Reply(status, answer)
+                self.idempotency[(user, account, key)] = {"at": self.wall(), "answer": answer,
+                                                          "body": body}
+            raise Reply(202, answer)
+
+    def kept_key(self, user, account, key):
+        """What a key is kept with, or None: no key, never kept, or kept more than 24 hours ago."""
+        if not key:
+            return None
+        kept = self.idempotency.get((user, account, key))
+        if kept is None:
+            return None
+        if kept["at"] <= self.wall() - DAY:
+            return None
+        return kept
 
     def _start(self, account, body):
+        """The 202's answer for the import this body creates or resumes; a refusal is a Reply."""
         if not isinstance(body, dict):
             raise Reply(400, envelope("VALIDATION_ERROR", "the body must be an object"))
         unknown = sorted(set(body) - {"datasetId", "tagName", "importId"})
@@ -223,7 +238,7 @@ class Platform:
             record = {"id": import_id, "account": account}
             self.imports[import_id] = record
         record.update(dataset=dataset, tag=tag, enqueued=self.elapsed(), runRef="run_" + secrets.token_hex(8).upper())
-        return 202, {"importId": import_id, "runRef": record["runRef"]}
+        return {"importId": import_id, "runRef": record["runRef"]}
 
     def status(self, account, import_id):
         with self.lock:
@@ -772,7 +787,8 @@ By hand (make sandbox runs it on port 8765; URL below is the first line it print
   Control it while it runs (POST /_sandbox/control, a JSON object; each answers {"ok": true}):
     curl -s -d '{"route": "status", "fault": {"status": 502}, "times": 2}' $URL/_sandbox/control
              the next 2 status reads answer 502 (any fault below, any route)
-    curl -s -d '{"advance": 86400}' $URL/_sandbox/control     the platform's clock a day on (imports, sessions)
+    curl -s -d '{"advance": 86400}' $URL/_sandbox/control     the platform's clock a day on
+             (imports, sessions, Idempotency-Keys: a key is kept 24 hours, for a 202 only)
     curl -s -d '{"expireTokens": true}' $URL/_sandbox/control every session ends now: the tool exits 3
     curl -s -d '{"dropHandshakes": 1}' $URL/_sandbox/control  (https, with --certfile) the next TLS handshake fails
 
@@ -780,11 +796,14 @@ By hand (make sandbox runs it on port 8765; URL below is the first line it print
 
 
 def environment(url, indent=""):
-    """The lines that point the tool at a sandbox, for a shell."""
-    return "".join(indent + line + "\n" for line in (
-        "export LANDBASE_PLATFORM_API_URL=%s LANDBASE_PLATFORM_WEB_URL=%s" % (url, url),
-        "export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost",
-        "export LANDBASE_CONFIG_DIR=$(mktemp -d)    # a session of its own: your ~/.landbase is left alone"))
+    """The lines that point the tool at a sandbox, for a shell: every variable a user needs. The
+    config directory is a fixed one, not a temporary one, so that a crontab can name it too
+    (README: Cron)."""
+    lines = ("export LANDBASE_PLATFORM_API_URL=%s LANDBASE_PLATFORM_WEB_URL=%s" % (url, url),
+             "export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost",
+             "export LANDBASE_CONFIG_DIR=$HOME/.landbase-sandbox"
+             "    # its sessions, apart from ~/.landbase")
+    return "".join(indent + line + "\n" for line in lines)
 
 
 def dataset_lines():
@@ -801,7 +820,7 @@ def dataset_lines():
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description="A fake Landbase platform on 127.0.0.1, for the demo, the tests and trying the tool by hand: "
-                    "the API and the login pages of 'The HTTP protocol' in README.md, from one URL.",
+                    "the API and the login pages of tests/PROTOCOL.md, from one URL.",
         epilog=BY_HAND % {"environment": environment("$URL", "    "), "datasets": dataset_lines()}
         + __doc__[__doc__.index("Fault routes"):__doc__.index("A sandbox run as a process")],
         formatter_class=argparse.RawDescriptionHelpFormatter)

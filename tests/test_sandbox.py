@@ -73,6 +73,103 @@ class SandboxProcessTests(unittest.TestCase):
                 self.assertIn("sandbox: stopped", err)
 
 
+class IdempotencyKeyTests(unittest.TestCase):
+    """API.md, Start: a key is kept only for a 202, for 24 hours of the platform's clock from the
+    request that created the import; a refusal keeps nothing; another body under a kept key is
+    refused."""
+
+    def setUp(self):
+        self.box = sandbox.Sandbox().start()
+        self.addCleanup(self.box.stop)
+        self.platform = self.box.platform
+        self.token = self.platform.mint_token()
+        self.imports = self.box.url + "/v1/accounts/acc_demo/contacts-imports"
+
+    def post(self, body, key):
+        """(status, decoded answer, Idempotent-Replayed) of a start with this key."""
+        headers = {"Idempotency-Key": key}
+        status, raw, headers = call(self.imports, "POST", self.token, body, headers)
+        return status, json.loads(raw.decode("utf-8")), headers.get("Idempotent-Replayed")
+
+    def created(self):
+        """The ids of the imports started so far (import 1 is the seeded draft)."""
+        return sorted(number for number in self.platform.imports if number != 1)
+
+    def test_a_202_keeps_the_key_and_the_same_body_gets_the_original_answer(self):
+        body = {"datasetId": "ds_demo", "tagName": "nightly"}
+        status, first, replayed = self.post(body, "nightly-1")
+        self.assertEqual((status, replayed), (202, None))
+        self.assertEqual(self.post(body, "nightly-1"), (202, first, "true"))
+        self.assertEqual(self.created(), [first["importId"]])
+
+    def test_a_refused_body_keeps_nothing_and_the_fixed_body_starts_with_the_same_key(self):
+        fixed = {"datasetId": "ds_demo", "tagName": "nightly"}
+        refusals = ((422, {"datasetId": "ds_other", "tagName": "nightly"}),   # another account's
+                    (422, {"datasetId": "ds_nowhere", "tagName": "nightly"}), # unknown
+                    (400, {"datasetId": "ds_demo", "tagName": "  "}),         # blank tag
+                    (400, {"datasetId": "ds_demo", "tagName": "nightly", "extra": 1}))
+        for number, (expected, wrong) in enumerate(refusals):
+            key = "nightly-%d" % number
+            with self.subTest(body=wrong):
+                first = self.post(wrong, key)
+                again = self.post(wrong, key)
+                refused = (first[0], first[1]["error"]["code"])
+                self.assertEqual(refused, (expected, "VALIDATION_ERROR"))
+                self.assertEqual(again, first, "the same refusal again, not a replay of it")
+                status, answer, replayed = self.post(fixed, key)
+                self.assertEqual((status, replayed), (202, None), answer)
+                self.assertIn(answer["importId"], self.created())
+        self.assertEqual(len(self.created()), len(refusals))
+
+    def test_a_404_and_a_409_keep_nothing(self):
+        unknown = {"datasetId": "ds_demo", "tagName": "resume", "importId": 999}
+        self.assertEqual(self.post(unknown, "resume-a")[0], 404)
+        status, answer, _ = self.post({"datasetId": "ds_demo", "tagName": "resume"}, "resume-a")
+        self.assertEqual(status, 202, answer)
+        draft = {"datasetId": "ds_demo", "tagName": "resume", "importId": 1}
+        status, answer, _ = self.post(draft, "resume-b")
+        self.assertEqual((status, answer["importId"]), (202, 1))
+        status, answer, _ = self.post(draft, "resume-c")
+        self.assertEqual((status, answer["error"]["meta"]), (409, {"importId": 1}))
+        fresh = {"datasetId": "ds_demo", "tagName": "resume"}
+        status, answer, replayed = self.post(fresh, "resume-c")
+        self.assertEqual((status, replayed), (202, None), answer)
+        self.assertEqual(len(self.created()), 2)
+
+    def test_another_body_under_a_kept_key_is_refused_and_starts_nothing(self):
+        kept = {"datasetId": "ds_demo", "tagName": "nightly"}
+        status, first, _ = self.post(kept, "nightly")
+        self.assertEqual(status, 202)
+        for other in ({"datasetId": "ds_complete", "tagName": "nightly"},
+                      {"datasetId": "ds_demo", "tagName": "nightly 2"},
+                      {"datasetId": "ds_other", "tagName": "nightly"}):
+            with self.subTest(body=other):
+                status, answer, replayed = self.post(other, "nightly")
+                self.assertEqual((status, replayed), (422, None))
+                self.assertEqual(answer["error"]["code"], "VALIDATION_ERROR")
+                self.assertEqual(answer["error"]["meta"], {"reason": "idempotency_key_reused"})
+                self.assertIn("Idempotency-Key", answer["error"]["message"])
+        self.assertEqual(self.created(), [first["importId"]])
+        self.assertEqual(self.post(kept, "nightly")[1], first)
+
+    def test_a_kept_key_lasts_24_hours_of_the_platform_clock_from_the_import_it_created(self):
+        body = {"datasetId": "ds_demo", "tagName": "daily"}
+        first = self.post(body, "daily")[1]
+        self.platform.advance(sandbox.DAY - 120)
+        # a replay extends nothing: 24 hours and 2 minutes after the import was created, it is gone
+        self.assertEqual(self.post(body, "daily"), (202, first, "true"))
+        self.platform.advance(240)
+        status, second, replayed = self.post(body, "daily")
+        self.assertEqual((status, replayed), (202, None))
+        self.assertNotEqual(second["importId"], first["importId"])
+        self.assertEqual(self.post(body, "daily"), (202, second, "true"))   # the new one is kept
+        self.platform.advance(sandbox.DAY + 60)
+        other = {"datasetId": "ds_complete", "tagName": "daily"}   # the key is gone: no refusal
+        status, third, replayed = self.post(other, "daily")
+        self.assertEqual((status, replayed), (202, None), third)
+        self.assertEqual(len(self.created()), 3)
+
+
 class SandboxRuleTests(unittest.TestCase):
     def setUp(self):
         self.box = sandbox.Sandbox().start()
@@ -164,13 +261,6 @@ class SandboxRuleTests(unittest.TestCase):
         self.assertEqual(first[1], replay[1])
         self.assertEqual([answer[2].get("Idempotent-Replayed") for answer in (first, replay, other, unkeyed)],
                          [None, "true", None, None])
-        refused = call(self.imports, "POST", self.token, {"datasetId": "ds_other", "tagName": "x"},
-                       {"Idempotency-Key": "k3"})
-        again = call(self.imports, "POST", self.token, {"datasetId": "ds_other", "tagName": "x"},
-                     {"Idempotency-Key": "k3"})
-        self.assertEqual((refused[0], again[0], again[1]), (422, 422, refused[1]))   # errors replay too
-        self.assertEqual((refused[2].get("Idempotent-Replayed"), again[2].get("Idempotent-Replayed")),
-                         (None, "true"))
 
     def test_every_answer_carries_one_date_even_the_faults_that_build_their_own_head(self):
         self.platform.min_poll_interval = 0          # each read a real answer, not a 429
