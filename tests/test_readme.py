@@ -106,7 +106,8 @@ def usage_names(words, text):
 
 def listed_commands(text):
     """The commands the top-level --help lists: in its "commands" section, the lowercase words that
-    begin each line at the section's indent (auth login [--device ...] -> auth login)."""
+    begin each line at the section's indent, before two spaces and the description (auth login
+    [--device ...]   log in -> auth login)."""
     lines = text.split("\n")
     start = next((i for i, line in enumerate(lines) if COMMANDS_HEADING.match(line)), None)
     if start is None:
@@ -124,7 +125,7 @@ def listed_commands(text):
     for line in section:
         if len(line) - len(line.lstrip()) != indent:
             continue                     # an entry's description or example
-        words = leading_words(line.split())
+        words = leading_words(re.split(r"\s{2,}", line.strip())[0].split())  # before its description
         if words:
             commands.append(words)
     return commands
