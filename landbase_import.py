@@ -399,24 +399,22 @@ class Console:
 
     def redraw(self, text, phase=None):
         """Progress on a terminal: `text` (ASCII, cut to the width) drawn over the line drawn
-        before. A narrower terminal has folded that line onto several rows: the cursor goes up to
-        its first row."""
+        before. Only the rows of that line are erased (erase-line), from its last row up to its
+        first (a narrower terminal has folded it): erasing the rest of the screen would push a tmux
+        or screen pane's lines into its history at every redraw."""
         columns = self.width()
         text = terminal_text(text)[:columns - 1]
         up = 0
         if self.drawn:
             up = (self.drawn - 1) // columns
-        moves = "\r"
-        if up:
-            moves += "\x1b[%dA" % up
-        moves += "\x1b[J"
+        moves = "\r\x1b[K" + "\x1b[1A\x1b[K" * up
+        self.drawn = len(text)
         color = None
         if self.color:
             color = {"completed": "32", "partial": "33", "failed": "31"}.get(phase)
         if color:
             text = "\x1b[%sm%s\x1b[0m" % (color, text)
         self._write(moves + text)
-        self.drawn = len(text)
 
     def end_progress(self):
         if self.drawn:
@@ -869,10 +867,12 @@ class SessionStore:
             return None, None, error
         return stored_id, self.path, None
 
-    def update(self, changes, console=None, replace_damaged=False):
+    def update(self, changes, console=None, replace_damaged=False, expected=None):
         """Read, change and write back under the lock; keys this tool does not know are kept.
         `changes` is the keys to change, or a function of the stored object that returns them. The
-        object as it was before."""
+        object as it was before. A change that follows a request made with what the file held passes
+        `expected` (keys and the values they held): when the file no longer holds them (another
+        command changed it meanwhile), nothing is written, and the answer is None."""
         with self.locked():
             try:
                 data = self.load(console)
@@ -882,6 +882,8 @@ class SessionStore:
                 if console is not None:
                     console.warn("replacing the damaged %s" % self.path)
                 data = {}
+            if not holds(data, expected):
+                return None
             before = dict(data)
             if callable(changes):
                 changes = changes(data)
@@ -889,8 +891,12 @@ class SessionStore:
             self._save(data)
         return before
 
-    def remove(self):
+    def remove(self, token=None):
+        """Remove the file; with `token`, only while it still holds that token (a newer login's is
+        kept). Whether it was removed."""
         with self.locked():
+            if token is not None and self.load().get("accessToken") != token:
+                return False
             try:
                 os.remove(self.path)
             except FileNotFoundError:
@@ -899,6 +905,11 @@ class SessionStore:
                 raise LandbaseError("SETUP_FAILED", "cannot remove %s: %s; remove it by hand"
                                     % (self.path, exc.strerror or exc))
         return True
+
+    def changed_meanwhile(self, what):
+        """The error of a command whose request was made with what the file no longer holds."""
+        return LandbaseError("SETUP_FAILED", "%s changed while this command ran (another login saved "
+                             "a new token), so nothing was changed: %s" % (self.path, what))
 
     @contextlib.contextmanager
     def locked(self):
@@ -984,6 +995,14 @@ class SessionStore:
             "%s is not a directory; LANDBASE_CONFIG_DIR names the "
             "directory platform.json goes in" % self.directory,
         )
+
+
+def holds(data, expected):
+    """Whether the stored object still holds the `expected` keys and values (None: anything)."""
+    for key, value in (expected or {}).items():
+        if data.get(key) != value:
+            return False
+    return True
 
 
 def _try_lock(fd):
@@ -2238,7 +2257,8 @@ def terminal_line(trackers, now, room):
 
 
 def summary_line(trackers):
-    """Several imports: how many are in each phase."""
+    """Several imports: the ids that failed or ended partial first (a narrow terminal cuts the end
+    of the line), then how many are in each phase."""
     phases = []
     for tracker in trackers:
         if tracker.status is not None:
@@ -2247,10 +2267,21 @@ def summary_line(trackers):
             phases.append("error")
         else:
             phases.append("waiting")
+    named = []
+    for outcome, name in (("IMPORT_FAILED", "failed"), ("IMPORT_PARTIAL", "partial")):
+        ids = [str(t.import_id) for t in trackers if t.done and t.outcome == outcome]
+        if ids:
+            named.append("%s %s" % (name, " ".join(ids)))
+    errors = [str(t.import_id) for t in trackers if t.error is not None]
+    if errors:
+        named.append("error %s" % " ".join(errors))
     counted = []
     for phase in sorted(set(phases), key=phases.index):
         counted.append("%d %s" % (phases.count(phase), phase))
-    return "%d imports: %s" % (len(trackers), ", ".join(counted))
+    line = "%d imports: %s" % (len(trackers), ", ".join(counted))
+    if named:
+        line = "%s | %s" % ("; ".join(named), line)
+    return line
 
 
 def single_line(tracker, now, countdown, room):
@@ -3029,9 +3060,19 @@ def settle_login_account(store, api, granted, before, console):
             "with: %s account set <accountId> (see: account list)"
             % (shown(previous), program_command())
         )
-    if account_id != granted["accountId"]:
-        store.update(lambda data: {"accountId": account_id})
-    return account_id
+    if account_id == granted["accountId"]:
+        return account_id
+    written = {"accessToken": granted["accessToken"], "accountId": granted["accountId"]}
+    if store.update({"accountId": account_id}, expected=written) is not None:
+        return account_id
+    stored = store.load()               # changed meanwhile: what another command wrote stands
+    if stored.get("accessToken") != granted["accessToken"]:
+        console.line("%s changed meanwhile (another login saved a new token); it is left as it is"
+                     % store.path)
+        return None
+    console.line("The active account was changed meanwhile to %s (account set); it is left as it is"
+                 % shown(stored.get("accountId")))
+    return stored.get("accountId")
 
 
 def cmd_auth_status(args, console):
@@ -3112,25 +3153,53 @@ def cmd_auth_logout(args, console):
         damaged = exc.message.split("; ")[0]
     revoked = False
     if token:
-        try:
-            api_for(args, console, token).call("POST", "/v1/oauth/revoke", retry=False)
-            revoked = True
-        except LandbaseError as exc:
-            console.line(
-                "Could not revoke the token on the platform (%s: %s); removing the local session "
-                "anyway." % (exc.code, exc.message)
-            )
-    removed = store.remove()
+        check_lock(store)
+        revoked = revoke(args, console, token)
+    removed = remove_session(store, token, revoked, console)
     if removed and damaged:
         console.line("Removed it: %s" % damaged)
     elif not token:
         console.line("No stored session in %s." % store.path)
     if os.environ.get("LANDBASE_ACCESS_TOKEN"):
-        console.warn(
-            "LANDBASE_ACCESS_TOKEN is set and still used; logout neither revokes nor unsets it"
-        )
+        console.warn("LANDBASE_ACCESS_TOKEN is set and still used; logout neither revokes nor unsets it")
     console.result({"loggedOut": True, "revoked": revoked})
     return 0
+
+
+def check_lock(store):
+    """The lock of platform.json can be taken: else nothing is revoked, so that the file is never
+    left holding a revoked token."""
+    try:
+        with store.locked():
+            pass
+    except LandbaseError as exc:
+        raise exc.replace(message="%s; nothing was revoked or removed" % exc.message)
+
+
+def revoke(args, console, token):
+    try:
+        api_for(args, console, token).call("POST", "/v1/oauth/revoke", retry=False)
+    except LandbaseError as exc:
+        console.line("Could not revoke the token on the platform (%s: %s); removing the local session "
+                     "anyway." % (exc.code, exc.message))
+        return False
+    return True
+
+
+def remove_session(store, token, revoked, console):
+    """Remove platform.json if it still holds `token`: a login made meanwhile is kept. A lock that
+    hangs now leaves the file holding a token that was revoked: say so, and what to run."""
+    try:
+        removed = store.remove(token)
+    except LandbaseError as exc:
+        if not revoked:
+            raise
+        raise exc.replace(message="%s; the token was revoked, but %s still holds it: remove it with: "
+                          "rm %s" % (exc.message, store.path, shlex.quote(store.path)))
+    if token and not removed and os.path.exists(store.path):
+        console.line("%s holds a newer login's token now: it is kept; only the token this logout "
+                     "revoked is removed" % store.path)
+    return removed
 
 
 def cmd_account_list(args, console):
@@ -3145,6 +3214,8 @@ def cmd_account_set(args, console):
     store = SessionStore()
     # a stored account that is no account id is what this repairs
     session = store.session(None, console)
+    # what the file holds as the check is made: the set is written only if it still does
+    read = {"accessToken": store.load().get("accessToken")}
     accounts = fetch_accounts(api_for(args, console, session.token))
     match = [a for a in accounts if a["id"] == args.account_id]
     if not match:
@@ -3155,7 +3226,8 @@ def cmd_account_set(args, console):
             "%s account list)" % (args.account_id, usable, program_command()),
             {"accountId": args.account_id},
         )
-    store.update(lambda data: {"accountId": args.account_id}, console)
+    if store.update({"accountId": args.account_id}, console, expected=read) is None:
+        raise store.changed_meanwhile("run account set again")
     from_env = os.environ.get("LANDBASE_ACCOUNT_ID")
     if from_env not in (None, "", args.account_id):
         console.warn(
@@ -3179,29 +3251,46 @@ def cmd_contacts_import_start(args, console):
     api, account = account_api(args, console)
     key = args.idempotency_key or str(uuid.uuid4())
     path = "/v1/accounts/%s/contacts-imports" % account.id
-    if args.dry_run:                    # the user's body, as it would be sent
-        console.result({"dryRun": True, "accountId": account.id, "request": "POST " + path,
-                        "idempotencyKey": key, "body": body})
-        return 0
+    if args.dry_run:
+        return dry_run(account, path, key, body, console)
     # what this run knows, in its outcome before anything is written
     known = {"idempotencyKey": key}
+    # with --watch, the start's retries and the wait share --max-wait
+    until = None
+    if args.watch:
+        until = CLOCK.now() + args.max_wait
     try:
-        answer = post_start(api, account, body, key, args, console, known)
+        answer = post_start(api, account, body, key, args, console, known, until)
     except LandbaseError as exc:
         running = exc.meta.get("importId")
         if exc.code != "CONFLICT" or not is_import_id(running):
             raise
         return attach_to_running(api, account, exc, running, args, console)
     try:
-        return report_started(api, account, answer, key, args, console)
+        return report_started(api, account, answer, key, args, console, until)
     except (KeyboardInterrupt, Stopped) as exc:
         raise started_and_stopped(exc, account, known)
 
 
-def post_start(api, account, body, key, args, console, known):
+def dry_run(account, path, key, body, console):
+    """The request a start would send, after the checks that need no request; what they cover."""
+    source = account.source
+    if source not in ("--account", "LANDBASE_ACCOUNT_ID"):
+        source = "the stored account"
+    console.line("Dry run: checked the body, the session (present, not expired) and the account %s "
+                 "(from %s) as stored; nothing was sent. The platform checks the dataset and the "
+                 "account's access to it only at start; %s doctor checks the platform side."
+                 % (account.id, source, program_command()))
+    console.result({"dryRun": True, "accountId": account.id, "request": "POST " + path,
+                    "idempotencyKey": key, "body": body})
+    return 0
+
+
+def post_start(api, account, body, key, args, console, known, until):
     """The platform's answer to the start, with `replayed` and `retried` (an earlier attempt of
     this run failed, so a replayed answer may be its own); `known` gets the import id as soon as it
-    is known. An error after an attempt that may have reached the platform names the key and the
+    is known. A transient failure is retried with the same key: three times, or with --watch until
+    `until`. An error after an attempt that may have reached the platform names the key and the
     command that gets the import back, and never exits 1 ("fix it and run it again")."""
     path = "/v1/accounts/%s/contacts-imports" % account.id
     first_attempt = CLOCK.wall()
@@ -3215,7 +3304,7 @@ def post_start(api, account, body, key, args, console, known):
         return dict(answer, replayed=replayed, retried=bool(attempts))
     try:
         return api.call("POST", path, body, headers={"Idempotency-Key": key}, check=started,
-                        attempts=attempts)
+                        attempts=attempts, until=until)
     except (KeyboardInterrupt, Stopped) as exc:
         if "importId" in known:
             raise started_and_stopped(exc, account, known)
@@ -3227,6 +3316,8 @@ def post_start(api, account, body, key, args, console, known):
         running = exc.meta.get("importId")
         if exc.code == "CONFLICT" and is_import_id(running):
             raise
+        if exc.meta.get("reason") == "idempotency_key_reused":
+            raise key_reused(exc, args, key)
         if not any(attempt.transient for attempt in attempts):
             raise account_not_found(exc, account)
         code = exc.code
@@ -3236,6 +3327,15 @@ def post_start(api, account, body, key, args, console, known):
                     safeUntil=format_time(first_attempt + KEY_KEPT))
         raise exc.replace(code=code, message="%s; the platform may have created the import: %s"
                           % (exc.message, again), meta=meta)
+
+
+def key_reused(error, args, key):
+    """The key was kept for another body: the same line with a new key starts this one."""
+    import uuid
+    new_key = "%s-%s" % (key[:240], uuid.uuid4().hex[:8])
+    return error.replace(message="%s; this key started an import of another body in the last 24 "
+                         "hours: run the same line with a new key: %s"
+                         % (error.message, rerun_command(args, new_key)))
 
 
 def started_and_stopped(exc, account, known):
@@ -3258,31 +3358,26 @@ def attach_to_running(api, account, error, running, args, console):
     return watch_started(api, account, running, console, args.max_wait)
 
 
-def report_started(api, account, answer, key, args, console):
+def report_started(api, account, answer, key, args, console, until):
     """The stderr line that names the import (it comes first), then the result or the wait."""
     import_id = answer["importId"]
     run = "(run %s) in account %s" % (answer["runRef"], account.id)
     if not answer["replayed"]:
         what = "Started import %d %s." % (import_id, run)
     elif answer["retried"]:
-        what = (
-            "Import %d was started with key %s %s by an earlier attempt of this run, "
-            "whose answer was "
-            "lost; nothing new started." % (import_id, key, run)
-        )
+        what = ("Import %d was started with key %s %s by an earlier attempt of this run, whose "
+                "answer was lost; nothing new started." % (import_id, key, run))
     else:
-        what = "Import %d was already started with key %s %s; nothing new started." % (
-            import_id,
-            key,
-            run,
-        )
+        what = ("Import %d was already started with key %s %s; nothing new started."
+                % (import_id, key, run))
     console.line("%s Follow it with: %s" % (what, resume_command(account.id, [import_id])))
     if not args.watch:
-        console.result(
-            {"importId": import_id, "runRef": answer["runRef"]}, {"importId": import_id}
-        )
+        console.result({"importId": import_id, "runRef": answer["runRef"]},
+                       {"importId": import_id})
         return 0
-    return watch_started(api, account, import_id, console, args.max_wait)
+    # the wait gets what the start's retries left of --max-wait (one request at least)
+    limit = max(until - CLOCK.now(), min(api.timeout, args.max_wait))
+    return watch_started(api, account, import_id, console, limit)
 
 
 def watch_started(api, account, import_id, console, limit):

@@ -343,7 +343,9 @@ class TerminalWaitTests(ImportTestCase):
         with mock.patch("os.get_terminal_size", terminal_size), mock.patch.object(sys, "stderr", stream):
             code = tool.main(["contacts-import", "wait", str(import_id)])
         self.assertEqual(code, 0)
-        frames = stream.getvalue().split("\r\x1b[J")[1:]
+        frames = stream.getvalue().split("\r\x1b[K")[1:]
+        # erase-line only: erase-display at a pane's top row pushes the screen into tmux's history
+        self.assertNotIn("\x1b[J", stream.getvalue())
         countdown = [int(m) for m in re.findall(r"next poll in (\d+)s", stream.getvalue())]
         self.assertEqual(countdown[:6], [5, 5, 4, 3, 2, 1])     # the poll's line, then one a second
         self.assertTrue(set(self.clock.sleeps) <= {1, tool.REDRAW_EVERY})
@@ -374,14 +376,14 @@ class RenderingTests(ToolTestCase):
         """What one redraw writes on a terminal `columns` wide, without the escapes that move the cursor."""
         stream = FakeTty(columns)
         tool.show_progress(kwargs.get("console") or tool.Console(stream=stream), list(trackers), kwargs.get("now", 30))
-        return re.sub(r"^\r(\x1b\[\d+A)?\x1b\[J", "", stream.getvalue())
+        return re.sub(r"^\r\x1b\[K(\x1b\[1A\x1b\[K)*", "", stream.getvalue())
 
     def test_a_terminal_gets_a_redrawn_bar_with_an_eta_and_a_countdown(self):
         stream = FakeTty(160)
         console = tool.Console(stream=stream)
         tool.show_progress(console, [self.tracker(40)], 30)
         text = stream.getvalue()
-        self.assertEqual(text, "\r\x1b[Jimport 7 [########------------] 40% in_progress 410/1000 rows ETA 1m "
+        self.assertEqual(text, "\r\x1b[Kimport 7 [########------------] 40% in_progress 410/1000 rows ETA 1m "
                                "| next poll in 20s")      # 30 points in 30 s, 60 points to go
         tool.show_progress(console, [self.tracker(40)], 40)
         self.assertIn("ETA 50s | next poll in 10s", stream.getvalue())     # counting down between polls
@@ -430,12 +432,17 @@ class RenderingTests(ToolTestCase):
         stream = FakeTty(200)
         console = tool.Console(stream=stream)
         tool.show_progress(console, [self.tracker(40)], 30)
-        drawn = len(stream.getvalue()) - len("\r\x1b[J")
+        drawn = len(stream.getvalue()) - len("\r\x1b[K")
         stream.columns = 40                               # the window shrinks: the line now covers 3 rows
         stream.seek(0)
         stream.truncate()
         tool.show_progress(console, [self.tracker(40)], 31)
-        self.assertTrue(stream.getvalue().startswith("\r\x1b[%dA\x1b[J" % ((drawn - 1) // 40)), stream.getvalue())
+        # the line of 3 rows: its last row erased, then each row above it, and never the rest of the screen
+        rows = (drawn - 1) // 40
+        self.assertEqual(rows, 2)
+        self.assertTrue(stream.getvalue().startswith("\r\x1b[K" + "\x1b[1A\x1b[K" * rows + "import 7"),
+                        stream.getvalue())
+        self.assertNotIn("\x1b[J", stream.getvalue())
 
     def test_several_imports_get_one_summary_line(self):
         trackers = [self.tracker(40), self.tracker(100, phase="completed"), tool.Tracker(9, 0)]

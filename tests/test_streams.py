@@ -617,7 +617,8 @@ sys.exit(code)
                 self.assertEqual(result.code, 0, result)
                 self.assertEqual(json.loads(result.stdout)["phase"], "completed")
                 text = self.assertNoTerminalControl(written, world.token)
-                shown = re.sub(r"\x1b\[J|\x1b\[[0-9]+A|\x1b\[[0-9;]*m", "", text)
+                self.assertNotIn("\x1b[J", text)          # erase-line only, never erase-display
+                shown = re.sub(r"\x1b\[K|\x1b\[[0-9]+A|\x1b\[[0-9;]*m", "", text)
                 self.assertNotIn("\x1b", shown, "an escape sequence that is not the tool's own: %r" % text)
                 # one progress line, redrawn: no newline inside it, and the final newline ends it
                 self.assertTrue(shown.endswith("\n"), repr(text[-200:]))
