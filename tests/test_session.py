@@ -167,6 +167,16 @@ class SessionFileTests(ToolTestCase):
         self.assertOk(result)
         self.assertEqual(result.stderr.count("warning: the session expires in"), 1, result)
 
+    def test_the_warning_comes_under_24_hours_and_not_before(self):
+        # README: under 24 hours left warns. 5 hours (above) warns under a 12-hour rule too, and a
+        # 48-hour rule would warn at 25 hours: 20 and 25 hours pin the boundary between them
+        for hours, warnings in ((20, 1), (25, 0)):
+            with self.subTest(hours=hours):
+                self.login(expiresAt=tool.format_time(self.clock.wall() + hours * 3600))
+                result = self.run_tool("contacts-import", "status", "1")
+                self.assertOk(result)
+                self.assertEqual(result.stderr.count("warning: the session expires in"), warnings, result)
+
     def test_every_line_is_written_when_its_event_happens(self):
         self.login(expiresAt=tool.format_time(time.time() + 3600 * 5))
         os.chmod(self.session_path, 0o640)
