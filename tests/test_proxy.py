@@ -234,8 +234,8 @@ class CertificateThroughProxyTests(ProxyTestCase):
         self.assertNotIn("SSL_CERT_FILE", message, "a trust store would not help")
 
     def assertSaysAnotherName(self, message, host):
-        """The part after "TLS failed" says the certificate is for another name, and names `host`: the
-        URL before it holds the host in every message, so only that part can tell."""
+        """The part after "TLS failed" says the certificate is for another name, and names `host`:
+        the URL before it holds the host in every message, so only that part can tell."""
         _, found, hint = message.partition("TLS failed")
         self.assertTrue(found, message)
         self.assertIn("for another name", hint, message)
