@@ -13,7 +13,8 @@ imports the tool waits on progress in the same virtual time. With $FASTCLOCK_NO_
 domain (landbase.com), looking up a name in it fails at once: a request for api.landbase.com that
 should have gone through a test proxy cannot leave the host. With $FASTCLOCK_CONNECT_LOG set to a
 file, each connection the tool opens appends its "host:port" there (a proxy that is down sees no
-attempt: this counts them where they leave).
+attempt: this counts them where they leave). With $FASTCLOCK_SLOW_FSYNC set to a file, each fsync
+first creates that file, then really takes 2 s (a slow disk, for two writers at once).
 """
 
 import os
@@ -41,6 +42,17 @@ def main():
                 handle.write("%s:%s\n" % address[:2])
             return create_connection(address, *args, **kwargs)
         socket.create_connection = logged
+    if os.environ.get("FASTCLOCK_SLOW_FSYNC"):
+        fsync = os.fsync
+
+        def slow_fsync(fd):
+            # a slow disk, for two writers of platform.json at once (test_unattended): the file
+            # named says the write has begun, and the fsync really takes 2 s, the window the other
+            # one meets
+            open(os.environ["FASTCLOCK_SLOW_FSYNC"], "w").close()
+            time.sleep(2)
+            fsync(fd)
+        os.fsync = slow_fsync
     log_path = os.environ.get("FASTCLOCK_LOG")
     advance_url = os.environ.get("FASTCLOCK_ADVANCE")
 

@@ -34,9 +34,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import proxy
 import sandbox
+from support import EXITS, subprocess_env, tool_command, write_session
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FASTCLOCK = os.path.join(HERE, "fastclock.py")
 TLS_DIR = os.path.join(HERE, "tls")
 CERTFILE = os.path.join(TLS_DIR, "localhost.pem")      # the sandbox's certificate and key
 TEST_CA = os.path.join(TLS_DIR, "ca.pem")              # the CA that signed it, for SSL_CERT_FILE
@@ -47,11 +47,13 @@ MAX_RSS = 64 * 1024 * 1024      # the tool's memory stays under this whatever th
 STARTUP_MARGIN = 15.0           # what a run may take beyond its waits and --timeout per request
 TOLERANCE = 0.5                 # a logged wait matches a planned one within this (the poller's waits
                                 # are measured from the end of the poll, less the few ms since)
-RETRY_DELAYS = (5, 10, 20)      # the README: one-shot commands retry 3 times after 5, 10 and 20 s
-POLL_DELAYS = (5, 10)           # the README: wait polls at once, after 5 s, 10 s, then every 20 s ...
-POLL_EVERY = 20
-WAIT_LIMIT = 1800               # ... and gives up with TIMEOUT after 30 minutes
-EXIT = {"NETWORK_ERROR": 4, "TIMEOUT": 4, "API_ERROR": 2, "RATE_LIMITED": 2}
+# The README's schedules, written out rather than computed the way the tool computes them:
+# a one-shot command tries once and retries 3 times, after 5, 10 and 20 s
+RETRIES = [5, 10, 20]
+# wait polls at once, after 5 s, 10 s, then every 20 s, and gives up with TIMEOUT after 30 minutes:
+# polls at 0, 5, 15, 35, 55, ..., 1795 s (92 of them), then the last wait runs to 1800 s
+WAIT_LIMIT = 1800
+POLLS_TO_THE_LIMIT = [5, 10] + [20] * 89 + [5]
 
 # command name: (argv, the sandbox route it exercises)
 COMMANDS = collections.OrderedDict([
@@ -139,14 +141,6 @@ PROXIES = {"proxy-403": {"mode": "refuse"}, "proxy-407": {"mode": "auth", "user"
 Expect = collections.namedtuple("Expect", "exit code attempts schedule limit")
 
 
-def planned_waits(command, count):
-    """The first `count` waits of the command's own schedule (the README, "Polling")."""
-    if command != "wait":
-        return list(RETRY_DELAYS[:count])
-    waits = list(POLL_DELAYS[:count])
-    return waits + [POLL_EVERY] * (count - len(waits))
-
-
 def expected(command, fault):
     """Expect(exit, code, attempts, schedule, limit): what the README promise for this command
     against this fault. schedule: the waits between the attempts, each a number (matched within
@@ -155,24 +149,23 @@ def expected(command, fault):
     if fault.code is None:                                  # followed: the command works
         return Expect(0, None, 2, [], None)
     if not fault.transient:                                 # not retried, whatever the command
-        return Expect(EXIT[fault.code], fault.code, 1, [], None)
+        return Expect(EXITS[fault.code], fault.code, 1, [], None)
     if command == "wait" and fault.times == "always":       # polled on its schedule until the limit
-        waits, elapsed = [], 0
-        while True:
-            wait = planned_waits("wait", len(waits) + 1)[-1]
-            if elapsed + wait >= WAIT_LIMIT:
-                waits.append(WAIT_LIMIT - elapsed)
-                return Expect(4, "TIMEOUT", len(waits), waits, WAIT_LIMIT)
-            waits.append(wait)
-            elapsed += wait
+        return Expect(4, "TIMEOUT", len(POLLS_TO_THE_LIMIT), list(POLLS_TO_THE_LIMIT), WAIT_LIMIT)
     if command == "wait":                                   # rides the failures out, then the real answer
-        failed, gives_up = 3 if fault.times is None else fault.times, False
+        failed = 3
+        if fault.times is not None:
+            failed = fault.times
+        planned = POLLS_TO_THE_LIMIT[:failed]
+        gives_up = False
     else:                                                   # one try and 3 retries at most
-        tries = len(RETRY_DELAYS) + 1
-        failed = tries if fault.times in (None, "always") else min(tries, fault.times)
-        gives_up = failed == tries
+        failed = 4
+        if fault.times not in (None, "always"):
+            failed = min(4, fault.times)
+        gives_up = failed == 4
+        planned = RETRIES[:failed]                          # a wait after each failure but a 4th
     waits = []
-    for index, wait in enumerate(planned_waits(command, failed - 1 if gives_up else failed)):
+    for index, wait in enumerate(planned):
         asked = fault.retry_after[index] if fault.retry_after else None
         if isinstance(asked, tuple):                        # a longer Retry-After is honoured
             wait = (max(wait, asked[0]), max(wait, asked[1]))
@@ -180,7 +173,7 @@ def expected(command, fault):
             wait = max(wait, asked)
         waits.append(wait)
     if gives_up:
-        return Expect(EXIT[fault.code], fault.code, failed, waits, None)
+        return Expect(EXITS[fault.code], fault.code, failed, waits, None)
     return Expect(0, None, failed + 1, waits, None)
 
 
@@ -227,7 +220,10 @@ def expected_reports(row):
 
 
 def real_bound(expect, timeout):
-    """Real seconds a run may take: --timeout per request and a margin (its waits take none)."""
+    """Real seconds a run may take: --timeout per request and a margin (its waits take none). Real
+    time on purpose: the promise is about time, --timeout bounding each request whatever the
+    server does (the rows that drip or never answer); the margin makes it a hang's bound, not a
+    speed test."""
     return expect.attempts * timeout + STARTUP_MARGIN
 
 
@@ -325,7 +321,14 @@ for line in sys.stdin:
 
 
 class Launcher:
-    """The launcher process: run() starts a command there and returns {exit, seconds, maxrss}."""
+    """The launcher process: run() starts a command there and returns {exit, seconds, cpu, maxrss}.
+
+    The measured runner, and the one way to run the tool as a process besides support.run_cli: the
+    fault matrix, make reliability and make bench report each run's peak memory and CPU, and a
+    child's ru_maxrss on Linux counts the memory it had before exec(), its parent's (see LAUNCHER):
+    a child of the test runner would report the runner's size. So each run is the child of this
+    small process, reaped with wait4(). The command it runs is built by the caller, for the tool
+    with support.tool_command (run_case)."""
 
     def __init__(self, python):
         self.process = subprocess.Popen([python, "-S", "-E", "-c", LAUNCHER], stdin=subprocess.PIPE,
@@ -460,20 +463,14 @@ def run_case(command, fault, python=sys.executable, launcher=None, cache=None):
         token = row["token"] = platform.mint_token()
         config = os.path.join(work, "landbase")
         if command != "auth login --with-token":
-            os.makedirs(config, 0o700)
-            with open(os.open(os.path.join(config, "platform.json"), os.O_WRONLY | os.O_CREAT, 0o600), "w") as handle:
-                json.dump({"accessToken": token, "expiresAt": time.strftime(
-                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 6 * 86400)), "accountId": "acc_demo"}, handle)
+            write_session(config, token)
         if fault.setup == "tls-drop":
             platform.drop_handshakes = fault.times
         spec = sandbox_fault(fault.setup, route, other)
         if spec is not None:
             platform.inject(route, spec, fault_times(fault, command) or 10 ** 6)
         log = os.path.join(work, "sleeps")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LANDBASE_", "SSL_CERT", "FASTCLOCK"))
-               and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
-        env.update(LANDBASE_CONFIG_DIR=config, LANDBASE_PLATFORM_API_URL=url, LANDBASE_PLATFORM_WEB_URL=url,
-                   NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", FASTCLOCK_LOG=log)
+        env = subprocess_env(url, config, FASTCLOCK_LOG=log)
         if fault.setup == "tls-drop" or proxied:
             env["SSL_CERT_FILE"] = TEST_CA
         if proxied:
@@ -482,7 +479,7 @@ def run_case(command, fault, python=sys.executable, launcher=None, cache=None):
         paths = [os.path.join(work, name) for name in ("stdin", "stdout", "stderr")]
         with open(paths[0], "w") as handle:
             handle.write(token + "\n" if command == "auth login --with-token" else BODY)
-        full = [python, "-S", FASTCLOCK] + argv + ["--timeout", "%g" % fault.timeout]
+        full = tool_command(fast=True, python=python) + argv + ["--timeout", "%g" % fault.timeout]
         kill_after = real_bound(row["expected"], fault.timeout) + 5     # a hang fails the row, in bounded time
         if launcher is None:
             launcher = own = Launcher(python)

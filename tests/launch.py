@@ -8,8 +8,8 @@ of CPU a start. Started here, it is compiled once per content of the file and ke
 $LBI_TEST_CACHE (tests/run.py makes one for the suite; support.py one for a module run on its own;
 without it, nothing is kept). The code then runs as the file would: as __main__, with the file's
 __file__ and sys.argv[0], the file's directory as sys.path[0], and this process's streams, signals
-and exit code untouched (-S leaves out only what site does: see test_e2e's LauncherTests). A fixed
-set of tests still runs the file itself (support.tool_command).
+and exit code untouched (-S leaves out only what site does: see test_harness's LauncherTests).
+A fixed set of tests still runs the file itself (support.tool_command).
 """
 
 import marshal

@@ -43,17 +43,21 @@ tool = import_tool()
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ", re.M)
 TRACES = ("Traceback", "internal error", "Exception occurred")    # the last: socketserver's handle_error
-# the README's table of exit codes (Exit codes), stated here rather than read from the tool, whose own
-# table is what it checks
+# CLI.md's table of exit codes (the README's Exit codes), stated here rather than read from the
+# tool, whose own table is what it checks. The one copy in the tests: every other module imports it
 EXITS = {"INVALID_INPUT": 1, "VALIDATION_ERROR": 1, "SETUP_FAILED": 1,
          "NOT_FOUND": 2, "CONFLICT": 2, "API_ERROR": 2, "RATE_LIMITED": 2, "UPGRADE_REQUIRED": 2,
          "IMPORT_FAILED": 2, "IMPORT_PARTIAL": 2, "OUTPUT_FAILED": 2,
          "AUTH_REQUIRED": 3, "AUTH_FAILED": 3, "TIMEOUT": 4, "NETWORK_ERROR": 4,
          "INTERRUPTED": 130, "TERMINATED": 143}
 # the environment a test must not inherit: the tool's own variables, proxies, terminal and colour settings
-CLEARED = ("all_proxy", "ALL_PROXY", "TZ", "COLUMNS", "LINES", "FASTCLOCK_LOG", "LANDBASE_ACCESS_TOKEN", "LANDBASE_ACCOUNT_ID", "LANDBASE_ALLOW_CUSTOM_API_URL", "LANDBASE_CONFIG_DIR",
-           "LANDBASE_PLATFORM_API_URL", "LANDBASE_PLATFORM_WEB_URL", "BROWSER", "SSH_CONNECTION", "SSH_TTY",
-           "NO_COLOR", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "TERM")
+CLEARED = ("all_proxy", "ALL_PROXY", "TZ", "COLUMNS", "LINES", "FASTCLOCK_LOG",
+           "FASTCLOCK_ADVANCE", "FASTCLOCK_NO_LOOKUP", "FASTCLOCK_CONNECT_LOG",
+           "FASTCLOCK_SLOW_FSYNC", "LANDBASE_ACCESS_TOKEN", "LANDBASE_ACCOUNT_ID",
+           "LANDBASE_ALLOW_CUSTOM_API_URL", "LANDBASE_CONFIG_DIR", "LANDBASE_PLATFORM_API_URL",
+           "LANDBASE_PLATFORM_WEB_URL", "BROWSER", "SSH_CONNECTION", "SSH_TTY", "NO_COLOR",
+           "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "TERM", "SSL_CERT_FILE",
+           "SSL_CERT_DIR")
 
 
 def direct_opener():
@@ -234,6 +238,19 @@ class World:
     def count(self, method, path_part):
         return self.platform.count(method, path_part)
 
+    def stored(self, raw=False):
+        """The stored session: platform.json as it is now, parsed (raw=True: its bytes, for a test
+        that it was left as it was); None when there is none. The one reader of it in the tests (a
+        FIFO in its place would hang it: a test that plants one does not call it)."""
+        try:
+            with open(self.session_path, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            return None
+        if raw:
+            return data
+        return json.loads(data.decode("utf-8"))
+
 
 class ToolTestCase(ResultTestCase):
     """A sandbox per test, a throwaway config directory, a clean environment, the tool in-process."""
@@ -267,6 +284,10 @@ class ToolTestCase(ResultTestCase):
     def session_path(self):
         return self.world.session_path
 
+    def stored(self, raw=False):
+        """The stored session (World.stored)."""
+        return self.world.stored(raw)
+
     def login(self, user="usr_demo", account="acc_demo", **extra):
         """A stored session for `user`, as auth login would leave it."""
         return self.world.write_session(account, user, days=7, **extra)
@@ -298,23 +319,103 @@ def subprocess_env(base_url=None, config_dir=None, **extra):
     return env
 
 
-def tool_command(as_user=False, clock=False):
-    """The command that runs the tool as a process of this interpreter, before its arguments.
+def tool_command(as_user=False, fast=False, python=None, program=TOOL, shebang=False, options=()):
+    """The command that runs the tool (or `program`) as a process, before its arguments.
 
     Most runs start it from its code compiled once for the suite (launch.py: the same process as
     `python3 landbase_import.py`, less the compiling), and without `site` (-S: the tool imports
     nothing outside the standard library, and a site's .pth files are no part of it; here one costs
     ~70 ms a start). as_user=True runs the file as users do, in a fixed set of tests: test_e2e's wait
-    on the real schedule, --help/--version (also by the file's #! line) and closed stdout;
-    test_e2e_sessions' signals; test_streams' closed stdin. clock=True runs fastclock.py (virtual
-    sleeps; FASTCLOCK_ADVANCE in the environment moves the sandbox's clock along), also with -S."""
-    if clock:
-        return [sys.executable, "-S", FASTCLOCK]
-    return [sys.executable, TOOL] if as_user else [sys.executable, "-S", LAUNCH, TOOL]
+    on the real schedule, --help/--version and closed stdout; test_e2e_sessions' signals;
+    test_streams' closed stdin; test_unattended's processes; test_harness's check of the launcher.
+    shebang=True runs the file by its #! line (test_e2e). fast=True runs fastclock.py (virtual
+    sleeps; FASTCLOCK_ADVANCE in the environment moves the sandbox's clock along), also with -S.
+    python: another interpreter than this one (the fault matrix on every version); options: the
+    interpreter's own, before the script (-X dev, -W error::ResourceWarning: test_devmode)."""
+    if python is None:
+        python = sys.executable
+    python = [python] + list(options)
+    if shebang:
+        return [program]
+    if fast:
+        return python + ["-S", FASTCLOCK]
+    if as_user:
+        return python + [program]
+    return python + ["-S", LAUNCH, program]
 
 
-def run_cli(argv, env, stdin="", timeout=120, fast=False, as_user=False):
-    """The tool as a process (see tool_command; fast=True: fastclock.py)."""
-    process = subprocess.run(tool_command(as_user, fast) + list(argv), input=stdin.encode("utf-8"), env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
-    return Result(process.returncode, process.stdout, process.stderr, argv)
+def _default_sigint():
+    """In the child, before exec: SIGINT at its default, as in a terminal's foreground job (a
+    background job of a non-interactive shell, as under make, inherits it ignored: PITFALLS)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class Running:
+    """The tool started as a process by run_cli(): `process` is its Popen, finish() its Result."""
+
+    def __init__(self, argv, command, env, stdin, stdout, stderr, background):
+        self.argv = list(argv)
+        self.started = time.monotonic()
+        self.input = stdin
+        closed = stdin is None
+        self.process = subprocess.Popen(
+            command, env=env, stdout=stdout, stderr=stderr,
+            stdin=subprocess.DEVNULL if closed else subprocess.PIPE,
+            preexec_fn=_default_sigint if background else None)
+        if background and not closed:
+            # the whole input now, then end of file: a command started in the background reads it
+            # while the test waits on something else (a request, a line on stderr)
+            try:
+                self.process.stdin.write(stdin)
+                self.process.stdin.close()
+            except BrokenPipeError:
+                pass                                # it ended without reading: its Result says how
+            self.process.stdin = None
+            self.input = None
+
+    def finish(self, timeout=60):
+        """The Result once the process has ended; one still going after `timeout` seconds is
+        killed and marked hung (a hang is a failure that assertClean names, not a test that waits
+        forever)."""
+        hung = False
+        try:
+            out, err = self.process.communicate(self.input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            hung = True
+            self.process.kill()
+            out, err = self.process.communicate()
+        seconds = time.monotonic() - self.started
+        return Result(self.process.returncode, out, err, self.argv, seconds, hung)
+
+
+def run_cli(argv, env, stdin=b"", redirect="", extra_env=None, fast=False, as_user=False,
+            timeout=60, background=False, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            python=None, program=TOOL, shebang=False, options=()):
+    """The tool as a process: the one way the tests start it (faults.Launcher, which measures a
+    run, builds its command with tool_command too). Its Result; with background=True, the Running
+    process instead (SIGINT at its default, its input already written), for a test that signals it
+    or reads its stderr while it runs, then calls finish().
+
+    env: the whole environment (World.env, subprocess_env()); extra_env: changes to it, where None
+    removes a variable. stdin: text or bytes, or None for a closed stdin (`<&-`). redirect: a shell
+    redirection applied by /bin/sh, as a user types `landbase_import.py ... >&-`. stdout, stderr: a
+    pipe (read into the Result), or a file or descriptor the test reads itself. fast, as_user,
+    python, program, shebang, options: see tool_command. A run still going after `timeout` is killed and
+    marked hung."""
+    if isinstance(stdin, str):
+        stdin = stdin.encode("utf-8")
+    env = dict(env)
+    for name, value in (extra_env or {}).items():
+        env.pop(name, None)
+        if value is not None:
+            env[name] = value
+    command = tool_command(as_user, fast, python, program, shebang, options) + list(argv)
+    if stdin is None:
+        redirect = (redirect + " <&-").strip()
+    if redirect:
+        command = ["/bin/sh", "-c", 'exec "$@" ' + redirect, "sh"] + command
+    running = Running(argv, command, env, stdin, stdout, stderr, background)
+    if background:
+        return running
+    return running.finish(timeout)

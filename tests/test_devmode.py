@@ -7,10 +7,9 @@ leaked file print "Exception ignored ... ResourceWarning".
 """
 
 import json
-import subprocess
 import unittest
 
-from support import ResultTestCase, Result, World, sandbox, tool_command
+from support import ResultTestCase, World, run_cli, sandbox
 
 DEV = ["-X", "dev", "-W", "error::ResourceWarning"]
 BODY = '{"datasetId": "ds_demo", "tagName": "dev"}'
@@ -26,14 +25,10 @@ class DevModeTests(ResultTestCase):
         """The tool run as a process in development mode; its exit must be `exit_code`, its
         stderr clean. clock=True: fastclock.py, whose sleeps move the sandbox's clock (an
         import's end comes at once)."""
-        command = tool_command(clock=clock)
-        command[1:1] = DEV              # the interpreter's options, before the script
-        env = dict(self.world.env)
+        extra = {}
         if clock:
-            env["FASTCLOCK_ADVANCE"] = self.world.url
-        process = subprocess.run(command + list(argv), input=stdin.encode("utf-8"), env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
-        result = Result(process.returncode, process.stdout, process.stderr, argv)
+            extra["FASTCLOCK_ADVANCE"] = self.world.url
+        result = run_cli(argv, self.world.env, stdin=stdin, extra_env=extra, fast=clock, options=DEV)
         for sign in SIGNS:
             self.assertNotIn(sign, result.stderr, result)
         self.assertEqual(result.code, exit_code, result)

@@ -10,14 +10,11 @@ through fastclock.py, whose virtual sleeps move the sandbox's clock too. The pol
 import hashlib
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
-from support import TOOL, ResultTestCase, World, direct_opener, run_cli, subprocess_env, tool, tool_command
+from support import TOOL, ResultTestCase, World, direct_opener, run_cli, tool
 
 DIRECT = direct_opener()
 BROWSER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_browser.py")
@@ -31,13 +28,13 @@ class EndToEndTestCase(ResultTestCase):
 
     def setUp(self):
         world = World(self, speed=10, device_interval=1, min_poll_interval=0, env_extra={"BROWSER": BROWSER})
+        self.world = world
         self.sandbox, self.platform, self.config, self.env = world.sandbox, world.platform, world.dir, world.env
 
     def cli(self, *argv, **kwargs):
-        env = dict(self.env)
-        env.update(kwargs.pop("env", {}))
+        """support.run_cli in this test's world; env: changes to its environment."""
         kwargs.setdefault("as_user", self.as_user)
-        return run_cli(argv, env, **kwargs)
+        return run_cli(argv, self.env, extra_env=kwargs.pop("env", None), **kwargs)
 
     def log_in(self, user="usr_demo"):
         token = self.platform.mint_token(user)
@@ -99,14 +96,14 @@ class EndToEndTests(EndToEndTestCase):
 
     def test_a_closed_stdout_exits_quietly(self):
         self.log_in()
-        process = subprocess.Popen(tool_command(as_user=True) + ["contacts-import", "status", "1", "--account=acc_demo"],
-                                   env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        process.stdout.close()                  # like `| head -c0`
-        process.stdout = None
-        _, err = process.communicate(timeout=30)
-        err = err.decode()
-        self.assertEqual(process.returncode, 0, err)
-        self.assertEqual(err, "")
+        running = self.cli("contacts-import", "status", "1", "--account=acc_demo", as_user=True,
+                           background=True)
+        running.process.stdout.close()                  # like `| head -c0`
+        running.process.stdout = None
+        result = running.finish(timeout=30)
+        self.assertClean(result)
+        self.assertEqual(result.code, 0, result)
+        self.assertEqual(result.stderr, "")
 
     def test_help_version_and_bad_usage(self):
         self.as_user = True
@@ -121,55 +118,12 @@ class EndToEndTests(EndToEndTestCase):
         bin_dir = os.path.join(self.config, "bin")
         os.mkdir(bin_dir)
         os.symlink(sys.executable, os.path.join(bin_dir, "python3"))
-        env = dict(self.env, PATH=bin_dir + os.pathsep + self.env.get("PATH", os.defpath))
-        process = subprocess.run([TOOL, "--version"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 timeout=60)
-        self.assertEqual((process.returncode, process.stdout.decode(), process.stderr),
-                         (0, version, b""))
+        path = bin_dir + os.pathsep + self.env.get("PATH", os.defpath)
+        result = self.cli("--version", shebang=True, env={"PATH": path})
+        self.assertEqual((result.code, result.stdout, result.raw_stderr), (0, version, b""))
         self.assertFails(self.cli("contacts-import", "frobnicate"), "INVALID_INPUT", 1)
         self.assertFails(self.cli("contacts-import", "status", "7", "--account=acc_1",
                             env={"LANDBASE_CONFIG_DIR": os.path.join(self.config, "none")}), "AUTH_REQUIRED", 3)
-
-
-PROBE = r'''"""A program that prints what a run of it can see of how it was started."""
-import os, signal, sys, time
-names = sorted((k, type(v).__name__) for k, v in globals().items() if k not in ("os", "signal", "sys", "time"))
-print(names, __name__, __file__, __doc__, sys.argv, sys.path[0], sys.modules["__main__"].__dict__ is globals())
-print([signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGHUP)])
-site = ("no_site", "site-packages", "exit", "quit", "help", "copyright", "credits", "license")   # what -S leaves out
-path = [p for i, p in enumerate(sys.path) if i and "site-packages" not in p and p not in sys.path[:i]]
-print(repr(sys.flags).replace("no_site=1", "no_site=0"), path,
-      sorted(name for name in vars(__builtins__) if name not in site), sys.stdin.read())
-sys.stdout.flush()
-if sys.argv[1] == "exit":
-    sys.exit(int(sys.argv[2]))
-if sys.argv[1] == "raise":
-    raise ValueError("raised")
-os.kill(os.getpid(), getattr(signal, sys.argv[1]))
-time.sleep(5)
-'''
-
-
-class LauncherTests(unittest.TestCase):
-    def test_the_launcher_runs_a_file_as_python_runs_it(self):
-        """Most process runs start the tool from its compiled code (support.tool_command): the program
-        sees the same names, arguments, path, signal handlers and streams, and ends with the same exit;
-        only what `site` does is not done (-S: its flag, site-packages, exit() and the like, sys.path
-        without duplicates)."""
-        directory = tempfile.mkdtemp(prefix="lbi-launch-")
-        self.addCleanup(shutil.rmtree, directory, True)
-        probe = os.path.join(directory, "probe.py")
-        with open(probe, "w") as handle:
-            handle.write(PROBE)
-        for ending in (["exit", "3"], ["raise"], ["SIGINT"]):
-            with self.subTest(ending=ending):
-                runs = [subprocess.run(command + ending, input=b"in", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       env=subprocess_env(), timeout=60)
-                        for command in ([sys.executable, probe], tool_command()[:-1] + [probe])]
-                self.assertEqual(runs[0].stdout.decode().count("\n"), 3, runs[0])
-                self.assertEqual(runs[1].returncode, runs[0].returncode)
-                self.assertEqual(runs[1].stdout, runs[0].stdout)
-                self.assertEqual(runs[1].stderr.splitlines()[-1:], runs[0].stderr.splitlines()[-1:])
 
 
 if __name__ == "__main__":

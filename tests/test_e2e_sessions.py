@@ -7,12 +7,11 @@ import json
 import os
 import re
 import signal
-import subprocess
 import time
 import unittest
 from urllib.parse import urlencode
 
-from support import STAMP, TOOL, envelope_of, tool_command
+from support import STAMP, TOOL, envelope_of
 from test_e2e import DIRECT, EndToEndTestCase
 
 
@@ -34,26 +33,21 @@ class LoginAndSignalTests(EndToEndTestCase):
     def test_browser_login_deny(self):
         result = self.cli("auth", "login", env={"FAKE_BROWSER_DECISION": "deny"})
         self.assertFails(result, "AUTH_FAILED", 3)
-        self.assertFalse(os.path.exists(os.path.join(self.config, "landbase", "platform.json")))
+        self.assertIsNone(self.world.stored())
 
     def test_device_login(self):
-        process = subprocess.Popen(tool_command() + ["auth", "login", "--device"], env=self.env,
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   universal_newlines=True)
+        running = self.cli("auth", "login", "--device", background=True)
         try:
-            line = process.stderr.readline()
+            line = running.process.stderr.readline().decode()
             match = re.search(r"open (\S+) and enter the code (\S+)", line)
             self.assertIsNotNone(match, line)
             form = urlencode({"user_code": match.group(2), "decision": "approve"}).encode()
             with DIRECT.open(match.group(1), data=form, timeout=5) as response:
                 self.assertIn(b"approved", response.read())
-            out, err = process.communicate(timeout=30)
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
-        self.assertEqual(process.returncode, 0, err)
-        self.assertEqual(json.loads(out)["userId"], "usr_demo")
+            result = running.finish(timeout=30)
+        self.assertEqual(result.code, 0, result)
+        self.assertEqual(json.loads(result.stdout)["userId"], "usr_demo")
 
     def test_with_token_and_environment_token(self):
         token = self.platform.mint_token("usr_solo")
@@ -66,20 +60,16 @@ class LoginAndSignalTests(EndToEndTestCase):
 
     def signal_a_wait(self, import_id, signals, gap=0.0, as_user=False):
         """(exit, stdout, stderr) of a wait sent `signals`, `gap` seconds apart, once it is waiting."""
-        process = subprocess.Popen(
-            tool_command(as_user) + ["contacts-import", "wait", str(import_id), "--account=acc_demo"],
-            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        running = self.cli("contacts-import", "wait", str(import_id), "--account=acc_demo",
+                           as_user=as_user, background=True)
         try:
-            self.assertIn("next poll", process.stderr.readline())
+            self.assertIn("next poll", running.process.stderr.readline().decode())
             for signum in signals:
-                process.send_signal(signum)
+                running.process.send_signal(signum)
                 time.sleep(gap)
-            out, err = process.communicate(timeout=20)
         finally:
-            if process.poll() is None:
-                process.kill()
-        return process.returncode, out, err
+            result = running.finish(timeout=20)
+        return result.code, result.stdout, result.stderr
 
     def test_signals_end_a_wait_with_the_resume_command(self):
         self.log_in()
@@ -130,24 +120,20 @@ class LoginAndSignalTests(EndToEndTestCase):
                                     stdin='{"datasetId": "ds_long", "tagName": "x"}'))["importId"])
                for _ in range(3)]
         self.platform.inject("status", {"delay": 60}, times=3)    # every first poll hangs for a minute
-        process = subprocess.Popen(tool_command() + ["contacts-import", "wait"] + ids + ["--account=acc_demo"],
-                                   env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   universal_newlines=True,
-                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        argv = ["contacts-import", "wait"] + ids + ["--account=acc_demo"]
+        running = self.cli(*argv, background=True)
         try:
             deadline = time.monotonic() + 10
             while self.platform.in_flight < 3 and time.monotonic() < deadline:
                 time.sleep(0.05)
             self.assertEqual(self.platform.in_flight, 3)
-            self.assertEqual(self.threads_that_take_stop_signals(process.pid), [])
-            process.send_signal(signal.SIGINT)
-            out, err = process.communicate(timeout=50)
+            self.assertEqual(self.threads_that_take_stop_signals(running.process.pid), [])
+            running.process.send_signal(signal.SIGINT)
         finally:
-            if process.poll() is None:
-                process.kill()
-        self.assertEqual(process.returncode, 130, err)
+            result = running.finish(timeout=50)
+        self.assertEqual(result.code, 130, result)
         self.assertEqual(self.platform.in_flight, 3)        # it ended while its three requests were still out
-        self.assertIn("contacts-import wait %s --account=acc_demo" % " ".join(ids), err)
+        self.assertIn("contacts-import wait %s --account=acc_demo" % " ".join(ids), result.stderr)
 
 
 if __name__ == "__main__":

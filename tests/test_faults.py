@@ -177,14 +177,14 @@ class ExpectationTests(unittest.TestCase):
 class TrustedCertificateTests(unittest.TestCase):
     def test_ssl_cert_file_makes_the_test_ca_trusted(self):
         world = World(self, certfile=faults.CERTFILE, host="localhost", env_extra={"SSL_CERT_FILE": faults.TEST_CA})
-        box, config = world.sandbox, world.config
+        box = world.sandbox
         self.assertTrue(world.url.startswith("https://localhost:"))
         token = box.platform.mint_token()
         result = run_cli(["auth", "login", "--with-token"], world.env, stdin=token + "\n")
         self.assertEqual(result.code, 0, result)
         self.assertEqual(json.loads(result.stdout)["userId"], "usr_demo")
         self.assertIn(tool.__version__, box.platform.requests[0][2]["User-Agent"])
-        self.assertTrue(os.path.exists(os.path.join(config, "platform.json")))
+        self.assertIsNotNone(world.stored())
 
 
 if __name__ == "__main__":

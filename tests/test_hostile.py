@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import stat
-import subprocess
 import sys
 import time
 from unittest import mock
@@ -28,6 +27,9 @@ class CraftedDocuments(ToolTestCase):
         started = time.process_time()
         result = self.run_tool(*argv, **kwargs)
         return result, time.process_time() - started
+
+    # CPU seconds, on purpose: the promise is about time (linear, not quadratic), and the bounds
+    # are many times what a linear check takes, so a loaded machine does not reach them
 
     def test_a_crafted_body_of_a_megabyte_is_refused_at_once(self):
         body = b"[" * 65 + b'"' + b'\\"' * (tool.MAX_BODY_BYTES // 2 - 40)
@@ -55,8 +57,7 @@ class AccountIdTests(ToolTestCase):
         result = self.run_tool("auth", "login", "--with-token", stdin=token + "\n")
         envelope = self.assertFails(result, "API_ERROR")
         self.assertIn("an account id", envelope["error"]["message"])
-        with open(self.session_path) as handle:
-            self.assertIsNone(json.load(handle)["accountId"])
+        self.assertIsNone(self.stored()["accountId"])
 
     def test_a_bad_stored_id_is_repaired_by_an_override_or_account_set(self):
         self.login(account="acc demo/../x")
@@ -96,16 +97,18 @@ class BrowserTests(ToolTestCase):
         self.assertIn("No browser could be opened", result.stderr)
 
     def test_a_browser_that_stays_open_and_talks(self):
-        """(A real process: the browser command prints, approves, then stays open for 30 s.)"""
+        """(A real process: the browser command prints, approves, then stays open for 30 s, and
+        says when it closes.)"""
         script = os.path.join(self.config, "browser.sh")
+        closed = os.path.join(self.config, "browser-closed")
         with open(script, "w") as handle:
             handle.write("#!/bin/sh\necho 'Opening in existing browser session.'\necho oops >&2\n"
-                         "%s %s \"$1\"\nsleep 30\n" % (sys.executable, os.path.join(HERE, "fake_browser.py")))
+                         "%s %s \"$1\"\nsleep 30\n: > %s\n"
+                         % (sys.executable, os.path.join(HERE, "fake_browser.py"), closed))
         os.chmod(script, 0o755)
         env = subprocess_env(self.sandbox.url, os.path.join(self.config, "landbase"), BROWSER=script, DISPLAY=":0")
-        started = time.monotonic()
         result = run_cli(["auth", "login"], env, timeout=60)
-        self.assertLess(time.monotonic() - started, 15, result)
+        self.assertFalse(os.path.exists(closed), "the login waited for the browser: %r" % result)
         self.assertEqual(result.code, 0, result)
         self.assertEqual(json.loads(result.stdout)["userId"], "usr_demo")       # stdout: one JSON document
         self.assertNotIn("oops", result.stderr)

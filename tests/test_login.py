@@ -1,7 +1,6 @@
 """auth login: the browser flow (PKCE, loopback, state), the device flow, --with-token."""
 
 import io
-import json
 import os
 import stat
 import urllib.error
@@ -53,8 +52,7 @@ class BrowserLoginTests(ToolTestCase):
         doc = self.assertOk(result)
         self.assertEqual(sorted(doc), ["accountId", "email", "expiresAt", "userId"])
         self.assertEqual((doc["userId"], doc["accountId"]), ("usr_demo", None))   # two accounts: none chosen
-        with open(self.session_path) as handle:
-            stored = json.load(handle)
+        stored = self.stored()
         self.assertTrue(stored["accessToken"].startswith("lbs_"))
         self.assertEqual(stored["expiresAt"], doc["expiresAt"])
         self.assertTrue(stored["deviceName"])
@@ -172,8 +170,7 @@ class BrowserLoginTests(ToolTestCase):
         self.platform.inject("me", {"status": 503}, times=4)
         result = self.login_with(self.person())
         self.assertFails(result, "API_ERROR")
-        with open(self.session_path) as handle:
-            self.assertTrue(json.load(handle)["accessToken"].startswith("lbs_"))
+        self.assertTrue(self.stored()["accessToken"].startswith("lbs_"))
         self.assertEqual(self.assertOk(self.run_tool("auth", "status"))["userId"], "usr_demo")
 
     def test_a_refused_code_exchange_is_auth_failed(self):
@@ -184,8 +181,7 @@ class BrowserLoginTests(ToolTestCase):
         tool.SessionStore().update({"accessToken": "lbs_old", "theirKey": 1, "accountId": "acc_team"})
         doc = self.assertOk(self.login_with(self.person()))
         self.assertEqual(doc["accountId"], "acc_team")              # the active account survives a re-login
-        with open(self.session_path) as handle:
-            self.assertEqual(json.load(handle)["theirKey"], 1)
+        self.assertEqual(self.stored()["theirKey"], 1)
         with open(self.session_path, "w") as handle:
             handle.write("{broken")
         result = self.login_with(self.person())
@@ -308,9 +304,7 @@ class TokenLoginTests(ToolTestCase):
         doc = self.assertOk(result)
         self.assertEqual((doc["userId"], doc["accountId"]), ("usr_solo", "acc_solo"))
         self.assertEqual([p for m, p, h in self.platform.requests], ["/v1/me", "/v1/accounts"])
-        with open(self.session_path) as handle:
-            stored = json.load(handle)
-        self.assertEqual(stored["accessToken"], token)
+        self.assertEqual(self.stored()["accessToken"], token)
         self.assertNotIn(token, result.stdout + result.stderr)
 
     def test_the_platform_says_when_a_pasted_token_ends(self):
@@ -320,8 +314,7 @@ class TokenLoginTests(ToolTestCase):
         result = self.run_tool("auth", "login", "--with-token", stdin=token + "\n")
         self.assertEqual(self.assertOk(result)["expiresAt"], "2026-12-01T08:00:00Z")
         self.assertNotIn("assumed", result.stderr)
-        with open(self.session_path) as handle:
-            self.assertEqual(json.load(handle)["expiresAt"], "2026-12-01T08:00:00Z")
+        self.assertEqual(self.stored()["expiresAt"], "2026-12-01T08:00:00Z")
 
     def test_a_stored_account_the_new_identity_cannot_use_is_cleared(self):
         tool.SessionStore().update({"accessToken": "lbs_old", "accountId": "acc_team"})
@@ -333,8 +326,7 @@ class TokenLoginTests(ToolTestCase):
         tool.SessionStore().update({"accessToken": "lbs_old", "accountId": "acc_other"})
         result = self.run_tool("auth", "login", "--with-token", stdin=self.platform.mint_token("usr_demo") + "\n")
         self.assertIsNone(self.assertOk(result)["accountId"])  # two accounts: none is chosen for the user
-        with open(self.session_path) as handle:
-            self.assertIsNone(json.load(handle)["accountId"])
+        self.assertIsNone(self.stored()["accountId"])
         self.assertEqual(self.assertOk(self.run_tool("auth", "status"))["accountId"], None)
 
     def test_stdin_closed_is_invalid_input(self):

@@ -19,7 +19,7 @@ import unittest
 import urllib.error
 import urllib.request
 
-from support import ResultTestCase, Result, World, direct_opener, run_cli, tool_command
+from support import ResultTestCase, Result, World, direct_opener, run_cli
 
 BODY = '{"datasetId": "ds_demo", "tagName": "nightly"}'
 DIRECT = direct_opener()
@@ -65,19 +65,12 @@ class RaceTestCase(ResultTestCase):
 
     def background(self, *argv, **kwargs):
         """The tool running argv as a process that the test finishes later (finish())."""
-        process = subprocess.Popen(tool_command() + list(argv), env=self.world.env,
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE)
-        self.addCleanup(self.end, process)
-        process.stdin.write(kwargs.get("stdin", "").encode("utf-8"))
-        process.stdin.close()
-        process.stdin = None            # written and closed: communicate() has nothing to send
-        process.argv = list(argv)
-        return process
+        running = run_cli(argv, self.world.env, background=True, **kwargs)
+        self.addCleanup(self.end, running.process)
+        return running
 
-    def finish(self, process):
-        out, err = process.communicate(timeout=60)
-        return Result(process.returncode, out, err, process.argv)
+    def finish(self, running):
+        return running.finish(60)
 
     def end(self, process):
         """A process the test started and did not see end (it failed first, or it was to hang)."""
@@ -260,13 +253,10 @@ class SignalWhileStderrIsBlockedTests(RaceTestCase):
         self.world.write_session()
         read_end, write_end = full_pipe()
         argv = ["contacts-import", "start", "--json", "-"]
-        process = subprocess.Popen(tool_command() + argv, env=self.world.env,
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=write_end)
+        running = run_cli(argv, self.world.env, stdin=BODY, stderr=write_end, background=True)
+        process = running.process
         os.close(write_end)
         self.addCleanup(self.end, process)
-        process.stdin.write(BODY.encode())
-        process.stdin.close()
-        process.stdin = None
         ends = time.monotonic() + 20
         while self.world.count("POST", "/contacts-imports") == 0 and time.monotonic() < ends:
             time.sleep(0.01)

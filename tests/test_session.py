@@ -35,8 +35,7 @@ class SessionFileTests(ToolTestCase):
     def test_unknown_keys_are_kept(self):
         self.login(extra={"nested": [1, 2]}, futureKey="kept")
         self.assertOk(self.run_tool("account", "set", "acc_team"))
-        with open(self.session_path) as handle:
-            data = json.load(handle)
+        data = self.stored()
         self.assertEqual(data["futureKey"], "kept")
         self.assertEqual(data["extra"], {"nested": [1, 2]})
         self.assertEqual(data["accountId"], "acc_team")
@@ -49,8 +48,7 @@ class SessionFileTests(ToolTestCase):
 
     def test_a_failed_write_leaves_the_old_file_and_no_temporary(self):
         self.login()
-        with open(self.session_path) as handle:
-            before = handle.read()
+        before = self.stored(raw=True)
         real_write = os.write
 
         def failing_write(fd, data):
@@ -62,8 +60,7 @@ class SessionFileTests(ToolTestCase):
             os.write = real_write
         envelope = self.assertFails(result, "SETUP_FAILED")
         self.assertIn(self.session_path, envelope["error"]["message"])
-        with open(self.session_path) as handle:
-            self.assertEqual(handle.read(), before)
+        self.assertEqual(self.stored(raw=True), before)
         self.assertEqual(sorted(os.listdir(os.path.dirname(self.session_path))), ["platform.json", "platform.json.lock"])
 
     def test_the_temporary_of_a_killed_writer_is_replaced_by_the_next_write(self):
@@ -73,8 +70,7 @@ class SessionFileTests(ToolTestCase):
             handle.write("{")
         tool.SessionStore().update({"accountId": "acc_team"})
         self.assertFalse(os.path.exists(left))
-        with open(self.session_path) as handle:
-            self.assertEqual(json.load(handle)["accountId"], "acc_team")
+        self.assertEqual(self.stored()["accountId"], "acc_team")
 
     def test_a_symlinked_session_file_is_replaced_not_followed(self):
         self.login()
@@ -130,8 +126,7 @@ class SessionFileTests(ToolTestCase):
                 result = self.run_tool("auth", "login", "--with-token", stdin=token + "\n")
                 self.assertOk(result)
                 self.assertIn("replacing the damaged", result.stderr)
-                with open(self.session_path) as handle:
-                    self.assertEqual(json.load(handle)["accessToken"], token)
+                self.assertEqual(self.stored()["accessToken"], token)
                 os.remove(self.session_path)
 
     def test_a_truncated_file_is_named(self):
@@ -166,6 +161,17 @@ class SessionFileTests(ToolTestCase):
         result = self.run_tool("contacts-import", "status", "1")
         self.assertOk(result)
         self.assertEqual(result.stderr.count("warning: the session expires in"), 1, result)
+
+    def test_the_warning_comes_under_24_hours_and_not_before(self):
+        # README: under 24 hours left warns. 5 hours (above) warns under a 12-hour rule too, and a
+        # 48-hour rule would warn at 25 hours: 20 and 25 hours pin the boundary between them
+        for hours, warnings in ((20, 1), (25, 0)):
+            with self.subTest(hours=hours):
+                self.login(expiresAt=tool.format_time(self.clock.wall() + hours * 3600))
+                result = self.run_tool("contacts-import", "status", "1")
+                self.assertOk(result)
+                warned = result.stderr.count("warning: the session expires in")
+                self.assertEqual(warned, warnings, result)
 
     def test_every_line_is_written_when_its_event_happens(self):
         self.login(expiresAt=tool.format_time(time.time() + 3600 * 5))
@@ -265,21 +271,17 @@ class AccountCommandTests(ToolTestCase):
         self.login()
         self.assertEqual(self.assertOk(self.run_tool("account", "set", "acc_team")),
                          {"accountId": "acc_team", "name": "Demo Team"})
-        with open(self.session_path) as handle:
-            self.assertEqual(json.load(handle)["accountId"], "acc_team")
+        self.assertEqual(self.stored()["accountId"], "acc_team")
 
     def test_set_refuses_an_account_the_identity_cannot_use_and_changes_nothing(self):
         self.login()
-        with open(self.session_path, "rb") as handle:
-            before = handle.read()
+        before = self.stored(raw=True)
         envelope = self.assertFails(self.run_tool("account", "set", "acc_other"), "NOT_FOUND")
         self.assertEqual(envelope["error"]["meta"]["accountId"], "acc_other")
-        with open(self.session_path, "rb") as handle:
-            self.assertEqual(handle.read(), before)
+        self.assertEqual(self.stored(raw=True), before)
 
     def test_set_with_an_environment_token_and_no_file(self):
         os.environ["LANDBASE_ACCESS_TOKEN"] = self.platform.mint_token()
         self.assertOk(self.run_tool("account", "set", "acc_team"))
-        with open(self.session_path) as handle:
-            self.assertEqual(json.load(handle), {"accountId": "acc_team"})
+        self.assertEqual(self.stored(), {"accountId": "acc_team"})
         self.assertEqual(mode(self.session_path), 0o600)

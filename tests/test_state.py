@@ -3,15 +3,12 @@
 import json
 import os
 import random
-import shutil
 import signal
-import subprocess
-import tempfile
 import time
 import unittest
 import warnings
 
-from support import World, tool, tool_command
+from support import World, run_cli, tool
 
 class ConcurrencyTests(unittest.TestCase):
     def test_twenty_processes_leave_a_valid_file_and_no_temporaries(self):
@@ -24,14 +21,12 @@ class ConcurrencyTests(unittest.TestCase):
                 argv = ["account", "set", ("acc_demo", "acc_team")[i % 2]]
             else:                       # the active account flips under it: name the one that holds import 1
                 argv = ["contacts-import", "status", "1", "--account=acc_demo"]
-            commands.append(subprocess.Popen(tool_command() + argv,
-                                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-        for process in commands:
-            out, err = process.communicate(timeout=60)
-            self.assertEqual(process.returncode, 0, err)
-            json.loads(out.decode())
-        with open(os.path.join(directory, "platform.json")) as handle:
-            data = json.load(handle)
+            commands.append(run_cli(argv, env, background=True))
+        for running in commands:
+            result = running.finish(timeout=60)
+            self.assertEqual(result.code, 0, result)
+            json.loads(result.stdout)
+        data = world.stored()
         self.assertEqual(data["accessToken"], token)
         self.assertIn(data["accountId"], ("acc_demo", "acc_team"))
         self.assertEqual((data["deviceName"], data["kept"]), ("host", [1]))
@@ -79,8 +74,8 @@ class CrashSafetyTests(unittest.TestCase):
     def test_sigkill_mid_write_leaves_the_old_file_or_the_new_one(self):
         """Half the kills land mid-write for certain (the writer pauses there); the other half at a random
         time among whole writes. Either way the file is the old one or a new one, never a mix."""
-        directory = os.path.join(tempfile.mkdtemp(prefix="lbi-kill-"), "landbase")
-        self.addCleanup(shutil.rmtree, os.path.dirname(directory), True)
+        world = World(self, start=False)
+        directory = world.config
         store = tool.SessionStore(directory)
         store.update({"accessToken": "lbs_first", "accountId": "acc_first"})
         rng = random.Random(4)
@@ -101,8 +96,7 @@ class CrashSafetyTests(unittest.TestCase):
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
                 os.close(ready)
-            with open(store.path) as handle:
-                data = json.load(handle)               # never a mix, never truncated
+            data = world.stored()                       # never a mix, never truncated
             self.assertIn(data["accessToken"], ("lbs_first", "lbs_a", "lbs_b"))
             self.assertEqual(data["accountId"], "acc" + data["accessToken"][3:])
             seen.add(data["accessToken"])

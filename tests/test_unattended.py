@@ -5,14 +5,10 @@ fail with an environment token, and two processes changing platform.json lose ne
 import json
 import os
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 import unittest
 
-from support import HERE, TOOL, STAMP, ToolTestCase, envelope_of, on_sleep, sandbox, subprocess_env, tool, \
-    write_session
+from support import ToolTestCase, World, run_cli, tool
 
 BODY = '{"datasetId": "ds_demo", "tagName": "nightly"}'
 START = ("contacts-import", "start", "--json", "-")
@@ -155,8 +151,7 @@ class AccountSettlingTests(ToolTestCase):
         result = self.run_tool("auth", "login", "--with-token", stdin=token + "\n")
         envelope = self.assertFails(result, "API_ERROR")
         self.assertIn("account set", envelope["error"]["message"])
-        with open(self.session_path) as handle:
-            stored = json.load(handle)
+        stored = self.stored()
         self.assertEqual((stored["accessToken"], stored["accountId"]), (token, None))
 
 
@@ -164,37 +159,20 @@ class ProcessTests(unittest.TestCase):
     """The tool as processes, on the real clock."""
 
     def setUp(self):
-        self.box = sandbox.Sandbox(min_poll_interval=0).start()
-        self.addCleanup(self.box.stop)
-        self.config = tempfile.mkdtemp(prefix="lbi-unattended-")
-        self.directory = os.path.join(self.config, "landbase")
-        self.token = self.box.platform.mint_token()
-        write_session(self.directory, self.token)
-        self.env = subprocess_env(self.box.url, self.directory)
-
-    def tearDown(self):
-        import shutil
-        shutil.rmtree(self.config, True)
+        self.world = World(self, session=True, min_poll_interval=0)
+        self.box, self.config, self.env = self.world.sandbox, self.world.dir, self.world.env
 
     def slow_writer(self, argv):
-        """The tool running argv with every fsync 2 s long: the window in which another writer must wait."""
+        """The tool running argv with every fsync 2 s long: the window in which another writer
+        must wait (fastclock.py's FASTCLOCK_SLOW_FSYNC; the tool makes no sleep of its own on this
+        path)."""
         self.marker = os.path.join(self.config, "writing")
-        code = ("import os, sys, time; sys.argv[0] = %r; sys.path.insert(0, %r); import landbase_import as tool\n"
-                "real = os.fsync\nos.fsync = lambda fd: (open(%r, 'w').close(), time.sleep(2), real(fd))\n"
-                "sys.exit(tool.main(%r))" % (TOOL, os.path.dirname(TOOL), self.marker, argv))
-        return subprocess.Popen([sys.executable, "-c", code], env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+        return run_cli(argv, self.env, fast=True, extra_env={"FASTCLOCK_SLOW_FSYNC": self.marker},
+                       background=True)
 
     def cli(self, *argv, **kwargs):
-        return subprocess.run([sys.executable, TOOL] + list(argv), env=self.env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=30, **kwargs)
-
-    def stored(self):
-        path = os.path.join(self.directory, "platform.json")
-        if not os.path.exists(path):
-            return None
-        with open(path) as handle:
-            return json.load(handle)
+        """support.run_cli: the file itself, as users run it."""
+        return run_cli(argv, self.env, as_user=True, timeout=30, **kwargs)
 
     def in_the_window(self, process):
         """Until the slow writer is inside its write (it has read the file, and holds the lock if there is one)."""
@@ -208,19 +186,22 @@ class ProcessTests(unittest.TestCase):
         writer = self.slow_writer(["account", "set", "acc_team"])
         self.in_the_window(writer)
         new = self.box.platform.mint_token()
-        login = self.cli("auth", "login", "--with-token", input=(new + "\n").encode())
-        self.assertEqual(writer.wait(20), 0, writer.stderr.read())
-        self.assertEqual(login.returncode, 0, login.stderr)
-        self.assertEqual((self.stored()["accessToken"], self.stored()["accountId"]), (new, "acc_team"))
+        login = self.cli("auth", "login", "--with-token", stdin=new + "\n")
+        written = writer.finish(timeout=20)
+        self.assertEqual(written.code, 0, written)
+        self.assertEqual(login.code, 0, login)
+        stored = self.world.stored()
+        self.assertEqual((stored["accessToken"], stored["accountId"]), (new, "acc_team"))
 
     def test_a_logout_during_a_slow_write_is_not_undone(self):
         """(Really waits: the 2-second write is the race.)"""
         writer = self.slow_writer(["account", "set", "acc_team"])
         self.in_the_window(writer)
         logout = self.cli("auth", "logout")
-        self.assertEqual(writer.wait(20), 0, writer.stderr.read())
-        self.assertEqual(logout.returncode, 0, logout.stderr)
-        self.assertIsNone(self.stored())
+        written = writer.finish(timeout=20)
+        self.assertEqual(written.code, 0, written)
+        self.assertEqual(logout.code, 0, logout)
+        self.assertIsNone(self.world.stored())
 
     def test_max_wait_bounds_a_wait_on_many_ids(self):
         """(Really waits: a silent server and 2 s of --max-wait.)"""
@@ -229,8 +210,9 @@ class ProcessTests(unittest.TestCase):
         result = self.cli(*(["contacts-import", "wait"] + [str(i) for i in range(1, 13)]
                             + ["--timeout", "2", "--max-wait", "2", "--account=acc_demo"]))
         took = time.monotonic() - started
-        self.assertEqual(result.returncode, 4, result.stderr)
-        self.assertEqual(envelope_of(result.stderr.decode())["error"]["code"], "TIMEOUT")
+        self.assertEqual(result.code, 4, result)
+        self.assertEqual(result.code_name, "TIMEOUT", result)
+        # real time, on purpose: the promise is that --max-wait bounds the wait, whatever happens
         self.assertLess(took, 5.0, "12 silent ids outlived --max-wait 2 by %.1f s" % (took - 2))
 
     def test_query_is_utf8_whatever_the_locale(self):
@@ -238,27 +220,23 @@ class ProcessTests(unittest.TestCase):
                                                      "counts": None, "error": None}})
         self.env.update(PYTHONIOENCODING="ascii", LANG="C", LC_ALL="C")
         result = self.cli("contacts-import", "status", "1", "--query", "phase", "--account=acc_demo")
-        self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertEqual(result.stdout, "M\u00fcller GmbH\n".encode("utf-8"))
+        self.assertEqual(result.code, 0, result)
+        self.assertEqual(result.raw_stdout, "M\u00fcller GmbH\n".encode("utf-8"))
 
     def test_sighup_during_a_start_names_the_key(self):
         self.box.platform.inject("start", {"delay": 20})
-        process = subprocess.Popen([sys.executable, TOOL] + list(START) + ["--account=acc_demo"], env=self.env,
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        process.stdin.write(BODY.encode())
-        process.stdin.close()
-        process.stdin = None
+        running = self.cli(*(START + ("--account=acc_demo",)), stdin=BODY, background=True)
         deadline = time.monotonic() + 10
         while self.box.platform.count("POST", "/contacts-imports") == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
-        process.send_signal(signal.SIGHUP)
-        err = process.communicate(timeout=20)[1].decode()
-        self.assertEqual(process.returncode, 129, err)
-        envelope = envelope_of(err)
+        running.process.send_signal(signal.SIGHUP)
+        result = running.finish(timeout=20)
+        self.assertEqual(result.code, 129, result)
+        envelope = result.envelope
         self.assertEqual((envelope["error"]["code"], envelope["error"]["meta"]["signal"]), ("TERMINATED", "SIGHUP"))
         self.assertIn("--idempotency-key=%s" % envelope["error"]["meta"]["idempotencyKey"],
                       envelope["error"]["message"])
-        self.assertNotIn("Traceback", err)
+        self.assertNotIn("Traceback", result.stderr)
 
 
 if __name__ == "__main__":
