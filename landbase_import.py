@@ -23,6 +23,7 @@ import collections
 import contextlib
 import itertools
 import json
+import operator
 import os
 import re
 import shlex
@@ -70,7 +71,8 @@ MAX_BODY_BYTES = 1024 * 1024            # the body of start --json, and platform
 MAX_ANSWER_BYTES = 4 * 1024 * 1024      # an answer from the platform
 MAX_JSON_DIGITS = 40                    # a longer integer in any JSON document is refused,
 MAX_JSON_DEPTH = 64                     # and a deeper document,
-MAX_JSON_VALUES = 100000                # and one of more values: memory stays small
+MAX_JSON_CONTAINERS = 400000            # and more objects and arrays: a list of 4 MiB of the
+                                        # shortest accounts ({"id": "a"}) holds 381,300
 ESCAPED_CHAR_SPAN = 16                  # the longest escape of a character that redaction finds
 MAX_DATASET_ID = 200
 MAX_TAG_NAME = 100
@@ -541,8 +543,9 @@ class StrictJSONError(ValueError):
 def parse_json(raw):
     """The one JSON reader, for input bodies, platform.json and every answer alike: UTF-8 (one BOM
     tolerated), no duplicate keys, no NaN/Infinity, no number too large to print back, no nesting
-    deeper than MAX_JSON_DEPTH, no more than MAX_JSON_VALUES values. Linear in the size of `raw`.
-    StrictJSONError."""
+    deeper than MAX_JSON_DEPTH, no more than MAX_JSON_CONTAINERS objects and arrays (what memory a
+    document takes grows with them: a million empty objects in 4 MiB would take 100 MiB). Linear in
+    the size of `raw`. StrictJSONError."""
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
@@ -557,8 +560,7 @@ def parse_json(raw):
         hooks.update(parse_float=_finite_float, parse_int=_bounded_int)
     import gc
     collect = gc.isenabled()
-    # many small containers: the collector would make parsing slower, not safer
-    gc.disable()
+    gc.disable()                # many small containers: the collector would make parsing slower
     try:
         return json.loads(text, **hooks)
     except RecursionError:
@@ -573,43 +575,51 @@ def parse_json(raw):
 
 
 def _refused_shape(raw):
-    """What refuses a document before it is parsed, by whole-buffer operations only (no regular
-    expression, no loop over characters): more values than MAX_JSON_VALUES (a million empty objects
-    in 4 MiB would take 100 MiB), or brackets outside strings nested deeper than MAX_JSON_DEPTH (on
-    3.12+ the parser accepts documents deeper than Python's recursion limit lets anything walk
-    afterwards); else None."""
+    """What refuses a document before it is parsed: more objects and arrays than
+    MAX_JSON_CONTAINERS, or brackets nested deeper than MAX_JSON_DEPTH (on 3.12+ the parser accepts
+    documents deeper than Python's recursion limit lets anything walk afterwards); else None. Only
+    brackets outside strings count; the text is read a chunk at a time, with whole-chunk operations
+    (no regular expression, no Python loop over characters), so that time and memory stay linear."""
     brackets = raw.count(b"[") + raw.count(b"{")
-    if brackets <= MAX_JSON_DEPTH and raw.count(b",") < MAX_JSON_VALUES:
+    if brackets <= MAX_JSON_DEPTH:
         return None
-    bare = raw.replace(b"\\\\", b"").replace(b'\\"', b"")         # escaped quotes gone
-    # a value holds two strings at most (a key and its value): more quotes than that many values
-    # allow would split the text into a million pieces below
-    if bare.count(b'"') > 4 * MAX_JSON_VALUES + 2:
-        return "more than %d values" % MAX_JSON_VALUES
-    outside = b"".join(bare.split(b'"')[::2])                      # strings gone
-    if _deepest(outside) > MAX_JSON_DEPTH:
+    containers = 0
+    depth = 0
+    deepest = 0
+    for outside in _outside_strings(raw):
+        containers += outside.count(b"[") + outside.count(b"{")
+        if containers > MAX_JSON_CONTAINERS:
+            return "more than %d objects and arrays" % MAX_JSON_CONTAINERS
+        depth, deepest = _depths(outside, depth, deepest)
+    if deepest > MAX_JSON_DEPTH:
         return "nested deeper than %d levels" % MAX_JSON_DEPTH
-    if outside.count(b",") + outside.count(b"[") + outside.count(b"{") >= MAX_JSON_VALUES:
-        return "more than %d values" % MAX_JSON_VALUES
     return None
 
 
-def _deepest(outside):
-    """The deepest nesting of the brackets in `outside` (JSON text without its strings)."""
-    steps = outside.translate(BRACKET_STEPS, NOT_BRACKETS)     # 1 for [ {, 255 for ] }
-    # a document of MAX_JSON_VALUES values or more is refused anyway: past twice that many steps,
-    # more brackets have closed than that many can open again, so the depth stays below nought
-    steps = steps[:2 * MAX_JSON_VALUES]
-    depth = 0
-    deepest = 0
-    for step in steps:
-        if step == 1:
-            depth += 1
-            if depth > deepest:
-                deepest = depth
+def _outside_strings(raw, chunk=65536):
+    """The JSON text of `raw` outside its strings, a chunk at a time (splitting the whole of a text
+    of a million quotes would make a million pieces at once)."""
+    bare = raw.replace(b"\\\\", b"").replace(b'\\"', b"")         # escaped quotes gone
+    inside = False
+    for start in range(0, len(bare), chunk):
+        pieces = bare[start:start + chunk].split(b'"')
+        if inside:
+            yield b"".join(pieces[1::2])
         else:
-            depth -= 1
-    return deepest
+            yield b"".join(pieces[0::2])
+        if len(pieces) % 2 == 0:                    # an odd number of quotes: a string goes on
+            inside = not inside
+
+
+def _depths(outside, depth, deepest):
+    """(the depth after the brackets in `outside`, the deepest point so far), from `depth` and
+    `deepest` before them."""
+    steps = outside.translate(BRACKET_STEPS, NOT_BRACKETS)     # 2 for [ {, 0 for ] }
+    # after n brackets, their running sum less n is how much deeper the text went: C loops find
+    # the deepest point, not a Python loop over each bracket
+    rises = map(operator.sub, itertools.accumulate(steps), itertools.count(1))
+    deepest = max(deepest, depth + max(rises, default=0))
+    return depth + 2 * steps.count(2) - len(steps), deepest
 
 
 def _refuse_duplicates(pairs):
@@ -628,7 +638,7 @@ def _refuse_constant(name):
 
 # else finite
 LONG_NUMBER_RE = re.compile(rb"[0-9]{%d}|[eE][-+]?0*[1-9][0-9]{2}" % (MAX_JSON_DIGITS + 1))
-BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
 NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
 
