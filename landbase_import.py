@@ -578,8 +578,9 @@ def _refused_shape(raw):
     """What refuses a document before it is parsed: more objects and arrays than
     MAX_JSON_CONTAINERS, or brackets nested deeper than MAX_JSON_DEPTH (on 3.12+ the parser accepts
     documents deeper than Python's recursion limit lets anything walk afterwards); else None. Only
-    brackets outside strings count; the text is read a chunk at a time, with whole-chunk operations
-    (no regular expression, no Python loop over characters), so that time and memory stay linear."""
+    brackets outside strings count; the text is read a chunk at a time, with whole-chunk
+    operations (no regular expression, no Python loop over characters): time and memory stay
+    linear."""
     brackets = raw.count(b"[") + raw.count(b"{")
     if brackets <= MAX_JSON_DEPTH:
         return None
@@ -880,9 +881,9 @@ class SessionStore:
     def update(self, changes, console=None, replace_damaged=False, expected=None):
         """Read, change and write back under the lock; keys this tool does not know are kept.
         `changes` is the keys to change, or a function of the stored object that returns them. The
-        object as it was before. A change that follows a request made with what the file held passes
-        `expected` (keys and the values they held): when the file no longer holds them (another
-        command changed it meanwhile), nothing is written, and the answer is None."""
+        object as it was before. A change that follows a request made with what the file held
+        passes `expected` (keys and the values they held): when the file no longer holds them
+        (another command changed it meanwhile), nothing is written, and the answer is None."""
         with self.locked():
             try:
                 data = self.load(console)
@@ -918,8 +919,8 @@ class SessionStore:
 
     def changed_meanwhile(self, what):
         """The error of a command whose request was made with what the file no longer holds."""
-        return LandbaseError("SETUP_FAILED", "%s changed while this command ran (another login saved "
-                             "a new token), so nothing was changed: %s" % (self.path, what))
+        return LandbaseError("SETUP_FAILED", "%s changed while this command ran (another login "
+                             "saved a new token), so nothing was changed: %s" % (self.path, what))
 
     @contextlib.contextmanager
     def locked(self):
@@ -3080,8 +3081,8 @@ def settle_login_account(store, api, granted, before, console):
         console.line("%s changed meanwhile (another login saved a new token); it is left as it is"
                      % store.path)
         return None
-    console.line("The active account was changed meanwhile to %s (account set); it is left as it is"
-                 % shown(stored.get("accountId")))
+    console.line("The active account was changed meanwhile to %s (account set); it is left as it "
+                 "is" % shown(stored.get("accountId")))
     return stored.get("accountId")
 
 
@@ -3171,7 +3172,8 @@ def cmd_auth_logout(args, console):
     elif not token:
         console.line("No stored session in %s." % store.path)
     if os.environ.get("LANDBASE_ACCESS_TOKEN"):
-        console.warn("LANDBASE_ACCESS_TOKEN is set and still used; logout neither revokes nor unsets it")
+        console.warn("LANDBASE_ACCESS_TOKEN is set and still used; logout neither revokes nor "
+                     "unsets it")
     console.result({"loggedOut": True, "revoked": revoked})
     return 0
 
@@ -3190,8 +3192,8 @@ def revoke(args, console, token):
     try:
         api_for(args, console, token).call("POST", "/v1/oauth/revoke", retry=False)
     except LandbaseError as exc:
-        console.line("Could not revoke the token on the platform (%s: %s); removing the local session "
-                     "anyway." % (exc.code, exc.message))
+        console.line("Could not revoke the token on the platform (%s: %s); removing the local "
+                     "session anyway." % (exc.code, exc.message))
         return False
     return True
 
@@ -3204,8 +3206,8 @@ def remove_session(store, token, revoked, console):
     except LandbaseError as exc:
         if not revoked:
             raise
-        raise exc.replace(message="%s; the token was revoked, but %s still holds it: remove it with: "
-                          "rm %s" % (exc.message, store.path, shlex.quote(store.path)))
+        raise exc.replace(message="%s; the token was revoked, but %s still holds it: remove it "
+                          "with: rm %s" % (exc.message, store.path, shlex.quote(store.path)))
     if token and not removed and os.path.exists(store.path):
         console.line("%s holds a newer login's token now: it is kept; only the token this logout "
                      "revoked is removed" % store.path)
@@ -3287,9 +3289,9 @@ def dry_run(account, path, key, body, console):
     source = account.source
     if source not in ("--account", "LANDBASE_ACCOUNT_ID"):
         source = "the stored account"
-    console.line("Dry run: checked the body, the session (present, not expired) and the account %s "
-                 "(from %s) as stored; nothing was sent. The platform checks the dataset and the "
-                 "account's access to it only at start; %s doctor checks the platform side."
+    console.line("Dry run: checked the body, the session (present, not expired) and the account "
+                 "%s (from %s) as stored; nothing was sent. The platform checks the dataset and "
+                 "the account's access to it only at start; %s doctor checks the platform side."
                  % (account.id, source, program_command()))
     console.result({"dryRun": True, "accountId": account.id, "request": "POST " + path,
                     "idempotencyKey": key, "body": body})
