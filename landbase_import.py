@@ -1782,10 +1782,7 @@ class Api:
             return LandbaseError("NETWORK_ERROR", "%s: the proxy cannot be reached (%s); %s"
                                  % (where, excerpt(text), fix), transient=True, fix=fix)
         if isinstance(reason, socket.gaierror) and self.proxy is None:
-            fix = (
-                "check the name and this host's DNS; if this host reaches the internet through a "
-                "proxy, set HTTPS_PROXY"
-            )
+            fix = unresolved_name_fix(self.base)
             return LandbaseError("NETWORK_ERROR", "%s: the name %s cannot be resolved (%s); %s" % (
                 where, trace.host, excerpt(text), fix), transient=True, fix=fix)
         fix = "check the network, or run %s doctor" % program_command()
@@ -1905,6 +1902,16 @@ def answer_error(where, status, headers, data, raw):
     return LandbaseError(
         code, message, meta, transient, parse_retry_after(headers, data), server_code
     )
+
+
+def unresolved_name_fix(base):
+    """What to do about a name that does not resolve, reached without a proxy: where no proxy is
+    set, set one if that is how this host reaches the internet; where NO_PROXY keeps the one set
+    from being used, say so."""
+    fix = "check the name and this host's DNS"
+    if proxy_variable() and base.startswith("https:") and not is_loopback(base):
+        return fix + "; HTTPS_PROXY is set, but NO_PROXY covers this host, so it is not used"
+    return fix + "; if this host reaches the internet through a proxy, set HTTPS_PROXY"
 
 
 def is_tls_failure(reason, text):

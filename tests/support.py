@@ -391,7 +391,7 @@ class Running:
 
 def run_cli(argv, env, stdin=b"", redirect="", extra_env=None, fast=False, as_user=False,
             timeout=60, background=False, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            python=None, program=TOOL, shebang=False, options=()):
+            python=None, program=TOOL, shebang=False, options=(), nobody=False):
     """The tool as a process: the one way the tests start it (faults.Launcher, which measures a
     run, builds its command with tool_command too). Its Result; with background=True, the Running
     process instead (SIGINT at its default, its input already written), for a test that signals it
@@ -401,8 +401,9 @@ def run_cli(argv, env, stdin=b"", redirect="", extra_env=None, fast=False, as_us
     removes a variable. stdin: text or bytes, or None for a closed stdin (`<&-`). redirect: a shell
     redirection applied by /bin/sh, as a user types `landbase_import.py ... >&-`. stdout, stderr: a
     pipe (read into the Result), or a file or descriptor the test reads itself. fast, as_user,
-    python, program, shebang, options: see tool_command. A run still going after `timeout` is killed and
-    marked hung."""
+    python, program, shebang, options: see tool_command. nobody=True runs it as the user nobody
+    (setpriv; the tests run as root in CI, and root may write anything). A run still going after
+    `timeout` is killed and marked hung."""
     if isinstance(stdin, str):
         stdin = stdin.encode("utf-8")
     env = dict(env)
@@ -411,6 +412,8 @@ def run_cli(argv, env, stdin=b"", redirect="", extra_env=None, fast=False, as_us
         if value is not None:
             env[name] = value
     command = tool_command(as_user, fast, python, program, shebang, options) + list(argv)
+    if nobody:
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"] + command
     if stdin is None:
         redirect = (redirect + " <&-").strip()
     if redirect:
