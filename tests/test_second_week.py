@@ -1,0 +1,265 @@
+"""The operator's second week (issue 22): a lost night recovers the same day, a short outage costs
+nothing, and every message leads to a working command. One test class per point of the issue;
+the README's lines under cron are test_cron's, the redraw in a real tmux is tmux_check.py's.
+"""
+
+import json
+import os
+import shlex
+import socket
+import unittest
+from unittest import mock
+
+import proxy
+import sandbox
+from support import TOOL, ToolTestCase, tool
+from test_poll import FakeTty, terminal_size
+
+BODY = '{"datasetId": "%s", "tagName": "Nightly"}'
+START = ("contacts-import", "start", "--json", "-")
+TLS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tls")
+
+
+def command_in(message, after):
+    """The words of the command a message gives after `after` (it ends the message)."""
+    return shlex.split(message.rsplit(after, 1)[1])
+
+
+class KeyKeptOnlyForA202Tests(ToolTestCase):
+    """Point 1 (API.md, Start): a refused start keeps no key, so the fixed body runs again with the
+    same key the same day; a key kept for another body says what to run."""
+
+    def test_a_fixed_body_runs_again_with_the_same_key(self):
+        self.login()
+        key = "--idempotency-key=nightly-2026-12-07"
+        refused = self.run_tool(*START, key, stdin=BODY % "ds_other")      # this account cannot read it
+        self.assertFails(refused, "VALIDATION_ERROR")
+        fixed = self.run_tool(*START, key, stdin=BODY % "ds_demo")
+        self.assertOk(fixed)
+        self.assertIn("Started import", fixed.log)
+        keys = [headers["Idempotency-Key"] for method, _, headers in self.platform.requests if method == "POST"]
+        self.assertEqual(keys, ["nightly-2026-12-07"] * 2)
+
+    def test_a_key_kept_for_another_body_gives_the_line_with_a_new_key(self):
+        self.login()
+        key = "--idempotency-key=nightly-2026-12-07"
+        self.assertOk(self.run_tool(*START, key, stdin=BODY % "ds_demo"))
+        other = self.run_tool(*START, key, stdin=BODY % "ds_complete")
+        message = self.assertFails(other, "VALIDATION_ERROR")["error"]["message"]
+        command = command_in(message, "run the same line with a new key: ")
+        self.assertEqual(command[0], TOOL)
+        self.assertRegex(command[-1], r"\A--idempotency-key=nightly-2026-12-07-[0-9a-f]{8}\Z")
+        again = self.run_tool(*command[1:], stdin=BODY % "ds_complete")       # pasted as printed
+        self.assertOk(again)
+        self.assertIn("Started import", again.log)
+
+
+class RerunDeadlineTests(ToolTestCase):
+    """Point 2: the command that gets an import back names the time until which it is safe."""
+
+    def test_an_ambiguous_start_names_when_its_rerun_stops_being_safe(self):
+        self.login()
+        self.platform.inject("start", {"status": 503}, times=4)
+        first_attempt = self.clock.wall()
+        result = self.run_tool(*START, stdin=BODY % "ds_demo")
+        envelope = self.assertFails(result, "API_ERROR")
+        until = tool.format_time(first_attempt + 24 * 3600)
+        self.assertEqual(envelope["error"]["meta"]["safeUntil"], until)
+        message = envelope["error"]["message"]
+        self.assertIn("until %s (24 hours from the first attempt; later, the same key starts a new "
+                      "import)" % until, message)
+        self.assertEqual(command_in(message, " with: ")[-1],
+                         "--idempotency-key=" + envelope["error"]["meta"]["idempotencyKey"])
+
+
+class DryRunTests(ToolTestCase):
+    """Point 3: --dry-run says exactly what it checked, and what it cannot."""
+
+    def test_the_dry_run_line(self):
+        self.login()
+        result = self.run_tool(*START, "--dry-run", stdin=BODY % "ds_other")
+        self.assertTrue(self.assertOk(result)["dryRun"])
+        self.assertIn("checked the body, the session (present, not expired) and the account acc_demo "
+                      "(from the stored account) as stored; nothing was sent", result.log)
+        self.assertIn("checks the dataset and the account's access to it only at start", result.log)
+        self.assertIn("doctor checks the platform side", result.log)
+        self.assertEqual(self.platform.requests, [])
+
+
+class WrongAccountTests(ToolTestCase):
+    """Point 5: a NOT_FOUND on an account's path says where the account id came from."""
+
+    def test_each_source_is_named_with_the_next_step(self):
+        sources = [("--account", {}, ["--account=acc_other"]),
+                   ("LANDBASE_ACCOUNT_ID", {"LANDBASE_ACCOUNT_ID": "acc_other"}, []),
+                   ("the stored account (%s)", {}, [])]
+        for source, env, extra in sources:
+            with self.subTest(source=source):
+                os.environ.pop("LANDBASE_ACCOUNT_ID", None)
+                stored = "acc_demo"
+                if not env and not extra:
+                    stored = "acc_other"
+                self.login(account=stored)
+                os.environ.update(env)
+                result = self.run_tool("contacts-import", "status", "1", *extra)
+                message = self.assertFails(result, "NOT_FOUND")["error"]["message"]
+                if "%s" in source:
+                    source = source % self.session_path
+                self.assertIn("account acc_other comes from %s" % source, message)
+                self.assertIn("account list", message)
+                if source == "LANDBASE_ACCOUNT_ID":
+                    self.assertIn("unset LANDBASE_ACCOUNT_ID", message)
+
+    def test_doctor_says_the_account_comes_from_the_environment(self):
+        self.login()
+        os.environ["LANDBASE_ACCOUNT_ID"] = "acc_other"
+        result = self.run_tool("doctor")
+        checks = {check["name"]: check for check in json.loads(result.stdout)["checks"]}
+        self.assertEqual(checks["account"]["status"], "fail")
+        self.assertIn("acc_other (from LANDBASE_ACCOUNT_ID)", checks["account"]["detail"])
+        self.assertIn("LANDBASE_ACCOUNT_ID (account set cannot override it)", checks["account"]["fix"])
+
+
+class UnresolvedNameTests(ToolTestCase):
+    """Point 6: a name that does not resolve, with no proxy set, suggests HTTPS_PROXY."""
+
+    def test_the_message_suggests_a_proxy(self):
+        self.login()
+        os.environ["LANDBASE_PLATFORM_API_URL"] = "https://api.landbase.com"
+        lookups = proxy.refusing_lookups("landbase.com", socket.getaddrinfo)
+        with mock.patch.object(socket, "getaddrinfo", lookups):
+            result = self.run_tool("contacts-import", "status", "1")
+        message = self.assertFails(result, "NETWORK_ERROR")["error"]["message"]
+        self.assertIn("the name api.landbase.com cannot be resolved", message)
+        self.assertIn("if this host reaches the internet through a proxy, set HTTPS_PROXY", message)
+
+
+class LoginSaysWhereTests(ToolTestCase):
+    """Point 8: a login's stderr says where it saved the session."""
+
+    def test_the_path_of_the_session(self):
+        token = self.platform.mint_token("usr_demo")
+        result = self.run_tool("auth", "login", "--with-token", stdin=token + "\n")
+        self.assertOk(result)
+        self.assertIn("Saved the session in %s" % self.session_path, result.log)
+
+
+class ShortOutageTests(ToolTestCase):
+    """Point 9: start --watch keeps retrying a transient failure with the same key until --max-wait
+    runs out; without --watch, three retries."""
+
+    def posts(self):
+        return [headers.get("Idempotency-Key") for method, _, headers in self.platform.requests
+                if method == "POST"]
+
+    def test_a_minute_of_outage_costs_nothing_with_watch(self):
+        self.login()
+        self.platform.inject("start", {"status": 503}, times=6)
+        result = self.run_tool(*START, "--watch", "--max-wait", "4h", stdin=BODY % "ds_demo")
+        self.assertEqual(self.assertOk(result)["phase"], "completed")
+        self.assertEqual(self.clock.sleeps[:6], [5, 10, 20, 20, 20, 20])
+        keys = self.posts()
+        self.assertEqual(len(keys), 7)
+        self.assertEqual(len(set(keys)), 1)                 # the same key on every attempt
+        self.assertEqual(result.log.count("failed (API_ERROR"), 6)
+        self.assertIn("retry 6 (until", result.log)
+
+    def test_the_retries_end_with_max_wait(self):
+        self.login()
+        self.platform.inject("start", {"status": 503}, times=1000)
+        result = self.run_tool(*START, "--watch", "--max-wait", "2m", stdin=BODY % "ds_demo")
+        envelope = self.assertFails(result, "API_ERROR")
+        self.assertLessEqual(sum(self.clock.sleeps), 120)
+        self.assertEqual(len(self.posts()), 1 + len(self.clock.sleeps))
+        self.assertIn("idempotencyKey", envelope["error"]["meta"])
+
+    def test_without_watch_three_retries(self):
+        self.login()
+        self.platform.inject("start", {"status": 503}, times=6)
+        self.assertFails(self.run_tool(*START, stdin=BODY % "ds_demo"), "API_ERROR")
+        self.assertEqual(self.clock.sleeps, [5, 10, 20])
+        self.assertEqual(len(self.posts()), 4)
+
+
+class DoctorFixTests(ToolTestCase):
+    """Point 10: doctor gives each failure its own fix."""
+
+    sandbox_options = {"min_poll_interval": 1.0, "certfile": os.path.join(TLS, "localhost.pem")}
+
+    def setUp(self):
+        ToolTestCase.setUp(self)
+        self.login()
+        port = self.sandbox.server.server_address[1]
+        os.environ["LANDBASE_PLATFORM_API_URL"] = "https://localhost:%d" % port
+
+    def failed(self):
+        result = self.run_tool("doctor")
+        self.assertClean(result)
+        checks = [check for check in json.loads(result.stdout)["checks"] if check["status"] == "fail"]
+        self.assertTrue(checks, result)
+        return checks[0]
+
+    def test_an_untrusted_ca(self):
+        check = self.failed()
+        self.assertEqual(check["name"], "tls")
+        self.assertIn("SSL_CERT_FILE=<your CA bundle>", check["fix"])
+
+    def test_a_missing_ssl_cert_file(self):
+        missing = os.path.join(self.config, "corporate-ca.pem")
+        os.environ["SSL_CERT_FILE"] = missing
+        check = self.failed()
+        self.assertEqual(check["name"], "tls store")
+        self.assertIn(missing, check["fix"])
+
+    def test_a_certificate_for_another_name(self):
+        box = sandbox.Sandbox(certfile=os.path.join(TLS, "wrongname.pem")).start()
+        self.addCleanup(box.stop)
+        os.environ.update(LANDBASE_PLATFORM_API_URL="https://localhost:%d" % box.server.server_address[1],
+                          SSL_CERT_FILE=os.path.join(TLS, "ca.pem"))
+        check = self.failed()
+        self.assertEqual(check["name"], "tls")
+        self.assertIn("it holds wrong.example", check["detail"])
+        self.assertNotIn("SSL_CERT_FILE=<your CA bundle>", check["fix"])
+
+    def test_a_proxy_that_is_down(self):
+        port = proxy.free_port()
+        os.environ["LANDBASE_PLATFORM_API_URL"] = "https://api.landbase.com"
+        os.environ["HTTPS_PROXY"] = "http://127.0.0.1:%d" % port
+        check = self.failed()
+        self.assertEqual(check["name"], "connection")
+        self.assertIn("check that 127.0.0.1:%d is up" % port, check["fix"])
+
+    def test_no_failure_shares_one_generic_fix(self):
+        fixes = set()
+        for name in ("test_an_untrusted_ca", "test_a_missing_ssl_cert_file"):
+            os.environ.pop("SSL_CERT_FILE", None)
+            if name == "test_a_missing_ssl_cert_file":
+                os.environ["SSL_CERT_FILE"] = os.path.join(self.config, "none.pem")
+            fixes.add(self.failed()["fix"])
+        self.assertEqual(len(fixes), 2)
+        for fix in fixes:
+            self.assertNotIn("see the detail", fix)
+
+
+class SeveralIdsTests(ToolTestCase):
+    """Point 12: the summary of several ids names the failed and partial ones first."""
+
+    start_sandbox = False
+
+    def test_a_narrow_terminal_still_shows_which_failed(self):
+        trackers = []
+        for import_id, phase in ((5, "in_progress"), (6, "in_progress"), (7, "in_progress"),
+                                 (8, "failed"), (9, "completed")):
+            tracker = tool.Tracker(import_id, 0)
+            tracker.observe({"importId": import_id, "phase": phase, "percent": 50, "counts": None,
+                             "error": None}, 0)
+            trackers.append(tracker)
+        stream = FakeTty(40)
+        with mock.patch("os.get_terminal_size", terminal_size):
+            tool.show_progress(tool.Console(stream=stream), trackers, 0)
+        shown = stream.getvalue().replace("\r\x1b[K", "")
+        self.assertEqual(shown, "failed 8 | 5 imports: 3 in_progress, 1 ")
+
+
+if __name__ == "__main__":
+    unittest.main()
