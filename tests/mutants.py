@@ -2,7 +2,7 @@
 """`make mutants`: hand-written mutations of landbase_import.py, each breaking one promise of the README or
 CLI.md, each of which the suite must kill.
 
-    mutants.py [-j JOBS] [--modules PATTERN ...] [--list] [--no-baseline] [NAME ...]
+    mutants.py [-j JOBS] [--modules PATTERN]... [--list] [--no-baseline] [NAME ...]
 
 For each mutation: a copy of the repository in a scratch directory, the tool in it with one snippet
 replaced (a snippet found other than exactly once, or a mutant that does not compile, is an error that
@@ -11,7 +11,8 @@ killed when that run fails. The named modules are first run once on the unmutate
 fails there would kill anything, so the run stops. At the end, a table (mutation, promise, killed by,
 seconds) and `mutants: N killed, M survived`; the exit is 1 when any survived or did not apply.
 
---modules runs other modules than the ones each mutation names (test_*.py to find every killer); NAME
+--modules (once per pattern) runs other modules than the ones each mutation names (test_*.py to
+find every killer); NAME
 runs only those mutations; --list prints the mutations and applies each to check it, running nothing.
 """
 
@@ -38,83 +39,124 @@ Mutant = collections.namedtuple("Mutant", "name promise old new modules")
 MUTANTS = [
     # ---- exit codes, the envelope, the streams
     Mutant("exit-4-network", "exit 4 is TIMEOUT and NETWORK_ERROR: the platform could not be reached",
-           '"TIMEOUT": 4, "NETWORK_ERROR": 4,', '"TIMEOUT": 2, "NETWORK_ERROR": 2,', ("test_promises",)),
+           '"TIMEOUT": 4, "NETWORK_ERROR": 4,', '"TIMEOUT": 2, "NETWORK_ERROR": 2,',
+           ("test_promises",)),
     Mutant("exit-3-auth-required", "exit 3 is AUTH_REQUIRED: log in again",
            '"AUTH_REQUIRED": 3,', '"AUTH_REQUIRED": 1,', ("test_promises",)),
     Mutant("exit-signal", "SIGINT, SIGTERM and SIGHUP exit 130, 143 and 129",
-           "return 128 + self.signum if self.signum else", "return 130 if self.signum else",
-           ("test_poll",)),
-    Mutant("sighup-handled", "SIGHUP (an SSH session that drops) exits 129 as TERMINATED, naming the key",
+           "            return 128 + self.signum\n", "            return 130\n", ("test_poll",)),
+    Mutant("sighup-handled",
+           "SIGHUP (an SSH session that drops) exits 129 as TERMINATED, naming the key",
            '("SIGINT", "SIGTERM", "SIGHUP")', '("SIGINT", "SIGTERM")', ("test_unattended",)),
-    Mutant("first-signal-only", "only the first signal acts: a SIGTERM right behind a Ctrl-C is ignored",
-           "    if STOPPING or frame is not None and frame.f_code is _on_signal.__code__:\n        return\n", "",
-           ("test_promises",)),
+    Mutant("first-signal-only",
+           "only the first signal acts: a SIGTERM right behind a Ctrl-C is ignored",
+           "    if STOPPING:\n        return\n"
+           "    if frame is not None and frame.f_code is _on_signal.__code__:\n        return\n",
+           "", ("test_promises",)),
     Mutant("first-signal-nested", "a signal taken as another's handler begins changes nothing",
-           "if STOPPING or frame is not None and frame.f_code is _on_signal.__code__:", "if STOPPING:",
-           ("test_promises",)),
+           "    if frame is not None and frame.f_code is _on_signal.__code__:\n        return\n",
+           "", ("test_promises",)),
     Mutant("signals-main-thread", "only the main thread takes SIGINT, SIGTERM and SIGHUP",
-           'mask = getattr(signal, "pthread_sigmask", None)', "mask = None", ("test_e2e_sessions",)),
+           'mask = getattr(signal, "pthread_sigmask", None)', "mask = None",
+           ("test_e2e_sessions",)),
     Mutant("envelope-meta", "the envelope is {error: {code, message, meta}}",
-           '"message": error.message, "meta": error.meta}}', '"message": error.message}}', ("test_poll",)),
+           '"message": error.message, "meta": error.meta}}', '"message": error.message}}',
+           ("test_poll",)),
     Mutant("envelope-dated", "the envelope is the last stderr line, pure JSON, no time in front",
-           'self._write(json.dumps(redact_values(doc, True), ensure_ascii=True, default=str) + "\\n")',
-           'self.line(json.dumps(redact_values(doc, True), ensure_ascii=True, default=str))', ("test_poll",)),
+           'self._write(json.dumps(redact_values(doc, True), ensure_ascii=True, default=str)'
+           ' + "\\n")',
+           'self.line(json.dumps(redact_values(doc, True), ensure_ascii=True, default=str))',
+           ("test_poll",)),
     Mutant("stdout-one-line", "stdout carries exactly one JSON document and a newline",
            'text = json.dumps(doc, ensure_ascii=True, allow_nan=False) + "\\n"',
-           'text = json.dumps(doc, ensure_ascii=True, allow_nan=False, indent=1) + "\\n"', ("test_surface",)),
+           'text = json.dumps(doc, ensure_ascii=True, allow_nan=False, indent=1) + "\\n"',
+           ("test_surface",)),
     Mutant("stdout-nothing-else", "everything but the result goes to stderr",
-           "self.stream = sys.stderr if stream is None else stream",
-           "self.stream = sys.stdout if stream is None else stream", ("test_surface",)),
+           "self.stream = sys.stderr            # None when stderr was closed",
+           "self.stream = sys.stdout            # None when stderr was closed",
+           ("test_surface",)),
     Mutant("log-lines-dated", "a log gets one line per event, each beginning with its UTC time",
-           'stamp = "" if self.tty else format_time(CLOCK.wall()) + " "', 'stamp = ""', ("test_poll",)),
-    Mutant("failure-line", "on failure a dated line names the code, the exit and the message, before the "
-           "envelope", 'self.line("error %s (exit %d): %s%s"', 'self.debug("error %s (exit %d): %s%s"',
-           ("test_unattended",)),
-    Mutant("output-failed", "OUTPUT_FAILED (exit 2): the work was done but stdout could not be written",
-           'raise LandbaseError("OUTPUT_FAILED", "the command did its work',
-           'raise LandbaseError("API_ERROR", "the command did its work', ("test_surface",)),
+           'stamp = format_time(CLOCK.wall()) + " "', 'stamp = ""', ("test_poll",)),
+    Mutant("failure-line",
+           "on failure a dated line names the code, the exit and the message, before the envelope",
+           "        self.line(text)\n        doc = {\"error\":",
+           "        self.debug(text)\n        doc = {\"error\":", ("test_unattended",)),
+    Mutant("output-failed",
+           "OUTPUT_FAILED (exit 2): the work was done but stdout could not be written",
+           'raise LandbaseError("OUTPUT_FAILED", message, meta)',
+           'raise LandbaseError("API_ERROR", message, meta)', ("test_surface",)),
     Mutant("output-failed-meta", "OUTPUT_FAILED's meta has the import id",
-           '"; the result was: " + shown_doc[:2000] if shown_doc else ""), meta)',
-           '"; the result was: " + shown_doc[:2000] if shown_doc else ""), None)', ("test_surface",)),
+           'raise LandbaseError("OUTPUT_FAILED", message, meta)',
+           'raise LandbaseError("OUTPUT_FAILED", message, None)', ("test_surface",)),
     Mutant("closed-stderr", "a closed or full stderr changes no exit code",
            "self.stream = None          # a closed or full stderr changes nothing else", "raise",
            ("test_promises",)),
     Mutant("utf8-stdout", "--query's text is UTF-8 whatever the locale",
            'text.encode("utf-8", "surrogateescape")', 'text.encode("ascii", "replace")',
            ("test_unattended",)),
+    Mutant("help-through-writer",
+           "help goes through the stdout writer: a closed stdout is OUTPUT_FAILED",
+           "        write_stdout(str(text))\n", "        print(str(text), end=\"\")\n",
+           ("test_input",)),
+    Mutant("version-sha256", "--version prints the SHA-256 of the file that runs",
+           r'"landbase-import %s\nsha256 %s %s\n" % (', r'"landbase-import %s\n%.0s%.0s" % (',
+           ("test_e2e",)),
     # ---- what may be printed
     Mutant("redact-exact-token", "the exact token is redacted, whatever its shape (not only lbs_…)",
-           "for secret in sorted(SECRETS, key=len, reverse=True):", "for secret in []:", ("test_http",)),
+           "for secret in sorted(SECRETS, key=len, reverse=True):", "for secret in []:",
+           ("test_http",)),
     Mutant("redact-pattern", "anything shaped like an lbs_ token is redacted",
-           "return TOKEN_RE.sub(REDACTED, text) if pattern else text", "return text", ("test_promises",)),
+           "        text = TOKEN_RE.sub(REDACTED, text)\n", "        pass\n", ("test_promises",)),
+    Mutant("redact-escaped-forms",
+           "a secret with its characters escaped (JSON, HTML, a URL) is redacted too",
+           'return "(?:%s)" % "|".join(forms)', "return re.escape(ch)", ("test_hostile",)),
+    Mutant("proxy-base64-secret",
+           "the proxy's user:password in base64, as Proxy-Authorization sends it, is a secret",
+           'remember_secret(base64.b64encode(pair.encode("utf-8")).decode("ascii"))', "pass",
+           ("test_hostile_three",)),
     Mutant("dry-run-body-as-is", "--dry-run prints the user's body as sent: never redacted by pattern",
            "        doc = redact_values(doc)\n", "        doc = redact_values(doc, pattern=True)\n",
            ("test_surface",)),
-    Mutant("printable-escapes", "server text reaches a terminal or log as printable text: no escapes",
-           'ch if ch.isprintable() else "\\ufffd"', 'ch if ch.isprintable() or ch in "\\x1b\\x07" else "\\ufffd"',
-           ("test_http",)),
+    Mutant("printable-escapes",
+           "server text reaches a terminal or log as printable text: no escapes",
+           (r'CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")',
+            r'ch if ch.isprintable() else "\ufffd"'),
+           (r'CONTROL_RE = re.compile("[\x00-\x06\x08-\x1a\x1c-\x1f\x7f-\x9f]")',
+            r'ch if ch.isprintable() or ch in "\x1b\x07" else "\ufffd"'), ("test_http",)),
     Mutant("printable-one-line", "server text reaches a terminal or log on one line: no newlines",
-           'ch if ch.isprintable() else "\\ufffd"', 'ch if ch.isprintable() or ch == "\\n" else "\\ufffd"',
-           ("test_surface",)),
+           (r'CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")',
+            r'ch if ch.isprintable() else "\ufffd"'),
+           (r'CONTROL_RE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")',
+            r'ch if ch.isprintable() or ch == "\n" else "\ufffd"'), ("test_surface",)),
+    Mutant("excerpt-window",
+           "a server text of up to 4 MiB is cut to what is printed before it is decoded",
+           "    window = raw[:limit + 2 + ESCAPED_CHAR_SPAN * longest]\n",
+           "    window = raw\n", ("test_hostile_three",)),
     # ---- retries
     Mutant("retry-schedule", "one-shot requests retry after 5 s, 10 s and 20 s",
            "RETRY_DELAYS = (5, 10, 20)", "RETRY_DELAYS = (5, 10, 30)", ("test_http",)),
     Mutant("retry-count", "one-shot requests retry a transient failure up to 3 times",
-           "delays = iter(RETRY_DELAYS if retry else ())", "delays = iter(RETRY_DELAYS[:2] if retry else ())",
-           ("test_http",)),
+           "delays = iter(RETRY_DELAYS if retry else ())",
+           "delays = iter(RETRY_DELAYS[:2] if retry else ())", ("test_http",)),
     Mutant("retry-after", "a longer Retry-After is honoured",
-           "wait = planned if error.retry_after is None else max(planned, error.retry_after)",
-           "wait = planned", ("test_http",)),
+           "wait = max(planned, error.retry_after)", "wait = planned", ("test_http",)),
     Mutant("retry-after-cap", "a Retry-After over 5 minutes ends a one-shot command",
            "RETRY_AFTER_CAP = 300", "RETRY_AFTER_CAP = 3000", ("test_http",)),
     Mutant("retry-after-digits", "Retry-After in ASCII digits only ('²' is no number)",
            'if re.match(r"[0-9]+\\Z", value):', "if value.isdigit():", ("test_http",)),
-    Mutant("retry-after-larger", "Retry-After and meta.retry_after_seconds: the larger is honoured",
-           "return max(found) if found else None", "return found[-1] if found else None", ("test_promises",)),
-    Mutant("429-transient", "429 is transient: retried", "status == 429 or status >= 500", "status >= 500",
-           ("test_http",)),
+    Mutant("retry-after-larger",
+           "Retry-After and meta.retry_after_seconds: the larger is honoured",
+           "return max(found, default=None)", "return found[-1] if found else None",
+           ("test_promises",)),
+    Mutant("retry-after-kept",
+           "an error re-wrapped by a caller keeps the server's Retry-After and code",
+           '"transient": self.transient, "retry_after": self.retry_after,',
+           '"transient": self.transient, "retry_after": None,', ("test_poll",)),
+    Mutant("429-transient", "429 is transient: retried", "status == 429 or status >= 500",
+           "status >= 500", ("test_http",)),
     Mutant("401-next-step", "a 401 says to run auth login",
-           '("; run landbase_import.py auth login" if status == 401 else "")', '""', ("test_http",)),
+           "    if status == 401:\n        message +=", "    if False:\n        message +=",
+           ("test_http",)),
     # ---- the poller
     Mutant("poll-schedule", "wait reads at once, then after 5 s and 10 s", "POLL_DELAYS = (5, 10)",
            "POLL_DELAYS = (5, 15)", ("test_poll",)),
@@ -122,65 +164,123 @@ MUTANTS = [
     Mutant("wait-30-minutes", "wait gives up with TIMEOUT after 30 minutes by default",
            "WAIT_LIMIT = 30 * 60", "WAIT_LIMIT = 40 * 60", ("test_poll",)),
     Mutant("max-wait-7-days", "--max-wait is at most 7 days",
-           "if not 0 < args.max_wait <= MAX_WAIT_LIMIT:", "if not 0 < args.max_wait:", ("test_promises",)),
-    Mutant("max-wait-bounds-requests", "--max-wait bounds each request: its timeout is the smaller of "
-           "--timeout and the time left", "False, min(api.timeout, left)), None", "False, api.timeout), None",
-           ("test_surface",)),
+           "if seconds is None or not 0 < seconds <= MAX_WAIT_LIMIT:",
+           "if seconds is None or not 0 < seconds:", ("test_promises",)),
+    Mutant("max-wait-bounds-requests", "--max-wait bounds each request: its timeout is the "
+           "smaller of --timeout and the time left",
+           "tracker.import_id, False, min(api.timeout, left))",
+           "tracker.import_id, False, api.timeout)", ("test_surface",)),
     Mutant("max-wait-needs-watch", "--max-wait without --watch is INVALID_INPUT",
-           'if args.words[-1] == "start" and args.max_wait is not None and not args.watch:', "if False:",
-           ("test_hostile",)),
+           'if args.words == ("contacts-import", "start") and args.max_wait is not None '
+           'and not args.watch:', "if False:", ("test_hostile",)),
     Mutant("auth-failed-ends-wait", "AUTH_FAILED ends the wait at once",
-           'if error.code == "AUTH_FAILED":\n                raise error',
-           'if False:\n                raise error', ("test_poll",)),
-    Mutant("timeout-prints-status", "a wait that ends in TIMEOUT prints the last-known status all the same",
-           'code in (None, "IMPORT_FAILED", "IMPORT_PARTIAL", "TIMEOUT")',
-           'code in (None, "IMPORT_FAILED", "IMPORT_PARTIAL")', ("test_poll",)),
-    Mutant("several-ids-not-found", "with several ids, an id that cannot be read does not stop the others",
-           "                tracker.error = error\n", "                raise error\n", ("test_poll",)),
-    Mutant("first-id-decides", "the exit and envelope are those of the first id, in the order given, that "
-           "did not complete", "first = next((t for t in trackers if t.outcome is not None), None)",
-           "first = next((t for t in reversed(trackers) if t.outcome is not None), None)", ("test_poll",)),
+           '    if error.code == "AUTH_FAILED":\n        raise error\n',
+           '    if False:\n        raise error\n', ("test_poll",)),
+    Mutant("timeout-prints-status",
+           "a wait that ends in TIMEOUT prints the last-known status all the same",
+           'printed = outcome in (None, "IMPORT_FAILED", "IMPORT_PARTIAL", "TIMEOUT")',
+           'printed = outcome in (None, "IMPORT_FAILED", "IMPORT_PARTIAL")', ("test_poll",)),
+    Mutant("several-ids-not-found",
+           "with several ids, an id that cannot be read does not stop the others",
+           "        tracker.error = error\n", "        raise error\n", ("test_poll",)),
+    Mutant("first-id-decides", "the exit and envelope are those of the first id, in the order "
+           "given, that did not complete",
+           "    for tracker in trackers:\n        if tracker.outcome is not None:",
+           "    for tracker in reversed(trackers):\n        if tracker.outcome is not None:",
+           ("test_poll",)),
     Mutant("four-in-flight", "with several ids, at most 4 requests at a time",
            "MAX_POLLS_IN_FLIGHT = 4", "MAX_POLLS_IN_FLIGHT = 8", ("test_poll",)),
-    # ---- start
-    Mutant("idempotency-key-reused", "each start sends one Idempotency-Key, the same on each of its retries",
-           "                attempt += 1\n",
-           '                attempt += 1\n                headers = dict(headers or {}, **{"Idempotency-Key":'
-           ' "retry-%d" % attempt})\n', ("test_http",)),
-    Mutant("unsure-names-key", "a start that gives up after a POST that may have reached the platform names "
-           "its key in meta.idempotencyKey", "dict(exc.meta, idempotencyKey=key, serverCode=exc.code)",
-           "dict(exc.meta, serverCode=exc.code)", ("test_unattended",)),
-    Mutant("rerun-equals-form", "the command that gets the import back uses --idempotency-key=KEY (a key "
-           "may begin with -)", '["--idempotency-key=" + key]', '["--idempotency-key", key]',
-           ("test_unattended",)),
-    Mutant("unsure-never-exit-1", "a start that may have created an import never exits 1",
-           'raise LandbaseError("API_ERROR" if exc.exit_code == 1 else exc.code,', "raise LandbaseError(exc.code,",
-           ("test_surface",)),
-    Mutant("watch-never-exit-1", "start --watch never exits 1 once the import exists",
-           "        if exc.exit_code != 1:\n            raise\n", "        if True:\n            raise\n",
-           ("test_surface",)),
-    Mutant("replayed-logged", "an Idempotent-Replayed answer is logged 'already started', never 'Started'",
-           '.strip().lower() == "true")', '.strip().lower() == "yes")', ("test_unattended",)),
-    Mutant("start-line-follow", "start's first stderr line names the import and the command that follows it",
-           '% (answer["runRef"], account_id) + " Follow it with: " + follow)', '% (answer["runRef"], account_id))',
+    Mutant("redraw-own-lines",
+           "the redraw erases only its own lines (erase-line), never the display (ESC[J)",
+           r'moves = "\r\x1b[K" + "\x1b[1A\x1b[K" * up', r'moves = "\x1b[1A" * up + "\r\x1b[J"',
            ("test_poll",)),
+    Mutant("summary-failed-first",
+           "the summary of several ids names the failed and partial ids first",
+           'line = "%s | %s" % ("; ".join(named), line)',
+           'line = "%s | %s" % (line, "; ".join(named))', ("test_second_week",)),
+    # ---- start
+    Mutant("idempotency-key-reused",
+           "each start sends one Idempotency-Key, the same on each of its retries",
+           "                attempt += 1\n",
+           '                attempt += 1\n                headers = dict(headers or {}, '
+           '**{"Idempotency-Key": "retry-%d" % attempt})\n', ("test_http",)),
+    Mutant("unsure-names-key", "a start that gives up after a POST that may have reached the "
+           "platform names its key in meta.idempotencyKey",
+           "meta = dict(exc.meta, idempotencyKey=key, serverCode=exc.code,",
+           "meta = dict(exc.meta, serverCode=exc.code,", ("test_unattended",)),
+    Mutant("rerun-equals-form", "the command that gets the import back uses "
+           "--idempotency-key=KEY (a key may begin with -)",
+           'words.append("--idempotency-key=" + key)',
+           'words.extend(["--idempotency-key", key])', ("test_unattended",)),
+    Mutant("rerun-safe-until", "the command that gets an ambiguous start back names its deadline "
+           "(24 hours from the first attempt)",
+           '"get it back, never a second one, until %s (24 hours from the first attempt; later, '
+           'the "\n        "same key starts a new import)" % format_time(first_attempt + KEY_KEPT)',
+           '"get it back, never a second one"', ("test_second_week",)),
+    Mutant("rerun-safe-until-meta", "an ambiguous start's meta.safeUntil is its rerun's deadline",
+           "        meta = dict(exc.meta, idempotencyKey=key, serverCode=exc.code,\n"
+           "                    safeUntil=format_time(first_attempt + KEY_KEPT))",
+           "        meta = dict(exc.meta, idempotencyKey=key, serverCode=exc.code)",
+           ("test_second_week",)),
+    Mutant("rerun-stdin-said",
+           "a rerun of start --json - says that it needs the body on stdin again",
+           '    if args.json == "-":\n        text +=', "    if False:\n        text +=",
+           ("test_hostile_three",)),
+    Mutant("unsure-never-exit-1", "a start that may have created an import never exits 1",
+           '        if exc.exit_code == 1:\n            code = "API_ERROR"\n',
+           '        if False:\n            code = "API_ERROR"\n', ("test_surface",)),
+    Mutant("watch-never-exit-1", "start --watch never exits 1 once the import exists",
+           "        if exc.exit_code != 1:\n            raise\n",
+           "        if True:\n            raise\n", ("test_surface",)),
+    Mutant("watch-retries-until-max-wait",
+           "start --watch retries a transient start with the same key until --max-wait",
+           "            delays = poll_delays()\n", "            delays = iter(RETRY_DELAYS)\n",
+           ("test_second_week",)),
+    Mutant("key-reused-new-key", "a key kept for another body gives the same line with a new key",
+           '        if exc.meta.get("reason") == "idempotency_key_reused":\n',
+           "        if False:\n", ("test_second_week",)),
+    Mutant("replayed-logged",
+           "an Idempotent-Replayed answer is logged 'already started', never 'Started'",
+           '.strip().lower() == "true"', '.strip().lower() == "yes"', ("test_unattended",)),
+    Mutant("own-retry-not-replay",
+           "a run's own retry that created the import is not called a replay",
+           '    elif answer["retried"]:\n', "    elif False:\n", ("test_hostile_three",)),
+    Mutant("start-line-follow",
+           "start's first stderr line names the import and the command that follows it",
+           'console.line("%s Follow it with: %s" % (what, resume_command(account.id, '
+           '[import_id])))', "console.line(what)", ("test_poll",)),
+    Mutant("outcome-before-output",
+           "a signal after the start is answered names the import: known before it is written",
+           '        known["importId"] = answer["importId"]\n', "", ("test_races",)),
     Mutant("conflict-names-wait", "a CONFLICT names the command that waits on the running import",
-           "% (exc.message, running, command), exc.meta)", '% (exc.message, running, "it"), exc.meta)',
+           "% (error.message, running, command))", '% (error.message, running, "it"))',
            ("test_surface",)),
     Mutant("conflict-watch-attaches", "a CONFLICT with --watch attaches to the running import",
-           '            if not args.watch:\n                raise LandbaseError("CONFLICT"',
-           '            if True:\n                raise LandbaseError("CONFLICT"', ("test_surface",)),
-    Mutant("key-charset", "--idempotency-key takes 1 to 255 printable ASCII characters",
-           r're.match(r"[\x20-\x7e]{1,255}\Z", key)', r're.match(r"[\x20-\x7e]{1,999}\Z", key)',
+           '    if not args.watch:\n        raise error.replace(message="%s; import %d is already '
+           'running',
+           '    if True:\n        raise error.replace(message="%s; import %d is already running',
            ("test_surface",)),
+    Mutant("key-charset", "--idempotency-key takes 1 to 255 printable ASCII characters",
+           r'KEY_RE = re.compile(r"[\x20-\x7e]{1,255}\Z")',
+           r'KEY_RE = re.compile(r"[\x20-\x7e]{1,999}\Z")', ("test_surface",)),
+    Mutant("dry-run-says-what", "--dry-run's line says what it checked and what only a start or "
+           "doctor checks",
+           "The platform checks the dataset and \"\n                 \"the account's access to "
+           "it only at start; %s doctor checks the platform side.\"",
+           "\"\n                 \"%s\"", ("test_second_week",)),
     # ---- accounts and the session file
     Mutant("account-option-first", "--account beats LANDBASE_ACCOUNT_ID",
-           'account_id, error = account_override or os.environ.get("LANDBASE_ACCOUNT_ID"), None',
-           'account_id, error = os.environ.get("LANDBASE_ACCOUNT_ID") or account_override, None', ("test_input",)),
+           "        if account_override:\n            return check_account_id(account_override, ",
+           '        if account_override and not os.environ.get("LANDBASE_ACCOUNT_ID"):\n'
+           "            return check_account_id(account_override, ", ("test_input",)),
     Mutant("account-env-before-file", "LANDBASE_ACCOUNT_ID beats the stored account",
-           'account_id, error = account_override or os.environ.get("LANDBASE_ACCOUNT_ID"), None',
-           'account_id, error = account_override or stored.get("accountId") or os.environ.get('
-           '"LANDBASE_ACCOUNT_ID"), None', ("test_input",)),
+           "        if from_env:\n            return check_account_id(from_env,",
+           '        if from_env and not stored.get("accountId"):\n'
+           "            return check_account_id(from_env,", ("test_input",)),
+    Mutant("not-found-names-source", "a NOT_FOUND on an account's path names where the account "
+           "id came from (--account, LANDBASE_ACCOUNT_ID, the stored one)",
+           "% (account.id, source, program_command())\n    )",
+           '% (account.id, "the session", program_command())\n    )', ("test_second_week",)),
     Mutant("file-0600", "platform.json is created 0600 whatever the umask",
            "os.fchmod(fd, 0o600)", "os.fchmod(fd, 0o644)", ("test_session",)),
     Mutant("directory-0700", "the config directory is created 0700 whatever the umask",
@@ -191,70 +291,119 @@ MUTANTS = [
            "                os.fsync(fd)\n", "                pass\n", ("test_unattended",)),
     Mutant("write-lock", "every change of platform.json is made under the lock",
            "while not _try_lock(fd):", "while False:", ("test_unattended",)),
+    Mutant("lock-wait-clock", "the lock wait goes through the clock seam (CLOCK), not time.sleep",
+           ("ends = CLOCK.now() + LOCK_WAIT", "if CLOCK.now() > ends:",
+            "CLOCK.sleep(LOCK_POLL)"),
+           ("ends = time.monotonic() + LOCK_WAIT", "if time.monotonic() > ends:",
+            "time.sleep(LOCK_POLL)"), ("test_races",)),
     Mutant("unknown-keys-kept", "keys the tool does not know are kept in platform.json",
-           "data.update(changes(data) if callable(changes) else changes)",
-           "data = dict(changes(data) if callable(changes) else changes)", ("test_session",)),
-    Mutant("fifo-refused", "a FIFO or a directory in place of platform.json is SETUP_FAILED naming it",
-           "if not stat.S_ISREG(mode):", "if False:", ("test_promises",)),
+           "            data.update(changes)\n", "            data = dict(changes)\n",
+           ("test_session",)),
+    Mutant("fifo-refused", "a FIFO or a directory in place of platform.json is SETUP_FAILED "
+           "naming it", "if not stat.S_ISREG(mode):", "if False:", ("test_promises",)),
     Mutant("group-readable-warning", "a platform.json readable by group or others gets a warning",
-           "mode & 0o077:\n", "mode & 0o007:\n", ("test_session",)),
+           'os.name == "posix" and mode & 0o077:', 'os.name == "posix" and mode & 0o007:',
+           ("test_session",)),
     Mutant("expired-before-request", "a session past expiresAt is AUTH_FAILED before any request",
-           "if expires_at <= CLOCK.wall():", "if expires_at <= CLOCK.wall() - 30 * 86400:", ("test_session",)),
+           "if expires_at <= CLOCK.wall():", "if expires_at <= CLOCK.wall() - 30 * 86400:",
+           ("test_session",)),
     Mutant("warn-24-hours", "less than 24 hours of session left warns once",
-           "if left < SESSION_WARN_BELOW:", "if left < 3600:", ("test_session",)),
+           "    left = expires_at - CLOCK.wall()\n    if left < SESSION_WARN_BELOW:\n",
+           "    left = expires_at - CLOCK.wall()\n    if left < 12 * 3600:\n", ("test_session",)),
     Mutant("min-valid", "auth status --min-valid exits 3 when the session ends sooner",
            "if left < min_valid:", "if left < min_valid - 86400:", ("test_promises",)),
+    Mutant("account-set-checks-file", "account set writes only if platform.json still holds the "
+           "token it checked the account with",
+           'store.update({"accountId": args.account_id}, console, expected=read)',
+           'store.update({"accountId": args.account_id}, console, expected=None)',
+           ("test_races",)),
+    Mutant("login-second-write-checks", "a login's choice of account is written only if "
+           "platform.json still holds what the login wrote",
+           'store.update({"accountId": account_id}, expected=written)',
+           'store.update({"accountId": account_id}, expected=None)', ("test_races",)),
+    Mutant("logout-removes-its-token", "a logout removes only the token it revoked",
+           "removed = store.remove(token)", "removed = store.remove()", ("test_races",)),
+    Mutant("logout-lock-before-revoke",
+           "a logout checks the lock before revoking: a hung lock revokes nothing",
+           "        check_lock(store)\n", "", ("test_races",)),
+    Mutant("login-names-file", "a login's stderr says where it saved the session",
+           'console.line("Saved the session in %s" % store.path)', "pass",
+           ("test_second_week",)),
     # ---- strict JSON and the limits
-    Mutant("json-duplicates", "duplicate keys are refused", "if len(seen) < len(pairs):", "if False:",
-           ("test_input",)),
+    Mutant("json-duplicates", "duplicate keys are refused", "if len(seen) < len(pairs):",
+           "if False:", ("test_input",)),
     Mutant("json-nan", "NaN and Infinity are refused",
            '"parse_constant": _refuse_constant}', '"parse_constant": float}', ("test_session",)),
     Mutant("json-40-digits", "a number of more than 40 digits is refused",
            "MAX_JSON_DIGITS = 40 ", "MAX_JSON_DIGITS = 400 ", ("test_promises",)),
     Mutant("json-64-levels", "a document nested deeper than 64 levels is refused",
            "MAX_JSON_DEPTH = 64 ", "MAX_JSON_DEPTH = 640 ", ("test_promises",)),
+    Mutant("json-containers", "more than 400,000 objects and arrays in one document are refused",
+           "MAX_JSON_CONTAINERS = 400000 ", "MAX_JSON_CONTAINERS = 4000000 ",
+           ("test_hostile_three",)),
     Mutant("answer-4-mib", "an answer over 4 MiB is not read further: a broken answer",
            "if size > MAX_ANSWER_BYTES:", "if size > 8 * MAX_ANSWER_BYTES:", ("test_promises",)),
     Mutant("body-1-mib", "the body of start --json is at most 1 MiB",
            "MAX_BODY_BYTES = 1024 * 1024 ", "MAX_BODY_BYTES = 2 * 1024 * 1024 ", ("test_input",)),
     Mutant("status-five-keys", "status prints exactly these five keys",
-           'return {key: data.get(key) for key in ("importId", "phase", "percent", "counts", "error")}',
-           "return data", ("test_http",)),
+           "        return {key: data.get(key) for key in STATUS_KEYS}\n",
+           "        return data\n", ("test_http",)),
     Mutant("import-id-twice", "an id given twice is INVALID_INPUT",
-           "if len(set(ids)) != len(ids):", "if False:", ("test_input",)),
+           "if ids is not None and len(set(ids)) != len(ids):", "if False:", ("test_input",)),
     # ---- transport
     Mutant("timeout-whole-request", "--timeout bounds each whole request, connect to last byte",
-           "self.over.wait(self.seconds) or self.expire()", "self.over.wait(self.seconds * 1000) or self.expire()",
+           "if not self.over.wait(self.seconds):", "if not self.over.wait(self.seconds * 1000):",
            ("test_http",)),
-    Mutant("redirect-same-origin", "a redirect to another origin is refused: the token never goes there",
+    Mutant("resolve-within-deadline",
+           "name resolution runs within the request's deadline (--timeout)",
+           "    addresses = resolve(host, port, deadline)\n",
+           "    addresses = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)\n",
+           ("test_hostile_three",)),
+    Mutant("redirect-same-origin",
+           "a redirect to another origin is refused: the token never goes there",
            "        if not same:\n", "        if False:\n", ("test_http",)),
     Mutant("redirect-not-by-urllib", "redirects are judged by the tool, never followed by urllib",
-           "            return None                 # the default error handler then raises HTTPError 30x",
-           "            return urllib.request.HTTPRedirectHandler.http_error_302(self, req, fp, code, msg, "
-           "headers)", ("test_http",)),
+           "            return None                 # the default error handler then raises "
+           "HTTPError 30x",
+           "            return urllib.request.HTTPRedirectHandler.http_error_302(self, req, fp, "
+           "code, msg, headers)", ("test_http",)),
     Mutant("host-allowlist", "a base URL's host is landbase.com, a subdomain of it, or loopback",
            'host.endswith(".landbase.com")', 'host.endswith("landbase.com")', ("test_http",)),
     Mutant("https-except-loopback", "https is required except on loopback",
            'if parts.scheme == "http" and not is_loopback(url):', "if False:", ("test_http",)),
     Mutant("loopback-never-proxied", "a loopback base never goes through a proxy",
-           'ProxyHandler({"https": proxy.url} if proxy else {})',
-           'ProxyHandler({"https": proxy.url} if proxy else None)', ("test_http",)),
+           "urllib.request.ProxyHandler({}))", "urllib.request.ProxyHandler())", ("test_http",)),
+    Mutant("no-proxy-host-port", "NO_PROXY=host:port keeps the proxy from being used, and the "
+           "tool says so", "for name in (host, netloc, host_port(host, port)):",
+           "for name in (host,):", ("test_hostile_three",)),
+    Mutant("ipv6-proxy-brackets", "an IPv6 proxy is named host:port with the address in brackets",
+           '    if ":" in host:\n        host = "[%s]" % host\n', "", ("test_hostile_three",)),
     Mutant("proxy-refusal-final", "a proxy that refuses the tunnel (403, 407) is not retried",
-           "if self.proxy and refused:", "if False:", ("test_proxy",)),
+           "if self.proxy is not None and refused:", "if False:", ("test_proxy",)),
     Mutant("https-proxy-refused", "an https:// proxy is refused before anything is sent",
            'if scheme != "http":', 'if scheme not in ("http", "https"):', ("test_proxy",)),
+    Mutant("dns-suggests-proxy", "a name that does not resolve without a proxy suggests "
+           "HTTPS_PROXY", "; if this host reaches the internet through a proxy, set HTTPS_PROXY",
+           "", ("test_second_week",)),
     Mutant("tls-verified", "TLS certificates are always verified",
-           "return ssl.create_default_context(cafile=cafile or None)", "return ssl._create_unverified_context()",
-           ("test_http",)),
+           "return ssl.create_default_context(cafile=cafile or None)",
+           "return ssl._create_unverified_context()", ("test_http",)),
     Mutant("tls-failure-final", "a certificate that fails verification is not retried",
-           'where, excerpt(getattr(reason, "verify_message", None) or text), hint))',
-           'where, excerpt(getattr(reason, "verify_message", None) or text), hint), {}, True)', ("test_http",)),
+           '"%s: TLS failed (%s); %s: %s" % (where, detail, hint, fix), fix=fix',
+           '"%s: TLS failed (%s); %s: %s" % (where, detail, hint, fix), fix=fix, transient=True',
+           ("test_http",)),
+    Mutant("printed-command-path",
+           "the commands the tool prints run this file from any directory (its absolute path)",
+           "    path = os.path.abspath(__file__)\n    if os.access(path, os.X_OK):",
+           "    path = os.path.basename(__file__)\n    if os.access(path, os.X_OK):",
+           ("test_hostile_three",)),
     # ---- login
     Mutant("pkce-s256", "the browser login sends the S256 challenge of its verifier",
            "hashlib.sha256(verifier.encode()).digest()", "hashlib.sha1(verifier.encode()).digest()",
            ("test_login",)),
-    Mutant("state-checked", "the login callback checks state", 'if not hmac.compare_digest(query.get("state", "")',
-           'if False and hmac.compare_digest(query.get("state", "")', ("test_login",)),
+    Mutant("state-checked", "the login callback checks state",
+           "if not hmac.compare_digest(given, self.state.encode()):",
+           "if False and hmac.compare_digest(given, self.state.encode()):", ("test_login",)),
     Mutant("callback-loopback", "the callback listens on 127.0.0.1 only",
            'Server(("127.0.0.1", 0), Handler)', 'Server(("0.0.0.0", 0), Handler)', ("test_login",)),
     Mutant("login-5-minutes", "the browser login gives up after 5 minutes",
@@ -264,44 +413,75 @@ MUTANTS = [
     Mutant("device-interval-bounds", "the device flow's interval is kept between 1 and 60 s",
            "DEVICE_INTERVALS = (1, 60) ", "DEVICE_INTERVALS = (1, 600) ", ("test_login",)),
     Mutant("device-slow-down", "slow_down adds 5 s between device polls",
-           'interval += 5 if exc.server_code == "SLOW_DOWN" else 0',
-           'interval += 1 if exc.server_code == "SLOW_DOWN" else 0', ("test_login",)),
+           "                interval += 5\n", "                interval += 1\n", ("test_login",)),
     # ---- the terminal and the command line
     Mutant("terminal-width", "the redrawn line is never wider than the terminal",
            "return max(2, columns)", "return max(2, columns) + 10", ("test_poll",)),
     Mutant("no-color", "NO_COLOR turns colours off",
-           'self.color = self.tty and bool(os.environ.get("NO_COLOR", "") == "")', "self.color = self.tty",
-           ("test_poll",)),
+           'self.color = self.tty and os.environ.get("NO_COLOR", "") == ""',
+           "self.color = self.tty", ("test_poll",)),
     Mutant("term-dumb", "TERM=dumb gets the log form",
            'self.tty = _isatty(self.stream) and os.environ.get("TERM") != "dumb"',
            "self.tty = _isatty(self.stream)", ("test_poll",)),
     Mutant("query-null-empty", "--query prints null as an empty field",
-           'return "" if value is None else printable(value)',
-           'return "null" if value is None else printable(value)', ("test_surface",)),
-    Mutant("query-tabs", "--query's paths print tab-separated",
-           '"\\t".join(field(entry, path) for path in paths)', '" ".join(field(entry, path) for path in paths)',
+           '    if value is None:\n        return ""\n    if isinstance(value, str):',
+           '    if value is None:\n        return "null"\n    if isinstance(value, str):',
            ("test_surface",)),
-    Mutant("query-unknown-path", "a --query path not in the output is INVALID_INPUT before anything is sent",
+    Mutant("query-tabs", "--query's paths print tab-separated",
+           '"\\t".join(query_field(entry, path) for path in paths)',
+           '" ".join(query_field(entry, path) for path in paths)', ("test_surface",)),
+    Mutant("query-unknown-path",
+           "a --query path not in the output is INVALID_INPUT before anything is sent",
            "            if path not in allowed:\n", "            if False:\n", ("test_surface",)),
     Mutant("help-every-level", "--help works at every level",
-           "if show_help or words not in HELP:", "if words not in HELP:", ("test_input",)),
+           'line.parser(words, subparsers, usage=("%(prog)s " + usage).rstrip(), ',
+           'line.parser(words, subparsers, add_help=False, usage=("%(prog)s " + usage).rstrip(), ',
+           ("test_input",)),
+    Mutant("no-abbreviations", "an abbreviated option (--max for --max-wait) is refused",
+           "formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)",
+           "formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=True)",
+           ("test_input",)),
     Mutant("did-you-mean", "a mistyped command or option gets the nearest valid one",
-           'return " (did you mean %r?)" % close[0] if close else ""', 'return ""', ("test_input",)),
-    Mutant("doctor-exit-class", "doctor exits with the class of its first failure (1 setup, 3 session, "
-           "4 network)", 'raise LandbaseError(code, "%d check%s failed;',
-           'raise LandbaseError("API_ERROR", "%d check%s failed;', ("test_doctor",)),
+           '    if not word:\n        return ""\n', '    if True:\n        return ""\n',
+           ("test_input",)),
+    # ---- doctor
+    Mutant("doctor-exit-class", "doctor exits with the class of its first failure (1 setup, "
+           "3 session, 4 network)",
+           'raise LandbaseError(code, "%s; the first: %s: %s" % (count, name, detail),',
+           'raise LandbaseError("API_ERROR", "%s; the first: %s: %s" % (count, name, detail),',
+           ("test_doctor",)),
+    Mutant("doctor-skew-fails", "doctor fails a clock skew over 5 minutes (exit 1)",
+           '            "clock",\n            "fail",\n', '            "clock",\n            "warn",\n',
+           ("test_doctor",)),
+    Mutant("doctor-env-token-end", "doctor takes an environment token's end from /v1/me",
+           'if expires_at is None and me is not None and is_time(me.get("expiresAt")):',
+           "if False:", ("test_hostile_three",)),
+    Mutant("doctor-no-leak", "doctor leaves no file open (clean under -X dev)",
+           'with open(os.path.abspath(__file__), "rb") as handle:',
+           'for handle in [open(os.path.abspath(__file__), "rb")]:', ("test_devmode",)),
 ]
 
 
 def apply(mutant, source):
-    """The tool's source with the mutation applied; ValueError naming it when it does not apply."""
-    found = source.count(mutant.old)
-    if mutant.old == mutant.new:
-        raise ValueError("mutant %s changes nothing" % mutant.name)
-    if found != 1:
-        raise ValueError("mutant %s: its snippet is found %d times in %s, not once: %r"
-                         % (mutant.name, found, TOOL_NAME, mutant.old[:80]))
-    mutated = source.replace(mutant.old, mutant.new)
+    """The tool's source with the mutation applied; ValueError naming it when it does not apply.
+    A mutation of several snippets (old and new as tuples) replaces each, each found once."""
+    olds = mutant.old
+    news = mutant.new
+    if isinstance(olds, str):
+        olds = (olds,)
+        news = (news,)
+    if len(olds) != len(news):
+        raise ValueError("mutant %s: %d snippets, %d replacements"
+                         % (mutant.name, len(olds), len(news)))
+    mutated = source
+    for old, new in zip(olds, news):
+        if old == new:
+            raise ValueError("mutant %s changes nothing" % mutant.name)
+        found = source.count(old)
+        if found != 1:
+            raise ValueError("mutant %s: its snippet is found %d times in %s, not once: %r"
+                             % (mutant.name, found, TOOL_NAME, old[:80]))
+        mutated = mutated.replace(old, new)
     try:
         compile(mutated, TOOL_NAME, "exec")
     except SyntaxError as exc:
@@ -312,6 +492,8 @@ def apply(mutant, source):
 def scratch_copy(source):
     """A copy of the repository (no .git, no build, no caches) with `source` as the tool; its path."""
     directory = tempfile.mkdtemp(prefix="lbi-mutant-")
+    # mkdtemp makes it 0700: the tests that run the tool as the user nobody must reach the copy
+    os.chmod(directory, 0o755)
     copy = os.path.join(directory, "repo")
     shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", "build", "__pycache__", "*.pyc"))
     with open(os.path.join(copy, TOOL_NAME), "w", encoding="utf-8") as handle:
@@ -367,7 +549,10 @@ def main(argv):
     parser.add_argument("-j", "--jobs", type=int, default=3, help="mutants at a time (default 3)")
     parser.add_argument("--test-jobs", type=int, default=2, help="test modules at a time in each mutant")
     parser.add_argument("--timeout", type=int, default=600, help="seconds a mutant's tests may take")
-    parser.add_argument("--modules", nargs="+", help="run these modules (patterns) instead of each mutant's")
+    # one pattern an option: a list would take the names after it for patterns
+    parser.add_argument("--modules", action="append",
+                        help="run the modules this pattern names instead of each mutant's "
+                        "(repeatable)")
     parser.add_argument("--list", action="store_true", help="print and check the mutations; run nothing")
     parser.add_argument("--no-baseline", action="store_true", help="skip the run on the unmutated tool")
     parser.add_argument("names", nargs="*", help="run only these mutations (default: all)")

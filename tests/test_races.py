@@ -196,6 +196,25 @@ class HungLockTests(RaceTestCase):
         self.assertRegex(message, r"(?i)\bnothing\b.*\brevoked\b")
         self.assertIn("try again", message)
 
+    @unittest.skipUnless(os.name == "posix", "flock")
+    def test_the_lock_wait_is_made_of_the_clocks_sleeps(self):
+        """Issue 20, section 2: the lock wait goes through the clock seam. fastclock logs each
+        sleep of the seam: the 10 s wait for a hung lock is made of them. A wait that sleeps with
+        time.sleep and reads time.monotonic (make mutants' lock-wait-clock) logs none, and takes a
+        real 10 s, which the test above cannot tell from a pass."""
+        self.world.write_session()
+        self.hold_lock()
+        log = os.path.join(self.world.dir, "sleeps")
+        result = self.cli("auth", "logout", fast=True, extra_env={"FASTCLOCK_LOG": log})
+        self.assertFails(result, "SETUP_FAILED")
+        sleeps = []
+        if os.path.exists(log):
+            with open(log) as handle:
+                sleeps = [float(line) for line in handle]
+        # the seam's virtual seconds, less the real ones that passed between its sleeps: well
+        # over half of the 10 s on any machine that runs the suite
+        self.assertGreater(sum(sleeps), 5, result)
+
 
 def full_pipe():
     """(read end, write end) of a pipe with no room left: a write blocks until the test reads."""
