@@ -1,19 +1,20 @@
 #!/usr/bin/env python3
-"""`make mutants`: hand-written mutations of landbase_import.py, each breaking one promise of the README or
-CLI.md, each of which the suite must kill.
+"""`make mutants`: hand-written mutations of landbase_import.py, each breaking one promise of the
+README, CLI.md or an issue, each of which the suite must kill.
 
     mutants.py [-j JOBS] [--modules PATTERN]... [--list] [--no-baseline] [NAME ...]
 
 For each mutation: a copy of the repository in a scratch directory, the tool in it with one snippet
-replaced (a snippet found other than exactly once, or a mutant that does not compile, is an error that
-names the mutation), and tests/run.py run there on the test modules that should kill it. A mutant is
-killed when that run fails. The named modules are first run once on the unmutated copy: a module that
-fails there would kill anything, so the run stops. At the end, a table (mutation, promise, killed by,
-seconds) and `mutants: N killed, M survived`; the exit is 1 when any survived or did not apply.
+replaced, or several (a snippet found other than exactly once, or a mutant that does not compile,
+is an error that names the mutation), and tests/run.py run there on the test modules that should
+kill it. A mutant is killed when that run fails. The named modules are first run once on the
+unmutated copy: a module that fails there would kill anything, so the run stops. At the end, a
+table (mutation, promise, seconds, killed by) and `mutants: N killed, M survived`; the exit is 1
+when any survived or did not apply.
 
---modules (once per pattern) runs other modules than the ones each mutation names (test_*.py to
-find every killer); NAME
-runs only those mutations; --list prints the mutations and applies each to check it, running nothing.
+--modules (one pattern each time it is given) runs other modules than the ones each mutation names
+(--modules 'test_*.py' to find every killer); NAME runs only those mutations; --list prints the
+mutations and applies each to check it, running nothing.
 """
 
 import argparse
@@ -35,10 +36,12 @@ TOOL_NAME = "landbase_import.py"
 
 Mutant = collections.namedtuple("Mutant", "name promise old new modules")
 
-# name, the promise it breaks, the exact text it replaces, its replacement, the modules that kill it
+# name, the promise it breaks, the exact text it replaces (a tuple: several), its replacement, the
+# modules that kill it
 MUTANTS = [
     # ---- exit codes, the envelope, the streams
-    Mutant("exit-4-network", "exit 4 is TIMEOUT and NETWORK_ERROR: the platform could not be reached",
+    Mutant("exit-4-network",
+           "exit 4 is TIMEOUT and NETWORK_ERROR: the platform could not be reached",
            '"TIMEOUT": 4, "NETWORK_ERROR": 4,', '"TIMEOUT": 2, "NETWORK_ERROR": 2,',
            ("test_promises",)),
     Mutant("exit-3-auth-required", "exit 3 is AUTH_REQUIRED: log in again",
@@ -56,6 +59,11 @@ MUTANTS = [
     Mutant("first-signal-nested", "a signal taken as another's handler begins changes nothing",
            "    if frame is not None and frame.f_code is _on_signal.__code__:\n        return\n",
            "", ("test_promises",)),
+    Mutant("signal-name-first", "a signal's name comes first in its message: a command at its "
+           "end can be pasted as it is",
+           '    text = "stopped by %s" % name\n    if message:\n        text += ": " + message\n',
+           '    text = "stopped"\n    if message:\n        text = message\n'
+           '    text += " (%s)" % name\n', ("test_hostile_three",)),
     Mutant("signals-main-thread", "only the main thread takes SIGINT, SIGTERM and SIGHUP",
            'mask = getattr(signal, "pthread_sigmask", None)', "mask = None",
            ("test_e2e_sessions",)),
@@ -102,7 +110,8 @@ MUTANTS = [
            r'"landbase-import %s\nsha256 %s %s\n" % (', r'"landbase-import %s\n%.0s%.0s" % (',
            ("test_e2e",)),
     # ---- what may be printed
-    Mutant("redact-exact-token", "the exact token is redacted, whatever its shape (not only lbs_…)",
+    Mutant("redact-exact-token",
+           "the exact token is redacted, whatever its shape (not only lbs_…)",
            "for secret in sorted(SECRETS, key=len, reverse=True):", "for secret in []:",
            ("test_http",)),
     Mutant("redact-pattern", "anything shaped like an lbs_ token is redacted",
@@ -110,12 +119,19 @@ MUTANTS = [
     Mutant("redact-escaped-forms",
            "a secret with its characters escaped (JSON, HTML, a URL) is redacted too",
            'return "(?:%s)" % "|".join(forms)', "return re.escape(ch)", ("test_hostile",)),
+    Mutant("redact-no-decoding", "redaction never decodes a server's text: a character "
+           "reference is printed as sent, whatever its digits",
+           "            text = _secret_forms().sub(REDACTED, text)\n",
+           '            text = _secret_forms().sub(REDACTED, __import__("html").unescape(text))\n',
+           ("test_hostile_three",)),
     Mutant("proxy-base64-secret",
            "the proxy's user:password in base64, as Proxy-Authorization sends it, is a secret",
            'remember_secret(base64.b64encode(pair.encode("utf-8")).decode("ascii"))', "pass",
            ("test_hostile_three",)),
-    Mutant("dry-run-body-as-is", "--dry-run prints the user's body as sent: never redacted by pattern",
-           "        doc = redact_values(doc)\n", "        doc = redact_values(doc, pattern=True)\n",
+    Mutant("dry-run-body-as-is",
+           "--dry-run prints the user's body as sent: never redacted by pattern",
+           "        doc = redact_values(doc)\n",
+           "        doc = redact_values(doc, pattern=True)\n",
            ("test_surface",)),
     Mutant("printable-escapes",
            "server text reaches a terminal or log as printable text: no escapes",
@@ -215,7 +231,8 @@ MUTANTS = [
     Mutant("rerun-safe-until", "the command that gets an ambiguous start back names its deadline "
            "(24 hours from the first attempt)",
            '"get it back, never a second one, until %s (24 hours from the first attempt; later, '
-           'the "\n        "same key starts a new import)" % format_time(first_attempt + KEY_KEPT)',
+           'the "\n        "same key starts a new import)" % format_time(first_attempt + '
+           'KEY_KEPT)',
            '"get it back, never a second one"', ("test_second_week",)),
     Mutant("rerun-safe-until-meta", "an ambiguous start's meta.safeUntil is its rerun's deadline",
            "        meta = dict(exc.meta, idempotencyKey=key, serverCode=exc.code,\n"
@@ -235,6 +252,13 @@ MUTANTS = [
     Mutant("watch-retries-until-max-wait",
            "start --watch retries a transient start with the same key until --max-wait",
            "            delays = poll_delays()\n", "            delays = iter(RETRY_DELAYS)\n",
+           ("test_second_week",)),
+    Mutant("watch-retries-bounded", "start --watch's retries and its wait share --max-wait",
+           "        until = CLOCK.now() + args.max_wait\n",
+           "        until = CLOCK.now() + 2 * args.max_wait\n", ("test_second_week",)),
+    Mutant("start-three-retries", "start without --watch retries a transient failure 3 times",
+           "    if args.watch:\n        until = CLOCK.now()",
+           "    if True:\n        until = CLOCK.now()",
            ("test_second_week",)),
     Mutant("key-reused-new-key", "a key kept for another body gives the same line with a new key",
            '        if exc.meta.get("reason") == "idempotency_key_reused":\n',
@@ -284,7 +308,8 @@ MUTANTS = [
     Mutant("file-0600", "platform.json is created 0600 whatever the umask",
            "os.fchmod(fd, 0o600)", "os.fchmod(fd, 0o644)", ("test_session",)),
     Mutant("directory-0700", "the config directory is created 0700 whatever the umask",
-           "os.chmod(self.directory, 0o700)", "os.chmod(self.directory, 0o755)", ("test_session",)),
+           "os.chmod(self.directory, 0o700)", "os.chmod(self.directory, 0o755)",
+           ("test_session",)),
     Mutant("atomic-write", "each write goes to a temporary file renamed over the old one",
            'tmp = self.path + ".tmp"', "tmp = self.path", ("test_session",)),
     Mutant("synced-write", "the temporary file is synced before it is renamed",
@@ -399,13 +424,15 @@ MUTANTS = [
            ("test_hostile_three",)),
     # ---- login
     Mutant("pkce-s256", "the browser login sends the S256 challenge of its verifier",
-           "hashlib.sha256(verifier.encode()).digest()", "hashlib.sha1(verifier.encode()).digest()",
+           "hashlib.sha256(verifier.encode()).digest()",
+           "hashlib.sha1(verifier.encode()).digest()",
            ("test_login",)),
     Mutant("state-checked", "the login callback checks state",
            "if not hmac.compare_digest(given, self.state.encode()):",
            "if False and hmac.compare_digest(given, self.state.encode()):", ("test_login",)),
     Mutant("callback-loopback", "the callback listens on 127.0.0.1 only",
-           'Server(("127.0.0.1", 0), Handler)', 'Server(("0.0.0.0", 0), Handler)', ("test_login",)),
+           'Server(("127.0.0.1", 0), Handler)', 'Server(("0.0.0.0", 0), Handler)',
+           ("test_login",)),
     Mutant("login-5-minutes", "the browser login gives up after 5 minutes",
            "LOGIN_LIMIT = 5 * 60 ", "LOGIN_LIMIT = 6 * 60 ", ("test_login",)),
     Mutant("device-15-minutes", "the device login gives up after 15 minutes at most",
@@ -451,11 +478,20 @@ MUTANTS = [
            'raise LandbaseError("API_ERROR", "%s; the first: %s: %s" % (count, name, detail),',
            ("test_doctor",)),
     Mutant("doctor-skew-fails", "doctor fails a clock skew over 5 minutes (exit 1)",
-           '            "clock",\n            "fail",\n', '            "clock",\n            "warn",\n',
+           '            "clock",\n            "fail",\n',
+           '            "clock",\n            "warn",\n',
            ("test_doctor",)),
     Mutant("doctor-env-token-end", "doctor takes an environment token's end from /v1/me",
            'if expires_at is None and me is not None and is_time(me.get("expiresAt")):',
            "if False:", ("test_hostile_three",)),
+    Mutant("doctor-unwritable-lock", "doctor fails a platform.json.lock this user cannot write, "
+           "naming it", "    if os.path.lexists(lock) and not os.access(lock, os.W_OK):\n",
+           "    if False:\n", ("test_hostile_three",)),
+    Mutant("doctor-ca-fix", "doctor's fix for an untrusted CA names SSL_CERT_FILE, not a generic "
+           "list", 'fix = "trust the issuer: SSL_CERT_FILE=<your CA bundle> (a TLS-inspecting '
+           'proxy\'s CA, say)"',
+           'fix = "see the detail: the firewall, the proxy\'s credentials and ports, the clock, '
+           'or the CA"', ("test_second_week",)),
     Mutant("doctor-no-leak", "doctor leaves no file open (clean under -X dev)",
            'with open(os.path.abspath(__file__), "rb") as handle:',
            'for handle in [open(os.path.abspath(__file__), "rb")]:', ("test_devmode",)),
@@ -490,31 +526,37 @@ def apply(mutant, source):
 
 
 def scratch_copy(source):
-    """A copy of the repository (no .git, no build, no caches) with `source` as the tool; its path."""
+    """A copy of the repository (no .git, no build, no caches) with `source` as the tool: (the
+    scratch directory, the copy in it)."""
     directory = tempfile.mkdtemp(prefix="lbi-mutant-")
     # mkdtemp makes it 0700: the tests that run the tool as the user nobody must reach the copy
     os.chmod(directory, 0o755)
     copy = os.path.join(directory, "repo")
-    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", "build", "__pycache__", "*.pyc"))
+    ignored = shutil.ignore_patterns(".git", "build", "__pycache__", "*.pyc")
+    shutil.copytree(ROOT, copy, ignore=ignored)
     with open(os.path.join(copy, TOOL_NAME), "w", encoding="utf-8") as handle:
         handle.write(source)
     return directory, copy
 
 
-# the modules that take longest (seconds, roughly, on 2 loaded cores), so that their mutants start first
-SLOWER = {"test_unattended": 20, "test_poll": 12, "test_http": 11, "test_login": 9, "test_hostile": 9}
+# the modules that take longest (seconds, roughly, on 2 loaded cores), so that their mutants start
+# first: a shorter tail
+SLOWER = {"test_hostile_three": 25, "test_unattended": 20, "test_e2e_sessions": 15,
+          "test_poll": 12, "test_http": 11, "test_e2e": 10, "test_login": 9, "test_hostile": 9}
 FAILED_TEST = re.compile(r"^(?:FAIL|ERROR): (\w+) \(([\w.]+)\)", re.M)
 MODULE_LINE = re.compile(r"^(test_\w+) +(\d+) passed +(\d+) failed", re.M)
 
 
 def run_tests(source, modules, jobs, timeout):
-    """(failed, what failed, seconds) of tests/run.py on `modules` against a copy holding `source`."""
+    """(failed, what failed, seconds) of tests/run.py on `modules` against a copy holding
+    `source`."""
     started = time.monotonic()
     directory, copy = scratch_copy(source)
+    command = [sys.executable, os.path.join(copy, "tests", "run.py"), "-j", str(jobs)]
+    command += [module + ".py" for module in modules]
     try:
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-        process = subprocess.Popen([sys.executable, os.path.join(copy, "tests", "run.py"), "-j", str(jobs)]
-                                   + [m + ".py" for m in modules], cwd=copy, env=env, stdout=subprocess.PIPE,
+        process = subprocess.Popen(command, cwd=copy, env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         try:
             output = process.communicate(timeout=timeout)[0].decode("utf-8", "replace")
@@ -524,111 +566,182 @@ def run_tests(source, modules, jobs, timeout):
             return True, ["timed out after %ds" % timeout], time.monotonic() - started
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-    failed_modules = [m for m, _, failed in MODULE_LINE.findall(output) if int(failed)]
+    return process.returncode != 0, what_failed(output, process.returncode), (
+        time.monotonic() - started)
+
+
+def what_failed(output, returncode):
+    """The tests that failed in run.py's output (module.Class.test), else the modules, else its
+    last line when it failed otherwise."""
     tests = []
     for test, where in FAILED_TEST.findall(output):
-        name = where if where.endswith("." + test) else where + "." + test
+        name = where
+        if not where.endswith("." + test):
+            name = where + "." + test
         if name not in tests:
             tests.append(name)
-    what = tests or failed_modules or ([output.strip().split("\n")[-1]] if process.returncode else [])
-    return process.returncode != 0, what, time.monotonic() - started
+    if tests:
+        return tests
+    modules = [module for module, _, failed in MODULE_LINE.findall(output) if int(failed)]
+    if modules:
+        return modules
+    if returncode:
+        return [output.strip().split("\n")[-1]]
+    return []
 
 
 def killers(what):
-    """What killed a mutant, short: the modules, with the first failing test of each and how many more."""
+    """What killed a mutant, short: the modules, with the first failing test of each and how many
+    more."""
     by_module = collections.OrderedDict()
     for name in what:
         by_module.setdefault(name.split(".")[0], []).append(name.split(".", 1)[-1])
-    return "; ".join("%s (%s%s)" % (module, names[0].split(".")[-1], " +%d" % (len(names) - 1)
-                                    if len(names) > 1 else "") if names[0] != module else module
-                     for module, names in by_module.items())
+    parts = []
+    for module, names in by_module.items():
+        if names[0] == module:          # a module's name alone: no test was named
+            parts.append(module)
+            continue
+        more = ""
+        if len(names) > 1:
+            more = " +%d" % (len(names) - 1)
+        parts.append("%s (%s%s)" % (module, names[0].split(".")[-1], more))
+    return "; ".join(parts)
 
 
-def main(argv):
+def parse_args(argv):
     parser = argparse.ArgumentParser(description="Run the hand-written mutations of the tool.")
     parser.add_argument("-j", "--jobs", type=int, default=3, help="mutants at a time (default 3)")
-    parser.add_argument("--test-jobs", type=int, default=2, help="test modules at a time in each mutant")
-    parser.add_argument("--timeout", type=int, default=600, help="seconds a mutant's tests may take")
-    # one pattern an option: a list would take the names after it for patterns
+    parser.add_argument("--test-jobs", type=int, default=2,
+                        help="test modules at a time in each mutant")
+    parser.add_argument("--timeout", type=int, default=600,
+                        help="seconds a mutant's tests may take")
+    # one pattern an option: a list (nargs) would take the names after it for patterns
     parser.add_argument("--modules", action="append",
                         help="run the modules this pattern names instead of each mutant's "
                         "(repeatable)")
-    parser.add_argument("--list", action="store_true", help="print and check the mutations; run nothing")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the run on the unmutated tool")
+    parser.add_argument("--list", action="store_true",
+                        help="print and check the mutations; run nothing")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the run on the unmutated tool")
     parser.add_argument("names", nargs="*", help="run only these mutations (default: all)")
-    args = parser.parse_args(argv[1:])
-    started = time.monotonic()
-    with open(os.path.join(ROOT, TOOL_NAME), encoding="utf-8") as handle:
-        source = handle.read()
-    names = [m.name for m in MUTANTS]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    unknown = [n for n in args.names if n not in names]
-    if duplicated or unknown:
-        print("mutants: %s" % ("duplicated names: %s" % ", ".join(duplicated) if duplicated
-                               else "no mutation named %s" % ", ".join(unknown)))
-        return 1
-    chosen = [m for m in MUTANTS if not args.names or m.name in args.names]
-    errors, sources = [], {}
+    return parser.parse_args(argv[1:])
+
+
+def mutated_sources(chosen, source):
+    """({name: the mutated source} of the mutants that apply, [the error of each that does
+    not])."""
+    errors = []
+    sources = {}
     for mutant in chosen:
         missing = [m for m in mutant.modules if not os.path.exists(os.path.join(HERE, m + ".py"))]
         try:
-            if missing or not mutant.modules:        # run.py would fail, and the mutant pass for killed
+            if missing or not mutant.modules:   # run.py would fail, and the mutant pass for killed
                 raise ValueError("mutant %s names no test module, or one that does not exist: %s"
                                  % (mutant.name, ", ".join(missing)))
             sources[mutant.name] = apply(mutant, source)
         except ValueError as exc:
             errors.append(str(exc))
-    if args.list:
-        for mutant in chosen:
-            print("%-26s %-40s %s" % (mutant.name, ",".join(mutant.modules), mutant.promise))
-        print("mutants: %d listed, %d do not apply" % (len(chosen), len(errors)))
-        for error in errors:
-            print("NOT APPLIED: " + error)
-        return 1 if errors else 0
+    return sources, errors
 
-    def modules_of(mutant):
-        if not args.modules:
-            return list(mutant.modules)
-        files = sorted(f[:-3] for f in os.listdir(HERE) if f.startswith("test") and f.endswith(".py"))
-        return [f for f in files if any(fnmatch.fnmatch(f + ".py", p) for p in args.modules)]
 
-    runnable = [m for m in chosen if m.name in sources]
-    if not args.no_baseline:
-        baseline = sorted({module for m in runnable for module in modules_of(m)})
-        failed, what, seconds = run_tests(source, baseline, max(args.test_jobs, args.jobs), args.timeout)
-        print("baseline: %d modules on the unmutated tool, %s in %.0fs" % (
-            len(baseline), "FAILED: %s" % ", ".join(what) if failed else "passed", seconds), flush=True)
-        if failed:
-            print("mutants: the unmutated tool fails these modules, so no kill would mean anything")
-            return 1
+def modules_of(mutant, patterns):
+    """The modules a mutant runs: its own, or those the --modules patterns name."""
+    if not patterns:
+        return list(mutant.modules)
+    files = sorted(f[:-3] for f in os.listdir(HERE) if f.startswith("test") and f.endswith(".py"))
+    return [f for f in files if any(fnmatch.fnmatch(f + ".py", p) for p in patterns)]
 
-    def run(mutant):
-        failed, what, seconds = run_tests(sources[mutant.name], modules_of(mutant), args.test_jobs, args.timeout)
-        print("%-26s %s in %.0fs%s" % (mutant.name, "killed" if failed else "SURVIVED", seconds,
-                                       ": " + killers(what) if failed else ""), flush=True)
-        return mutant, failed, what, seconds
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:       # the slowest first: a shorter tail
-        done = dict((row[0].name, row) for row in pool.map(run, sorted(runnable, key=lambda m: -sum(
-            SLOWER.get(module, 1) for module in modules_of(m)))))
-    rows = [done[m.name] for m in runnable]
+
+def print_table(rows, errors, started):
+    """The table of every mutant run, the kills of each module, and the summary line; the exit."""
     print()
-    print("%-26s | %-60s | %-50s | %s" % ("mutation", "promise", "killed by", "seconds"))
-    print("-" * 27 + "|" + "-" * 62 + "|" + "-" * 52 + "|" + "-" * 8)
+    print("%-28s | %-60s | %7s | %s" % ("mutation", "promise", "seconds", "killed by"))
+    print("-" * 29 + "|" + "-" * 62 + "|" + "-" * 9 + "|" + "-" * 40)
+    kills = collections.Counter()
+    survived = []
     for mutant, failed, what, seconds in rows:
-        print("%-26s | %-60s | %-50s | %5.0f" % (mutant.name, mutant.promise[:60],
-                                                 killers(what) if failed else "SURVIVED", seconds))
-    survived = [mutant.name for mutant, failed, _, _ in rows if not failed]
-    kills = collections.Counter(name.split(".")[0] for _, failed, what, _ in rows if failed
-                                for name in set(n.split(".")[0] for n in what))
+        killed_by = "SURVIVED"
+        if failed:
+            killed_by = killers(what)
+            kills.update(set(name.split(".")[0] for name in what))
+        else:
+            survived.append(mutant.name)
+        print("%-28s | %-60s | %7.0f | %s" % (mutant.name, mutant.promise[:60], seconds,
+                                              killed_by))
     print("kills by module: %s" % ", ".join("%s %d" % item for item in kills.most_common()))
     for error in errors:
         print("NOT APPLIED: " + error)
     for name in survived:
         print("SURVIVED: %s" % name)
+    not_applied = ""
+    if errors:
+        not_applied = ", %d not applied" % len(errors)
     print("mutants: %d killed, %d survived%s (%.0fs)" % (
-        len(rows) - len(survived), len(survived), ", %d not applied" % len(errors) if errors else "",
-        time.monotonic() - started))
-    return 1 if survived or errors else 0
+        len(rows) - len(survived), len(survived), not_applied, time.monotonic() - started))
+    if survived or errors:
+        return 1
+    return 0
+
+
+def main(argv):
+    args = parse_args(argv)
+    started = time.monotonic()
+    with open(os.path.join(ROOT, TOOL_NAME), encoding="utf-8") as handle:
+        source = handle.read()
+    names = [m.name for m in MUTANTS]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        print("mutants: duplicated names: %s" % ", ".join(duplicated))
+        return 1
+    unknown = [n for n in args.names if n not in names]
+    if unknown:
+        print("mutants: no mutation named %s" % ", ".join(unknown))
+        return 1
+    chosen = [m for m in MUTANTS if not args.names or m.name in args.names]
+    sources, errors = mutated_sources(chosen, source)
+    if args.list:
+        for mutant in chosen:
+            print("%-28s %-20s %s" % (mutant.name, ",".join(mutant.modules), mutant.promise))
+        print("mutants: %d listed, %d do not apply" % (len(chosen), len(errors)))
+        for error in errors:
+            print("NOT APPLIED: " + error)
+        if errors:
+            return 1
+        return 0
+
+    runnable = [m for m in chosen if m.name in sources]
+    if not args.no_baseline:
+        baseline = sorted({module for m in runnable for module in modules_of(m, args.modules)})
+        jobs = max(args.test_jobs, args.jobs)
+        failed, what, seconds = run_tests(source, baseline, jobs, args.timeout)
+        outcome = "passed"
+        if failed:
+            outcome = "FAILED: %s" % ", ".join(what)
+        print("baseline: %d modules on the unmutated tool, %s in %.0fs"
+              % (len(baseline), outcome, seconds), flush=True)
+        if failed:
+            print("mutants: the unmutated tool fails these modules, so no kill would mean "
+                  "anything")
+            return 1
+
+    def run(mutant):
+        modules = modules_of(mutant, args.modules)
+        failed, what, seconds = run_tests(sources[mutant.name], modules, args.test_jobs,
+                                          args.timeout)
+        line = "%-28s SURVIVED in %.0fs" % (mutant.name, seconds)
+        if failed:
+            line = "%-28s killed in %.0fs: %s" % (mutant.name, seconds, killers(what))
+        print(line, flush=True)
+        return mutant, failed, what, seconds
+
+    def slowness(mutant):
+        return -sum(SLOWER.get(module, 1) for module in modules_of(mutant, args.modules))
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:   # the slowest first
+        done = {}
+        for row in pool.map(run, sorted(runnable, key=slowness)):
+            done[row[0].name] = row
+    rows = [done[m.name] for m in runnable]
+    return print_table(rows, errors, started)
 
 
 if __name__ == "__main__":
