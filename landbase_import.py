@@ -18,7 +18,6 @@ SIGHUP.
 """
 
 import argparse
-import base64
 import collections
 import contextlib
 import itertools
@@ -30,10 +29,8 @@ import shlex
 import signal
 import stat
 import sys
-import threading
 import time
 import unicodedata
-import urllib.parse
 
 __version__ = "1.2.0"
 
@@ -205,6 +202,8 @@ def remember_secret(value):
 
 def remember_proxy_credentials(user, password):
     """The proxy's credentials in every form the tool sends or was given them."""
+    import base64
+    import urllib.parse
     user = urllib.parse.unquote(user or "")
     password = urllib.parse.unquote(password or "")
     pair = "%s:%s" % (user, password)
@@ -1089,6 +1088,7 @@ def program_command():
 def base_url(env_name, default):
     """A base URL from the environment, refused unless it is https on Landbase (or http on
     loopback)."""
+    import urllib.parse
     url = os.environ.get(env_name) or default
     try:
         parts = urllib.parse.urlsplit(url)
@@ -1121,6 +1121,7 @@ def base_url(env_name, default):
 
 
 def is_loopback(url):
+    import urllib.parse
     return (urllib.parse.urlsplit(url).hostname or "").lower() in ("localhost", "127.0.0.1", "::1")
 
 
@@ -1131,6 +1132,7 @@ def same_origin(url_a, url_b):
 
 def origin(url):
     """(scheme, host, port) of a URL, the port filled in; ValueError for a port out of range."""
+    import urllib.parse
     parts = urllib.parse.urlsplit(url)
     port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
     return parts.scheme, (parts.hostname or "").lower(), port
@@ -1159,6 +1161,8 @@ def proxy_for(base):
     https:// (where the user wants the credentials kept from the wire) and socks are INVALID_INPUT
     before anything is sent, as is a URL that does not parse, which is named by its variable alone:
     its pieces may be a password."""
+    import base64
+    import urllib.parse
     if not base.startswith("https:") or is_loopback(base):
         return None
     variable = None
@@ -1203,6 +1207,7 @@ def proxy_for(base):
 def no_proxy_covers(base):
     """Whether NO_PROXY (no_proxy) names the base's host: the host, a domain of it, or host:port.
     """
+    import urllib.parse
     import urllib.request
     scheme, host, port = origin(base)
     netloc = urllib.parse.urlsplit(base).netloc
@@ -1286,6 +1291,7 @@ def in_background(target, *args):
     """A daemon thread running target(*args) that never takes SIGINT, SIGTERM or SIGHUP: only the
     main thread does, so that signals sent together are taken in the kernel's order, not in the
     order threads race."""
+    import threading
     mask = getattr(signal, "pthread_sigmask", None)         # not on Windows
     before = None
     if mask:
@@ -1306,6 +1312,7 @@ class Deadline:
     bounds each read, not the request). Real time, not CLOCK: it bounds what real sockets do."""
 
     def __init__(self, seconds):
+        import threading
         self.seconds = seconds
         self.ends = time.monotonic() + seconds
         self.expired = False
@@ -1648,6 +1655,7 @@ class Api:
     def redirect(self, url, method, data, status, headers, shown_url):
         """(url, method, body) of the redirect's target: the same origin only, so the token goes
         nowhere else; a POST only where the status keeps its method and body (307, 308)."""
+        import urllib.parse
         location = (headers.get("Location") or "").strip()
         where = "%s %s: HTTP %d" % (method, shown_url, status)
         try:
@@ -1681,6 +1689,7 @@ class Api:
     def send(self, method, url, data, auth, headers, timeout, shown_url=None, trace=None):
         """(status, headers, body) of one exchange, read against a Deadline and at most
         MAX_ANSWER_BYTES."""
+        import urllib.parse
         import http.client
         import urllib.error
         if self.opener is None:
@@ -2701,6 +2710,8 @@ def login_browser(args, console, api):
     """Authorization code + PKCE S256 through a loopback listener; the token answer. The 5 minutes
     start now, and the browser runs on its own: it neither holds the login back nor writes on our
     streams."""
+    import base64
+    import urllib.parse
     import hashlib
     import secrets
     import socket
@@ -2797,6 +2808,7 @@ class CallbackListener:
     browser's answer back; nothing is printed."""
 
     def __init__(self, state):
+        import threading
         import socketserver
         from http.server import HTTPServer, BaseHTTPRequestHandler
         listener = self
@@ -2824,6 +2836,7 @@ class CallbackListener:
         in_background(self.server.serve_forever, 0.2)
 
     def handle(self, request):
+        import urllib.parse
         import hmac
         # no urlsplit: "//[oops/callback" made it raise on 3.6
         path, _, query = request.path.partition("?")
@@ -3650,6 +3663,7 @@ def check_platform(report, api, session):
     """One request, GET /v1/me, through the one request path, each step it reached reported as a
     row: name resolution, TCP, the proxy's tunnel, TLS, the answer; then the clock against its
     Date. /v1/me's answer, or None."""
+    import urllib.parse
     host = urllib.parse.urlsplit(api.base).hostname
     trace = Trace(host, api.proxy, names_wanted=True)
     error = None
@@ -3949,14 +3963,15 @@ call, LANDBASE_ACCOUNT_ID for a whole environment.""",
         "%(prog)s acc_abc123",
     ),
     ("contacts-import", "start"): (
-        "--json PATH|- [--watch] [--max-wait DURATION] [--dry-run] " "[--idempotency-key KEY]",
+        "--json PATH|- [--watch] [--max-wait DURATION]\n"
+        "           [--dry-run] [--idempotency-key KEY]",
         """\
 Start an import from a JSON body {"datasetId", "tagName", "importId"?} in a file, or on stdin (-).
 The first stderr line after the platform's answer names the import and the command that follows it.
 The same --idempotency-key, account and body within 24 hours get the same import, never a second
 one. --watch then waits for it, as wait does, and keeps retrying a start that fails for a while
 (network, 5xx, 429) until --max-wait runs out; without it, three retries.""",
-        "%(prog)s --json body.json --watch --idempotency-key nightly-2026-12-07",
+        "%(prog)s --json body.json --watch --idempotency-key nightly-7",
     ),
     ("contacts-import", "status"): (
         "IMPORT_ID",
@@ -4051,6 +4066,14 @@ class Parser(argparse.ArgumentParser):
         raise ShowText(self.format_help())
 
 
+class HelpLayout(argparse.RawTextHelpFormatter):
+    """Help laid out as it is written here, 100 columns wide whatever the terminal: argparse's own
+    wrapping would import textwrap and shutil, some 7 ms of every --help."""
+
+    def __init__(self, prog):
+        argparse.RawTextHelpFormatter.__init__(self, prog, max_help_position=30, width=100)
+
+
 class ShowVersion(argparse.Action):
     """--version: the version and the SHA-256 of the file that runs, to compare with the published
     one."""
@@ -4134,7 +4157,7 @@ class CommandLine:
         self.options = {}
 
     def parser(self, words, subparsers=None, **kwargs):
-        kwargs.update(formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+        kwargs.update(formatter_class=HelpLayout, allow_abbrev=False)
         if subparsers is None:
             parser = Parser(prog=self.program, **kwargs)
         else:
@@ -4175,7 +4198,7 @@ def add_global_options(line, words):
         metavar="ID",
         type=account_option,
         default=default(None),
-        help="the account for this call (else LANDBASE_ACCOUNT_ID, else the stored one)",
+        help="the account for this call\n(else LANDBASE_ACCOUNT_ID, else the stored one)",
     )
     line.option(words, group, "--timeout", metavar="SECONDS", type=timeout_option,
                 default=default(DEFAULT_TIMEOUT),
@@ -4188,7 +4211,7 @@ def add_global_options(line, words):
         dest=query,
         action="append",
         default=default(None),
-        help="print these fields as text instead of JSON: importId, counts.imported, error.code",
+        help="print these fields as text instead of JSON:\nimportId, counts.imported, error.code",
     )
     line.option(words, group, "--verbose", action="store_true", default=default(False),
                 help="requests and answers on stderr (tokens redacted)")
@@ -4233,7 +4256,7 @@ def add_command(line, subparsers, words):
 def login_options(line, words):
     way = line.parsers[words].add_mutually_exclusive_group()
     line.option(words, way, "--device", action="store_true",
-                help="a URL and a code to approve on any device (over SSH, without a display)")
+                help="a URL and a code to approve on any device\n(over SSH, without a display)")
     line.option(
         words, way, "--with-token", action="store_true", help="read an lbs_ token from stdin"
     )
@@ -4283,8 +4306,8 @@ def start_options(line, words):
         "--idempotency-key",
         metavar="KEY",
         type=key_option,
-        help="1 to 255 printable ASCII characters; a key seen in the last 24 hours gets its "
-        "import back (default: a new random key)",
+        help="1 to 255 printable ASCII characters; a key seen in the last 24 hours\n"
+        "gets its import back (default: a new random key)",
     )
 
 
