@@ -229,7 +229,7 @@ def cpu_model():
 def start_import(platform_, dataset):
     """An import started on the sandbox directly (the bench measures waiting, not starting)."""
     with platform_.lock:
-        return platform_._start("acc_demo", {"datasetId": dataset, "tagName": "bench"})[1]["importId"]
+        return platform_._start("acc_demo", {"datasetId": dataset, "tagName": "bench"})["importId"]
 
 
 if __name__ == "__main__":
