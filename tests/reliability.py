@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""`make reliability`: run the fault matrix, the fuzzers and the guarantee tests; print the figures as Markdown.
+"""`make reliability`: run the fault matrix, the fuzzers and the guarantee tests; print the figures
+as Markdown.
 
-What it prints is the full record of the tool's reliability, each table with the date and the interpreter
-it was made on (the README keeps a few headline figures and points here). Exits 1 if anything fails.
+What it prints is the full record of the tool's reliability, each table with the date and the
+interpreter it was made on (the README keeps a few headline figures and points here). Exits 1 if
+anything fails.
 """
 
 import json
@@ -108,14 +110,14 @@ def made():
                               platform.python_version(), platform.machine())
 
 
-INTRODUCTION = """What the tool guarantees, each backed by tests. `make test` runs them all, with the fault matrix
-for `start` and `wait`, every other case of the input fuzzer and every fourth of the server-side one
-(and issue 21's shapes, but for the slow proxy ones); `make reliability` (also run by CI) runs the full
-matrix and every case, and prints what follows. The fault matrix runs the real file as a subprocess
-against the sandbox's fault injection; `tests/fastclock.py` lets the retries and polls happen for real
-while their waits take no time, and logs each wait so that the schedule is checked. The fuzzers run the
-tool in-process with a fake clock, each case judged by an oracle that states the contract's promises
-without reading an answer the way the tool does.
+INTRODUCTION = """What the tool guarantees, each backed by tests. `make test` runs them all, with
+the fault matrix for `start` and `wait`, every other case of the input fuzzer and every fourth of
+the server-side one (and issue 21's shapes, but for the slow proxy ones); `make reliability` (also
+run by CI) runs the full matrix and every case, and prints what follows. The fault matrix runs the
+real file as a subprocess against the sandbox's fault injection; `tests/fastclock.py` lets the
+retries and polls happen for real while their waits take no time, and logs each wait so that the
+schedule is checked. The fuzzers run the tool in-process with a fake clock, each case judged by an
+oracle that states the contract's promises without reading an answer the way the tool does.
 """
 
 
@@ -191,9 +193,9 @@ def print_matrix():
 
 
 def print_server_fuzzer():
-    """The server-side fuzzer: seeded answers of a hostile platform, each run through the tool and judged
-    against the contract's promises; issue 21's shapes; the cases built for complexity, with their CPU time
-    and memory; the planted bugs it catches. Failures: a count."""
+    """The server-side fuzzer: seeded answers of a hostile platform, each run through the tool and
+    judged against the contract's promises; issue 21's shapes; the cases built for complexity, with
+    their CPU time and memory; the planted bugs it catches. Failures: a count."""
     report = os.path.join(tempfile.mkdtemp(prefix="lbi-rel-"), "server-fuzz.json")
     ran, failed = run_tests(["test_fuzz_server"], {"FUZZ_SERVER_REPORT": report})
     try:
@@ -222,7 +224,8 @@ def print_server_fuzzer():
               fuzz["max_case_seconds"], fuzz["maxrss_growth_mib"], memory["budget_mib"]))
     print_shapes(shapes)
     print_complexity(complexity, memory)
-    print("Planted bugs caught: %d of %d.\n" % (sum(1 for n in planted.values() if n), len(planted)))
+    caught = sum(1 for count in planted.values() if count)
+    print("Planted bugs caught: %d of %d.\n" % (caught, len(planted)))
     print("| planted bug | cases that caught it |")
     print("|---|---|")
     for name, caught in sorted(planted.items()):
@@ -237,25 +240,37 @@ def result_cell(problems):
     return "**%s**" % ", ".join(problems)
 
 
+SHAPES = """%d cases: character references (`&#` and 4,301 to 1,000,000 digits, numeric and named
+references) and percent runs in phases, pages and messages; every command behind a proxy that
+answers CONNECT with no HTTP, a header over 64 KiB, a status line that drips a byte a second past
+`--timeout`, or a 407 that echoes the credentials it was sent (as sent, in base64, decoded and
+escaped): each must end `NETWORK_ERROR` or `TIMEOUT` within `--timeout` a connection; `doctor`
+against hostile `Date` headers (a missing or invalid one is a warning that says so, never a skew);
+the token echoed in every escaping in every place the tool prints. %d passed. Made %s.
+"""
+COMPLEXITY = """%d answers of up to 4 MiB and inputs of up to 1 MiB, each in a process of its own.
+The promise: whatever its size (up to 4 MiB), an answer costs under %g s of CPU (the thread that
+runs the tool) and the process stays under %d MiB, on a terminal too; a case may add %.1f MiB to a
+process at rest (the tool after one small status read: %s on this interpreter). Worst: %.2f s of
+CPU per MiB (%s, %d KiB). Over %g s of CPU: %s. Over the memory bound: %s. Made %s.
+"""
+
+
 def print_shapes(shapes):
     """Issue 21's shapes at fixed sizes, one row a case."""
     rows = shapes["rows"]
     passed = sum(1 for row in rows if not row["problems"])
     print("#### Issue 21's shapes\n")
-    print("%d cases: character references (`&#` and 4,301 to 1,000,000 digits, numeric and named references) "
-          "and percent runs in phases, pages and messages; every command behind a proxy that answers CONNECT "
-          "with no HTTP, a header over 64 KiB, a status line that drips a byte a second past `--timeout`, or "
-          "a 407 that echoes the credentials it was sent (as sent, in base64, decoded and escaped): each must "
-          "end `NETWORK_ERROR` or `TIMEOUT` within `--timeout` a connection; `doctor` against hostile `Date` "
-          "headers (a missing or invalid one is a warning that says so, never a skew); the token echoed in "
-          "every escaping in every place the tool prints. %d passed. Made %s.\n" % (len(rows), passed, made()))
+    print(SHAPES % (len(rows), passed, made()))
     print("| family | case | command | exit | seconds | CPU | memory growth | result |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
-        ending = "exit %s `%s`" % (row["exit"], row["code"]) if row["exit"] else "exit %s" % row["exit"]
+        ending = "exit %s" % row["exit"]
+        if row["exit"]:
+            ending += " `%s`" % row["code"]
         print("| %s | %s | `%s` | %s | %.2f s | %.2f s | %.0f MiB | %s |" % (
-            row["family"], row["kind"].replace("|", "\\|"), row["command"], ending, row["seconds"], row["cpu"],
-            row["rss_growth_mib"], result_cell(row["problems"])))
+            row["family"], row["kind"].replace("|", "\\|"), row["command"], ending,
+            row["seconds"], row["cpu"], row["rss_growth_mib"], result_cell(row["problems"])))
     print()
 
 
@@ -263,24 +278,22 @@ def print_complexity(complexity, memory):
     """The cases built for complexity, one row a case, sorted by kind and size."""
     rows = complexity["rows"]
     worst = max(rows, key=lambda row: row["cpu_per_mib"])
-    over = sorted(set(row["kind"] for row in rows if row["cpu"] > fuzz_server.CPU_LIMIT))
-    heavy = sorted(set(row["kind"] for row in rows if row["rss_growth_mib"] > memory["budget_mib"]))
-    rest = "%.1f MiB" % memory["rest_mib"] if memory["rest_mib"] is not None else "not measured"
+    limit, budget = fuzz_server.CPU_LIMIT, memory["budget_mib"]
+    over = sorted(set(row["kind"] for row in rows if row["cpu"] > limit))
+    heavy = sorted(set(row["kind"] for row in rows if row["rss_growth_mib"] > budget))
+    rest = "not measured"
+    if memory["rest_mib"] is not None:
+        rest = "%.1f MiB" % memory["rest_mib"]
     print("#### Built for complexity\n")
-    print("%d answers of up to 4 MiB and inputs of up to 1 MiB, each in a process of its own. The promise: "
-          "whatever its size (up to 4 MiB), an answer costs under %g s of CPU (the thread that runs the tool) "
-          "and the process stays under %d MiB, on a terminal too; a case may add %.1f MiB to a process at rest "
-          "(the tool after one small status read: %s on this interpreter). Worst: %.2f s of CPU per MiB (%s, "
-          "%d KiB). Over %g s of CPU: %s. Over the memory bound: %s. Made %s.\n"
-          % (len(rows), fuzz_server.CPU_LIMIT, memory["limit_mib"], memory["budget_mib"], rest,
-             worst["cpu_per_mib"], worst["kind"], worst["bytes"] // 1024, fuzz_server.CPU_LIMIT,
-             ", ".join(over) or "none", ", ".join(heavy) or "none", made()))
+    print(COMPLEXITY % (len(rows), limit, memory["limit_mib"], budget, rest, worst["cpu_per_mib"],
+                        worst["kind"], worst["bytes"] // 1024, limit, ", ".join(over) or "none",
+                        ", ".join(heavy) or "none", made()))
     print("| case | command | size | CPU | CPU per MiB | memory growth | result |")
     print("|---|---|---|---|---|---|---|")
     for row in sorted(rows, key=lambda row: (row["kind"], row["bytes"])):
         print("| %s | `%s` | %d KiB | %.2f s | %.2f s | %.0f MiB | %s |" % (
-            row["kind"].replace("|", "\\|"), row["command"], row["bytes"] // 1024, row["cpu"], row["cpu_per_mib"],
-            row["rss_growth_mib"], result_cell(row["problems"])))
+            row["kind"].replace("|", "\\|"), row["command"], row["bytes"] // 1024, row["cpu"],
+            row["cpu_per_mib"], row["rss_growth_mib"], result_cell(row["problems"])))
     print()
 
 

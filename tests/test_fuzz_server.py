@@ -1,15 +1,16 @@
 """The server-side fuzzer: seeded answers of a hostile platform, each through main(), judged by fuzz_server.check.
 
-The cases run in-process, in forked workers, against fuzz_server.HostileServer with a fake clock (and,
-for the proxy cases, behind a tests/proxy.py that answers CONNECT badly). Each complexity case runs in a
-process of its own, its CPU time (the thread that runs main()) bounded by the promise, 1 s, and its memory
-by 64 MiB less the tool at rest (measured here: rest_mib()). The planted bugs put back, one at a time, a
-bug this tool has had or could have: the fuzzer must fail. make test runs every fourth drawn case, the
-fixed ones (issue 21's shapes but the slow proxy ones), the complexity ones at 256 KiB and a few at 4 MiB;
-LANDBASE_TEST_FULL=1 (make reliability) runs them all, the complexity ones at 1 and 4 MiB.
-FUZZ_SERVER_REPORT=path writes the figures as JSON; FUZZ_SERVER_SEED=n explores another seed;
-FUZZ_SERVER_CPU_CAP=s lets a case spend s seconds of CPU before it is stopped (to measure how far over
-the promise a tool goes; by default it is stopped just past its bound).
+The cases run in-process, in forked workers, against fuzz_server.HostileServer with a fake
+clock (and, for the proxy cases, behind a tests/proxy.py that answers CONNECT badly). Each
+complexity case runs in a process of its own, its CPU time (the thread that runs main()) bounded by
+the promise, 1 s, and its memory by 64 MiB less the tool at rest (measured here: rest_mib()). The
+planted bugs put back, one at a time, a bug this tool has had or could have: the fuzzer must fail.
+make test runs every fourth drawn case, the fixed ones (issue 21's shapes but the slow proxy
+ones), the complexity ones at 256 KiB and a few at 4 MiB; LANDBASE_TEST_FULL=1 (make reliability)
+runs them all, the complexity ones at 1 and 4 MiB. FUZZ_SERVER_REPORT=path writes the figures as
+JSON; FUZZ_SERVER_SEED=n explores another seed; FUZZ_SERVER_CPU_CAP=s lets a case spend s seconds
+of CPU before it is stopped (to measure how far over the promise a tool goes; by default it is
+stopped just past its bound).
 """
 
 import contextlib
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import warnings
 from unittest import mock
 
@@ -41,10 +43,11 @@ except ImportError:             # Windows: no RSS or thread CPU figure
     resource = None
 
 REAL_SECONDS_PER_CASE = 8.0     # a case still running after this (and 16 s per MiB it is given) is stopped
-CPU_CAP = float(os.environ.get("FUZZ_SERVER_CPU_CAP") or 0)   # 0: stopped at 1.2 times its bound, + 0.2 s
-ROUND_THREE = ("references", "percent", "proxy", "date", "secrets")    # issue 21's families of fixed cases
-FOUR_MIB_IN_MAKE_TEST = ["unterminated escapes after 65 [", "many small strings", "token-like runs in what is "
-                         "printed", "&# and digits as the phase", "a run as the phase, redrawn on a terminal"]
+CPU_CAP = float(os.environ.get("FUZZ_SERVER_CPU_CAP") or 0)   # 0: 1.2 times its bound, + 0.2 s
+ROUND_THREE = ("references", "percent", "proxy", "date", "secrets")    # issue 21's fixed cases
+FOUR_MIB_IN_MAKE_TEST = ["unterminated escapes after 65 [", "many small strings",
+                         "token-like runs in what is printed", "&# and digits as the phase",
+                         "a run as the phase, redrawn on a terminal"]
 MAX_SLEEPS, MAX_FAKE_SECONDS = 3000, 8 * 86400    # past a 30-minute wait, a device login, a 7-day --max-wait
 WORKERS = max(1, min(4, 2 * (os.cpu_count() or 1)))   # two per core: each waits on its server half the time
 FULL = bool(os.environ.get("LANDBASE_TEST_FULL"))
@@ -54,21 +57,23 @@ class Runaway(BaseException):
     """Stops a case that loops or computes on: raised from the fake clock or a timer, past the tool's except."""
 
 
-# the warnings Python's default filters hide from a process (-W default shows them: unittest's runner)
+# the warnings Python's default filters hide from a process (unittest's runner shows them all)
 QUIET_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
 
 
 @contextlib.contextmanager
 def bounded(case):
-    """Stops a case that runs on (Runaway): after its real seconds, by SIGALRM sent to this thread (the
-    kernel gives a process's alarm to any of its threads, and only the thread it reaches leaves a blocking
-    read), and a case with a size soon after it has spent its CPU bound (SIGPROF)."""
+    """Stops a case that runs on (Runaway): after its real seconds, by SIGALRM sent to this thread
+    (the kernel gives a process's alarm to any of its threads, and only the thread it reaches
+    leaves a blocking read), and a case with a size soon after it has spent its CPU bound
+    (SIGPROF)."""
     if not hasattr(signal, "pthread_kill"):
         yield
         return
     previous = signal.signal(signal.SIGALRM, _stop), signal.signal(signal.SIGPROF, _stop)
     real = case.real_seconds or REAL_SECONDS_PER_CASE * (1 + 2 * case.size / MIB)
-    alarm = threading.Timer(max(real, CPU_CAP * 2), signal.pthread_kill, (threading.get_ident(), signal.SIGALRM))
+    target = (threading.get_ident(), signal.SIGALRM)
+    alarm = threading.Timer(max(real, CPU_CAP * 2), signal.pthread_kill, target)
     alarm.daemon = True
     alarm.start()
     if case.size:
@@ -99,7 +104,7 @@ def maxrss_mib():
 
 
 def memory_mib():
-    """(resident now, peak) of this process in MiB: /proc's VmRSS and VmHWM, else ru_maxrss for both."""
+    """(resident now, peak) of this process in MiB: /proc's VmRSS and VmHWM, else ru_maxrss."""
     figures = {}
     try:
         with open("/proc/self/status") as handle:
@@ -115,8 +120,8 @@ def memory_mib():
 
 
 def release_free_memory():
-    """Give back to the system what this process holds free (gc, then glibc's malloc_trim): a forked worker
-    starts with the test process's free heap, which a case would otherwise reuse unseen."""
+    """Give back to the system what this process holds free (gc, then glibc's malloc_trim): a
+    forked worker starts with the test process's free heap, which a case would reuse unseen."""
     gc.collect()
     try:
         import ctypes
@@ -126,9 +131,9 @@ def release_free_memory():
 
 
 def reset_peak():
-    """Start the peak (VmHWM) again from what is resident now (Linux 4.0+), so that a case's peak is its
-    own and not an earlier case's in the same worker; where that cannot be done, growth past the old peak
-    is all that shows."""
+    """Start the peak (VmHWM) again from what is resident now (Linux 4.0+), so that a case's peak
+    is its own and not an earlier case's in the same worker; where that cannot be done, growth past
+    the old peak is all that shows."""
     try:
         with open("/proc/self/clear_refs", "w") as handle:
             handle.write("5")
@@ -149,15 +154,18 @@ try:
         rss = [int(line.split()[1]) / 1024.0 for line in handle if line.startswith("VmRSS:")][0]
 except (OSError, IndexError, ValueError):
     import resource
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1048576.0 if sys.platform == "darwin" else 1024.0)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    if sys.platform == "darwin":
+        rss = rss / 1024.0
 with open(sys.argv[3], "w") as handle:
     json.dump({"exit": code, "rss_mib": rss}, handle)
 """
 
 
 def rest_mib(work):
-    """MiB resident in a process of the tool at rest: after one small status read (the modules a request
-    needs are imported then), as it is before it reads a hostile answer. None if it could not be measured."""
+    """MiB resident in a process of the tool at rest: after one small status read (the modules a
+    request needs are imported then), as it is before it reads a hostile answer. None if it could
+    not be measured."""
     server = fuzz_server.HostileServer().start()
     config = tempfile.mkdtemp(dir=work)
     report = os.path.join(config, "rest.json")
@@ -167,12 +175,12 @@ def rest_mib(work):
         with open(os.path.join(config, "platform.json"), "wb") as handle:
             handle.write(case.session)
         server.begin(case)
-        env = dict(os.environ, LANDBASE_PLATFORM_API_URL=server.url, LANDBASE_PLATFORM_WEB_URL=server.url,
-                   LANDBASE_CONFIG_DIR=config)
+        env = dict(os.environ, LANDBASE_PLATFORM_API_URL=server.url,
+                   LANDBASE_PLATFORM_WEB_URL=server.url, LANDBASE_CONFIG_DIR=config)
         env.pop("LANDBASE_ACCESS_TOKEN", None)
+        quiet = subprocess.DEVNULL
         subprocess.call([sys.executable, "-S", "-c", REST_PROBE, HERE, TOOL, report], env=env,
-                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                        timeout=60)
+                        stdin=quiet, stdout=quiet, stderr=quiet, timeout=60)
         with open(report) as handle:
             figures = json.load(handle)
         return figures["rss_mib"] if figures["exit"] == 0 else None
@@ -201,7 +209,7 @@ class ServerFuzzTests(ToolTestCase):
         cls.cases = fuzz_server.generate(cls.seed, sizes=(MIB, 4 * MIB) if FULL else (MIB // 4,))
         shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
         cls.work = tempfile.mkdtemp(prefix="lbi-server-fuzz-", dir=shm)
-        # what a case may add to the process: 64 MiB less the tool at rest, measured on this interpreter
+        # what a case may add to the process: 64 MiB less the tool at rest, on this interpreter
         cls.rest = rest_mib(cls.work)
         cls.budget = fuzz_server.CASE_MIB
         if cls.rest is not None:
@@ -249,6 +257,9 @@ class ServerFuzzTests(ToolTestCase):
                     try:
                         with open(path, "w", encoding="utf-8") as out:
                             self._worker(share, lambda line: out.write(json.dumps(line) + "\n"))
+                    except BaseException:       # said by _collect: "a worker died", and how
+                        with open(path, "a", encoding="utf-8") as out:
+                            out.write(json.dumps({"died": traceback.format_exc()}) + "\n")
                     finally:
                         os._exit(0)
                 children.append((pid, path, len(share)))
@@ -292,7 +303,8 @@ class ServerFuzzTests(ToolTestCase):
             emit({"worker_rss_growth": highest - rss_start})
 
     def run_case(self, case, server, config_dir, streams):
-        """One case through main(): what it printed, how it ended, what it cost, what the servers saw."""
+        """One case through main(): what it printed, how it ended, what it cost, what the servers
+        saw."""
         for name in os.listdir(config_dir):
             os.remove(os.path.join(config_dir, name))
         if case.session is not None:
@@ -320,10 +332,12 @@ class ServerFuzzTests(ToolTestCase):
         return run
 
     def run_main(self, case, streams):
-        """main() with the case's argv and stdin, its stdout and stderr written to files (a process's output
-        leaves it: a StringIO would count it as the tool's memory), timed and measured."""
+        """main() with the case's argv and stdin, its stdout and stderr written to files (a
+        process's output leaves it: a StringIO would count it as the tool's memory), timed and
+        measured."""
         files = [open(os.path.join(streams, name), "w+b") for name in ("stdout", "stderr")]
-        stdout, stderr = [io.TextIOWrapper(f, encoding="utf-8", errors="surrogatepass") for f in files]
+        stdout, stderr = [io.TextIOWrapper(raw, encoding="utf-8", errors="surrogatepass")
+                          for raw in files]
         stderr.isatty = lambda: case.tty        # on a terminal, the tool redraws its progress line
         saved = sys.argv, sys.stdin, sys.stdout, sys.stderr
         stdin = io.TextIOWrapper(io.BytesIO(case.stdin), encoding="utf-8")
@@ -334,8 +348,8 @@ class ServerFuzzTests(ToolTestCase):
         try:
             sys.argv, sys.stdin, sys.stdout, sys.stderr = [TOOL], stdin, stdout, stderr
             with bounded(case), warnings.catch_warnings():
-                for category in QUIET_WARNINGS:     # as a process of the tool runs: the test runner
-                    warnings.simplefilter("ignore", category)      # shows them all
+                for category in QUIET_WARNINGS:     # as in a process of the tool
+                    warnings.simplefilter("ignore", category)
                 code = tool.main(list(case.argv))
         except BaseException as exc:
             runaway = str(exc) if isinstance(exc, Runaway) else "main() raised %s: %s" % (type(exc).__name__, exc)
@@ -352,9 +366,9 @@ class ServerFuzzTests(ToolTestCase):
             raw.seek(0)
             printed.append(raw.read().decode("utf-8", "surrogateescape"))
             raw.close()
-        return {"exit": code, "stdout": printed[0], "stderr": printed[1], "seconds": seconds, "cpu": cpu,
-                "fake_seconds": self.clock.t - 1000.0, "runaway": runaway, "rss_growth_mib": growth,
-                "rss_before": rss_before}
+        return {"exit": code, "stdout": printed[0], "stderr": printed[1], "seconds": seconds,
+                "cpu": cpu, "fake_seconds": self.clock.t - 1000.0, "runaway": runaway,
+                "rss_growth_mib": growth, "rss_before": rss_before}
 
     def judge(self, cases, results, labels=None):
         """The figures of a run; a failed subtest for each case that broke a promise (of `labels`, if given)."""
@@ -394,22 +408,23 @@ class ServerFuzzTests(ToolTestCase):
         # the generator reaches the contract's corners, or it proves little
         self.assertGreaterEqual(len(figures["by_family"]), 9, figures["by_family"])
         self.assertTrue({"0", "1", "2", "3", "4"} <= set(figures["exits"]), figures["exits"])
-        self.assertLess(self.rss_growth, self.budget, "peak memory grew %.0f MiB over the run" % self.rss_growth)
+        self.assertLess(self.rss_growth, self.budget,
+                        "peak memory grew %.0f MiB over the run" % self.rss_growth)
 
     def test_shapes_of_issue_21(self):
-        """Character references, percent runs, a proxy that answers CONNECT with garbage, a header over 64 KiB,
-        a drip past --timeout or the credentials it was sent, hostile Date headers for doctor, the token
-        echoed in every escaping (fuzz_server.round_three_cases; the 4 MiB ones are complexity cases)."""
-        cases = [case for case in self.cases if case.family in ROUND_THREE and (FULL or not case.full_only)]
+        """Character references, percent runs, a proxy that answers CONNECT with garbage, a header
+        over 64 KiB, a drip past --timeout or the credentials it was sent, hostile Date headers for
+        doctor, the token echoed in every escaping (fuzz_server.round_three_cases; the 4 MiB ones
+        are complexity cases)."""
+        cases = [case for case in self.cases if case.family in ROUND_THREE]
+        if not FULL:
+            cases = [case for case in cases if not case.full_only]
         started = time.monotonic()
         results = self.run_cases(cases, workers=WORKERS)
         self.judge(cases, results)
-        self.figures["shapes"] = {"cases": len(cases), "seconds": round(time.monotonic() - started, 1), "rows": [
-            {"family": case.family, "kind": case.kind, "command": case.command, "exit": result["exit"],
-             "code": result["code"] if result["exit"] else None, "seconds": round(result["seconds"], 2),
-             "cpu": round(result["cpu"], 3), "rss_growth_mib": round(result["rss_growth_mib"], 1),
-             "problems": sorted(set(label for label, _ in result["problems"]))}
-            for case, result in zip(cases, results)]}
+        rows = [shape_row(case, result) for case, result in zip(cases, results)]
+        seconds = round(time.monotonic() - started, 1)
+        self.figures["shapes"] = {"cases": len(cases), "seconds": seconds, "rows": rows}
 
     def complexity_results(self):
         """The complexity cases, each in a process of its own, run once for the two tests below."""
@@ -434,15 +449,16 @@ class ServerFuzzTests(ToolTestCase):
         return cases
 
     def test_answers_and_inputs_built_for_complexity(self):
-        """CPU time bounded by the promise (1 s for up to 4 MiB), and every other promise but memory (below)."""
+        """CPU time bounded by the promise (1 s for up to 4 MiB), and every other promise but
+        memory (below)."""
         cases, results = self.complexity_results()
         labels = set(label for result in results for label, _ in result["problems"]) - {"memory"}
         self.judge(cases, results, labels)
         self.assertGreaterEqual(max(case.size for case in cases), 4 * MIB - 1024)
 
     def test_memory_of_answers_built_for_complexity(self):
-        """API.md: memory stays bounded whatever the server sends (64 MiB for the whole process: what a case
-        adds is bounded by 64 MiB less the tool at rest)."""
+        """API.md: memory stays bounded whatever the server sends (64 MiB for the whole process:
+        what a case adds is bounded by 64 MiB less the tool at rest)."""
         self.judge(*self.complexity_results(), labels={"memory"})
 
     # ------------------------------------------------------------ planted bugs
@@ -497,8 +513,8 @@ class ServerFuzzTests(ToolTestCase):
 
     def test_planted_backtracking_json_check(self):
         # parse_json(raw), the one JSON reader, first strips strings with the regular expression _too_deep
-        # had: it backtracks on an unterminated string of escaped quotes, quadratic in its length (0.8 s
-        # for 16 KiB, 3.2 s for 32 KiB here), and the bound of 1 s sees it at 32 KiB
+        # had: it backtracks on an unterminated string of escaped quotes, quadratic in its length
+        # (0.8 s for 16 KiB, 3.2 s for 32 KiB here), and the bound of 1 s sees it at 32 KiB
         def planted(original):
             def parse_json(raw, *args, **kwargs):
                 text = raw.decode("utf-8", "replace")
@@ -519,26 +535,41 @@ class ServerFuzzTests(ToolTestCase):
 
 @contextlib.contextmanager
 def behind(relay):
-    """The tool's environment for a case behind the test proxy `relay` (none: the hostile server's, as it
-    is): an https base under .invalid, allowed as a custom URL, reached through HTTPS_PROXY with a user and
-    a password; a lookup of any .invalid name fails here, so a request that skipped the proxy goes nowhere."""
+    """The tool's environment for a case behind the test proxy `relay` (none: the hostile
+    server's, as it is): an https base under .invalid, allowed as a custom URL, reached through
+    HTTPS_PROXY with a user and a password; a lookup of any .invalid name fails here, so a request
+    that skipped the proxy goes nowhere."""
     if relay is None:
         yield
         return
-    names = ("LANDBASE_PLATFORM_API_URL", "LANDBASE_PLATFORM_WEB_URL", "LANDBASE_ALLOW_CUSTOM_API_URL",
-             "HTTPS_PROXY", "https_proxy")
+    names = ("LANDBASE_PLATFORM_API_URL", "LANDBASE_PLATFORM_WEB_URL",
+             "LANDBASE_ALLOW_CUSTOM_API_URL", "HTTPS_PROXY", "https_proxy")
     saved = {name: os.environ.get(name) for name in names}
-    os.environ.update(LANDBASE_PLATFORM_API_URL=fuzz_server.PROXY_BASE, LANDBASE_PLATFORM_WEB_URL=fuzz_server.PROXY_WEB,
-                      LANDBASE_ALLOW_CUSTOM_API_URL="1", HTTPS_PROXY=fuzz_server.proxy_url(relay.port))
+    os.environ.update(LANDBASE_PLATFORM_API_URL=fuzz_server.PROXY_BASE,
+                      LANDBASE_PLATFORM_WEB_URL=fuzz_server.PROXY_WEB,
+                      LANDBASE_ALLOW_CUSTOM_API_URL="1",
+                      HTTPS_PROXY=fuzz_server.proxy_url(relay.port))
     os.environ.pop("https_proxy", None)
+    lookups = proxy.refusing_lookups("invalid", socket.getaddrinfo)
     try:
-        with mock.patch.object(socket, "getaddrinfo", proxy.refusing_lookups("invalid", socket.getaddrinfo)):
+        with mock.patch.object(socket, "getaddrinfo", lookups):
             yield
     finally:
         for name, value in saved.items():
             os.environ.pop(name, None)
             if value is not None:
                 os.environ[name] = value
+
+
+def shape_row(case, result):
+    """A case of issue 21's shapes as a row of the figures."""
+    code = None
+    if result["exit"]:
+        code = result["code"]
+    return {"family": case.family, "kind": case.kind, "command": case.command,
+            "exit": result["exit"], "code": code, "seconds": round(result["seconds"], 2),
+            "cpu": round(result["cpu"], 3), "rss_growth_mib": round(result["rss_growth_mib"], 1),
+            "problems": sorted(set(label for label, _ in result["problems"]))}
 
 
 def _last_code(stderr):
