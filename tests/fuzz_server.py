@@ -404,6 +404,7 @@ class Case:
         self.clock = None           # doctor: the Date is "invalid" (or missing), a "skew" or "now"
         self.real_seconds = None    # when the harness stops it (None: by its size)
         self.full_only = False      # run by make reliability only (a slow case)
+        self.columns = 80           # of the terminal, for a case on one (tty)
 
     def fallback(self, route):
         """The answer API.md describes, for every route and request the case does not target."""
@@ -752,8 +753,8 @@ def round_three_cases(rng, now):
     add("status", "wait", "references", status_answer(refs), ("ok", {}),
         "numeric and named references as the phase, on a terminal", tty=True)
     for unit in ("%", "%41", "+"):
-        add("status", "wait", "percent", status_answer(unit * 5000), ("ok", {}),
-            "5000 of %s as the phase, the log form" % unit, tty=False)
+        add("status", "wait", "percent", status_answer(unit * 4301), ("ok", {}),
+            "4301 of %s as the phase, the log form" % unit, tty=False)
     add("status", "status", "percent", Answer(502, "%" * 5000, content_type="text/html"),
         transient, "a 502 page of 5000 %")
     cases += proxy_cases(rng, now)
@@ -853,7 +854,8 @@ def echo_answer(ctx, form, place):
 
 def echo_cases(rng, now):
     """The bearer token the tool sent, written back by the server in each form of ECHO_FORMS, in
-    each place the tool may print (ECHO_PLACES), and in headers of the answer."""
+    each place the tool may print (ECHO_PLACES), and in headers of the answer; under --verbose,
+    which prints more of what the server sent."""
     cases = []
     for form in sorted(ECHO_FORMS):
         for place, (command, end) in sorted(ECHO_PLACES.items()):
@@ -862,9 +864,9 @@ def echo_cases(rng, now):
                 route = "me"
             case = build(rng, now, route, command, "secrets",
                          lambda ctx, f=form, p=place: echo_answer(ctx, f, p), end,
-                         kind="%s, %s" % (place, form),
-                         verbose=place == "Location under --verbose",
+                         kind="%s, %s" % (place, form), verbose=True,
                          tty=place == "wait phase, on a terminal")
+            case.columns = 400      # room for a token written back six characters a character
             cases.append(case)
     return cases
 
@@ -1116,9 +1118,11 @@ def _json_escape(match):
 
 def readings(text):
     """text as a reader may decode it: as is, HTML's character references, percent-encoding (with
-    + as a space, as a form writes it, and without), JSON's \\u escapes."""
+    + as a space, as a form writes it, and without), JSON's \\u escapes (and those a JSON document
+    holds as text: \\\\u006c in stdout's document is \\u006c in its string)."""
     return [text, REFERENCE.sub(_reference, text), PERCENT_RUN.sub(_percent, text),
-            PERCENT_RUN.sub(_percent, text.replace("+", " ")), JSON_ESCAPE.sub(_json_escape, text)]
+            PERCENT_RUN.sub(_percent, text.replace("+", " ")), JSON_ESCAPE.sub(_json_escape, text),
+            JSON_ESCAPE.sub(_json_escape, text.replace("\\\\", "\\"))]
 
 
 def _refuse(name):

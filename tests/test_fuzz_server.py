@@ -342,6 +342,7 @@ class ServerFuzzTests(ToolTestCase):
         saved = sys.argv, sys.stdin, sys.stdout, sys.stderr
         stdin = io.TextIOWrapper(io.BytesIO(case.stdin), encoding="utf-8")
         runaway, code = None, None
+        os.environ["COLUMNS"] = str(case.columns)       # where the terminal does not say
         reset_peak()
         rss_before = memory_mib()[0]
         started, cpu = time.monotonic(), cpu_seconds()
@@ -356,6 +357,7 @@ class ServerFuzzTests(ToolTestCase):
         finally:
             cpu, seconds = cpu_seconds() - cpu, time.monotonic() - started
             sys.argv, sys.stdin, sys.stdout, sys.stderr = saved
+            os.environ["COLUMNS"] = "80"
         growth = memory_mib()[1] - rss_before
         printed = []
         for stream, raw in zip((stdout, stderr), files):
@@ -466,7 +468,7 @@ class ServerFuzzTests(ToolTestCase):
     # fail with one of the labels given. When the name is gone (the tool's functions are being merged and
     # renamed), the test fails naming it: point it at the successor.
 
-    def plant(self, name, target, replacement, select, labels, cases=None, limit=12):
+    def plant(self, name, target, replacement, select, labels, cases=None, limit=12, every=False):
         if not hasattr(tool, target):
             self.fail("planted bug %r: landbase_import.%s is gone; point it at its successor" % (name, target))
         cases = [case for case in (cases or self.cases) if select(case)][:limit]
@@ -477,17 +479,25 @@ class ServerFuzzTests(ToolTestCase):
         self.figures["planted"][name] = sum(1 for labels_seen in seen if labels & labels_seen)
         self.assertTrue(self.figures["planted"][name], "with %r planted, none of %d cases failed with %s (seen: %s)"
                         % (name, len(cases), sorted(labels), [sorted(s) for s in seen if s][:5]))
+        if every:
+            self.assertEqual(self.figures["planted"][name], len(cases),
+                             "with %r planted, a case did not fail with %s (seen: %s)"
+                             % (name, sorted(labels), [sorted(found) for found in seen]))
 
     def test_planted_redaction_by_pattern_only(self):
         # SECRETS, the exact token values redacted wherever they are printed, stays empty: the pattern alone
-        class Forgetful(set):
-            def add(self, value):
-                pass
-
-            def update(self, *values):
-                pass
         self.plant("redaction by pattern only", "SECRETS", Forgetful(),
                    lambda c: c.family == "echo" and re.search(r"[,;&'\" ]", c.bearer), {"token-leak"})
+
+    def test_planted_redaction_of_the_token_written_back_escaped(self):
+        # SECRETS stays empty, as above: the token a server writes back in an escaping (\u,
+        # character references, percent-encoding, a form's +) is printed as it came, and the
+        # oracle, which reads the output in each of those ways, must see it in every one
+        def escaped_in_a_message(case):
+            return (case.family == "secrets" and case.kind.startswith("404 message,")
+                    and not case.kind.endswith("as sent"))
+        self.plant("the token written back escaped, unredacted", "SECRETS", Forgetful(),
+                   escaped_in_a_message, {"token-leak"}, every=True)
 
     def test_planted_retry_after_isdigit(self):
         # parse_retry_after(headers, data) takes "²" for a number, as str.isdigit() does, and int() raises
@@ -559,6 +569,16 @@ def behind(relay):
             os.environ.pop(name, None)
             if value is not None:
                 os.environ[name] = value
+
+
+class Forgetful(set):
+    """SECRETS that remembers nothing: the tool redacts by pattern alone."""
+
+    def add(self, value):
+        pass
+
+    def update(self, *values):
+        pass
 
 
 def shape_row(case, result):
