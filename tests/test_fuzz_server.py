@@ -262,12 +262,16 @@ class ServerFuzzTests(ToolTestCase):
                             out.write(json.dumps({"died": traceback.format_exc()}) + "\n")
                     finally:
                         os._exit(0)
-                children.append((pid, path, len(share)))
-            for pid, path, expected in children:
-                status = os.waitpid(pid, 0)[1]
+                children.append((pid, path, share))
+            for (pid, path, share), (status, killed) in zip(children, reap(children)):
                 with open(path, encoding="utf-8") as handle:
-                    outputs.append(([json.loads(line) for line in handle], expected, status))
+                    lines = [json.loads(line) for line in handle]
                 os.remove(path)
+                if killed is not None:
+                    done = set(line.get("index") for line in lines)
+                    lines += [stopped_line(case, killed) for case in share
+                              if case.index not in done]
+                outputs.append((lines, len(share), status))
         return self._collect(outputs, cases)
 
     def _collect(self, outputs, cases):
@@ -579,6 +583,66 @@ class Forgetful(set):
 
     def update(self, *values):
         pass
+
+
+def reap(children):
+    """(wait status, None or what a kill left) for each (pid, path, share) child, in order. A child
+    is killed past its limits: a case alone, at its CPU bound and 2 s (a signal cannot stop one
+    call in C: int() of 4 MiB of digits on 3.6 takes 90 s), any child at its cases' real seconds
+    and 30 s. What a kill left: (its seconds, its CPU seconds)."""
+    started = time.monotonic()
+    results = {}
+    killed = {}
+    while len(results) < len(children):
+        for pid, _, share in children:
+            if pid in results:
+                continue
+            done, status, usage = os.wait4(pid, os.WNOHANG)
+            if done:
+                left = None
+                if pid in killed:
+                    left = (time.monotonic() - started, usage.ru_utime + usage.ru_stime)
+                results[pid] = (status, left)
+            elif pid not in killed and overdue(pid, share, time.monotonic() - started):
+                os.kill(pid, signal.SIGKILL)
+                killed[pid] = True
+        time.sleep(0.05)
+    return [results[pid] for pid, _, _ in children]
+
+
+def overdue(pid, share, seconds):
+    """Whether a child running `share` is past its limits (see reap())."""
+    real = sum(case.real_seconds or REAL_SECONDS_PER_CASE * (1 + 2 * case.size / MIB)
+               for case in share)
+    if seconds > max(real, CPU_CAP * 2) + 30:
+        return True
+    if len(share) != 1 or not share[0].size:
+        return False
+    bound = CPU_CAP or 1.2 * fuzz_server.cpu_bound(share[0]) + 0.2
+    return child_cpu(pid) > bound + 2
+
+
+def child_cpu(pid):
+    """CPU seconds of a running child (/proc: utime and stime, the 14th and 15th fields); 0 where
+    that cannot be read."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def stopped_line(case, killed):
+    """The result of a case its child did not finish: the child was killed (see reap())."""
+    seconds, cpu = killed
+    problems = [("runaway", "killed by the harness after %.1f s, %.1f s of CPU: in a call that "
+                            "no signal interrupts" % (seconds, cpu))]
+    if case.size and cpu > fuzz_server.cpu_bound(case):
+        detail = "%.2f s of CPU for %d KiB (the promise: under %g s for up to 4 MiB)"
+        problems.append(("complexity", detail % (cpu, case.size // 1024, fuzz_server.CPU_LIMIT)))
+    return {"index": case.index, "exit": None, "seconds": seconds, "cpu": cpu,
+            "rss_growth_mib": 0.0, "problems": problems, "code": "(killed)", "tail": ""}
 
 
 def shape_row(case, result):
