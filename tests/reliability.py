@@ -251,8 +251,8 @@ the token echoed in every escaping in every place the tool prints. %d passed. Ma
 COMPLEXITY = """%d answers of up to 4 MiB and inputs of up to 1 MiB, each in a process of its own.
 The promise: whatever its size (up to 4 MiB), an answer costs under %g s of CPU (the thread that
 runs the tool) and the process stays under %d MiB, on a terminal too; a case may add %.1f MiB to a
-process at rest (the tool after one small status read: %s on this interpreter). Worst: %.2f s of
-CPU per MiB (%s, %d KiB). Over %g s of CPU: %s. Over the memory bound: %s. Made %s.
+process at rest (the tool run by path, after one small status read: %s on this interpreter). Worst:
+%.2f s of CPU per MiB (%s, %d KiB). Over %g s of CPU: %s. Over the memory bound: %s. Made %s.
 """
 
 
@@ -270,7 +270,8 @@ def print_shapes(shapes):
             ending += " `%s`" % row["code"]
         print("| %s | %s | `%s` | %s | %.2f s | %.2f s | %.0f MiB | %s |" % (
             row["family"], row["kind"].replace("|", "\\|"), row["command"], ending,
-            row["seconds"], row["cpu"], row["rss_growth_mib"], result_cell(row["problems"])))
+            row["seconds"], row["cpu"], max(0.0, row["rss_growth_mib"]),
+            result_cell(row["problems"])))
     print()
 
 
@@ -293,7 +294,7 @@ def print_complexity(complexity, memory):
     for row in sorted(rows, key=lambda row: (row["kind"], row["bytes"])):
         print("| %s | `%s` | %d KiB | %.2f s | %.2f s | %.0f MiB | %s |" % (
             row["kind"].replace("|", "\\|"), row["command"], row["bytes"] // 1024, row["cpu"],
-            row["cpu_per_mib"], row["rss_growth_mib"], result_cell(row["problems"])))
+            row["cpu_per_mib"], max(0.0, row["rss_growth_mib"]), result_cell(row["problems"])))
     print()
 
 

@@ -35,7 +35,7 @@ from unittest import mock
 import fuzz_server
 import proxy
 from fuzz_server import MIB
-from support import HERE, TOOL, FakeClock, ToolTestCase, tool
+from support import TOOL, FakeClock, ToolTestCase, tool
 
 try:
     import resource
@@ -141,14 +141,18 @@ def reset_peak():
         pass
 
 
+# the tool run by path as users run it (compiled from its source, as every start is), its resident
+# memory after one small status read; written as JSON to the file named last
 REST_PROBE = r"""
-import gc, json, os, sys
-sys.path.insert(0, sys.argv[1])
-from launch import load
-tool = load("landbase_import", sys.argv[2])
-code = tool.main(["contacts-import", "status", "7"])
+import gc, json, runpy, sys
+report = sys.argv.pop()
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+    code = 0
+except SystemExit as exc:
+    code = exc.code
 gc.collect()
-rss = None
 try:
     with open("/proc/self/status") as handle:
         rss = [int(line.split()[1]) / 1024.0 for line in handle if line.startswith("VmRSS:")][0]
@@ -157,15 +161,16 @@ except (OSError, IndexError, ValueError):
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     if sys.platform == "darwin":
         rss = rss / 1024.0
-with open(sys.argv[3], "w") as handle:
+with open(report, "w") as handle:
     json.dump({"exit": code, "rss_mib": rss}, handle)
 """
 
 
 def rest_mib(work):
-    """MiB resident in a process of the tool at rest: after one small status read (the modules a
-    request needs are imported then), as it is before it reads a hostile answer. None if it could
-    not be measured."""
+    """MiB resident in a process of the tool at rest: the file run by path (without site, as the
+    suite runs it: a site's .pth files are no part of the tool), after one small status read (the
+    modules a request needs are imported then), as it is before it reads a hostile answer. None if
+    it could not be measured."""
     server = fuzz_server.HostileServer().start()
     config = tempfile.mkdtemp(dir=work)
     report = os.path.join(config, "rest.json")
@@ -179,11 +184,14 @@ def rest_mib(work):
                    LANDBASE_PLATFORM_WEB_URL=server.url, LANDBASE_CONFIG_DIR=config)
         env.pop("LANDBASE_ACCESS_TOKEN", None)
         quiet = subprocess.DEVNULL
-        subprocess.call([sys.executable, "-S", "-c", REST_PROBE, HERE, TOOL, report], env=env,
-                        stdin=quiet, stdout=quiet, stderr=quiet, timeout=60)
+        argv = [sys.executable, "-S", "-c", REST_PROBE, TOOL, "contacts-import", "status", "7",
+                report]
+        subprocess.call(argv, env=env, stdin=quiet, stdout=quiet, stderr=quiet, timeout=60)
         with open(report) as handle:
             figures = json.load(handle)
-        return figures["rss_mib"] if figures["exit"] == 0 else None
+        if figures["exit"] != 0:
+            return None
+        return figures["rss_mib"]
     except (OSError, ValueError, KeyError, subprocess.TimeoutExpired):
         return None
     finally:
