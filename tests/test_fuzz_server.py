@@ -358,18 +358,21 @@ class ServerFuzzTests(ToolTestCase):
         reset_peak()
         rss_before = memory_mib()[0]
         started, cpu = time.monotonic(), cpu_seconds()
-        try:
-            sys.argv, sys.stdin, sys.stdout, sys.stderr = [TOOL], stdin, stdout, stderr
-            with bounded(case), warnings.catch_warnings():
-                for category in QUIET_WARNINGS:     # as in a process of the tool
-                    warnings.simplefilter("ignore", category)
-                code = tool.main(list(case.argv))
-        except BaseException as exc:
-            runaway = str(exc) if isinstance(exc, Runaway) else "main() raised %s: %s" % (type(exc).__name__, exc)
-        finally:
-            cpu, seconds = cpu_seconds() - cpu, time.monotonic() - started
-            sys.argv, sys.stdin, sys.stdout, sys.stderr = saved
-            os.environ["COLUMNS"] = "80"
+        with warnings.catch_warnings():     # what is freed after a runaway, too, warns no more
+            for category in QUIET_WARNINGS:     # than in a process of the tool
+                warnings.simplefilter("ignore", category)
+            try:
+                sys.argv, sys.stdin, sys.stdout, sys.stderr = [TOOL], stdin, stdout, stderr
+                with bounded(case):
+                    code = tool.main(list(case.argv))
+            except BaseException as exc:
+                runaway = "main() raised %s: %s" % (type(exc).__name__, exc)
+                if isinstance(exc, Runaway):
+                    runaway = str(exc)
+            finally:
+                cpu, seconds = cpu_seconds() - cpu, time.monotonic() - started
+                sys.argv, sys.stdin, sys.stdout, sys.stderr = saved
+                os.environ["COLUMNS"] = "80"
         growth = memory_mib()[1] - rss_before
         printed = []
         for stream, raw in zip((stdout, stderr), files):
