@@ -84,7 +84,13 @@ TIME_RE = re.compile(
 ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 IMPORT_ID_RE = re.compile(r"[0-9]{1,19}\Z")
 KEY_RE = re.compile(r"[\x20-\x7e]{1,255}\Z")
-TOKEN_RE = re.compile(r"lbs_[^\s\"',;&()<>\\\u2026]+")       # \u2026: not the redacted form again
+TOKEN_CHARS = r"[^\s\"',;&()<>\\\u2026]"      # what an lbs_ token holds (\u2026: the redacted form
+TOKEN_ENDS = r"[\s\"',;&()<>\\\u2026]"        # is not redacted again), and what ends one
+TOKEN_RE = re.compile("lbs_" + TOKEN_CHARS + "+")
+# a run of token shapes with nothing but what ends a token between them: one redaction stands for
+# the run, so that a text of many short tokens does not grow threefold when it is redacted
+TOKEN_RUN_RE = re.compile("lbs_%s+(?:%s+lbs_%s+)*" % (TOKEN_CHARS, TOKEN_ENDS, TOKEN_CHARS))
+TOKEN_END_RE = re.compile(TOKEN_ENDS)
 REDACTED = "lbs_\u2026(redacted)"
 
 TERMINAL_PHASES = ("completed", "partial", "failed")   # any other phase is in flight
@@ -224,8 +230,27 @@ def redact(text, pattern=False):
             for secret in sorted(SECRETS, key=len, reverse=True):
                 text = text.replace(secret, REDACTED)
     if pattern:
-        text = TOKEN_RE.sub(REDACTED, text)
+        text = without_token_shapes(text)
     return text
+
+
+def without_token_shapes(text, size=65536):
+    """text with anything shaped like an lbs_ token redacted, a slice at a time: re.sub holds every
+    piece of its result in a list, and 4 MiB of short tokens would make a million pieces at once.
+    Each slice ends just after a character no token holds, so no token is cut in two."""
+    if len(text) <= size:
+        return TOKEN_RUN_RE.sub(REDACTED, text)
+    slices = []
+    start = 0
+    while start < len(text):
+        end = TOKEN_END_RE.search(text, start + size)
+        if end is None:
+            stop = len(text)
+        else:
+            stop = end.end()
+        slices.append(TOKEN_RUN_RE.sub(REDACTED, text[start:stop]))
+        start = stop
+    return "".join(slices)
 
 
 def _secret_forms():
@@ -243,7 +268,7 @@ def _char_forms(ch, names):
     and a URL's %HH (+ for a space)."""
     code = ord(ch)
     forms = [re.escape(ch),
-             r"\\u(?i:%04x)" % code,
+             r"\\{1,2}u(?i:%04x)" % code,      # \\u too: JSON's escape written in JSON text
              "&#0{0,8}%d;?" % code,
              "&#[xX]0{0,8}(?i:%x);?" % code]
     if code < 256:
@@ -491,7 +516,11 @@ def write_stdout(text, meta=None, doc=None):
             sys.stdout.write(text)
             sys.stdout.flush()
         else:
-            _write_all(buffer, text.encode("utf-8", "surrogateescape"))
+            sys.stdout.flush()
+            # encoded a slice at a time: a result of 8 MB is not copied whole into bytes
+            for start in range(0, len(text), 65536):
+                _write_all(buffer, text[start:start + 65536].encode("utf-8", "surrogateescape"))
+            buffer.flush()
     except BrokenPipeError:
         _silence_stdout()
     except (OSError, ValueError, AttributeError) as exc:
@@ -508,12 +537,10 @@ def write_stdout(text, meta=None, doc=None):
 
 def _write_all(buffer, data):
     """All of data, however often a signal cuts a write short."""
-    sys.stdout.flush()
     view = memoryview(data)
     while view:
         written = buffer.write(view) or 0
         view = view[written:]
-    buffer.flush()
 
 
 def _silence_stdout():
@@ -1258,6 +1285,9 @@ def parse_http_date(text):
         return None
     if not (hour < 24 and minute < 60 and second <= 60):
         return None
+    zone = parsed[9]
+    if zone is not None and abs(zone) > 24 * 3600:        # no zone is a day away from UTC
+        return None
     try:
         return mktime_tz(parsed)
     except (OverflowError, ValueError):
@@ -1643,6 +1673,7 @@ class Api:
                 shown_url = redact(url, pattern=True)   # a redirect's URL is the server's text
                 continue
             answer = self.decode(method, path, status, answer_headers, raw)
+            del raw                     # up to 4 MiB, no longer needed while the answer is judged
             if check is not None:
                 answer = check(answer, answer_headers)
             if path == "/v1/oauth/token":
