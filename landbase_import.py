@@ -4288,22 +4288,16 @@ def login_options(line, words):
     way = line.parsers[words].add_mutually_exclusive_group()
     line.option(words, way, "--device", action="store_true",
                 help="a URL and a code to approve on any device\n(over SSH, without a display)")
-    line.option(
-        words, way, "--with-token", action="store_true", help="read an lbs_ token from stdin"
-    )
+    line.option(words, way, "--with-token", action="store_true",
+                help="read an lbs_ token from stdin")
     line.option(words, line.parsers[words], "--no-browser", action="store_true",
                 help="print the login URL, open no browser")
 
 
 def status_options(line, words):
-    line.option(
-        words,
-        line.parsers[words],
-        "--min-valid",
-        metavar="DURATION",
-        type=min_valid_option,
-        help="exit 3 when the session ends sooner than this (90s, 30m, 12h, 2d)",
-    )
+    line.option(words, line.parsers[words], "--min-valid", metavar="DURATION",
+                type=min_valid_option,
+                help="exit 3 when the session ends sooner than this (90s, 30m, 12h, 2d)")
 
 
 def no_options(line, words):
@@ -4311,14 +4305,8 @@ def no_options(line, words):
 
 
 def account_set_options(line, words):
-    line.option(
-        words,
-        line.parsers[words],
-        "account_id",
-        metavar="ACCOUNT_ID",
-        type=account_option,
-        help="the account to use",
-    )
+    line.option(words, line.parsers[words], "account_id", metavar="ACCOUNT_ID",
+                type=account_option, help="the account to use")
 
 
 def start_options(line, words):
