@@ -23,6 +23,8 @@ from email.utils import formatdate
 from http.client import responses as REASONS
 from urllib.parse import quote, quote_plus
 
+from support import EXITS as EXIT_CODES      # the tests' one table of CLI.md's exit codes
+
 SEED = 20261129
 TIMEOUT = 0.25                  # --timeout of the cases whose answers hang or drip
 ROOMY_TIMEOUT = 5.0             # and of the others, which answer at once (a 4 MiB answer on a loaded machine)
@@ -45,11 +47,7 @@ ENDLESS_BYTES = 32 * MIB        # an endless body the client has taken this far 
 ACCOUNT, IMPORT_ID, WEB = "acc_demo", 7, "https://platform.landbase.com"
 WAIT_LIMIT, DEVICE_LIMIT = 30 * 60, 15 * 60
 MARKER = "FORGED"               # hostile text puts this after a line break: no output line may begin with it
-# CLI.md's table of exit codes, and the codes API.md lets a server's envelope carry
-EXIT_CODES = {"INVALID_INPUT": 1, "VALIDATION_ERROR": 1, "SETUP_FAILED": 1, "NOT_FOUND": 2, "CONFLICT": 2,
-              "API_ERROR": 2, "RATE_LIMITED": 2, "UPGRADE_REQUIRED": 2, "IMPORT_FAILED": 2, "IMPORT_PARTIAL": 2,
-              "OUTPUT_FAILED": 2, "AUTH_REQUIRED": 3, "AUTH_FAILED": 3, "TIMEOUT": 4, "NETWORK_ERROR": 4,
-              "INTERRUPTED": 130, "TERMINATED": 143}
+# the codes API.md lets a server's envelope carry
 SERVER_CODES = ("VALIDATION_ERROR", "NOT_FOUND", "CONFLICT", "API_ERROR", "RATE_LIMITED", "UPGRADE_REQUIRED",
                 "AUTH_FAILED")
 FINAL_STATUSES = (400, 401, 403, 404, 409, 422, 426)     # API.md's statuses that are not transient
