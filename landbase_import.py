@@ -18,7 +18,6 @@ SIGHUP.
 """
 
 import argparse
-import base64
 import collections
 import contextlib
 import itertools
@@ -30,10 +29,8 @@ import shlex
 import signal
 import stat
 import sys
-import threading
 import time
 import unicodedata
-import urllib.parse
 
 __version__ = "1.2.0"
 
@@ -87,7 +84,13 @@ TIME_RE = re.compile(
 ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 IMPORT_ID_RE = re.compile(r"[0-9]{1,19}\Z")
 KEY_RE = re.compile(r"[\x20-\x7e]{1,255}\Z")
-TOKEN_RE = re.compile(r"lbs_[^\s\"',;&()<>\\\u2026]+")       # \u2026: not the redacted form again
+TOKEN_CHARS = r"[^\s\"',;&()<>\\\u2026]"      # what an lbs_ token holds (\u2026: the redacted form
+TOKEN_ENDS = r"[\s\"',;&()<>\\\u2026]"        # is not redacted again), and what ends one
+TOKEN_RE = re.compile("lbs_" + TOKEN_CHARS + "+")
+# a run of token shapes with nothing but what ends a token between them: one redaction stands for
+# the run, so that a text of many short tokens does not grow threefold when it is redacted
+TOKEN_RUN_RE = re.compile("lbs_%s+(?:%s+lbs_%s+)*" % (TOKEN_CHARS, TOKEN_ENDS, TOKEN_CHARS))
+TOKEN_END_RE = re.compile(TOKEN_ENDS)
 REDACTED = "lbs_\u2026(redacted)"
 
 TERMINAL_PHASES = ("completed", "partial", "failed")   # any other phase is in flight
@@ -205,6 +208,8 @@ def remember_secret(value):
 
 def remember_proxy_credentials(user, password):
     """The proxy's credentials in every form the tool sends or was given them."""
+    import base64
+    import urllib.parse
     user = urllib.parse.unquote(user or "")
     password = urllib.parse.unquote(password or "")
     pair = "%s:%s" % (user, password)
@@ -225,8 +230,27 @@ def redact(text, pattern=False):
             for secret in sorted(SECRETS, key=len, reverse=True):
                 text = text.replace(secret, REDACTED)
     if pattern:
-        text = TOKEN_RE.sub(REDACTED, text)
+        text = without_token_shapes(text)
     return text
+
+
+def without_token_shapes(text, size=65536):
+    """text with anything shaped like an lbs_ token redacted, a slice at a time: re.sub holds every
+    piece of its result in a list, and 4 MiB of short tokens would make a million pieces at once.
+    Each slice ends just after a character no token holds, so no token is cut in two."""
+    if len(text) <= size:
+        return TOKEN_RUN_RE.sub(REDACTED, text)
+    slices = []
+    start = 0
+    while start < len(text):
+        end = TOKEN_END_RE.search(text, start + size)
+        if end is None:
+            stop = len(text)
+        else:
+            stop = end.end()
+        slices.append(TOKEN_RUN_RE.sub(REDACTED, text[start:stop]))
+        start = stop
+    return "".join(slices)
 
 
 def _secret_forms():
@@ -244,7 +268,7 @@ def _char_forms(ch, names):
     and a URL's %HH (+ for a space)."""
     code = ord(ch)
     forms = [re.escape(ch),
-             r"\\u(?i:%04x)" % code,
+             r"\\{1,2}u(?i:%04x)" % code,      # \\u too: JSON's escape written in JSON text
              "&#0{0,8}%d;?" % code,
              "&#[xX]0{0,8}(?i:%x);?" % code]
     if code < 256:
@@ -492,7 +516,11 @@ def write_stdout(text, meta=None, doc=None):
             sys.stdout.write(text)
             sys.stdout.flush()
         else:
-            _write_all(buffer, text.encode("utf-8", "surrogateescape"))
+            sys.stdout.flush()
+            # encoded a slice at a time: a result of 8 MB is not copied whole into bytes
+            for start in range(0, len(text), 65536):
+                _write_all(buffer, text[start:start + 65536].encode("utf-8", "surrogateescape"))
+            buffer.flush()
     except BrokenPipeError:
         _silence_stdout()
     except (OSError, ValueError, AttributeError) as exc:
@@ -509,12 +537,10 @@ def write_stdout(text, meta=None, doc=None):
 
 def _write_all(buffer, data):
     """All of data, however often a signal cuts a write short."""
-    sys.stdout.flush()
     view = memoryview(data)
     while view:
         written = buffer.write(view) or 0
         view = view[written:]
-    buffer.flush()
 
 
 def _silence_stdout():
@@ -1089,6 +1115,7 @@ def program_command():
 def base_url(env_name, default):
     """A base URL from the environment, refused unless it is https on Landbase (or http on
     loopback)."""
+    import urllib.parse
     url = os.environ.get(env_name) or default
     try:
         parts = urllib.parse.urlsplit(url)
@@ -1121,6 +1148,7 @@ def base_url(env_name, default):
 
 
 def is_loopback(url):
+    import urllib.parse
     return (urllib.parse.urlsplit(url).hostname or "").lower() in ("localhost", "127.0.0.1", "::1")
 
 
@@ -1131,6 +1159,7 @@ def same_origin(url_a, url_b):
 
 def origin(url):
     """(scheme, host, port) of a URL, the port filled in; ValueError for a port out of range."""
+    import urllib.parse
     parts = urllib.parse.urlsplit(url)
     port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
     return parts.scheme, (parts.hostname or "").lower(), port
@@ -1159,6 +1188,8 @@ def proxy_for(base):
     https:// (where the user wants the credentials kept from the wire) and socks are INVALID_INPUT
     before anything is sent, as is a URL that does not parse, which is named by its variable alone:
     its pieces may be a password."""
+    import base64
+    import urllib.parse
     if not base.startswith("https:") or is_loopback(base):
         return None
     variable = None
@@ -1203,6 +1234,7 @@ def proxy_for(base):
 def no_proxy_covers(base):
     """Whether NO_PROXY (no_proxy) names the base's host: the host, a domain of it, or host:port.
     """
+    import urllib.parse
     import urllib.request
     scheme, host, port = origin(base)
     netloc = urllib.parse.urlsplit(base).netloc
@@ -1253,6 +1285,9 @@ def parse_http_date(text):
         return None
     if not (hour < 24 and minute < 60 and second <= 60):
         return None
+    zone = parsed[9]
+    if zone is not None and abs(zone) > 24 * 3600:        # no zone is a day away from UTC
+        return None
     try:
         return mktime_tz(parsed)
     except (OverflowError, ValueError):
@@ -1286,6 +1321,7 @@ def in_background(target, *args):
     """A daemon thread running target(*args) that never takes SIGINT, SIGTERM or SIGHUP: only the
     main thread does, so that signals sent together are taken in the kernel's order, not in the
     order threads race."""
+    import threading
     mask = getattr(signal, "pthread_sigmask", None)         # not on Windows
     before = None
     if mask:
@@ -1306,6 +1342,7 @@ class Deadline:
     bounds each read, not the request). Real time, not CLOCK: it bounds what real sockets do."""
 
     def __init__(self, seconds):
+        import threading
         self.seconds = seconds
         self.ends = time.monotonic() + seconds
         self.expired = False
@@ -1636,6 +1673,7 @@ class Api:
                 shown_url = redact(url, pattern=True)   # a redirect's URL is the server's text
                 continue
             answer = self.decode(method, path, status, answer_headers, raw)
+            del raw                     # up to 4 MiB, no longer needed while the answer is judged
             if check is not None:
                 answer = check(answer, answer_headers)
             if path == "/v1/oauth/token":
@@ -1648,6 +1686,7 @@ class Api:
     def redirect(self, url, method, data, status, headers, shown_url):
         """(url, method, body) of the redirect's target: the same origin only, so the token goes
         nowhere else; a POST only where the status keeps its method and body (307, 308)."""
+        import urllib.parse
         location = (headers.get("Location") or "").strip()
         where = "%s %s: HTTP %d" % (method, shown_url, status)
         try:
@@ -1681,6 +1720,7 @@ class Api:
     def send(self, method, url, data, auth, headers, timeout, shown_url=None, trace=None):
         """(status, headers, body) of one exchange, read against a Deadline and at most
         MAX_ANSWER_BYTES."""
+        import urllib.parse
         import http.client
         import urllib.error
         if self.opener is None:
@@ -2701,6 +2741,8 @@ def login_browser(args, console, api):
     """Authorization code + PKCE S256 through a loopback listener; the token answer. The 5 minutes
     start now, and the browser runs on its own: it neither holds the login back nor writes on our
     streams."""
+    import base64
+    import urllib.parse
     import hashlib
     import secrets
     import socket
@@ -2797,6 +2839,7 @@ class CallbackListener:
     browser's answer back; nothing is printed."""
 
     def __init__(self, state):
+        import threading
         import socketserver
         from http.server import HTTPServer, BaseHTTPRequestHandler
         listener = self
@@ -2824,6 +2867,7 @@ class CallbackListener:
         in_background(self.server.serve_forever, 0.2)
 
     def handle(self, request):
+        import urllib.parse
         import hmac
         # no urlsplit: "//[oops/callback" made it raise on 3.6
         path, _, query = request.path.partition("?")
@@ -3650,6 +3694,7 @@ def check_platform(report, api, session):
     """One request, GET /v1/me, through the one request path, each step it reached reported as a
     row: name resolution, TCP, the proxy's tunnel, TLS, the answer; then the clock against its
     Date. /v1/me's answer, or None."""
+    import urllib.parse
     host = urllib.parse.urlsplit(api.base).hostname
     trace = Trace(host, api.proxy, names_wanted=True)
     error = None
@@ -3949,14 +3994,15 @@ call, LANDBASE_ACCOUNT_ID for a whole environment.""",
         "%(prog)s acc_abc123",
     ),
     ("contacts-import", "start"): (
-        "--json PATH|- [--watch] [--max-wait DURATION] [--dry-run] " "[--idempotency-key KEY]",
+        "--json PATH|- [--watch] [--max-wait DURATION]\n"
+        "           [--dry-run] [--idempotency-key KEY]",
         """\
 Start an import from a JSON body {"datasetId", "tagName", "importId"?} in a file, or on stdin (-).
 The first stderr line after the platform's answer names the import and the command that follows it.
 The same --idempotency-key, account and body within 24 hours get the same import, never a second
 one. --watch then waits for it, as wait does, and keeps retrying a start that fails for a while
 (network, 5xx, 429) until --max-wait runs out; without it, three retries.""",
-        "%(prog)s --json body.json --watch --idempotency-key nightly-2026-12-07",
+        "%(prog)s --json body.json --watch --idempotency-key nightly-7",
     ),
     ("contacts-import", "status"): (
         "IMPORT_ID",
@@ -4051,6 +4097,14 @@ class Parser(argparse.ArgumentParser):
         raise ShowText(self.format_help())
 
 
+class HelpLayout(argparse.RawTextHelpFormatter):
+    """Help laid out as it is written here, 100 columns wide whatever the terminal: argparse's own
+    wrapping would import textwrap and shutil, some 7 ms of every --help."""
+
+    def __init__(self, prog):
+        argparse.RawTextHelpFormatter.__init__(self, prog, max_help_position=30, width=100)
+
+
 class ShowVersion(argparse.Action):
     """--version: the version and the SHA-256 of the file that runs, to compare with the published
     one."""
@@ -4134,7 +4188,7 @@ class CommandLine:
         self.options = {}
 
     def parser(self, words, subparsers=None, **kwargs):
-        kwargs.update(formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+        kwargs.update(formatter_class=HelpLayout, allow_abbrev=False)
         if subparsers is None:
             parser = Parser(prog=self.program, **kwargs)
         else:
@@ -4175,7 +4229,7 @@ def add_global_options(line, words):
         metavar="ID",
         type=account_option,
         default=default(None),
-        help="the account for this call (else LANDBASE_ACCOUNT_ID, else the stored one)",
+        help="the account for this call\n(else LANDBASE_ACCOUNT_ID, else the stored one)",
     )
     line.option(words, group, "--timeout", metavar="SECONDS", type=timeout_option,
                 default=default(DEFAULT_TIMEOUT),
@@ -4188,7 +4242,7 @@ def add_global_options(line, words):
         dest=query,
         action="append",
         default=default(None),
-        help="print these fields as text instead of JSON: importId, counts.imported, error.code",
+        help="print these fields as text instead of JSON:\nimportId, counts.imported, error.code",
     )
     line.option(words, group, "--verbose", action="store_true", default=default(False),
                 help="requests and answers on stderr (tokens redacted)")
@@ -4233,23 +4287,17 @@ def add_command(line, subparsers, words):
 def login_options(line, words):
     way = line.parsers[words].add_mutually_exclusive_group()
     line.option(words, way, "--device", action="store_true",
-                help="a URL and a code to approve on any device (over SSH, without a display)")
-    line.option(
-        words, way, "--with-token", action="store_true", help="read an lbs_ token from stdin"
-    )
+                help="a URL and a code to approve on any device\n(over SSH, without a display)")
+    line.option(words, way, "--with-token", action="store_true",
+                help="read an lbs_ token from stdin")
     line.option(words, line.parsers[words], "--no-browser", action="store_true",
                 help="print the login URL, open no browser")
 
 
 def status_options(line, words):
-    line.option(
-        words,
-        line.parsers[words],
-        "--min-valid",
-        metavar="DURATION",
-        type=min_valid_option,
-        help="exit 3 when the session ends sooner than this (90s, 30m, 12h, 2d)",
-    )
+    line.option(words, line.parsers[words], "--min-valid", metavar="DURATION",
+                type=min_valid_option,
+                help="exit 3 when the session ends sooner than this (90s, 30m, 12h, 2d)")
 
 
 def no_options(line, words):
@@ -4257,14 +4305,8 @@ def no_options(line, words):
 
 
 def account_set_options(line, words):
-    line.option(
-        words,
-        line.parsers[words],
-        "account_id",
-        metavar="ACCOUNT_ID",
-        type=account_option,
-        help="the account to use",
-    )
+    line.option(words, line.parsers[words], "account_id", metavar="ACCOUNT_ID",
+                type=account_option, help="the account to use")
 
 
 def start_options(line, words):
@@ -4283,8 +4325,8 @@ def start_options(line, words):
         "--idempotency-key",
         metavar="KEY",
         type=key_option,
-        help="1 to 255 printable ASCII characters; a key seen in the last 24 hours gets its "
-        "import back (default: a new random key)",
+        help="1 to 255 printable ASCII characters; a key seen in the last 24 hours\n"
+        "gets its import back (default: a new random key)",
     )
 
 

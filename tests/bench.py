@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """`make bench`: start-up, a status read, a wait, a terminal wait, and 200 imports at once, each as a
-ratio to its floor.
+ratio to its floor. What it prints is the full record of the tool's performance, each table with
+the date and the interpreter it was made on (the README keeps a few headline figures and points
+here).
 
 Every figure is a median over interleaved runs (the tool and its floor take turns, so load on the
 machine hits both alike). A script run by path is never cached as bytecode, so every start of the
@@ -134,8 +136,10 @@ def main():
         many_rss = sum(u[2] for u in usages)
         failed = sum(1 for u in usages if u[3] != 0) + (one[3] != 0)
 
-        print("landbase-import benchmark: %s, %d CPUs, CPython %s; medians of %d interleaved runs\n"
-              % (cpu_model(), os.cpu_count() or 0, platform.python_version(), RUNS))
+        print("## Performance: figures from `make bench` (%s)\n" % made())
+        print(INTRODUCTION)
+        print("Measured by `make bench` (%s): %s, %d CPUs; medians of %d interleaved runs\n"
+              % (made(), cpu_model(), os.cpu_count() or 0, RUNS))
         print("| measure | tool | floor | ratio | target | raw ratios |")
         print("|---|---|---|---|---|---|")
         for name, value, floor_name, floor_value, target, raw in rows:
@@ -161,8 +165,8 @@ def main():
               "| < 1%% %s | %.0f ms of CPU for a %.0f s wait, %.0f ms for a %.0f s one |"
               % (tty_share * 100, "met" if tty_share < 0.01 else "**not met**", long_[0] * 1000, long_[1],
                  short[0] * 1000, short[1]))
-        print("\n%d imports: one `wait` with %d ids vs %d `wait` processes (sandbox at --speed 10)\n"
-              % (MANY, MANY, MANY))
+        print("\n%d imports: one `wait` with %d ids vs %d `wait` processes (sandbox at --speed "
+              "10; %s)\n" % (MANY, MANY, MANY, made()))
         print("| | one process | %d processes | ratio |" % MANY)
         print("|---|---|---|---|")
         print("| wall | %.1f s | %.1f s | %.2fx |" % (one[0], many_wall, one[0] / many_wall))
@@ -177,6 +181,22 @@ def main():
         box.stop()
         shutil.rmtree(work, ignore_errors=True)
         LAUNCHER.pop().close()
+
+
+def made():
+    """When and on what a table was made: the date, the interpreter and the machine."""
+    return "%s, %s %s, %s" % (time.strftime("%Y-%m-%d"), platform.python_implementation(),
+                              platform.python_version(), platform.machine())
+
+
+INTRODUCTION = """Start-up without the network, one `status` read against the sandbox, a 30-minute
+`wait` (every poll real, the sleeps skipped), a `wait` on a terminal redrawn once a second, and 200
+imports waited on by one process versus 200 processes. A script run by path is never cached as
+bytecode, so every start of the tool compiles it; the floors the targets use include that
+compilation, and the raw ratios (to a bare `import argparse, json`, a bare urllib GET, an empty
+interpreter) stand beside them. Each run is started by a small launcher process, so that its peak
+memory is its own (on Linux a child's `ru_maxrss` counts the parent it was forked from).
+"""
 
 
 def row(runs, name, floor, target, raw_floors):
@@ -229,7 +249,7 @@ def cpu_model():
 def start_import(platform_, dataset):
     """An import started on the sandbox directly (the bench measures waiting, not starting)."""
     with platform_.lock:
-        return platform_._start("acc_demo", {"datasetId": dataset, "tagName": "bench"})[1]["importId"]
+        return platform_._start("acc_demo", {"datasetId": dataset, "tagName": "bench"})["importId"]
 
 
 if __name__ == "__main__":

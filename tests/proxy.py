@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A small HTTP CONNECT proxy on 127.0.0.1, for the tests: a corporate proxy that works, refuses or breaks.
 
-    python3 tests/proxy.py [--mode tunnel|refuse|auth|stall|drop|unauthorized] [--user U --password P] [--port 0]
+    python3 tests/proxy.py [--mode MODE] [--user U --password P] [--port 0]    (MODE: see MODES)
 
 Run as a process, it prints its URL as the first stdout line and, when SIGINT or SIGTERM stops it, the
 request lines it received on stderr.
@@ -15,6 +15,17 @@ In-process: Proxy(mode, ...).start(); .url (http://127.0.0.1:PORT); .stop(). Mod
   stall    read the request and never answer
   drop     close the connection right after reading the request
   unauthorized  401, as tinyproxy answers credentials it does not accept
+A proxy that is broken or hostile (the server fuzzer's, tests/fuzz_server.py), which never connects
+anywhere:
+  garbage  a status line that is not HTTP at all, then it closes
+  long-header  200, then a header line over 64 KiB (what http.client refuses to read)
+  drip     "HTTP/1.1 200 " and then a reason phrase one byte every `drip` seconds (1 by default),
+           never ending the line, until the client leaves, the proxy stops or DRIP_CAP seconds
+           have passed; .held has, for each such connection, the seconds until the client left
+           (None: it never did)
+  echo     407 whose reason phrase, a header and the body echo the Proxy-Authorization value it
+           received, as echo(value) writes it (as it is by default): a proxy that prints what it
+           was sent
 With times=N, only the first N CONNECTs meet the mode; the later ones are tunnelled (auth still checked).
 A request that is not a CONNECT is recorded and answered 405.
 
@@ -26,15 +37,19 @@ an unexpected exception in a connection's thread is kept in .errors instead.
 
 import argparse
 import base64
+import itertools
 import select
 import signal
 import socket
 import sys
 import threading
+import time
 
-MODES = ("tunnel", "refuse", "auth", "stall", "drop", "unauthorized")
+MODES = ("tunnel", "refuse", "auth", "stall", "drop", "unauthorized", "garbage", "long-header",
+         "drip", "echo")
 HEAD_LIMIT = 64 * 1024              # a request head longer than this is refused
 IDLE = 30.0                         # seconds a client may take to send its request head
+DRIP_CAP = 60.0                     # a dripping answer stops then, whether or not the client left
 
 
 def free_port():
@@ -62,12 +77,16 @@ def refusing_lookups(domain, getaddrinfo):
 class Proxy:
     """The proxy in background daemon threads: Proxy(...).start(); .url; .stop()."""
 
-    def __init__(self, mode="tunnel", user=None, password=None, target=None, times=None, port=0):
+    def __init__(self, mode="tunnel", user=None, password=None, target=None, times=None, port=0,
+                 drip=1.0, echo=None):
         if mode not in MODES:
             raise ValueError("mode must be one of %s" % ", ".join(MODES))
         if (mode == "auth") != (user is not None and password is not None):
             raise ValueError("mode auth, and only it, takes a user and a password")
         self.mode, self.user, self.password, self.target, self.times = mode, user, password, target, times
+        self.drip = drip
+        self.echo = echo
+        self.held = []                  # drip: seconds each client held on (None: it never left)
         self.lock = threading.Lock()
         self.requests = []              # (request line, header block) of every request received
         self.received = bytearray()     # every byte clients sent
@@ -171,6 +190,9 @@ class Proxy:
         if mode == "unauthorized":      # what tinyproxy answers wrong credentials with (407 when there are none)
             client.sendall(_answer(401, "Unauthorized", "<html>wrong credentials</html>"))
             return
+        if mode in ("garbage", "long-header", "drip", "echo"):
+            self._misbehave(mode, client, headers)
+            return
         if mode == "auth" and not self._authorized(headers):
             client.sendall(_answer(407, "Proxy Authentication Required", "<html>proxy authentication required</html>",
                                    'Proxy-Authenticate: Basic realm="test proxy"\r\n'))
@@ -206,6 +228,44 @@ class Proxy:
         head, _, rest = data.partition(b"\r\n\r\n")
         return head.decode("latin-1") + "\r\n", rest
 
+    def _misbehave(self, mode, client, headers):
+        """The answers of a broken or hostile proxy (see the modes above)."""
+        if mode == "garbage":
+            client.sendall(b"SSH-2.0-OpenSSH_9.6\r\nProtocol mismatch.\r\n\r\n")
+        elif mode == "long-header":
+            pad = b"a" * (HEAD_LIMIT + 4096)
+            client.sendall(b"HTTP/1.1 200 Connection established\r\nX-Pad: " + pad + b"\r\n\r\n")
+        elif mode == "echo":
+            value = _header(headers, "proxy-authorization") or "(none)"
+            text = value if self.echo is None else self.echo(value)
+            raw = text.encode("latin-1", "replace").replace(b"\r", b" ").replace(b"\n", b" ")
+            head = [b"HTTP/1.1 407 " + raw + b" (proxy authentication required)",
+                    b'Proxy-Authenticate: Basic realm="' + raw + b'"', b"X-Echo: " + raw,
+                    b"Content-Length: %d" % len(raw), b"Connection: close"]
+            client.sendall(b"\r\n".join(head) + b"\r\n\r\n" + raw)
+        else:
+            self._drip(client)
+
+    def _drip(self, client):
+        """A status line that never ends, a byte every self.drip seconds; .held gets how long the
+        client stayed (None when it was still there at DRIP_CAP or when the proxy stopped)."""
+        started = time.monotonic()
+        held = None
+        client.sendall(b"HTTP/1.1 200 ")
+        for byte in itertools.cycle(b"Connection established "):
+            if _left(client, self.drip, self.stopping):
+                held = time.monotonic() - started
+                break
+            if self.stopping.is_set() or time.monotonic() - started > DRIP_CAP:
+                break
+            try:
+                client.sendall(bytes([byte]))
+            except OSError:             # it left between two bytes
+                held = time.monotonic() - started
+                break
+        with self.lock:
+            self.held.append(held)
+
     def _authorized(self, headers):
         expected = "Basic " + base64.b64encode(("%s:%s" % (self.user, self.password)).encode("utf-8")).decode()
         for header in headers.split("\r\n"):
@@ -235,6 +295,33 @@ def _answer(status, reason, body, headers=""):
     raw = body.encode("utf-8")
     return ("HTTP/1.1 %d %s\r\nContent-Type: text/html\r\nContent-Length: %d\r\n%sConnection: close\r\n\r\n"
             % (status, reason, len(raw), headers)).encode("latin-1") + raw
+
+
+def _header(block, name):
+    """The value of the header `name` (lower case) in a header block, or None."""
+    for line in block.split("\r\n"):
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+def _left(client, seconds, stopping):
+    """Whether the client closed its end within `seconds` (watched in short steps, so that a proxy
+    that stops does not wait them out)."""
+    deadline = time.monotonic() + seconds
+    while not stopping.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        readable, _, _ = select.select([client], [], [], min(0.05, left))
+        if readable:
+            try:
+                if not client.recv(65536):
+                    return True
+            except OSError:
+                return True
+    return False
 
 
 def _shut(sock):

@@ -254,3 +254,45 @@ class FiguresTests(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def paragraph_of(text, index):
+    """The paragraph (text between blank lines, or a fenced block's line) that holds text[index]."""
+    start = text.rfind("\n\n", 0, index) + 2
+    end = text.find("\n\n", index)
+    if end < 0:
+        end = len(text)
+    return text[start:end]
+
+
+class OperatorsSecondWeekTests(unittest.TestCase):
+    """What issue 22 asks the README to say: each of these failed on the README at 3d532e5."""
+
+    def setUp(self):
+        self.text = readme()
+
+    def test_point_14_placeholders_are_said_to_be_placeholders_where_they_first_appear(self):
+        for placeholder in ("build-host-3", "acc_abc123", "ds_def456"):
+            with self.subTest(placeholder=placeholder):
+                first = self.text.index(placeholder)
+                self.assertIn("placeholder", paragraph_of(self.text, first))
+
+    def test_point_3_dry_run_says_what_it_checks_not_everything(self):
+        self.assertNotIn("checks everything", self.text)
+        self.assertRegex(self.text, r"--dry-run` does not check everything")
+        self.assertIn("the platform checks those only at start", self.text)
+
+    def test_point_6_the_proxy_goes_in_the_profile_as_well_as_the_crontab(self):
+        section = self.text[self.text.index("## Behind a proxy"):]
+        self.assertIn("~/.profile", section)
+        self.assertIn("export HTTPS_PROXY=", section)
+        self.assertIn("SSL_CERT_FILE", section)
+
+    def test_point_7_mail_that_reaches_a_person_on_debian(self):
+        self.assertIn("MAILTO=importer", self.text)
+        self.assertIn("dpkg-reconfigure exim4-config", self.text)
+        self.assertIn("mail to an outside address bounces", self.text)
+
+    def test_point_2_the_morning_table_names_the_reruns_deadline(self):
+        self.assertIn("the UTC time until which that command is safe: 24 hours after the night's "
+                      "first attempt", " ".join(self.text.split()))
