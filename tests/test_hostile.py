@@ -320,6 +320,23 @@ class AttackFindingsTests(ToolTestCase):
             self.assertNotIn(shape, result.stdout + result.stderr)
         self.assertEqual(json.loads(result.stdout)["error"]["message"], "see lbs_\u2026(redacted)")
 
+    def test_token_shapes_all_through_a_long_text_are_redacted_whole(self):
+        # a long text is redacted a piece at a time (issue 21, 3: memory stays bounded); wherever
+        # it is cut, no token shape is cut in two, which would leave its end printed. Shapes of
+        # three lengths, so that a cut falls inside one whatever the size of the pieces
+        for length in (45, 46, 47):
+            shape = "lbs_" + "Q" * (length - 5)
+            message = " ".join([shape] * (300000 // length))          # 300 kB
+            with self.subTest(length=length):
+                self.platform.inject("status", {"json": {
+                    "importId": 1, "phase": "failed", "percent": 5, "counts": None,
+                    "error": {"code": "X", "message": message}}})
+                result = self.run_tool("contacts-import", "status", "1")
+                printed = json.loads(result.stdout)["error"]["message"]
+                self.assertIn("(redacted)", printed)
+                self.assertNotIn("Q", printed)
+                self.assertNotIn("Q", result.stderr)
+
     def test_a_result_written_in_several_pieces_is_written_whole(self):
         pieces = []
 
