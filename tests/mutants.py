@@ -124,8 +124,8 @@ MUTANTS = [
            "a secret with its characters escaped (JSON, HTML, a URL) is redacted too",
            'return "(?:%s)" % "|".join(forms)', "return re.escape(ch)", ("test_hostile",)),
     Mutant("redact-escaped-twice", "a secret in JSON escapes written inside JSON text "
-           "(\\\\u0041) is redacted too", r'r"\\{1,2}u(?i:%04x)" % code', r'r"\\u(?i:%04x)" % code',
-           ("test_fuzz_server",)),
+           "(\\\\u0041) is redacted too", r'r"\\{1,2}u(?i:%04x)" % code',
+           r'r"\\u(?i:%04x)" % code', ("test_fuzz_server",)),
     Mutant("redact-no-decoding", "redaction never decodes a server's text: a character "
            "reference is printed as sent, whatever its digits",
            "            text = _secret_forms().sub(REDACTED, text)\n",
