@@ -70,7 +70,8 @@ MAX_JSON_DIGITS = 40                    # a longer integer in any JSON document 
 MAX_JSON_DEPTH = 64                     # and a deeper document,
 MAX_JSON_CONTAINERS = 400000            # and more objects and arrays: a list of 4 MiB of the
                                         # shortest accounts ({"id": "a"}) holds 381,300
-ESCAPED_CHAR_SPAN = 16                  # the longest escape of a character that redaction finds
+ESCAPED_CHAR_SPAN = 16                  # the longest escape of a character that redaction finds,
+ESCAPED_FORMS_UP_TO = 256               # in a secret of at most this many characters
 MAX_DATASET_ID = 200
 MAX_TAG_NAME = 100
 MAX_IMPORT_ID = 2 ** 63 - 1
@@ -254,31 +255,60 @@ def without_token_shapes(text, size=65536):
 
 
 def _secret_forms():
-    """One pattern for every secret with each of its characters as it is or escaped."""
+    """One pattern for every secret with each of its characters as it is or escaped; a secret too
+    long for that (the pattern takes a millisecond a character to build) in its usual escapings."""
     secrets = sorted(SECRETS, key=len, reverse=True)
     if not SECRET_FORMS or SECRET_FORMS[0][0] != secrets:
-        names = _entity_names(set("".join(secrets)))
-        forms = ["".join(_char_forms(ch, names) for ch in secret) for secret in secrets]
-        SECRET_FORMS[:] = [(secrets, re.compile("|".join(forms)))]
+        short = [secret for secret in secrets if len(secret) <= ESCAPED_FORMS_UP_TO]
+        names = _entity_names(set("".join(short)))
+        forms = {ch: _char_forms(ch, names) for ch in set("".join(short))}
+        patterns = []
+        for secret in secrets:
+            if len(secret) <= ESCAPED_FORMS_UP_TO:
+                patterns.append("".join(forms[ch] for ch in secret))
+            else:
+                patterns.extend(re.escape(form) for form in _usual_escapings(secret))
+        SECRET_FORMS[:] = [(secrets, re.compile("|".join(patterns)))]
     return SECRET_FORMS[0][1]
 
 
+def _usual_escapings(secret):
+    """A secret as it is and as JSON, a URL and HTML escape it whole."""
+    import html
+    import urllib.parse
+    forms = {secret, json.dumps(secret)[1:-1], html.escape(secret), html.escape(secret, False),
+             urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret, safe="")}
+    return sorted(forms, key=len, reverse=True)
+
+
 def _char_forms(ch, names):
-    """A pattern for one character as it is or escaped: JSON's \\u00XX, HTML's &#NN; &#xHH; &name;,
-    and a URL's %HH (+ for a space)."""
+    """A pattern for one character as it is or escaped: JSON's \\u00XX (\\\\u00XX too: that
+    escape written in JSON text), a URL's %HH (+ for a space), HTML's &#NN; &#xHH; and &name;. The
+    hex digits are in either case by hand: a scoped (?i:) flag makes the pattern slow to build."""
     code = ord(ch)
-    forms = [re.escape(ch),
-             r"\\{1,2}u(?i:%04x)" % code,      # \\u too: JSON's escape written in JSON text
-             "&#0{0,8}%d;?" % code,
-             "&#[xX]0{0,8}(?i:%x);?" % code]
+    digits = _either_case("%02x" % code)
+    forms = [r"\\{1,2}u%s" % _either_case("%04x" % code),
+             "&#(?:0{0,8}%d|[xX]0{0,8}%s);?" % (code, digits)]
     if code < 256:
-        forms.append("%%(?i:%02x)" % code)
+        forms.append("%" + digits)
     if ch == " ":
         forms.append(r"\+")
     if ch in "\\/\"":
         forms.append(re.escape("\\" + ch))
     forms.extend(re.escape("&" + name) for name in names.get(ch, ()))
+    forms.append(re.escape(ch))         # last: an escape that begins with the character goes whole
     return "(?:%s)" % "|".join(forms)
+
+
+def _either_case(hex_digits):
+    """A pattern for hex digits in upper or lower case: 2f -> 2[fF]."""
+    parts = []
+    for digit in hex_digits:
+        if digit.isalpha():
+            parts.append("[%s%s]" % (digit, digit.upper()))
+        else:
+            parts.append(digit)
+    return "".join(parts)
 
 
 def _entity_names(chars):
@@ -4250,6 +4280,9 @@ def add_global_options(line, words):
                 help="no progress lines")
 
 
+COMMAND_LINES = {}                      # program name -> its CommandLine, built once
+
+
 def build_command_line(program):
     """The command line: a level per word, each command's options, the global options at every
     level."""
@@ -4369,7 +4402,10 @@ def parse_args(argv):
     program = "landbase_import.py"
     if sys.argv and sys.argv[0]:
         program = os.path.basename(sys.argv[0])
-    line = build_command_line(program)
+    line = COMMAND_LINES.get(program)
+    if line is None:                    # built once a process: a caller may run main() many times
+        line = build_command_line(program)
+        COMMAND_LINES[program] = line
     try:
         args, extra = line.parsers[()].parse_known_args(argv)
     except LandbaseError:
@@ -4491,6 +4527,7 @@ def main(argv=None):
     console = Console()
     previous = {}
     del STOPPING[:]
+    SECRETS.clear()                     # the secrets of this run (a caller may run main() again)
     try:
         try:
             # inside the try: a signal right after the first is reported

@@ -25,8 +25,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 HERE = os.path.dirname(os.path.abspath(__file__))
 # modules known to take longest, started first so that they do not finish last: those that mostly wait
 # (on real time, slow writers, the sandbox) before those that mostly compute
-SLOWEST = ("test_e2e", "test_e2e_sessions", "test_streams", "test_unattended", "test_faults", "test_fuzz_server",
-           "test_cron", "test_fuzz", "test_login", "test_http", "test_poll", "test_state", "test_hostile")
+SLOWEST = ("test_fuzz", "test_fuzz_server", "test_e2e", "test_hostile_three", "test_unattended", "test_poll",
+           "test_cron", "test_e2e_sessions", "test_http", "test_login", "test_streams", "test_faults",
+           "test_state", "test_hostile")
 SUMMARY = re.compile(r"^tests: (\d+) passed, (\d+) failed, (\d+) skipped$", re.M)
 
 
