@@ -1,6 +1,7 @@
 """Hostile inputs, round two: crafted documents, odd environments, signals and a terminal with several imports
 (README: Streams, Exit codes, The HTTP protocol). In-process against the sandbox, unless a case needs a process."""
 
+import html
 import io
 import json
 import os
@@ -9,6 +10,7 @@ import signal
 import stat
 import sys
 import time
+import urllib.parse
 from unittest import mock
 
 from support import HERE, TOOL, ToolTestCase, on_sleep, run_cli, subprocess_env, tool
@@ -281,6 +283,31 @@ class AttackFindingsTests(ToolTestCase):
                 self.assertNotIn(encoded, result.stdout + result.stderr)
                 self.assertNotIn(self.token[4:], result.stdout + result.stderr)
                 self.assertIn("(redacted)", json.loads(result.stdout)["phase"])
+
+    def test_a_secret_ending_in_a_character_whose_escape_begins_with_it_is_redacted_whole(self):
+        # &#38; begins with &, %25 with %, \u005c with \: the escape is redacted with the rest of
+        # the secret, or its tail (#38;) is printed after the redaction
+        for token, echoed in (("tok_Echo&", "tok_Echo&#38;"), ("tok_Echo%", "tok_Echo%25"),
+                              ("tok_Echo\\", "tok_Echo\\u005c")):
+            with self.subTest(echoed=echoed):
+                os.environ["LANDBASE_ACCESS_TOKEN"] = token
+                self.phase("<" + echoed + ">")
+                result = self.run_tool("contacts-import", "status", "1")
+                self.assertOk(result)
+                self.assertEqual(json.loads(result.stdout)["phase"], "<lbs_\u2026(redacted)>")
+
+    def test_a_secret_of_thousands_of_characters_is_redacted_in_its_escaped_forms(self):
+        # a token from the environment may be long (up to 4096 characters); the server may echo
+        # it escaped as a URL, JSON or HTML escapes it whole
+        token = "tok-" + "a/b+c=d<e>f&g'h\"i" * 170           # 3,064 characters
+        for echoed in (urllib.parse.quote(token, safe=""), json.dumps(token)[1:-1],
+                       html.escape(token)):
+            with self.subTest(echoed=echoed[:24]):
+                os.environ["LANDBASE_ACCESS_TOKEN"] = token
+                self.phase("<" + echoed + ">")
+                result = self.run_tool("contacts-import", "status", "1")
+                self.assertOk(result)
+                self.assertEqual(json.loads(result.stdout)["phase"], "<lbs_\u2026(redacted)>")
 
     def test_the_users_own_words_shaped_like_a_token_are_not_redacted(self):
         path = os.path.join(self.config, "lbs_jobs.json")
