@@ -312,12 +312,15 @@ def _either_case(hex_digits):
 
 
 def _entity_names(chars):
-    """{character: the HTML entity names that stand for it} for these characters."""
+    """{character: the HTML entity names that stand for it} for these characters, the longest
+    first (&amp; before &amp, or the ; would be left behind)."""
     from html.entities import html5
     names = {}
     for name, value in html5.items():
         if value in chars:
             names.setdefault(value, []).append(name)
+    for found in names.values():
+        found.sort(key=len, reverse=True)
     return names
 
 

@@ -287,8 +287,8 @@ class AttackFindingsTests(ToolTestCase):
     def test_a_secret_ending_in_a_character_whose_escape_begins_with_it_is_redacted_whole(self):
         # &#38; begins with &, %25 with %, \u005c with \: the escape is redacted with the rest of
         # the secret, or its tail (#38;) is printed after the redaction
-        for token, echoed in (("tok_Echo&", "tok_Echo&#38;"), ("tok_Echo%", "tok_Echo%25"),
-                              ("tok_Echo\\", "tok_Echo\\u005c")):
+        for token, echoed in (("tok_Echo&", "tok_Echo&#38;"), ("tok_Echo&", "tok_Echo&amp;"),
+                              ("tok_Echo%", "tok_Echo%25"), ("tok_Echo\\", "tok_Echo\\u005c")):
             with self.subTest(echoed=echoed):
                 os.environ["LANDBASE_ACCESS_TOKEN"] = token
                 self.phase("<" + echoed + ">")
