@@ -72,6 +72,8 @@ MAX_JSON_CONTAINERS = 400000            # and more objects and arrays: a list of
                                         # shortest accounts ({"id": "a"}) holds 381,300
 ESCAPED_CHAR_SPAN = 16                  # the longest escape of a character that redaction finds,
 ESCAPED_FORMS_UP_TO = 256               # in a secret of at most this many characters
+MIN_SECRET = 8                          # a shorter value cannot be hidden (remember_secret)
+SECRET_PIECE = 16                       # the shortest piece of a secret that is hidden (_pieces)
 MAX_DATASET_ID = 200
 MAX_TAG_NAME = 100
 MAX_IMPORT_ID = 2 ** 63 - 1
@@ -197,11 +199,13 @@ def stopped(exc, message=None, meta=None):
 SECRETS = set()
 # [(the secrets it was made for, the pattern that finds them)], made when first needed
 SECRET_FORMS = []
-ESCAPE_MARKS = ("\\", "&", "%", "+")
 
 
 def remember_secret(value):
-    if isinstance(value, str) and value.strip():
+    """A secret from now on. A value shorter than MIN_SECRET (a proxy password of a few letters) is
+    not one: hiding it wherever it stands would hide pieces of every word that holds it, and the
+    forms the tool sends it in (user:password, its base64) are secrets of their own."""
+    if isinstance(value, str) and len(value.strip()) >= MIN_SECRET:
         SECRETS.add(value)
         SECRETS.add(value.strip())
     return value
@@ -224,12 +228,7 @@ def redact(text, pattern=False):
     """text without a known secret in it; with `pattern`, for what a server sends, without anything
     shaped like lbs_… either. Linear in the length of text, whatever it holds."""
     if SECRETS:
-        if any(mark in text for mark in ESCAPE_MARKS):
-            text = _secret_forms().sub(REDACTED, text)
-        else:
-            # the longest first: one may hold another
-            for secret in sorted(SECRETS, key=len, reverse=True):
-                text = text.replace(secret, REDACTED)
+        text = _secret_forms().sub(REDACTED, text)
     if pattern:
         text = without_token_shapes(text)
     return text
@@ -268,8 +267,21 @@ def _secret_forms():
                 patterns.append("".join(forms[ch] for ch in secret))
             else:
                 patterns.extend(re.escape(form) for form in _usual_escapings(secret))
+        for secret in short:
+            patterns.extend(re.escape(piece) for piece in _pieces(secret))
         SECRET_FORMS[:] = [(secrets, re.compile("|".join(patterns)))]
     return SECRET_FORMS[0][1]
+
+
+def _pieces(secret):
+    """The beginnings and the ends of a secret that are long enough to give it away, longest first:
+    an echo that cuts it (a line break inside it, lbs_ left off, the last character lost) is still
+    redacted, each piece of it that is at least SECRET_PIECE long."""
+    pieces = []
+    for size in range(len(secret) - 1, SECRET_PIECE - 1, -1):
+        pieces.append(secret[:size])
+        pieces.append(secret[-size:])
+    return pieces
 
 
 def _usual_escapings(secret):
@@ -858,16 +870,14 @@ class SessionStore:
             with os.fdopen(os.open(self.path, flags), "rb") as handle:
                 mode = os.fstat(handle.fileno()).st_mode
                 if not stat.S_ISREG(mode):
-                    raise LandbaseError(
-                        "SETUP_FAILED",
-                        "%s is not a regular file; remove it and run: %s "
-                        "auth login" % (self.path, program_command()),
-                    )
+                    raise self._not_a_regular_file()
                 raw = handle.read(MAX_BODY_BYTES + 1)
         except FileNotFoundError:
             return None, None
         except NotADirectoryError:
             raise self._not_a_directory()
+        except IsADirectoryError:
+            raise self._not_a_regular_file()
         except OSError as exc:
             raise LandbaseError(
                 "SETUP_FAILED", "cannot read %s: %s" % (self.path, exc.strerror or exc)
@@ -1040,6 +1050,8 @@ class SessionStore:
                 os.remove(tmp)
             if not isinstance(exc, OSError):
                 raise
+            if os.path.isdir(self.path):
+                raise self._not_a_regular_file()
             raise LandbaseError("SETUP_FAILED", "cannot write %s: %s; %s"
                                 % (self.path, exc.strerror or exc, self._writable_hint()))
 
@@ -1058,6 +1070,14 @@ class SessionStore:
         except OSError as exc:
             raise LandbaseError("SETUP_FAILED", "cannot create %s: %s"
                                 % (self.directory, exc.strerror or exc))
+
+    def _not_a_regular_file(self):
+        kind = "not a regular file"
+        if os.path.isdir(self.path):
+            kind = "a directory, not a session file"
+        return LandbaseError("SETUP_FAILED", "%s is %s: remove it (rm -r %s), then run: %s "
+                             "auth login" % (self.path, kind, shlex.quote(self.path),
+                                             program_command()))
 
     def _not_a_directory(self):
         return LandbaseError(
@@ -1097,11 +1117,19 @@ def _try_lock_windows(fd):
     return True
 
 
-def warn_if_ending(expires_at, console):
+def warn_if_ending(expires_at, console, source="file"):
     left = expires_at - CLOCK.wall()
     if left < SESSION_WARN_BELOW:
-        console.warn("the session expires in %s (%s): run %s auth login soon"
-                     % (format_span(left), format_time(expires_at), program_command()))
+        console.warn("the session expires in %s (%s): %s soon"
+                     % (format_span(left), format_time(expires_at), renewal(source)))
+
+
+def renewal(source):
+    """The next step for a session that ended or was refused: a login for the stored one; for a
+    token from the environment, which a login does not replace, a new token there."""
+    if source == "env":
+        return "renew LANDBASE_ACCESS_TOKEN (or unset it, to use the stored session)"
+    return "run %s auth login" % program_command()
 
 
 def require_account(session):
@@ -1138,6 +1166,8 @@ def program_command():
     """This file as a command that runs from any directory: its absolute path, behind the
     interpreter when the file cannot be run by itself (no run bit)."""
     path = os.path.abspath(__file__)
+    if not os.path.isfile(path):        # run from stdin: no path runs it again
+        return "landbase_import.py"
     if os.access(path, os.X_OK):
         return shlex.quote(path)
     return "python3 " + shlex.quote(path)
@@ -1635,11 +1665,12 @@ class Api:
     """The one way to talk to the platform: timeout, headers, token, proxy, JSON, error mapping,
     retries."""
 
-    def __init__(self, base, token=None, timeout=DEFAULT_TIMEOUT, console=None):
+    def __init__(self, base, token=None, timeout=DEFAULT_TIMEOUT, console=None, renewal=None):
         self.base = base
         self.token = token
         self.timeout = timeout
         self.console = console or Console()
+        self.renewal = renewal or "run %s auth login" % program_command()   # after a 401
         self.proxy = proxy_for(base)
         self.opener = None
 
@@ -1942,10 +1973,10 @@ class Api:
                     )
         if 200 <= status < 300:
             return data
-        raise answer_error(where, status, headers, data, raw)
+        raise answer_error(where, status, headers, data, raw, self.renewal)
 
 
-def answer_error(where, status, headers, data, raw):
+def answer_error(where, status, headers, data, raw, renewal):
     """The error of an answer that is not a 2xx: the code its envelope carries, when the tool knows
     it, else the status's; its message, or the start of the body."""
     error = {}
@@ -1963,7 +1994,7 @@ def answer_error(where, status, headers, data, raw):
     else:
         message = "%s: HTTP %d: %s" % (where, status, excerpt(raw))
     if status == 401:
-        message += "; run %s auth login" % program_command()
+        message += "; " + renewal
     meta = {}
     if isinstance(error.get("meta"), dict):
         for key, value in error["meta"].items():
@@ -2038,10 +2069,9 @@ def usable_token(token):
     return all(" " <= ch <= "~" for ch in token)
 
 
-def api_for(args, console, token=None):
-    return Api(
-        base_url("LANDBASE_PLATFORM_API_URL", DEFAULT_API_URL), token, args.timeout, console
-    )
+def api_for(args, console, token=None, source="file"):
+    base = base_url("LANDBASE_PLATFORM_API_URL", DEFAULT_API_URL)
+    return Api(base, token, args.timeout, console, renewal(source))
 
 
 # ---------------------------------------------------------------- the answers a server sends
@@ -2584,28 +2614,33 @@ def wait_and_report(api, account, import_ids, console, limit):
 
 def wait_error(first, trackers, account, limit, single):
     """The error of a wait: that of `first`, the first id that did not complete (and how many more
-    ended alike)."""
+    ended alike); the ids still running when --max-wait ran out are named with the command that
+    resumes their wait, whatever the first one's error."""
     alike = [t for t in trackers if t.outcome == first.outcome]
     meta = import_meta([t.import_id for t in alike], single)
     more = ""
     if len(alike) > 1:
         more = " (and %d more)" % (len(alike) - 1)
+    running = [t.import_id for t in trackers if t.outcome == "TIMEOUT"]
+    if running:
+        meta["resume"] = resume_command(account.id, running)
     if first.outcome == "TIMEOUT":
-        meta["resume"] = resume_command(account.id, [t.import_id for t in alike])
         return LandbaseError("TIMEOUT", "gave up after %s (--max-wait); %s"
                              % (format_span(limit), keep_running(alike)), meta)
+    still = ""
+    if running:
+        still = "; still running at the end of --max-wait: %s" % " ".join(map(str, running))
     if first.error is not None:
         for key, value in first.error.meta.items():
             if key != "importId":
                 meta.setdefault(key, value)
-        return first.error.replace(
-            code=first.outcome, message=first.error.message + more, meta=meta
-        )
+        return first.error.replace(code=first.outcome, message=first.error.message + more + still,
+                                   meta=meta)
     message = "import %d ended %s" % (first.import_id, first.phase)
     error = first.status["error"]
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         message += ": %s" % excerpt(error["message"])
-    return LandbaseError(first.outcome, message + more, meta)
+    return LandbaseError(first.outcome, message + more + still, meta)
 
 
 def keep_running(imports):
@@ -3077,6 +3112,11 @@ def cmd_auth_login(args, console):
     else:
         granted = login_interactively(args, console, api)
         me = None
+    if parse_time(granted["expiresAt"]) <= CLOCK.wall():
+        raise LandbaseError("AUTH_FAILED", "the platform granted a session that ended at %s, "
+                            "before it began: check this host's clock (date -u; %s doctor "
+                            "compares it with the platform's), then log in again"
+                            % (granted["expiresAt"], program_command()))
     before = store.update(lambda data: store_login(data, granted), console, replace_damaged=True)
     console.line("Saved the session in %s" % store.path)
     api.token = granted["accessToken"]
@@ -3176,7 +3216,7 @@ def cmd_auth_status(args, console):
         raise session.account_error
     if args.min_valid is not None and session.expires_at is not None:
         check_min_valid(session.expires_at, args.min_valid)        # before any request
-    me = fetch_me(api_for(args, console, session.token))
+    me = fetch_me(api_for(args, console, session.token, session.source))
     expires_at = session_end(session, me, console)
     if args.min_valid is not None:
         if expires_at is None:
@@ -3217,8 +3257,18 @@ def session_end(session, me, console):
     if not is_time(me.get("expiresAt")):
         return None
     expires_at = parse_time(me["expiresAt"])
-    warn_if_ending(expires_at, console)
+    if expires_at <= CLOCK.wall():
+        raise LandbaseError("AUTH_FAILED", "the token from %s ended at %s, as the platform says: "
+                            "%s" % (token_name(session), me["expiresAt"], renewal(session.source)),
+                            {"expiresAt": me["expiresAt"]})
+    warn_if_ending(expires_at, console, session.source)
     return expires_at
+
+
+def token_name(session):
+    if session.source == "env":
+        return "LANDBASE_ACCESS_TOKEN"
+    return "platform.json"
 
 
 def check_min_valid(expires_at, min_valid):
@@ -3300,7 +3350,7 @@ def remove_session(store, token, revoked, console):
 
 def cmd_account_list(args, console):
     session = SessionStore().session(args.account, console)
-    accounts = fetch_accounts(api_for(args, console, session.token))
+    accounts = fetch_accounts(api_for(args, console, session.token, session.source))
     listed = [dict(account, active=account["id"] == session.account_id) for account in accounts]
     console.result(listed)
     return 0
@@ -3312,7 +3362,7 @@ def cmd_account_set(args, console):
     session = store.session(None, console)
     # what the file holds as the check is made: the set is written only if it still does
     read = {"accessToken": store.load().get("accessToken")}
-    accounts = fetch_accounts(api_for(args, console, session.token))
+    accounts = fetch_accounts(api_for(args, console, session.token, session.source))
     match = [a for a in accounts if a["id"] == args.account_id]
     if not match:
         usable = ", ".join(a["id"] for a in accounts) or "none"
@@ -3338,7 +3388,7 @@ def account_api(args, console):
     """(the Api, the Account) of a command that works in an account; nothing is sent."""
     session = SessionStore().session(args.account, console)
     account = Account(require_account(session), session.account_source)
-    return api_for(args, console, session.token), account
+    return api_for(args, console, session.token, session.source), account
 
 
 def cmd_contacts_import_start(args, console):
@@ -3473,23 +3523,27 @@ def report_started(api, account, answer, key, args, console, until):
         return 0
     # the wait gets what the start's retries left of --max-wait (one request at least)
     limit = max(until - CLOCK.now(), min(api.timeout, args.max_wait))
-    return watch_started(api, account, import_id, console, limit)
+    return watch_started(api, account, import_id, console, limit, key)
 
 
-def watch_started(api, account, import_id, console, limit):
-    """start --watch: the wait on the import, which exists now: exit 1 ("fix it and run it again")
-    never."""
+def watch_started(api, account, import_id, console, limit, key=None):
+    """start --watch: the wait on the import, which exists now. An error that is not the import's
+    own end (a refused session, a lost account) says that the import keeps running and how to
+    follow it once fixed, and never exits 1 ("fix it and run it again")."""
     try:
         return wait_and_report(api, account, [import_id], console, limit)
     except LandbaseError as exc:
-        if exc.exit_code != 1:
+        if exc.code in ("IMPORT_FAILED", "IMPORT_PARTIAL", "TIMEOUT") or exc.signum:
             raise
-        raise exc.replace(
-            code="API_ERROR",
-            message="%s (%s); import %d exists and keeps running: %s"
-            % (exc.message, exc.code, import_id, resume_command(account.id, [import_id])),
-            meta=dict(exc.meta, importId=import_id, serverCode=exc.code),
-        )
+        code = exc.code
+        if exc.exit_code == 1:
+            code = "API_ERROR"
+        meta = dict(exc.meta, importId=import_id, serverCode=exc.code,
+                    resume=resume_command(account.id, [import_id]))
+        if key is not None:
+            meta["idempotencyKey"] = key
+        raise exc.replace(code=code, meta=meta, message="%s (%s); import %d exists and keeps "
+                          "running on Landbase" % (exc.message, exc.code, import_id))
 
 
 def rerun_text(args, key, first_attempt):
@@ -3505,14 +3559,21 @@ def rerun_text(args, key, first_attempt):
 
 
 def rerun_command(args, key):
-    """This start's command line again, runnable from any directory, with its key in the
-    --idempotency-key=KEY form (a key that begins with - must work)."""
+    """This start's command line again, runnable from any directory (its body's path made
+    absolute), with its key in the --idempotency-key=KEY form (a key that begins with - works)."""
     words = []
-    skip = False
+    previous = None
     for word in args.argv:
-        if not skip and word != "--idempotency-key" and not word.startswith("--idempotency-key="):
-            words.append(word)
-        skip = word == "--idempotency-key"
+        dropped = previous == "--idempotency-key"
+        previous = word
+        if dropped or word == "--idempotency-key" or word.startswith("--idempotency-key="):
+            continue
+        words.append(word)
+    for index, word in enumerate(words):
+        if word == "--json" and index + 1 < len(words) and words[index + 1] != "-":
+            words[index + 1] = os.path.abspath(words[index + 1])
+        elif word.startswith("--json=") and word != "--json=-":
+            words[index] = "--json=" + os.path.abspath(word[len("--json="):])
     words.append("--idempotency-key=" + key)
     return " ".join([program_command()] + [shlex.quote(word) for word in words])
 
@@ -3562,8 +3623,12 @@ class Report:
             self.failures.append((code, name, detail))
 
     def error(self, name, error, fix=None):
-        """A failed check that says what the tool's own error says."""
-        self.add(name, "fail", error.message, error.fix or fix, error.code)
+        """A failed check that says what the tool's own error says (its next step as the fix)."""
+        detail = error.message
+        fix = error.fix or fix
+        if fix and detail.endswith(fix):
+            detail = detail[:-len(fix)].rstrip("; :")
+        self.add(name, "fail", detail, fix, error.code)
 
     def finish(self):
         self.console.result({"ok": not self.failures, "checks": self.checks})
@@ -3602,8 +3667,11 @@ def cmd_doctor(args, console):
 
 
 def check_tool(report):
-    report.add("tool", "ok", "landbase-import %s, sha256 %s (%s)" % (__version__, file_digest(),
-                                                                      os.path.abspath(__file__)))
+    if file_digest() is None:
+        report.add("tool", "warn", "landbase-import %s, %s" % (__version__, digest_text()),
+                   "run it as a file: python3 landbase_import.py doctor")
+        return
+    report.add("tool", "ok", "landbase-import %s, %s" % (__version__, digest_text()))
 
 
 def check_config(report, store):
@@ -3694,7 +3762,10 @@ def check_environment(report, args, session):
     if session is not None:
         token = session.token
     try:
-        api = Api(base, token, args.timeout, Silent())
+        source = "file"
+        if session is not None:
+            source = session.source
+        api = Api(base, token, args.timeout, Silent(), renewal(source))
     except LandbaseError as exc:
         report.error("proxy", exc, "http://[user:password@]host:port, percent-encoded")
         return None
@@ -3744,9 +3815,39 @@ def check_platform(report, api, session):
     elif session is None and error.code == "AUTH_FAILED":
         report.add("platform", "ok", "%s (no session was sent: it answers)" % answered)
     else:
-        report.error("platform", error, "see the detail")
+        report.error("platform", error, answer_fix(error, trace, api))
     check_clock(report, trace.headers)
     return me
+
+
+# what to do when a step got no answer within --timeout (the other failures say it themselves)
+STEP_FIXES = {
+    "dns": "the name server did not answer: check /etc/resolv.conf; if this host reaches the "
+           "internet through a proxy, set HTTPS_PROXY",
+    "connection": "nothing answered within --timeout: check the firewall and the address",
+    "tunnel": "the proxy did not answer the CONNECT within --timeout: check the proxy",
+    "tls": "the TLS handshake did not end within --timeout: check what is in the way",
+    "platform": "the platform did not answer within --timeout: run doctor again, or with a "
+                "larger --timeout",
+}
+
+
+def answer_fix(error, trace, api):
+    """What to do about an answer of the platform's that is not /v1/me's."""
+    if error.code == "AUTH_FAILED":
+        return api.renewal
+    if error.code == "UPGRADE_REQUIRED":
+        return "upgrade landbase-import: the platform asks for a newer client"
+    if error.code == "NOT_FOUND":
+        return "LANDBASE_PLATFORM_API_URL does not serve the Landbase API: unset it, or fix it"
+    if error.code == "RATE_LIMITED":
+        return "the platform asks to slow down: run doctor again in a minute"
+    if error.code == "TIMEOUT":
+        return STEP_FIXES["platform"]
+    if trace.status is not None and trace.status >= 500:
+        return "the platform is failing: try again later; if it goes on, tell Landbase support"
+    return ("something answers in the platform's place (a captive portal, a proxy's own page): "
+            "check LANDBASE_PLATFORM_API_URL and the network path")
 
 
 def report_connection(report, api, trace, error):
@@ -3760,7 +3861,7 @@ def report_connection(report, api, trace, error):
     steps.append(("platform", trace.status is not None))
     for name, reached in steps:
         if not reached:
-            report.error(name, error)
+            report.error(name, error, STEP_FIXES.get(name, ""))
             return False
         if name == "dns":
             report.add("dns", "ok", "%s is %s" % trace.resolved)
@@ -3847,15 +3948,16 @@ def check_session(report, store, session, error, me):
     if expires_at is None and me is not None and is_time(me.get("expiresAt")):
         expires_at = parse_time(me["expiresAt"])
     if expires_at is None:
-        report.add("session", "warn", "from %s; nobody says when it ends" % source,
-                   "auth status --min-valid cannot pass: log in with auth login")
+        report.add("session", "warn", "from %s; nobody says when it ends, so auth status "
+                   "--min-valid cannot pass" % source, renewal(session.source))
         return
     left = expires_at - CLOCK.wall()
     detail = "from %s; ends %s (in %s)" % (source, format_time(expires_at), format_span(left))
-    if left < SESSION_WARN_BELOW:
-        report.add(
-            "session", "warn", detail, "%s auth login (--device over SSH)" % program_command()
-        )
+    if left <= 0:
+        report.add("session", "fail", "from %s; ended %s" % (source, format_time(expires_at)),
+                   renewal(session.source), "AUTH_FAILED")
+    elif left < SESSION_WARN_BELOW:
+        report.add("session", "warn", detail, renewal(session.source))
     else:
         report.add("session", "ok", detail)
 
@@ -3891,13 +3993,25 @@ def check_account(report, api, session):
 
 
 def file_digest():
-    """The SHA-256 of this file, as it is on disk: what --version and doctor show."""
+    """The SHA-256 of this file, as it is on disk: what --version and doctor show; None when the
+    tool was not run from a file (python3 - < landbase_import.py)."""
     import hashlib
     digest = hashlib.sha256()
-    with open(os.path.abspath(__file__), "rb") as handle:
-        for block in iter(lambda: handle.read(65536), b""):
-            digest.update(block)
+    try:
+        with open(os.path.abspath(__file__), "rb") as handle:
+            for block in iter(lambda: handle.read(65536), b""):
+                digest.update(block)
+    except OSError:
+        return None
     return digest.hexdigest()
+
+
+def digest_text():
+    """sha256 HEX PATH, as --version prints it and doctor shows it."""
+    digest = file_digest()
+    if digest is None:
+        return "sha256 unknown: %s is no file (run the tool from its file)" % __file__
+    return "sha256 %s %s" % (digest, os.path.abspath(__file__))
 
 
 # ---------------------------------------------------------------- command line
@@ -4114,7 +4228,9 @@ class Parser(argparse.ArgumentParser):
     OUTPUT_FAILED)."""
 
     def error(self, message):
-        raise LandbaseError("INVALID_INPUT", "%s (see: %s --help)" % (message, self.prog))
+        words = self.prog.split(" ", 1)[1:]          # the program's name, then the command's words
+        command = " ".join([program_command()] + words)
+        raise LandbaseError("INVALID_INPUT", "%s (see: %s --help)" % (message, command))
 
     def _check_value(self, action, value):
         """argparse's check of a word against its choices (the commands), with the nearest one to
@@ -4151,11 +4267,7 @@ class ShowVersion(argparse.Action):
 
 
 def version_text():
-    return "landbase-import %s\nsha256 %s %s\n" % (
-        __version__,
-        file_digest(),
-        os.path.abspath(__file__),
-    )
+    return "landbase-import %s\n%s\n" % (__version__, digest_text())
 
 
 # argparse's types: each turns a word into its value, or says what it takes

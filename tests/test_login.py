@@ -309,12 +309,22 @@ class TokenLoginTests(ToolTestCase):
 
     def test_the_platform_says_when_a_pasted_token_ends(self):
         token = self.platform.mint_token("usr_solo")
+        ends = tool.format_time(self.clock.wall() + 3 * 86400 + 1234)
         self.platform.inject("me", {"json": {"userId": "usr_solo", "email": "solo@acme.example",
-                                             "expiresAt": "2026-12-01T08:00:00Z"}})
+                                             "expiresAt": ends}})
         result = self.run_tool("auth", "login", "--with-token", stdin=token + "\n")
-        self.assertEqual(self.assertOk(result)["expiresAt"], "2026-12-01T08:00:00Z")
+        self.assertEqual(self.assertOk(result)["expiresAt"], ends)
         self.assertNotIn("assumed", result.stderr)
-        self.assertEqual(self.stored()["expiresAt"], "2026-12-01T08:00:00Z")
+        self.assertEqual(self.stored()["expiresAt"], ends)
+
+    def test_a_session_that_has_already_ended_is_no_login(self):
+        token = self.platform.mint_token("usr_solo")
+        self.platform.inject("me", {"json": {"userId": "usr_solo", "email": "solo@acme.example",
+                                             "expiresAt": "2020-01-01T00:00:00Z"}})
+        result = self.run_tool("auth", "login", "--with-token", stdin=token + "\n")
+        message = self.assertFails(result, "AUTH_FAILED")["error"]["message"]
+        self.assertIn("ended at 2020-01-01T00:00:00Z, before it began: check this host's clock", message)
+        self.assertFalse(os.path.exists(self.session_path))
 
     def test_a_stored_account_the_new_identity_cannot_use_is_cleared(self):
         tool.SessionStore().update({"accessToken": "lbs_old", "accountId": "acc_team"})

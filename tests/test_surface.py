@@ -232,7 +232,9 @@ class NeverExitOneAfterCreatingTests(ToolTestCase):
         import_id = envelope["error"]["meta"]["importId"]
         self.assertIn(import_id, self.platform.imports)
         self.assertEqual(envelope["error"]["meta"]["serverCode"], "VALIDATION_ERROR")
-        self.assertIn("contacts-import wait %d" % import_id, envelope["error"]["message"])
+        self.assertIn("import %d exists and keeps running" % import_id, envelope["error"]["message"])
+        self.assertIn("contacts-import wait %d" % import_id, envelope["error"]["meta"]["resume"])
+        self.assertIn("Resume with: " + envelope["error"]["meta"]["resume"], result.stderr)
 
     def test_a_refusal_after_an_attempt_that_may_have_created_it(self):
         self.platform.inject("start", {"drop": True})           # the platform acts, the answer is lost
