@@ -268,19 +268,24 @@ def _secret_forms():
             else:
                 patterns.extend(re.escape(form) for form in _usual_escapings(secret))
         for secret in short:
-            patterns.extend(re.escape(piece) for piece in _pieces(secret))
+            patterns.extend(_pieces(secret))
         SECRET_FORMS[:] = [(secrets, re.compile("|".join(patterns)))]
     return SECRET_FORMS[0][1]
 
 
 def _pieces(secret):
-    """The beginnings and the ends of a secret that are long enough to give it away, longest first:
+    """Patterns for the beginnings and the ends of a secret that are long enough to give it away:
     an echo that cuts it (a line break inside it, lbs_ left off, the last character lost) is still
-    redacted, each piece of it that is at least SECRET_PIECE long."""
-    pieces = []
+    redacted, each piece of it that is at least SECRET_PIECE long. The beginnings are one pattern
+    (the first SECRET_PIECE characters, then as many more as follow), as they all begin alike."""
+    if len(secret) <= SECRET_PIECE:
+        return []
+    rest = ""
+    for ch in reversed(secret[SECRET_PIECE:-1]):
+        rest = "(?:%s%s)?" % (re.escape(ch), rest)
+    pieces = [re.escape(secret[:SECRET_PIECE]) + rest]
     for size in range(len(secret) - 1, SECRET_PIECE - 1, -1):
-        pieces.append(secret[:size])
-        pieces.append(secret[-size:])
+        pieces.append(re.escape(secret[-size:]))
     return pieces
 
 
