@@ -381,7 +381,8 @@ class TimeBoundTests(ToolTestCase):
 
 class LimitTests(ToolTestCase):
     """Item 18: a large but valid accounts list is read (the mechanism: parse_json counts objects
-    and arrays, MAX_JSON_CONTAINERS, which no valid answer of 4 MiB reaches)."""
+    and arrays, MAX_JSON_CONTAINERS, which no valid answer of 4 MiB reaches, and the keys of each
+    object, MAX_OBJECT_KEYS, which no answer API.md describes reaches)."""
 
     def test_18_a_large_valid_accounts_list(self):
         self.login()
@@ -406,6 +407,29 @@ class LimitTests(ToolTestCase):
         nested = b"[" * 65 + b"]" * 65
         with self.assertRaisesRegex(tool.StrictJSONError, "nested deeper than 64 levels"):
             tool.parse_json(nested)
+
+    def test_18_an_object_of_more_keys_than_any_answer_has_is_refused_before_it_is_parsed(self):
+        """280,000 keys in one object (4 MiB) would take 50 MiB to parse (the pairs the duplicate
+        check reads): an object of more than MAX_OBJECT_KEYS is refused by the scan before it, in
+        a nested object, after nested ones, across the scan's chunks, and a key's colon in a string
+        is not a key."""
+        def keys(count, value=b"0"):
+            return b",".join(b'"k%06d":%s' % (n, value) for n in range(count))
+        widest = b'{"importId": 7, "x": {' + keys(10000) + b"}}"
+        self.assertEqual(len(tool.parse_json(widest)["x"]), 10000)
+        many_objects = b"[" + b",".join([b"{" + keys(9000) + b"}"] * 3) + b"]"
+        self.assertEqual(len(tool.parse_json(many_objects)), 3)
+        in_strings = b'{"a": "' + b":" * 20000 + b'", "b": {' + keys(10) + b"}}"
+        self.assertEqual(len(tool.parse_json(in_strings)["b"]), 10)
+        shapes = {"flat": b"{" + keys(10001) + b"}",
+                  "nested": b'{"a": [1, {"b": {' + keys(10001) + b"}}]}",
+                  "after nested values": b'{"a": {' + keys(10001, b'{"x": [1]}') + b"}}",
+                  "unterminated": b'{"a": {' + keys(10001),
+                  "past the first chunk": b'{"pad": "' + b"p" * 70000 + b'", "x": {' + keys(10001) + b"}}"}
+        for name, document in shapes.items():
+            with self.subTest(shape=name):
+                with self.assertRaisesRegex(tool.StrictJSONError, "^an object of more than 10000 keys$"):
+                    tool.parse_json(document)
 
 
 class StartTests(ToolTestCase):
