@@ -229,11 +229,30 @@ def remember_proxy_credentials(user, password):
 def redact(text, pattern=False):
     """text without a known secret in it; with `pattern`, for what a server sends, without anything
     shaped like lbs_… either. Linear in the length of text, whatever it holds."""
-    if SECRETS:
+    if may_hold_secret(text):
         text = _secret_forms().sub(REDACTED, text)
     if pattern:
         text = without_token_shapes(text)
     return text
+
+
+def may_hold_secret(text):
+    """Whether _secret_forms() finds a secret in text; when text holds none of the characters that
+    begin an escape (\\ & % +), known from a few searches for plain text, four times as fast: a
+    secret's every form without an escape holds, as it is, the secret's first or last
+    SECRET_PIECE characters (the whole of a shorter secret)."""
+    if not SECRETS:
+        return False
+    for mark in ESCAPE_MARKS:
+        if mark in text:
+            return _secret_forms().search(text) is not None
+    for secret in SECRETS:
+        if secret[:SECRET_PIECE] in text or secret[-SECRET_PIECE:] in text:
+            return True
+    return False
+
+
+ESCAPE_MARKS = ("\\", "&", "%", "+")         # each of _char_forms' escapes begins with one
 
 
 def without_token_shapes(text, size=65536):
@@ -440,7 +459,7 @@ class Console:
         STOPPING.append("result")
         self.end_progress()
         text = json.dumps(doc, ensure_ascii=True, allow_nan=False)
-        if SECRETS and _secret_forms().search(text):    # one reading of all that is printed
+        if may_hold_secret(text):               # one reading of all that is printed
             doc = redact_values(doc)
             text = json.dumps(doc, ensure_ascii=True, allow_nan=False)
         if self.query:
@@ -2080,9 +2099,7 @@ def needs_redaction(raw):
     not redacted a string at a time for nothing."""
     if b"lbs_" in raw or b"\\" in raw:
         return True
-    if not SECRETS:
-        return False
-    return _secret_forms().search(raw.decode("utf-8", "replace")) is not None
+    return may_hold_secret(raw.decode("utf-8", "replace"))
 
 
 def read_answer(response, where):
