@@ -4092,11 +4092,10 @@ def digest_text():
 
 # ---------------------------------------------------------------- command line
 
-INTRO = """\
-Bulk-import a Landbase dataset's contacts into an account under a tag, read an import's progress,
-or wait until it ends. stdout is one JSON document (or --query's text); progress and, on failure,
-a line naming the error and then the one-line JSON envelope go to stderr, each line dated when it
-is a log.
+INTRO = """Bulk-import a Landbase dataset's contacts into an account under a tag, read an import's
+progress, or wait until it ends. stdout is one JSON document (or --query's text); progress and, on
+failure, a line naming the error and then the one-line JSON envelope go to stderr, each line dated
+when it is a log.
 
 commands (each with --help):
   auth login [--device | --with-token] [--no-browser]   log in for 7 days
@@ -4111,8 +4110,7 @@ commands (each with --help):
   doctor                                                 check the host, the session, the platform
 """
 
-MANUAL = """\
-environment:
+MANUAL = """environment:
   LANDBASE_ACCESS_TOKEN        a token to use instead of the stored one (CI, cron; 7 days too)
   LANDBASE_ACCOUNT_ID          the active account, unless --account is given
   LANDBASE_CONFIG_DIR          where platform.json lives (default ~/.landbase)
@@ -4146,8 +4144,7 @@ GROUPS = {
     "auth": (
         "ACTION ...",
         "Log in, show who is logged in, or log out.",
-        """\
-actions (each with --help):
+        """actions (each with --help):
   auth login [--device | --with-token] [--no-browser]   log in for 7 days
   auth status [--min-valid DURATION]                     who is logged in, and until when
   auth logout                                            revoke the token, remove the session
@@ -4158,8 +4155,7 @@ example:
     "account": (
         "ACTION ...",
         "List the accounts this identity can use, or choose the active one.",
-        """\
-actions (each with --help):
+        """actions (each with --help):
   account list                  the accounts, and which one is active
   account set ACCOUNT_ID        make one the active account
 
@@ -4169,8 +4165,7 @@ example:
     "contacts-import": (
         "ACTION ...",
         "Start, read or wait for imports.",
-        """\
-actions (each with --help):
+        """actions (each with --help):
   contacts-import start --json PATH|- [--watch] [--max-wait DURATION] [--dry-run]
                         [--idempotency-key KEY]
   contacts-import status IMPORT_ID
@@ -4185,18 +4180,16 @@ example:
 COMMAND_HELP = {
     ("auth", "login"): (
         "[--device | --with-token] [--no-browser]",
-        """\
-Log in for 7 days. By default a browser on this machine signs in (PKCE, an answer on 127.0.0.1);
---no-browser prints its URL instead. --device shows a URL and a code to approve on any device: it
-is chosen by itself over SSH or without a display. --with-token reads an lbs_ token from stdin. The
-session is saved in platform.json, and stderr says where.""",
+        """Log in for 7 days. By default a browser on this machine signs in (PKCE, an answer on
+127.0.0.1); --no-browser prints its URL instead. --device shows a URL and a code to approve on any
+device: it is chosen by itself over SSH or without a display. --with-token reads an lbs_ token from
+stdin. The session is saved in platform.json, and stderr says where.""",
         "echo \"$TOKEN\" | %(prog)s --with-token",
     ),
     ("auth", "status"): (
         "[--min-valid DURATION]",
-        """\
-Who is logged in, and until when. Exit 3 without a valid session, or with --min-valid when the
-session ends sooner than that: a pre-flight for cron.""",
+        """Who is logged in, and until when. Exit 3 without a valid session, or with --min-valid
+when the session ends sooner than that: a pre-flight for cron.""",
         "%(prog)s --min-valid 2d",
     ),
     ("auth", "logout"): (
@@ -4211,42 +4204,39 @@ session ends sooner than that: a pre-flight for cron.""",
     ),
     ("account", "set"): (
         "ACCOUNT_ID",
-        """\
-Make an account (1 to 64 letters, digits, _ or -) the active one; --account=ID overrides it for one
-call, LANDBASE_ACCOUNT_ID for a whole environment.""",
+        """Make an account (1 to 64 letters, digits, _ or -) the active one; --account=ID overrides
+it for one call, LANDBASE_ACCOUNT_ID for a whole environment.""",
         "%(prog)s acc_abc123",
     ),
     ("contacts-import", "start"): (
         "--json PATH|- [--watch] [--max-wait DURATION]\n"
         "           [--dry-run] [--idempotency-key KEY]",
-        """\
-Start an import from a JSON body {"datasetId", "tagName", "importId"?} in a file, or on stdin (-).
-The first stderr line after the platform's answer names the import and the command that follows it.
-The same --idempotency-key, account and body within 24 hours get the same import, never a second
-one. --watch then waits for it, as wait does, and keeps retrying a start that fails for a while
-(network, 5xx, 429) until --max-wait runs out; without it, three retries.""",
+        """Start an import from a JSON body {"datasetId", "tagName", "importId"?} in a file, or on
+stdin (-). The first stderr line after the platform's answer names the import and the command that
+follows it. The same --idempotency-key, account and body within 24 hours get the same import, never
+a second one. --watch then waits for it, as wait does, and keeps retrying a start that fails for a
+while (network, 5xx, 429) until --max-wait runs out; without it, three retries.""",
         "%(prog)s --json body.json --watch --idempotency-key nightly-7",
     ),
     ("contacts-import", "status"): (
         "IMPORT_ID",
-        """\
-An import's status, once: {"importId", "phase", "percent", "counts", "error"}.""",
+        """An import's status, once: {"importId", "phase", "percent", "counts", "error"}.""",
         "%(prog)s 7",
     ),
     ("contacts-import", "wait"): (
         "IMPORT_ID... [--max-wait DURATION]",
-        """\
-Wait until the imports end: each is read at once, after 5 s, 10 s, then every 20 s, for --max-wait.
-Exit 0 when all completed; the final status (an array for several ids) is printed either way.""",
+        """Wait until the imports end: each is read at once, after 5 s, 10 s, then every 20 s, for
+--max-wait. Exit 0 when all completed; the final status (an array for several ids) is printed
+either way.""",
         "%(prog)s 7 8 --max-wait 3h",
     ),
     ("doctor",): (
         "",
-        """\
-Check what a locked-down host gets wrong: Python, this file's SHA-256, the config directory and
-platform.json, the base URLs, the proxy, SSL_CERT_FILE, name resolution, TCP, the proxy's tunnel,
-TLS, the platform and its latency, the clock, the session and the account. Each check is ok, warn
-or fail, with the fix; exit 0 when none fails, else 1 (setup), 3 (session) or 4 (network).""",
+        """Check what a locked-down host gets wrong: Python, this file's SHA-256, the config
+directory and platform.json, the base URLs, the proxy, SSL_CERT_FILE, name resolution, TCP, the
+proxy's tunnel, TLS, the platform and its latency, the clock, the session and the account. Each
+check is ok, warn or fail, with the fix; exit 0 when none fails, else 1 (setup), 3 (session) or 4
+(network).""",
         "%(prog)s",
     ),
 }
