@@ -77,9 +77,9 @@ MUTANTS = [
            ("test_poll",)),
     Mutant("stdout-one-line", "stdout carries exactly one JSON document and a newline",
            "        text = json.dumps(doc, ensure_ascii=True, allow_nan=False)\n"
-           "        if SECRETS",
+           "        if may_hold_secret",
            "        text = json.dumps(doc, ensure_ascii=True, allow_nan=False, indent=1)\n"
-           "        if SECRETS",
+           "        if may_hold_secret",
            ("test_surface",)),
     Mutant("stdout-nothing-else", "everything but the result goes to stderr",
            "self.stream = sys.stderr            # None when stderr was closed",
@@ -116,7 +116,7 @@ MUTANTS = [
     # ---- what may be printed
     Mutant("redact-exact-token",
            "the exact token is redacted, whatever its shape (not only lbs_…)",
-           "    if SECRETS:\n        text = _secret_forms().sub(REDACTED, text)\n",
+           "    if may_hold_secret(text):\n        text = _secret_forms().sub(REDACTED, text)\n",
            "    if False:\n        text = _secret_forms().sub(REDACTED, text)\n",
            ("test_http",)),
     Mutant("redact-pattern", "anything shaped like an lbs_ token is redacted",
@@ -140,8 +140,9 @@ MUTANTS = [
            "patterns.append(re.escape(secret))", ("test_hostile",)),
     Mutant("redact-no-decoding", "redaction never decodes a server's text: a character "
            "reference is printed as sent, whatever its digits",
-           "        text = _secret_forms().sub(REDACTED, text)\n",
-           '        text = _secret_forms().sub(REDACTED, __import__("html").unescape(text))\n',
+           "    if may_hold_secret(text):\n        text = _secret_forms().sub(REDACTED, text)\n",
+           '    text = __import__("html").unescape(text)\n'
+           "    if may_hold_secret(text):\n        text = _secret_forms().sub(REDACTED, text)\n",
            ("test_hostile_three",)),
     Mutant("proxy-base64-secret",
            "the proxy's user:password in base64, as Proxy-Authorization sends it, is a secret",
@@ -149,7 +150,7 @@ MUTANTS = [
            ("test_hostile_three",)),
     Mutant("dry-run-body-as-is",
            "--dry-run prints the user's body as sent: never redacted by pattern",
-           ("        if SECRETS and _secret_forms().search(text):",
+           ("        if may_hold_secret(text):",
             "            doc = redact_values(doc)\n"),
            ("        if True:", "            doc = redact_values(doc, pattern=True)\n"),
            ("test_surface",)),
