@@ -230,7 +230,7 @@ def redact(text, pattern=False):
     """text without a known secret in it; with `pattern`, for what a server sends, without anything
     shaped like lbs_… either. Linear in the length of text, whatever it holds."""
     if may_hold_secret(text):
-        text = _secret_forms().sub(REDACTED, text)
+        text = _without_secrets(text)
     if pattern:
         text = without_token_shapes(text)
     return text
@@ -274,9 +274,60 @@ def without_token_shapes(text, size=65536):
     return "".join(slices)
 
 
+def _without_secrets(text):
+    """text with every match of _secret_forms() redacted; a match of a secret's end reaches back
+    over as much more of the secret as stands before it (_end_start)."""
+    pattern = _secret_forms()
+    kept = []
+    done = 0
+    for match in pattern.finditer(text):
+        start = match.start()
+        if match.lastgroup:
+            secret = SECRET_FORMS[0][2][match.lastgroup]
+            start = _end_start(text, done, start, secret)
+        kept.append(text[done:start])
+        kept.append(REDACTED)
+        done = match.end()
+    kept.append(text[done:])
+    return "".join(kept)
+
+
+def _end_start(text, done, start, secret):
+    """Where the piece of `secret` that ends with the match of its last SECRET_PIECE characters at
+    `start` begins: each character before those, as it is or escaped, as far back as the text
+    holds them (never before `done`, the end of the last match)."""
+    for ch in reversed(secret[:-SECRET_PIECE]):
+        if start <= done:
+            break
+        before = text[start - 1]
+        if before.isalnum() or before in ";+":      # where an escape may end: the longest
+            found = _char_pattern(ch).search(text, max(done, start - ESCAPED_CHAR_SPAN), start)
+            if found is None:
+                break
+            start = found.start()
+        elif before == ch:
+            start -= 1
+        else:
+            break
+    return start
+
+
+def _char_pattern(ch):
+    """A pattern for `ch` as it is or escaped, ending where a search of it ends (the earliest
+    start: the longest escape)."""
+    if ch not in CHAR_PATTERNS:
+        names = _entity_names({ch})
+        CHAR_PATTERNS[ch] = re.compile("(?:%s)\\Z" % _char_forms(ch, names))
+    return CHAR_PATTERNS[ch]
+
+
+CHAR_PATTERNS = {}
+
+
 def _secret_forms():
-    """One pattern for every secret with each of its characters as it is or escaped; a secret too
-    long for that (the pattern takes a millisecond a character to build) in its usual escapings."""
+    """One pattern for every secret with each of its characters as it is or escaped, and its
+    pieces (_pieces); a secret too long for that (building takes about 0.2 ms a character: 41 ms
+    for 256) in its usual escapings."""
     secrets = sorted(SECRETS, key=len, reverse=True)
     if not SECRET_FORMS or SECRET_FORMS[0][0] != secrets:
         short = [secret for secret in secrets if len(secret) <= ESCAPED_FORMS_UP_TO]
@@ -288,26 +339,30 @@ def _secret_forms():
                 patterns.append("".join(forms[ch] for ch in secret))
             else:
                 patterns.extend(re.escape(form) for form in _usual_escapings(secret))
+        ends = {}
         for secret in short:
-            patterns.extend(_pieces(secret))
-        SECRET_FORMS[:] = [(secrets, re.compile("|".join(patterns)))]
+            if len(secret) > SECRET_PIECE:
+                name = "end%d" % len(ends)
+                ends[name] = secret
+                patterns.extend(_pieces(secret, forms, name))
+        SECRET_FORMS[:] = [(secrets, re.compile("|".join(patterns)), ends)]
     return SECRET_FORMS[0][1]
 
 
-def _pieces(secret):
-    """Patterns for the beginnings and the ends of a secret that are long enough to give it away:
-    an echo that cuts it (a line break inside it, lbs_ left off, the last character lost) is still
-    redacted, each piece of it that is at least SECRET_PIECE long. The beginnings are one pattern
-    (the first SECRET_PIECE characters, then as many more as follow), as they all begin alike."""
-    if len(secret) <= SECRET_PIECE:
-        return []
+def _pieces(secret, forms, name):
+    """Patterns for the beginnings and the ends of a secret that are long enough to give it away,
+    each character as it is or escaped: an echo that cuts it (a line break inside it, lbs_ left
+    off, the last character lost) is still redacted, each piece of it that is at least
+    SECRET_PIECE long. A beginning is the first SECRET_PIECE characters, then as many more as
+    follow; an end is the last SECRET_PIECE characters, a group called `name`, and
+    _without_secrets reaches back from it (a pattern for every length of end would be tried at
+    every position of the text)."""
     rest = ""
     for ch in reversed(secret[SECRET_PIECE:-1]):
-        rest = "(?:%s%s)?" % (re.escape(ch), rest)
-    pieces = [re.escape(secret[:SECRET_PIECE]) + rest]
-    for size in range(len(secret) - 1, SECRET_PIECE - 1, -1):
-        pieces.append(re.escape(secret[-size:]))
-    return pieces
+        rest = "(?:%s%s)?" % (forms[ch], rest)
+    beginning = "".join(forms[ch] for ch in secret[:SECRET_PIECE]) + rest
+    end = "".join(forms[ch] for ch in secret[-SECRET_PIECE:])
+    return [beginning, "(?P<%s>%s)" % (name, end)]
 
 
 def _usual_escapings(secret):

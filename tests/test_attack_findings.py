@@ -39,6 +39,27 @@ class SecretTests(ToolTestCase):
         sent = base64.b64encode(basic.encode()).decode()
         self.assertNotIn("Y29ycC51c2Vy", tool.redact("you sent Basic " + sent[:-1]))
 
+    def test_8_a_cut_echo_with_its_characters_escaped_is_redacted_whole(self):
+        """8, found again by a second attack (an echo matrix of cuts and escapes): a piece of a
+        secret cut at either end, each of its characters escaped as JSON, HTML or a URL escapes
+        it, was printed; it is redacted whole, like the plain piece, and the words around it stay."""
+        token = 'lbs_A b&c%41+d\\e"f\'g<h>i/j#k=l;m0123456789XYZ'
+        tool.remember_secret(token)
+        escapes = {"\\u": lambda ch: "\\u%04x" % ord(ch),
+                   "&#NN;": lambda ch: "&#%d;" % ord(ch),
+                   "&#xHH;": lambda ch: "&#x%X;" % ord(ch),
+                   "%HH": lambda ch: "%%%02x" % ord(ch)}
+        pieces = {"its first 16": token[:16], "its first 30": token[:30],
+                  "its last 16": token[-16:], "its last 30": token[-30:], "lbs_ left off": token[4:]}
+        for escape_name, escape in escapes.items():
+            for piece_name, piece in pieces.items():
+                half = len(piece) // 2
+                mixed = "".join(escape(ch) for ch in piece[:half]) + piece[half:]
+                for echo in ("".join(escape(ch) for ch in piece), mixed):
+                    with self.subTest(escape=escape_name, piece=piece_name, echo=echo):
+                        shown = tool.redact("said " + echo + " here")
+                        self.assertEqual(shown, "said " + tool.REDACTED + " here")
+
     def test_3_a_text_without_escapes_is_judged_as_the_forms_judge_it(self):
         """3: may_hold_secret reads a text that holds no escape with plain searches (an accounts list
         of 4 MiB, four times as fast); it says what _secret_forms() says of each form of a secret,
