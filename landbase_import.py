@@ -3572,7 +3572,7 @@ def post_start(api, account, body, key, args, console, known, until):
     path = "/v1/accounts/%s/contacts-imports" % account.id
     first_attempt = CLOCK.wall()
     attempts = []
-    again = rerun_text(args, key, first_attempt)
+    again = rerun_text(args, key, account.id, first_attempt)
 
     def started(data, headers):
         answer = expect("start", "POST contacts-imports")(data)
@@ -3594,7 +3594,7 @@ def post_start(api, account, body, key, args, console, known, until):
         if exc.code == "CONFLICT" and is_import_id(running):
             raise
         if exc.meta.get("reason") == "idempotency_key_reused":
-            raise key_reused(exc, args, key)
+            raise key_reused(exc, args, key, account.id)
         if not any(attempt.transient for attempt in attempts):
             raise account_not_found(exc, account)
         code = exc.code
@@ -3606,13 +3606,13 @@ def post_start(api, account, body, key, args, console, known, until):
                           % (exc.message, again), meta=meta)
 
 
-def key_reused(error, args, key):
+def key_reused(error, args, key, account_id):
     """The key was kept for another body: the same line with a new key starts this one."""
     import uuid
     new_key = "%s-%s" % (key[:240], uuid.uuid4().hex[:8])
     return error.replace(message="%s; this key started an import of another body in the last 24 "
                          "hours: run the same line with a new key: %s"
-                         % (error.message, rerun_command(args, new_key)))
+                         % (error.message, rerun_command(args, new_key, account_id)))
 
 
 def started_and_stopped(exc, account, known):
@@ -3677,27 +3677,35 @@ def watch_started(api, account, import_id, console, limit, key=None):
                           "running on Landbase" % (exc.message, exc.code, import_id))
 
 
-def rerun_text(args, key, first_attempt):
+def rerun_text(args, key, account_id, first_attempt):
     """How to get the import of an ambiguous start back: this start's command line again with its
-    key, safe for 24 hours from the first attempt."""
-    text = (
-        "get it back, never a second one, until %s (24 hours from the first attempt; later, the "
-        "same key starts a new import)" % format_time(first_attempt + KEY_KEPT)
-    )
+    key, safe for 24 hours from the key's first use. A key the user gave (the night's, in cron) may
+    have been used by an earlier run: then this run's first attempt gives only the latest time."""
+    until = format_time(first_attempt + KEY_KEPT)
+    if args.idempotency_key is None:
+        text = "until %s (24 hours from the first attempt" % until
+    else:
+        text = ("until %s at the latest (24 hours from this run's first attempt; if an earlier run "
+                "used this key, 24 hours from that run's" % until)
+    text = "get it back, never a second one, %s; later, the same key starts a new import)" % text
     if args.json == "-":
         text += ", with the same body on stdin again"
-    return text + ", with: " + rerun_command(args, key)
+    return text + ", with: " + rerun_command(args, key, account_id)
 
 
-def rerun_command(args, key):
+def rerun_command(args, key, account_id):
     """This start's command line again, runnable from any directory (its body's path made
-    absolute), with its key in the --idempotency-key=KEY form (a key that begins with - works)."""
+    absolute), in the account it started in (whatever the environment or the stored account say
+    when it is pasted), with its key in the --idempotency-key=KEY form (a key that begins with -
+    works)."""
     words = []
     previous = None
     for word in args.argv:
-        dropped = previous == "--idempotency-key"
+        dropped = previous in ("--idempotency-key", "--account")
         previous = word
-        if dropped or word == "--idempotency-key" or word.startswith("--idempotency-key="):
+        if dropped or word in ("--idempotency-key", "--account"):
+            continue
+        if word.startswith(("--idempotency-key=", "--account=")):
             continue
         words.append(word)
     for index, word in enumerate(words):
@@ -3705,6 +3713,7 @@ def rerun_command(args, key):
             words[index + 1] = os.path.abspath(words[index + 1])
         elif word.startswith("--json=") and word != "--json=-":
             words[index] = "--json=" + os.path.abspath(word[len("--json="):])
+    words.append("--account=" + account_id)
     words.append("--idempotency-key=" + key)
     return " ".join([program_command()] + [shlex.quote(word) for word in words])
 

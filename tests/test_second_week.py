@@ -70,6 +70,45 @@ class RerunDeadlineTests(ToolTestCase):
                       "import)" % until, message)
         self.assertEqual(command_in(message, " with: ")[-1],
                          "--idempotency-key=" + envelope["error"]["meta"]["idempotencyKey"])
+        self.assertNotIn("earlier run", message)        # a generated key: this run was its first
+
+    def test_a_given_key_may_have_been_used_by_an_earlier_run(self):
+        """A second attack: a rerun that failed again named 24 hours from its own first attempt,
+        and the key was the night's (its first use hours earlier)."""
+        self.login()
+        self.platform.inject("start", {"status": 503}, times=4)
+        first_attempt = self.clock.wall()
+        result = self.run_tool(*START, "--idempotency-key=nightly-2026-12-07", stdin=BODY % "ds_demo")
+        message = self.assertFails(result, "API_ERROR")["error"]["message"]
+        until = tool.format_time(first_attempt + 24 * 3600)
+        self.assertIn("until %s at the latest (24 hours from this run's first attempt; if an earlier "
+                      "run used this key, 24 hours from that run's; later, the same key starts a new "
+                      "import)" % until, message)
+
+    def test_the_rerun_starts_in_the_account_the_start_was_made_in(self):
+        """A second attack: a start in LANDBASE_ACCOUNT_ID's account gave a rerun without it, and
+        pasted where that variable was not set, it started a second import in the stored account."""
+        self.login()                                    # the stored account: acc_demo
+        os.environ["LANDBASE_ACCOUNT_ID"] = "acc_team"
+        self.platform.inject("start", {"status": 503}, times=4)
+        envelope = self.assertFails(self.run_tool(*START, stdin=BODY % "ds_demo"), "API_ERROR")
+        command = command_in(envelope["error"]["message"], " with: ")
+        self.assertIn("--account=acc_team", command)
+        del os.environ["LANDBASE_ACCOUNT_ID"]
+        again = self.run_tool(*command[1:], stdin=BODY % "ds_demo")        # pasted as printed
+        self.assertOk(again)
+        posts = [path for method, path, _ in self.platform.requests if method == "POST"]
+        self.assertEqual(posts[-1], "/v1/accounts/acc_team/contacts-imports")
+
+    def test_the_line_with_a_new_key_keeps_the_account(self):
+        self.login()
+        key = "--idempotency-key=nightly-2026-12-07"
+        self.assertOk(self.run_tool(*START, key, "--account=acc_team", stdin=BODY % "ds_demo"))
+        other = self.run_tool(*START, key, "--account", "acc_team", stdin=BODY % "ds_complete")
+        message = self.assertFails(other, "VALIDATION_ERROR")["error"]["message"]
+        command = command_in(message, "run the same line with a new key: ")
+        self.assertEqual(command.count("--account=acc_team"), 1)
+        self.assertNotIn("--account", command)
 
 
 class DryRunTests(ToolTestCase):
