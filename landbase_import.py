@@ -3685,8 +3685,8 @@ def rerun_text(args, key, account_id, first_attempt):
     if args.idempotency_key is None:
         text = "until %s (24 hours from the first attempt" % until
     else:
-        text = ("until %s at the latest (24 hours from this run's first attempt; if an earlier run "
-                "used this key, 24 hours from that run's" % until)
+        text = ("until %s at the latest (24 hours from this run's first attempt; if an earlier "
+                "run used this key, 24 hours from that run's" % until)
     text = "get it back, never a second one, %s; later, the same key starts a new import)" % text
     if args.json == "-":
         text += ", with the same body on stdin again"
