@@ -63,6 +63,7 @@ DEVICE_LIMIT = 15 * 60                  # device login, whatever expiresIn says
 DEVICE_INTERVAL = 5                     # the device flow polls this often unless the server says,
 DEVICE_INTERVALS = (1, 60)              # and never outside these bounds
 MAX_REDIRECTS = 5
+STOPPED_WRITES_LIMIT = 2                # seconds a run a signal stopped waits to write its end
 
 MAX_BODY_BYTES = 1024 * 1024            # the body of start --json, and platform.json
 MAX_ANSWER_BYTES = 4 * 1024 * 1024      # an answer from the platform
@@ -673,12 +674,16 @@ def _write_all(buffer, data):
 
 
 def _silence_stdout():
-    """Point fd 1 at /dev/null, so that the interpreter's last flush cannot fail again."""
+    """Point stdout at /dev/null, so that the interpreter's last flush cannot fail again."""
+    _point_at_devnull(sys.stdout, 1)
+
+
+def _point_at_devnull(stream, fd):
+    """Point the file descriptor of `stream` (`fd` when it has none) at /dev/null."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        fd = 1
-        if sys.stdout is not None:
-            fd = sys.stdout.fileno()
+        if stream is not None:
+            fd = stream.fileno()
         os.dup2(devnull, fd)
         os.close(devnull)
     except (OSError, ValueError, AttributeError):
@@ -4825,9 +4830,32 @@ def restore_signals(previous, ignore):
 
 
 def report(console, exc):
+    """The run's end on stderr: its error line and envelope. A run a signal stopped (a kill, a
+    reboot) gives them STOPPED_WRITES_LIMIT seconds: a stderr pipe nobody reads would hold it
+    forever, a second signal changing nothing. Then stderr is pointed at /dev/null, where the write
+    under way ends."""
     STOPPING.append("report")
-    console.failure(exc)
+    if not exc.signum:
+        console.failure(exc)
+        return exc.exit_code
+    try:
+        previous = signal.signal(signal.SIGALRM, _on_stuck_stderr)
+    except (ValueError, OSError, AttributeError):
+        console.failure(exc)            # not the main thread (in-process tests), or no SIGALRM
+        return exc.exit_code
+    signal.setitimer(signal.ITIMER_REAL, STOPPED_WRITES_LIMIT)
+    try:
+        console.failure(exc)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
     return exc.exit_code
+
+
+def _on_stuck_stderr(signum, frame):
+    """SIGALRM: the stopped run's last lines found no reader; the write that waits is retried
+    (PEP 475) on /dev/null, and the interpreter's last flush goes there too."""
+    _point_at_devnull(sys.stderr, 2)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import unittest
 import urllib.error
 import urllib.request
 
-from support import ResultTestCase, Result, World, direct_opener, run_cli
+from support import ResultTestCase, Result, World, direct_opener, run_cli, tool
 
 BODY = '{"datasetId": "ds_demo", "tagName": "nightly"}'
 DIRECT = direct_opener()
@@ -309,6 +309,34 @@ class SignalWhileStderrIsBlockedTests(RaceTestCase):
 
     def test_sighup_while_started_is_blocked_names_the_import_and_its_key(self):
         self.check(signal.SIGHUP, 129, "SIGHUP")
+
+    def test_a_stopped_run_ends_though_nobody_ever_reads_its_stderr(self):
+        """A second attack: with the pipe never read, the stopped run blocked writing its error
+        and never ended, a second SIGTERM changing nothing. Its last lines get
+        STOPPED_WRITES_LIMIT seconds (this test waits them for real: the bound is the promise)."""
+        self.world.write_session()
+        read_end, write_end = full_pipe()
+        self.addCleanup(os.close, read_end)
+        argv = ["contacts-import", "start", "--json", "-"]
+        running = run_cli(argv, self.world.env, stdin=BODY, stderr=write_end, background=True)
+        process = running.process
+        os.close(write_end)
+        self.addCleanup(self.end, process)
+        ends = time.monotonic() + 20
+        while self.world.count("POST", "/contacts-imports") == 0 and time.monotonic() < ends:
+            time.sleep(0.01)
+        while blocked_writing(process.pid) is False and time.monotonic() < ends:
+            time.sleep(0.01)
+        if blocked_writing(process.pid) is None:
+            time.sleep(1)
+        process.send_signal(signal.SIGTERM)
+        limit = tool.STOPPED_WRITES_LIMIT
+        try:
+            process.wait(timeout=limit + 10)
+        except subprocess.TimeoutExpired:
+            self.fail("the stopped run did not end within %d s of the signal" % (limit + 10))
+        self.assertEqual(process.returncode, 143)
+        self.assertEqual(process.communicate()[0], b"")
 
 
 if __name__ == "__main__":
