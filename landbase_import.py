@@ -941,7 +941,9 @@ class SessionStore:
     def __init__(self, directory=None):
         self.directory = directory or os.environ.get("LANDBASE_CONFIG_DIR")
         if not self.directory:
-            self.directory = os.path.join(os.path.expanduser("~"), ".landbase")
+            self.directory = os.path.join("~", ".landbase")
+        # a crontab does not expand ~, and a relative path would depend on where the command ran
+        self.directory = os.path.abspath(os.path.expanduser(self.directory))
         self.path = os.path.join(self.directory, SESSION_FILE)
         self.login_hint = "; fix it, or remove it and run: %s auth login" % program_command()
 

@@ -6,7 +6,9 @@ the README's lines under cron are test_cron's, the redraw in a real tmux is tmux
 import json
 import os
 import shlex
+import shutil
 import socket
+import tempfile
 import unittest
 from unittest import mock
 
@@ -181,6 +183,27 @@ class LoginSaysWhereTests(ToolTestCase):
         result = self.run_tool("auth", "login", "--with-token", stdin=token + "\n")
         self.assertOk(result)
         self.assertIn("Saved the session in %s" % self.session_path, result.log)
+
+    def test_a_config_dir_given_with_a_tilde_or_relative_is_made_absolute(self):
+        """A second attack: LANDBASE_CONFIG_DIR=~/x (a crontab does not expand ~) made a directory
+        named ~ where the command ran, and a relative one was named relative to it."""
+        home = tempfile.mkdtemp(prefix="lbi-home-")
+        self.addCleanup(shutil.rmtree, home, True)
+        here = os.getcwd()
+        self.addCleanup(os.chdir, here)
+        os.chdir(home)
+        os.environ["HOME"] = home
+        for given, where in (("~/tilde-config", os.path.join(home, "tilde-config")),
+                             ("relative-config", os.path.join(home, "relative-config"))):
+            with self.subTest(given=given):
+                os.environ["LANDBASE_CONFIG_DIR"] = given
+                token = self.platform.mint_token("usr_demo")
+                result = self.run_tool("auth", "login", "--with-token", stdin=token + "\n")
+                self.assertOk(result)
+                saved = os.path.join(where, "platform.json")
+                self.assertIn("Saved the session in %s" % saved, result.log)
+                self.assertTrue(os.path.isfile(saved))
+        self.assertFalse(os.path.exists(os.path.join(home, "~")))
 
 
 class ShortOutageTests(ToolTestCase):
