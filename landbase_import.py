@@ -4364,9 +4364,10 @@ class Parser(argparse.ArgumentParser):
     the envelope, as every error), and help goes through the one stdout writer (a closed stdout is
     OUTPUT_FAILED)."""
 
+    words = ()                          # the command's words to this level (CommandLine.parser)
+
     def error(self, message):
-        words = self.prog.split(" ", 1)[1:]          # the program's name, then the command's words
-        command = " ".join([program_command()] + words)
+        command = " ".join((program_command(),) + self.words)
         raise LandbaseError("INVALID_INPUT", "%s (see: %s --help)" % (message, command))
 
     def _check_value(self, action, value):
@@ -4475,6 +4476,7 @@ class CommandLine:
             parser = Parser(prog=self.program, **kwargs)
         else:
             parser = subparsers.add_parser(words[-1], **kwargs)
+        parser.words = words
         self.parsers[words] = parser
         self.options[words] = ["-h", "--help"]
         return parser

@@ -209,6 +209,25 @@ class UsageTests(ToolTestCase):
                                    "INVALID_INPUT")["error"]["message"]
         self.assertIn("(see: %s contacts-import start --help)" % TOOL, message)
 
+    def test_15_the_help_to_read_runs_from_a_file_whose_name_has_a_space(self):
+        """A second attack: from 'l b.py', the help named '... l b.py' b.py contacts-import --help,
+        the program's name cut at its space."""
+        import shlex
+        import shutil
+        folder = tempfile.mkdtemp(prefix="lbi dir ")
+        self.addCleanup(shutil.rmtree, folder, True)
+        copy = os.path.join(folder, "l b.py")
+        shutil.copy(TOOL, copy)
+        os.chmod(copy, 0o755)
+        env = dict(os.environ)
+        result = run_cli(["contacts-import", "stat"], env, program=copy)
+        message = self.assertFails(result, "INVALID_INPUT")["error"]["message"]
+        command = shlex.split(message.rsplit("(see: ", 1)[1].rstrip(")"))
+        self.assertEqual(command, [copy, "contacts-import", "--help"])
+        shown = run_cli(command[1:], env, program=copy)
+        self.assertEqual(shown.code, 0, shown)
+        self.assertIn("contacts-import", shown.stdout)
+
 
 if __name__ == "__main__":
     unittest.main()
