@@ -2341,7 +2341,8 @@ def count_of(counts, key):
 
 # The account a command works in, and where its id came from (--account, LANDBASE_ACCOUNT_ID or the
 # path of platform.json), for the message of an account that is not found.
-Account = collections.namedtuple("Account", "id source")
+# an account a command works in: its id, where the id came from, and where the token came from
+Account = collections.namedtuple("Account", "id source token_source")
 
 
 def account_not_found(error, account):
@@ -3525,7 +3526,7 @@ def cmd_account_set(args, console):
 def account_api(args, console):
     """(the Api, the Account) of a command that works in an account; nothing is sent."""
     session = SessionStore().session(args.account, console)
-    account = Account(require_account(session), session.account_source)
+    account = Account(require_account(session), session.account_source, session.source)
     return api_for(args, console, session.token, session.source), account
 
 
@@ -3561,10 +3562,16 @@ def dry_run(account, path, key, body, console):
     source = account.source
     if source not in ("--account", "LANDBASE_ACCOUNT_ID"):
         source = "the stored account"
-    console.line("Dry run: checked the body, the session (present, not expired) and the account "
-                 "%s (from %s) as stored; nothing was sent. The platform checks the dataset and "
-                 "the account's access to it only at start; %s doctor checks the platform side."
-                 % (account.id, source, program_command()))
+    session = "the session (present, not expired)"
+    if account.token_source == "env":   # its end is not recorded here (auth status asks)
+        session = "the token in LANDBASE_ACCESS_TOKEN (present; when it ends, the platform knows)"
+    held = "as stored"
+    if account.token_source == "env" or source != "the stored account":
+        held = "as given"
+    console.line("Dry run: checked the body, %s and the account %s (from %s) %s; nothing was "
+                 "sent. The platform checks the dataset and the account's access to it only at "
+                 "start; %s doctor checks the platform side."
+                 % (session, account.id, source, held, program_command()))
     console.result({"dryRun": True, "accountId": account.id, "request": "POST " + path,
                     "idempotencyKey": key, "body": body})
     return 0

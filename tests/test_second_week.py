@@ -126,6 +126,18 @@ class DryRunTests(ToolTestCase):
         self.assertIn("doctor checks the platform side", result.log)
         self.assertEqual(self.platform.requests, [])
 
+    def test_a_token_from_the_environment_is_not_said_to_be_unexpired(self):
+        """A second attack: a token from LANDBASE_ACCESS_TOKEN, whose end only the platform knows,
+        was said to be "not expired"."""
+        os.environ.update(LANDBASE_ACCESS_TOKEN="not a token", LANDBASE_ACCOUNT_ID="acc_x")
+        result = self.run_tool(*START, "--dry-run", stdin=BODY % "ds_demo")
+        self.assertOk(result)
+        self.assertNotIn("not expired", result.log)
+        self.assertIn("checked the body, the token in LANDBASE_ACCESS_TOKEN (present; when it ends, "
+                      "the platform knows) and the account acc_x (from LANDBASE_ACCOUNT_ID) as "
+                      "given; nothing was sent", result.log)
+        self.assertEqual(self.platform.requests, [])
+
 
 class WrongAccountTests(ToolTestCase):
     """Point 5: a NOT_FOUND on an account's path says where the account id came from."""
