@@ -1017,8 +1017,9 @@ class SessionStore:
             token = stored.get("accessToken") or ""
             source = "file"
         if not token:
-            raise LandbaseError("AUTH_REQUIRED", "not logged in: run %s auth login (or set "
-                                "LANDBASE_ACCESS_TOKEN)" % program_command())
+            raise LandbaseError("AUTH_REQUIRED", "not logged in (no session in %s): run %s auth "
+                                "login (or set LANDBASE_ACCESS_TOKEN)"
+                                % (self.path, program_command()))
         if not usable_token(token):
             raise self._unusable(source)
         expires_at = None
@@ -2041,7 +2042,7 @@ class Api:
         if not verified and "CERTIFICATE_VERIFY" not in text:
             return LandbaseError(
                 "NETWORK_ERROR",
-                "%s: the TLS handshake was cut short (%s); check the  network" % (where, detail),
+                "%s: the TLS handshake was cut short (%s); check the network" % (where, detail),
                 transient=True,
             )
         fix = "trust the issuer: SSL_CERT_FILE=<your CA bundle> (a TLS-inspecting proxy's CA, say)"
@@ -2186,7 +2187,7 @@ def read_answer(response, where):
     if isinstance(left, int) and left > 0:
         raise LandbaseError(
             "NETWORK_ERROR",
-            "%s: the connection closed %d bytes before the end of the  answer" % (where, left),
+            "%s: the connection closed %d bytes before the end of the answer" % (where, left),
             transient=True,
         )
     return b"".join(chunks)
@@ -3151,7 +3152,7 @@ def login_device(console, api):
     deadline = CLOCK.now() + expires_in
     expired = LandbaseError(
         "TIMEOUT",
-        "the code %s expired before it was approved; run auth login --device  again" % code,
+        "the code %s expired before it was approved; run auth login --device again" % code,
     )
     body = {"grant_type": "urn:ietf:params:oauth:grant-type:device_code", "client_id": CLIENT_ID,
             "device_code": data["deviceCode"]}
@@ -3257,6 +3258,9 @@ def cmd_auth_login(args, console):
                             % (granted["expiresAt"], program_command()))
     before = store.update(lambda data: store_login(data, granted), console, replace_damaged=True)
     console.line("Saved the session in %s" % store.path)
+    if os.environ.get("LANDBASE_ACCESS_TOKEN", "").strip():
+        console.warn("LANDBASE_ACCESS_TOKEN is set, and commands use it, not this session: unset "
+                     "it to use this one")
     api.token = granted["accessToken"]
     if me is None:
         me = fetch_me(api)
@@ -4060,7 +4064,7 @@ def check_clock(report, headers):
         report.add(
             "clock",
             "warn",
-            "the platform's answer has no Date header, so the clock was not  compared",
+            "the platform's answer has no Date header, so the clock was not compared",
             "",
         )
         return
@@ -4084,7 +4088,7 @@ def check_clock(report, headers):
             "clock",
             "fail",
             detail,
-            "sync the clock (NTP: timedatectl set-ntp true): session ends  and TLS depend on it",
+            "sync the clock (NTP: timedatectl set-ntp true): session ends and TLS depend on it",
         )
     else:
         report.add("clock", "ok", detail)

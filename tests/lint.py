@@ -12,6 +12,7 @@ import ast
 import glob
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -97,7 +98,8 @@ MAX_BACKSLASHES = 3
 def style_problems(path):
     """What the tool must not hold (issue 20): a conditional expression inside another, a statement with
     two, a lambda bound to a name, a function over 50 lines, a line over 99 columns, a command dispatched
-    through globals(), more than 3 lines that end in a backslash (in a string too). One message each."""
+    through globals(), more than 3 lines that end in a backslash (in a string too), two spaces between
+    words in a string. One message each."""
     with open(path, encoding="utf-8") as handle:
         source = handle.read()
     tree = ast.parse(source, path)
@@ -120,6 +122,10 @@ def style_problems(path):
                 problems.append("line %d: %s is %d lines long" % (line, node.name, length))
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "globals":
             problems.append("line %d: globals() (a dispatch a reader cannot follow)" % line)
+        # two pieces of a message joined with a space on each side (a second attack found five)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if re.search(r"[a-z]  [a-z]", node.value):
+                problems.append("line %d: two spaces between words" % line)
     lines = source.split("\n")
     for number, text in enumerate(lines, 1):
         if len(text) > MAX_COLUMNS:

@@ -317,7 +317,8 @@ class AttackFindingsTests(ToolTestCase):
         result = self.run_tool("contacts-import", "start", "--json", path, "--idempotency-key=lbs_nightly-1")
         envelope = self.assertFails(result, "NETWORK_ERROR")
         self.assertEqual(envelope["error"]["meta"]["idempotencyKey"], "lbs_nightly-1")
-        self.assertIn("--json %s --idempotency-key=lbs_nightly-1" % path, envelope["error"]["message"])
+        self.assertIn("--json %s --account=acc_demo --idempotency-key=lbs_nightly-1" % path,
+                      envelope["error"]["message"])
 
     def test_a_servers_meta_cannot_claim_the_tools_own_fields(self):
         evil = {"resume": "rm -rf ~", "idempotencyKey": "EVIL", "importIds": [1, 2], "signal": "SIGKILL",

@@ -218,6 +218,24 @@ class LoginSaysWhereTests(ToolTestCase):
         self.assertFalse(os.path.exists(os.path.join(home, "~")))
 
 
+class WhereTheSessionIsTests(ToolTestCase):
+    """Point 8's other side, from a second attack: a cron job that reads another HOME or config
+    directory is told where it looked, and a login that the environment's token overrides says so."""
+
+    def test_not_logged_in_names_the_file_it_looked_for(self):
+        result = self.run_tool("contacts-import", "status", "1")
+        message = self.assertFails(result, "AUTH_REQUIRED")["error"]["message"]
+        self.assertIn("no session in %s" % self.session_path, message)
+
+    def test_a_login_under_an_environment_token_warns_that_it_is_overridden(self):
+        os.environ["LANDBASE_ACCESS_TOKEN"] = self.platform.mint_token("usr_solo")
+        token = self.platform.mint_token("usr_demo")
+        result = self.run_tool("auth", "login", "--with-token", stdin=token + "\n")
+        self.assertOk(result)
+        self.assertIn("warning: LANDBASE_ACCESS_TOKEN is set, and commands use it, not this "
+                      "session: unset it to use this one", result.log)
+
+
 class ShortOutageTests(ToolTestCase):
     """Point 9: start --watch keeps retrying a transient failure with the same key until --max-wait
     runs out; without --watch, three retries."""
