@@ -1658,7 +1658,9 @@ def connection_classes():
             """TCP, the proxy's tunnel, then TLS, as HTTPSConnection.connect does, each step
             traced."""
             http.client.HTTPConnection.connect(self)
-            self.trace.tunnel = self.trace.proxy is not None
+            # a CONNECT answer the deadline cut short reads as a status line and no headers: that
+            # tunnel was never let through
+            self.trace.tunnel = self.trace.proxy is not None and not self.deadline.expired
             try:
                 self.sock = self.tls_context.wrap_socket(
                     self.sock, server_hostname=self.trace.host
