@@ -3330,15 +3330,21 @@ def settle_login_account(store, api, granted, before, console):
         if candidate in ids:
             account_id = candidate
             break
+    chosen = ""
     if account_id is None and len(ids) == 1:
         account_id = ids[0]
-        console.line("Active account: %s (the only one this identity has)" % account_id)
-    if previous and previous not in ids:
+        chosen = " (the only one this identity has)"
+    if previous and previous not in ids and account_id is None:
         console.line(
             "The active account %s is not one this identity can use; it was cleared. Choose one "
             "with: %s account set <accountId> (see: account list)"
             % (shown(previous), program_command())
         )
+    elif previous and previous not in ids:
+        console.line("The active account %s is not one this identity can use; the active account "
+                     "is now %s%s" % (shown(previous), account_id, chosen))
+    elif chosen:
+        console.line("Active account: %s%s" % (account_id, chosen))
     if account_id == granted["accountId"]:
         return account_id
     written = {"accessToken": granted["accessToken"], "accountId": granted["accountId"]}

@@ -330,12 +330,15 @@ class TokenLoginTests(ToolTestCase):
         tool.SessionStore().update({"accessToken": "lbs_old", "accountId": "acc_team"})
         result = self.run_tool("auth", "login", "--with-token", stdin=self.platform.mint_token("usr_solo") + "\n")
         doc = self.assertOk(result)
-        self.assertEqual(doc["accountId"], "acc_solo")          # cleared, then the only account became active
-        self.assertIn("acc_team is not one this identity can use", result.stderr)
-        self.assertIn("account set", result.stderr)
+        self.assertEqual(doc["accountId"], "acc_solo")          # replaced by the only account
+        self.assertIn("acc_team is not one this identity can use; the active account is now acc_solo",
+                      result.stderr)
+        self.assertNotIn("account set", result.stderr)
         tool.SessionStore().update({"accessToken": "lbs_old", "accountId": "acc_other"})
         result = self.run_tool("auth", "login", "--with-token", stdin=self.platform.mint_token("usr_demo") + "\n")
         self.assertIsNone(self.assertOk(result)["accountId"])  # two accounts: none is chosen for the user
+        self.assertIn("acc_other is not one this identity can use; it was cleared", result.stderr)
+        self.assertIn("account set", result.stderr)
         self.assertIsNone(self.stored()["accountId"])
         self.assertEqual(self.assertOk(self.run_tool("auth", "status"))["accountId"], None)
 

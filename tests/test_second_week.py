@@ -236,6 +236,22 @@ class WhereTheSessionIsTests(ToolTestCase):
                       "session: unset it to use this one", result.log)
 
 
+class LoginAccountLinesTests(ToolTestCase):
+    """A second attack: a login of an identity with one account said that account was active, then
+    that the active one was cleared and to choose one."""
+
+    def test_a_login_that_replaces_an_account_it_cannot_use_says_which_one_is_active(self):
+        self.login(account="acc_demo")
+        token = self.platform.mint_token("usr_solo")
+        result = self.run_tool("auth", "login", "--with-token", stdin=token + "\n")
+        self.assertEqual(self.assertOk(result)["accountId"], "acc_solo")
+        self.assertIn("The active account acc_demo is not one this identity can use; the active "
+                      "account is now acc_solo (the only one this identity has)", result.log)
+        self.assertNotIn("cleared", result.log)
+        self.assertNotIn("Choose one", result.log)
+        self.assertEqual(self.world.stored()["accountId"], "acc_solo")
+
+
 class ShortOutageTests(ToolTestCase):
     """Point 9: start --watch keeps retrying a transient failure with the same key until --max-wait
     runs out; without --watch, three retries."""
