@@ -1060,9 +1060,8 @@ class SessionStore:
         if not ACCOUNT_ID_RE.match(stored_id):
             error = LandbaseError(
                 "SETUP_FAILED",
-                "%s: accountId %s is not an account id; choose one with: "
-                "%s account set <accountId> (see: account list)"
-                % (self.path, shown(repr(stored_id), 80), program_command()),
+                "%s: accountId %s is not an account id; choose one with: %s"
+                % (self.path, shown(repr(stored_id), 80), choose_account()),
             )
             return None, None, error
         return stored_id, self.path, None
@@ -1294,6 +1293,13 @@ def program_command():
 
 
 # ---------------------------------------------------------------- HTTP
+
+def choose_account():
+    """The command that makes an account active, with the one that lists the ids, both runnable
+    as printed."""
+    return "%s account set <accountId> (the ids: %s account list)" % (program_command(),
+                                                                       program_command())
+
 
 def base_url(env_name, default):
     """A base URL from the environment, refused unless it is https on Landbase (or http on
@@ -3272,7 +3278,7 @@ def cmd_auth_login(args, console):
         me = fetch_me(api)
     account_id = settle_login_account(store, api, granted, before, console)
     if account_id is None:
-        account_text = "none (see account list)"
+        account_text = "none; choose one with: %s" % choose_account()
     else:
         account_text = account_id
     console.line("Logged in as %s (%s) until %s; active account: %s" % (
@@ -3341,8 +3347,7 @@ def settle_login_account(store, api, granted, before, console):
     if previous and previous not in ids and account_id is None:
         console.line(
             "The active account %s is not one this identity can use; it was cleared. Choose one "
-            "with: %s account set <accountId> (see: account list)"
-            % (shown(previous), program_command())
+            "with: %s" % (shown(previous), choose_account())
         )
     elif previous and previous not in ids:
         console.line("The active account %s is not one this identity can use; the active account "
@@ -4138,16 +4143,14 @@ def check_account(report, api, session):
         account_id = require_account(session)
         accounts = fetch_accounts(api, retry=False)
     except LandbaseError as exc:
-        report.error(
-            "account", exc, "%s account set <accountId> (see: account list)" % program_command()
-        )
+        report.error("account", exc, choose_account())
         return
     source = session.account_source
-    fix = "%s account set <accountId> (see: account list)" % program_command()
+    fix = choose_account()
     if source == "LANDBASE_ACCOUNT_ID":
         fix = "change or unset LANDBASE_ACCOUNT_ID (account set cannot override it)"
     elif source == "--account":
-        fix = "pass another --account (see: account list)"
+        fix = "pass another --account (the ids: %s account list)" % program_command()
     if account_id in [a["id"] for a in accounts]:
         report.add(
             "account", "ok", "%s (from %s) is usable by this identity" % (account_id, source)

@@ -251,6 +251,14 @@ class LoginAccountLinesTests(ToolTestCase):
         self.assertNotIn("Choose one", result.log)
         self.assertEqual(self.world.stored()["accountId"], "acc_solo")
 
+    def test_no_active_account_names_commands_that_run(self):
+        """A second attack: "(see: account list)" is no command."""
+        token = self.platform.mint_token("usr_demo")              # two accounts: none is chosen
+        result = self.run_tool("auth", "login", "--with-token", stdin=token + "\n")
+        self.assertOk(result)
+        self.assertIn("active account: none; choose one with: %s account set <accountId> (the ids: "
+                      "%s account list)" % (TOOL, TOOL), result.log)
+
 
 class ShortOutageTests(ToolTestCase):
     """Point 9: start --watch keeps retrying a transient failure with the same key until --max-wait
