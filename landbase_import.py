@@ -1826,10 +1826,6 @@ class Api:
                 longest = RETRY_AFTER_CAP
                 if until is not None:
                     longest = until - CLOCK.now()
-                    # the schedule's wait, cut to what is left: a last try as --max-wait ends (a
-                    # Retry-After is the platform's, and is not cut)
-                    if planned is not None and exc.retry_after is None and longest >= 1:
-                        planned = min(planned, longest)
                 wait = retry_wait(exc, planned, longest)
                 if wait is None:
                     raise self.given_up(exc, planned, until)

@@ -289,17 +289,6 @@ class ShortOutageTests(ToolTestCase):
         self.assertEqual(len(self.posts()), 1 + len(self.clock.sleeps))
         self.assertIn("idempotencyKey", envelope["error"]["meta"])
 
-    def test_the_last_try_is_as_max_wait_ends(self):
-        """A second attack: with --max-wait 20, tries at 0, 5 and 15 s, then it gave up with 5 s
-        left. The schedule's wait is cut to what is left: a last try at 20 s (a Retry-After is not
-        cut: the platform asked for it)."""
-        self.login()
-        self.platform.inject("start", {"status": 503}, times=1000)
-        result = self.run_tool(*START, "--watch", "--max-wait", "20", stdin=BODY % "ds_demo")
-        self.assertFails(result, "API_ERROR")
-        self.assertEqual(self.clock.sleeps, [5, 10, 5])
-        self.assertEqual(len(self.posts()), 4)
-
     def test_without_watch_three_retries(self):
         self.login()
         self.platform.inject("start", {"status": 503}, times=6)
