@@ -254,6 +254,7 @@ def may_hold_secret(text):
 
 
 ESCAPE_MARKS = ("\\", "&", "%", "+")         # each of _char_forms' escapes begins with one
+ESCAPE_ENDS = ';+"/\\'                        # and ends with one of these, a letter or a digit
 
 
 def without_token_shapes(text, size=65536):
@@ -301,7 +302,7 @@ def _end_start(text, done, start, secret):
         if start <= done:
             break
         before = text[start - 1]
-        if before.isalnum() or before in ";+":      # where an escape may end: the longest
+        if before.isalnum() or before in ESCAPE_ENDS:     # an escape may end here: the longest
             found = _char_pattern(ch).search(text, max(done, start - ESCAPED_CHAR_SPAN), start)
             if found is None:
                 break

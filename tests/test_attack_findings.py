@@ -48,7 +48,8 @@ class SecretTests(ToolTestCase):
         escapes = {"\\u": lambda ch: "\\u%04x" % ord(ch),
                    "&#NN;": lambda ch: "&#%d;" % ord(ch),
                    "&#xHH;": lambda ch: "&#x%X;" % ord(ch),
-                   "%HH": lambda ch: "%%%02x" % ord(ch)}
+                   "%HH": lambda ch: "%%%02x" % ord(ch),
+                   "JSON's escapes (\\\" \\/ \\\\)": lambda ch: json.dumps(ch)[1:-1].replace("/", "\\/")}
         pieces = {"its first 16": token[:16], "its first 30": token[:30],
                   "its last 16": token[-16:], "its last 30": token[-30:], "lbs_ left off": token[4:]}
         for escape_name, escape in escapes.items():
