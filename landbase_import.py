@@ -76,7 +76,8 @@ MAX_OBJECT_KEYS = 10000                 # and an object of more keys: no answer 
 ESCAPED_CHAR_SPAN = 16                  # the longest escape of a character that redaction finds,
 ESCAPED_FORMS_UP_TO = 256               # in a secret of at most this many characters
 MIN_SECRET = 8                          # a shorter value cannot be hidden (remember_secret)
-SECRET_PIECE = 16                       # the shortest piece of a secret that is hidden (_pieces)
+SECRET_PIECE = 16                       # the shortest piece of a secret that is hidden, and
+SECRET_WINDOW_STEP = 16                 # its windows begin this far apart (_windows)
 MAX_DATASET_ID = 200
 MAX_TAG_NAME = 100
 MAX_IMPORT_ID = 2 ** 63 - 1
@@ -238,23 +239,27 @@ def redact(text, pattern=False):
 
 
 def may_hold_secret(text):
-    """Whether _secret_forms() finds a secret in text; when text holds none of the characters that
-    begin an escape (\\ & % +), known from a few searches for plain text, four times as fast: a
-    secret's every form without an escape holds, as it is, the secret's first or last
-    SECRET_PIECE characters (the whole of a shorter secret)."""
+    """Whether _secret_forms() finds a secret in text; when text holds no escape (ESCAPE_RE: a \\
+    or a +, & before # or a letter, % before two hex digits), known from a few searches for plain
+    text, four times as fast: a secret's every form without an escape holds, as it is, one of its
+    windows (_windows; the whole of a secret of at most SECRET_PIECE characters)."""
     if not SECRETS:
         return False
-    for mark in ESCAPE_MARKS:
-        if mark in text:
-            return _secret_forms().search(text) is not None
+    if ESCAPE_RE.search(text):
+        return _secret_forms().search(text) is not None
     for secret in SECRETS:
-        if secret[:SECRET_PIECE] in text or secret[-SECRET_PIECE:] in text:
+        if len(secret) <= SECRET_PIECE and secret in text:
             return True
+        for offset in _windows(secret):
+            if secret[offset:offset + SECRET_PIECE] in text:
+                return True
     return False
 
 
 ESCAPE_MARKS = ("\\", "&", "%", "+")         # each of _char_forms' escapes begins with one
-ESCAPE_ENDS = ';+"/\\'                        # and ends with one of these, a letter or a digit
+ESCAPE_ENDS = ';+"/\\'                        # and ends with one of these, a letter or a digit;
+# where one may begin: 4 MiB of % with no hex digits after them holds none, and is not scanned
+ESCAPE_RE = re.compile(r"[\\+]|&[#A-Za-z]|%[0-9A-Fa-f]{2}")
 
 
 def without_token_shapes(text, size=65536):
@@ -277,59 +282,82 @@ def without_token_shapes(text, size=65536):
 
 
 def _without_secrets(text):
-    """text with every match of _secret_forms() redacted; a match of a secret's end reaches back
-    over as much more of the secret as stands before it (_end_start)."""
+    """text with every match of _secret_forms() redacted. A match of one of a secret's windows
+    (_windows) reaches back and forward over as much more of the secret as the text holds around
+    it, each character as it is or escaped."""
     pattern = _secret_forms()
     kept = []
     done = 0
     for match in pattern.finditer(text):
-        start = match.start()
+        start, end = match.span()
+        if end <= done:
+            continue                    # inside what a window's reach has redacted already
         if match.lastgroup:
-            secret = SECRET_FORMS[0][2][match.lastgroup]
-            start = _end_start(text, done, start, secret)
+            secret, offset = SECRET_FORMS[0][2][match.lastgroup]
+            start = _reach_back(text, done, start, secret[:offset])
+            end = _reach_forward(text, end, secret[offset + SECRET_PIECE:])
+        start = max(start, done)
         kept.append(text[done:start])
         kept.append(REDACTED)
-        done = match.end()
+        done = end
     kept.append(text[done:])
     return "".join(kept)
 
 
-def _end_start(text, done, start, secret):
-    """Where the piece of `secret` that ends with the match of its last SECRET_PIECE characters at
-    `start` begins: each character before those, as it is or escaped, as far back as the text
-    holds them (never before `done`, the end of the last match)."""
-    for ch in reversed(secret[:-SECRET_PIECE]):
+def _reach_back(text, done, start, before):
+    """Where the piece of a secret that goes on at `start` begins: each of the characters
+    `before` it, as it is or escaped, from the last, as far back as the text holds them (never
+    before `done`, the end of the last redaction)."""
+    for ch in reversed(before):
         if start <= done:
             break
-        before = text[start - 1]
-        if before.isalnum() or before in ESCAPE_ENDS:     # an escape may end here: the longest
-            found = _char_pattern(ch).search(text, max(done, start - ESCAPED_CHAR_SPAN), start)
+        previous = text[start - 1]
+        if previous.isalnum() or previous in ESCAPE_ENDS:     # an escape may end here
+            found = _char_pattern(ch, "\\Z").search(text, max(done, start - ESCAPED_CHAR_SPAN),
+                                                     start)
             if found is None:
                 break
-            start = found.start()
-        elif before == ch:
+            start = found.start()       # the earliest start: the longest escape
+        elif previous == ch:
             start -= 1
         else:
             break
     return start
 
 
-def _char_pattern(ch):
-    """A pattern for `ch` as it is or escaped, ending where a search of it ends (the earliest
-    start: the longest escape)."""
-    if ch not in CHAR_PATTERNS:
+def _reach_forward(text, end, after):
+    """Where the piece of a secret that has reached `end` ends: each of the characters `after`
+    it, as it is or escaped, as far as the text holds them."""
+    for ch in after:
+        if end >= len(text):
+            break
+        following = text[end]
+        if following == ch and following not in ESCAPE_MARKS:
+            end += 1                    # as it is, and no escape begins with it
+            continue
+        found = _char_pattern(ch, "").match(text, end)
+        if found is None:
+            break
+        end = found.end()               # its escapes come first: the longest
+    return end
+
+
+def _char_pattern(ch, anchor):
+    """A pattern for `ch` as it is or escaped, followed by `anchor`."""
+    key = (ch, anchor)
+    if key not in CHAR_PATTERNS:
         names = _entity_names({ch})
-        CHAR_PATTERNS[ch] = re.compile("(?:%s)\\Z" % _char_forms(ch, names))
-    return CHAR_PATTERNS[ch]
+        CHAR_PATTERNS[key] = re.compile("(?:%s)%s" % (_char_forms(ch, names), anchor))
+    return CHAR_PATTERNS[key]
 
 
 CHAR_PATTERNS = {}
 
 
 def _secret_forms():
-    """One pattern for every secret with each of its characters as it is or escaped, and its
-    pieces (_pieces); a secret too long for that (building takes about 0.2 ms a character: 41 ms
-    for 256) in its usual escapings."""
+    """One pattern for every secret with each of its characters as it is or escaped: a secret of
+    at most SECRET_PIECE characters whole, a longer one by its windows (_windows), and one too long
+    for that (building takes about 0.2 ms a character: 41 ms for 256) in its usual escapings."""
     secrets = sorted(SECRETS, key=len, reverse=True)
     if not SECRET_FORMS or SECRET_FORMS[0][0] != secrets:
         short = [secret for secret in secrets if len(secret) <= ESCAPED_FORMS_UP_TO]
@@ -337,34 +365,35 @@ def _secret_forms():
         forms = {ch: _char_forms(ch, names) for ch in set("".join(short))}
         patterns = []
         for secret in secrets:
-            if len(secret) <= ESCAPED_FORMS_UP_TO:
-                patterns.append("".join(forms[ch] for ch in secret))
-            else:
+            if len(secret) > ESCAPED_FORMS_UP_TO:
                 patterns.extend(re.escape(form) for form in _usual_escapings(secret))
-        ends = {}
+            elif len(secret) <= SECRET_PIECE:
+                patterns.append("".join(forms[ch] for ch in secret))
+        # a longer one by its windows alone: each is tried at every position of the text
+        windows = {}
         for secret in short:
-            if len(secret) > SECRET_PIECE:
-                name = "end%d" % len(ends)
-                ends[name] = secret
-                patterns.extend(_pieces(secret, forms, name))
-        SECRET_FORMS[:] = [(secrets, re.compile("|".join(patterns)), ends)]
+            for offset in _windows(secret):
+                name = "w%d" % len(windows)
+                windows[name] = (secret, offset)
+                window = secret[offset:offset + SECRET_PIECE]
+                patterns.append("(?P<%s>%s)" % (name, "".join(forms[ch] for ch in window)))
+        SECRET_FORMS[:] = [(secrets, re.compile("|".join(patterns)), windows)]
     return SECRET_FORMS[0][1]
 
 
-def _pieces(secret, forms, name):
-    """Patterns for the beginnings and the ends of a secret that are long enough to give it away,
-    each character as it is or escaped: an echo that cuts it (a line break inside it, lbs_ left
-    off, the last character lost) is still redacted, each piece of it that is at least
-    SECRET_PIECE long. A beginning is the first SECRET_PIECE characters, then as many more as
-    follow; an end is the last SECRET_PIECE characters, a group called `name`, and
-    _without_secrets reaches back from it (a pattern for every length of end would be tried at
-    every position of the text)."""
-    rest = ""
-    for ch in reversed(secret[SECRET_PIECE:-1]):
-        rest = "(?:%s%s)?" % (forms[ch], rest)
-    beginning = "".join(forms[ch] for ch in secret[:SECRET_PIECE]) + rest
-    end = "".join(forms[ch] for ch in secret[-SECRET_PIECE:])
-    return [beginning, "(?P<%s>%s)" % (name, end)]
+def _windows(secret):
+    """Where the windows of a secret longer than SECRET_PIECE begin: a window of SECRET_PIECE
+    characters every SECRET_WINDOW_STEP, and its last SECRET_PIECE. An echo that cuts the secret (a
+    line break inside it, lbs_ left off, the last character lost) still holds one in each piece
+    that begins or ends it and is at least SECRET_PIECE long, and in any piece of SECRET_PIECE +
+    SECRET_WINDOW_STEP - 1; _without_secrets reaches out from it. (A pattern for every piece would
+    be tried at every position of the text.)"""
+    if len(secret) <= SECRET_PIECE:
+        return []
+    last = len(secret) - SECRET_PIECE
+    offsets = list(range(0, last, SECRET_WINDOW_STEP))
+    offsets.append(last)
+    return offsets
 
 
 def _usual_escapings(secret):

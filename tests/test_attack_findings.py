@@ -42,7 +42,9 @@ class SecretTests(ToolTestCase):
     def test_8_a_cut_echo_with_its_characters_escaped_is_redacted_whole(self):
         """8, found again by a second attack (an echo matrix of cuts and escapes): a piece of a
         secret cut at either end, each of its characters escaped as JSON, HTML or a URL escapes
-        it, was printed; it is redacted whole, like the plain piece, and the words around it stay."""
+        it, was printed; it is redacted whole, like the plain piece, and the words around it stay.
+        A piece from its middle is one too, from 31 characters: a piece that long holds one of the
+        windows the tool looks for (one every 16 characters)."""
         token = 'lbs_A b&c%41+d\\e"f\'g<h>i/j#k=l;m0123456789XYZ'
         tool.remember_secret(token)
         escapes = {"\\u": lambda ch: "\\u%04x" % ord(ch),
@@ -51,12 +53,14 @@ class SecretTests(ToolTestCase):
                    "%HH": lambda ch: "%%%02x" % ord(ch),
                    "JSON's escapes (\\\" \\/ \\\\)": lambda ch: json.dumps(ch)[1:-1].replace("/", "\\/")}
         pieces = {"its first 16": token[:16], "its first 30": token[:30],
-                  "its last 16": token[-16:], "its last 30": token[-30:], "lbs_ left off": token[4:]}
+                  "its last 16": token[-16:], "its last 30": token[-30:], "lbs_ left off": token[4:],
+                  "lbs_ and the last character left off": token[4:-1],
+                  "31 from its middle": token[7:38]}
         for escape_name, escape in escapes.items():
             for piece_name, piece in pieces.items():
                 half = len(piece) // 2
                 mixed = "".join(escape(ch) for ch in piece[:half]) + piece[half:]
-                for echo in ("".join(escape(ch) for ch in piece), mixed):
+                for echo in ("".join(escape(ch) for ch in piece), mixed, piece):
                     with self.subTest(escape=escape_name, piece=piece_name, echo=echo):
                         shown = tool.redact("said " + echo + " here")
                         self.assertEqual(shown, "said " + tool.REDACTED + " here")
