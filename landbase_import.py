@@ -239,10 +239,10 @@ def redact(text, pattern=False):
 
 
 def may_hold_secret(text):
-    """Whether _secret_forms() finds a secret in text; when text holds no escape (ESCAPE_RE: a \\
-    or a +, & before # or a letter, % before two hex digits), known from a few searches for plain
-    text, four times as fast: a secret's every form without an escape holds, as it is, one of its
-    windows (_windows; the whole of a secret of at most SECRET_PIECE characters)."""
+    """Whether _secret_forms() finds a secret in text; when text holds no escape (ESCAPE_RE: a
+    backslash or a +, & before # or a letter, % before two hex digits), known from a few searches
+    for plain text, four times as fast: a secret's every form without an escape holds, as it is,
+    one of its windows (_windows; the whole of a secret of at most SECRET_PIECE characters)."""
     if not SECRETS:
         return False
     marked = any(mark in text for mark in ESCAPE_MARKS)     # a few fast searches, and only then
