@@ -139,7 +139,7 @@ class LandbaseError(Exception):
     exit code follows from the code."""
 
     def __init__(self, code, message, meta=None, transient=False, retry_after=None,
-                 server_code=None, signum=None, fix=None):
+                 server_code=None, signum=None, fix=None, unsent=False):
         Exception.__init__(self, message)
         self.code = code
         self.message = message
@@ -151,6 +151,8 @@ class LandbaseError(Exception):
         self.signum = signum
         # the next step on its own, where the message names one (doctor)
         self.fix = fix
+        # no connection to the platform was made: the request cannot have done anything
+        self.unsent = unsent
 
     @property
     def exit_code(self):
@@ -163,7 +165,8 @@ class LandbaseError(Exception):
         server said (its code, its Retry-After)."""
         fields = {"code": self.code, "message": self.message, "meta": self.meta,
                   "transient": self.transient, "retry_after": self.retry_after,
-                  "server_code": self.server_code, "signum": self.signum, "fix": self.fix}
+                  "server_code": self.server_code, "signum": self.signum, "fix": self.fix,
+                  "unsent": self.unsent}
         fields.update(changes)
         return LandbaseError(**fields)
 
@@ -2069,8 +2072,17 @@ class Api:
         return request
 
     def transport_error(self, where, reason, expired, timeout, trace):
-        """The error of an exchange that got no answer: what failed, through which proxy, what to
-        do."""
+        """The error of an exchange that got no answer (what_failed), and whether its request was
+        never sent: no connection to the platform was made (for https, no TLS session), so it
+        cannot have done anything."""
+        error = self.what_failed(where, reason, expired, timeout, trace)
+        unsent = trace.connected_ms is None
+        if self.base.startswith("https:"):
+            unsent = trace.tls is None
+        return error.replace(unsent=unsent)
+
+    def what_failed(self, where, reason, expired, timeout, trace):
+        """What failed in an exchange that got no answer, through which proxy, what to do."""
         import socket
         import ssl
         if self.proxy is not None:
@@ -3711,7 +3723,8 @@ def post_start(api, account, body, key, args, console, known, until):
             raise
         if exc.meta.get("reason") == "idempotency_key_reused":
             raise key_reused(exc, args, key, account.id)
-        if not any(attempt.transient for attempt in attempts):
+        # an attempt that failed for good, or that never reached the platform, started nothing
+        if not any(attempt.transient and not attempt.unsent for attempt in attempts):
             raise account_not_found(exc, account)
         code = exc.code
         if exc.exit_code == 1:

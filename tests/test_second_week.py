@@ -113,6 +113,27 @@ class RerunDeadlineTests(ToolTestCase):
         self.assertNotIn("--account", command)
 
 
+class NothingSentTests(ToolTestCase):
+    """A second attack: a start whose every attempt was refused a connection said "the platform
+    may have created the import", which it cannot have."""
+
+    def test_a_start_that_never_reached_the_platform_says_nothing_of_an_import(self):
+        self.login()
+        os.environ["LANDBASE_PLATFORM_API_URL"] = "http://127.0.0.1:%d" % proxy.free_port()
+        result = self.run_tool(*START, "--idempotency-key=nightly-1", stdin=BODY % "ds_demo")
+        envelope = self.assertFails(result, "NETWORK_ERROR")
+        self.assertNotIn("may have created", envelope["error"]["message"])
+        self.assertNotIn("safeUntil", envelope["error"]["meta"])
+        self.assertEqual(self.clock.sleeps, [5, 10, 20])        # retried all the same
+
+    def test_an_answer_that_never_came_may_have_started_one(self):
+        self.login()
+        self.platform.inject("start", {"status": 503}, times=4)
+        result = self.run_tool(*START, "--idempotency-key=nightly-1", stdin=BODY % "ds_demo")
+        envelope = self.assertFails(result, "API_ERROR")
+        self.assertIn("may have created", envelope["error"]["message"])
+
+
 class DryRunTests(ToolTestCase):
     """Point 3: --dry-run says exactly what it checked, and what it cannot."""
 
