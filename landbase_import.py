@@ -3739,9 +3739,12 @@ def key_reused(error, args, key, account_id):
     """The key was kept for another body: the same line with a new key starts this one."""
     import uuid
     new_key = "%s-%s" % (key[:240], uuid.uuid4().hex[:8])
-    return error.replace(message="%s; this key started an import of another body in the last 24 "
-                         "hours: run the same line with a new key: %s"
-                         % (error.message, rerun_command(args, new_key, account_id)))
+    stdin = ""
+    if args.json == "-":
+        stdin = "with the same body on stdin again, "
+    # the server's message says why (the 24 hours, the other body): the tool adds what to run
+    return error.replace(message="%s; %srun the same line with a new key: %s"
+                         % (error.message, stdin, rerun_command(args, new_key, account_id)))
 
 
 def started_and_stopped(exc, account, known):
@@ -3755,7 +3758,7 @@ def attach_to_running(api, account, error, running, args, console):
     """A CONFLICT that names the running import: wait on it with --watch, else say how."""
     command = resume_command(account.id, [running])
     if not args.watch:
-        raise error.replace(message="%s; import %d is already running: wait on it with: %s"
+        raise error.replace(message="%s; wait on import %d with: %s"
                             % (error.message, running, command))
     console.line(
         "Import %d is already running (CONFLICT); waiting on it, as --watch asks. Resume with: %s"

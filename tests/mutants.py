@@ -304,9 +304,8 @@ MUTANTS = [
            "% (error.message, running, command))", '% (error.message, running, "it"))',
            ("test_surface",)),
     Mutant("conflict-watch-attaches", "a CONFLICT with --watch attaches to the running import",
-           '    if not args.watch:\n        raise error.replace(message="%s; import %d is already '
-           'running',
-           '    if True:\n        raise error.replace(message="%s; import %d is already running',
+           '    if not args.watch:\n        raise error.replace(message="%s; wait on import %d',
+           '    if True:\n        raise error.replace(message="%s; wait on import %d',
            ("test_surface",)),
     Mutant("key-charset", "--idempotency-key takes 1 to 255 printable ASCII characters",
            r'KEY_RE = re.compile(r"[\x20-\x7e]{1,255}\Z")',

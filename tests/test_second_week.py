@@ -48,6 +48,9 @@ class KeyKeptOnlyForA202Tests(ToolTestCase):
         self.assertOk(self.run_tool(*START, key, stdin=BODY % "ds_demo"))
         other = self.run_tool(*START, key, stdin=BODY % "ds_complete")
         message = self.assertFails(other, "VALIDATION_ERROR")["error"]["message"]
+        self.assertIn("; with the same body on stdin again, run the same line with a new key: ",
+                      message)
+        self.assertEqual(message.count("24 hours"), 1)          # the server's words say why
         command = command_in(message, "run the same line with a new key: ")
         self.assertEqual(command[0], TOOL)
         self.assertRegex(command[-1], r"\A--idempotency-key=nightly-2026-12-07-[0-9a-f]{8}\Z")
