@@ -1380,14 +1380,14 @@ def program_command():
     return "python3 " + shlex.quote(path)
 
 
-# ---------------------------------------------------------------- HTTP
-
 def choose_account():
     """The command that makes an account active, with the one that lists the ids, both runnable
     as printed."""
     return "%s account set <accountId> (the ids: %s account list)" % (program_command(),
                                                                        program_command())
 
+
+# ---------------------------------------------------------------- HTTP
 
 def base_url(env_name, default):
     """A base URL from the environment, refused unless it is https on Landbase (or http on
@@ -2445,9 +2445,9 @@ def count_of(counts, key):
     return None
 
 
-# The account a command works in, and where its id came from (--account, LANDBASE_ACCOUNT_ID or the
-# path of platform.json), for the message of an account that is not found.
-# an account a command works in: its id, where the id came from, and where the token came from
+# The account a command works in, where its id came from (--account, LANDBASE_ACCOUNT_ID or the
+# path of platform.json), for the message of an account that is not found, and where the token
+# came from ("env" or "file"), for what --dry-run can say it checked.
 Account = collections.namedtuple("Account", "id source token_source")
 
 
