@@ -47,8 +47,11 @@ def interpreters():
 
 def run(version, path):
     started = time.monotonic()
+    # each interpreter's own directory first in PATH, as where it runs alone: pyenv's python3 puts
+    # its own first for its children, and with 3.11's there a 4 MiB case on 3.12 grew 4 MiB more
+    env = dict(os.environ, PATH=os.pathsep.join([os.path.dirname(path), os.environ.get("PATH", "")]))
     process = subprocess.run([path, os.path.join(HERE, "run.py")], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, universal_newlines=True)
+                             stderr=subprocess.STDOUT, universal_newlines=True, env=env)
     return version, path, process.returncode, process.stdout, time.monotonic() - started
 
 
