@@ -262,17 +262,21 @@ def blocked_writing(pid):
     return "pipe" in wchan
 
 
+ARGV = ["contacts-import", "start", "--json", "-"]
+
+
 @unittest.skipUnless(sys.platform.startswith("linux"), "a pipe filled to its size (F_SETPIPE_SZ)")
 class SignalWhileStderrIsBlockedTests(RaceTestCase):
     """Item 9. stderr is a pipe that is full and never read, so "Started import N" blocks; the
     signal comes then. The import exists: its id and key must be in the envelope, or a rerun
     with a generated key imports twice."""
 
-    def stop_a_blocked_start(self, signum):
+    def blocked_start(self):
+        """(the process, the pipe's read end) of a start blocked writing "Started import N" to a
+        full stderr nobody reads, after its one POST."""
         self.world.write_session()
         read_end, write_end = full_pipe()
-        argv = ["contacts-import", "start", "--json", "-"]
-        running = run_cli(argv, self.world.env, stdin=BODY, stderr=write_end, background=True)
+        running = run_cli(ARGV, self.world.env, stdin=BODY, stderr=write_end, background=True)
         process = running.process
         os.close(write_end)
         self.addCleanup(self.end, process)
@@ -286,10 +290,14 @@ class SignalWhileStderrIsBlockedTests(RaceTestCase):
         if blocked_writing(process.pid) is None:
             time.sleep(1)
         self.assertNotEqual(blocked_writing(process.pid), False, "the start is not blocked")
+        return process, read_end
+
+    def stop_a_blocked_start(self, signum):
+        process, read_end = self.blocked_start()
         process.send_signal(signum)
         err = drain(read_end, 30).lstrip(b"\n")
         out = process.communicate(timeout=30)[0]
-        result = Result(process.returncode, out, err, argv)
+        result = Result(process.returncode, out, err, ARGV)
         created = [i for i in self.platform.imports if i != 1]    # import 1 is the seeded draft
         keys = [h["Idempotency-Key"] for m, p, h in self.platform.requests if m == "POST"]
         self.assertEqual(len(created), 1)
@@ -314,21 +322,8 @@ class SignalWhileStderrIsBlockedTests(RaceTestCase):
         """A second attack: with the pipe never read, the stopped run blocked writing its error
         and never ended, a second SIGTERM changing nothing. Its last lines get
         STOPPED_WRITES_LIMIT seconds (this test waits them for real: the bound is the promise)."""
-        self.world.write_session()
-        read_end, write_end = full_pipe()
-        self.addCleanup(os.close, read_end)
-        argv = ["contacts-import", "start", "--json", "-"]
-        running = run_cli(argv, self.world.env, stdin=BODY, stderr=write_end, background=True)
-        process = running.process
-        os.close(write_end)
-        self.addCleanup(self.end, process)
-        ends = time.monotonic() + 20
-        while self.world.count("POST", "/contacts-imports") == 0 and time.monotonic() < ends:
-            time.sleep(0.01)
-        while blocked_writing(process.pid) is False and time.monotonic() < ends:
-            time.sleep(0.01)
-        if blocked_writing(process.pid) is None:
-            time.sleep(1)
+        process, read_end = self.blocked_start()
+        self.addCleanup(os.close, read_end)         # never read: the test's promise
         process.send_signal(signal.SIGTERM)
         limit = tool.STOPPED_WRITES_LIMIT
         try:
