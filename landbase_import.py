@@ -20,6 +20,7 @@ SIGHUP.
 import argparse
 import collections
 import contextlib
+import io
 import itertools
 import json
 import operator
@@ -1870,11 +1871,18 @@ def build_opener(base):
             return self.do_open(secure, req, context=self._context, deadline=req.deadline,
                                 trace=req.trace)
 
-    context = None
+    # the handlers named one by one: urllib's build_opener() would add one that reads proxies
+    # from the environment, the file, ftp and data schemes, and an HTTPS handler that, on 3.12+,
+    # loads the CA store itself when it is given no context
+    opener = urllib.request.OpenerDirector()
+    opener.add_handler(urllib.request.UnknownHandler())
+    opener.add_handler(urllib.request.HTTPDefaultErrorHandler())
+    opener.add_handler(urllib.request.HTTPErrorProcessor())
+    opener.add_handler(NoRedirects())
+    opener.add_handler(HTTPHandler())
     if base.startswith("https:"):
-        context = tls_context()         # no CA store for http: it is never used
-    return urllib.request.build_opener(NoRedirects(), HTTPHandler(), HTTPSHandler(context=context),
-                                       urllib.request.ProxyHandler({}))
+        opener.add_handler(HTTPSHandler(context=tls_context()))
+    return opener
 
 
 class Api:
@@ -2272,22 +2280,21 @@ def needs_redaction(raw):
 
 def read_answer(response, where):
     """The body, read in chunks; past MAX_ANSWER_BYTES it is a broken answer and is not read
-    further."""
-    chunks = []
-    size = 0
+    further. The chunks go into one buffer that grows in place, and the bytes returned are that
+    buffer (not a copy), so that a 4 MiB answer is held once."""
+    body = io.BytesIO()
     while True:
         chunk = response.read(65536)
         if not chunk:
             break
-        size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
+        body.write(chunk)
+        if body.tell() > MAX_ANSWER_BYTES:
             raise LandbaseError(
                 "API_ERROR",
                 "%s: the answer is larger than %d MiB; it was not read further"
                 % (where, MAX_ANSWER_BYTES // (1024 * 1024)),
                 transient=True,
             )
-        chunks.append(chunk)
     left = getattr(response, "length", None)      # what Content-Length promised and never came
     if isinstance(left, int) and left > 0:
         raise LandbaseError(
@@ -2295,7 +2302,7 @@ def read_answer(response, where):
             "%s: the connection closed %d bytes before the end of the answer" % (where, left),
             transient=True,
         )
-    return b"".join(chunks)
+    return body.getvalue()
 
 
 def usable_token(token):

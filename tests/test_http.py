@@ -381,6 +381,30 @@ class HostileAnswerTests(ToolTestCase):
         self.assertEqual(self.assertOk(self.run_tool(*STATUS))["importId"], 1)
         self.assertEqual(self.clock.sleeps, [])
 
+    def test_a_4_mib_answer_is_held_once_while_it_is_read(self):
+        """read_answer(): the chunks go into one buffer, returned without a copy (joining a list of
+        chunks held the answer twice at its end)."""
+        import tracemalloc
+
+        class Answer:
+            chunks = 64
+            length = 0
+
+            def read(self, size):
+                if not self.chunks:
+                    return b""
+                self.chunks -= 1
+                return b"x" * size          # a new object each time, as a socket's read is
+
+        tracemalloc.start()
+        try:
+            body = tool.read_answer(Answer(), "GET /status")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        self.assertEqual(len(body), tool.MAX_ANSWER_BYTES)
+        self.assertLess(peak, 1.25 * len(body))
+
     def test_a_dripping_answer_ends_at_the_timeout(self):
         # one byte every 0.05 s: each read is quick, so only a whole-request deadline stops it; without
         # one, the answer completes after about 10 s and the command succeeds
@@ -466,6 +490,23 @@ class HostileAnswerTests(ToolTestCase):
     def test_an_import_under_the_wrong_account_points_at_account_list(self):
         envelope = self.assertFails(self.run_tool(*(STATUS + ("--account=acc_team",))), "NOT_FOUND")
         self.assertIn("account list", envelope["error"]["message"])
+
+
+class TlsContextTests(ToolTestCase):
+    def setUp(self):
+        ToolTestCase.setUp(self)
+        self.login()
+
+    def test_an_http_base_loads_no_ca_store(self):
+        """A verifying TLS context for an https base only: given none, urllib's HTTPSHandler loads
+        the CA store itself on 3.12+ (4 MiB and tens of ms that an http base never uses)."""
+        import ssl
+        from unittest import mock
+        with mock.patch.object(ssl.SSLContext, "load_default_certs", autospec=True) as load:
+            self.assertOk(self.run_tool("auth", "status"))
+            self.assertEqual(load.call_count, 0, "an http base loaded the CA store")
+            tool.build_opener("https://api.landbase.com")
+            self.assertEqual(load.call_count, 1, "an https base's context is the system store")
 
 
 class TlsTests(ToolTestCase):
