@@ -1381,6 +1381,12 @@ def program_command():
     return "python3 " + shlex.quote(path)
 
 
+def or_doctor(fix):
+    """A network failure's next step, as a command's message gives it: doctor checks each step of
+    the way. doctor's own rows give the step alone (Report.error)."""
+    return "%s, or run %s doctor" % (fix, program_command())
+
+
 def choose_account():
     """The command that makes an account active, with the one that lists the ids, both runnable
     as printed."""
@@ -2123,11 +2129,12 @@ class Api:
             fix = unresolved_name_fix(self.base)
             return LandbaseError("NETWORK_ERROR", "%s: the name %s cannot be resolved (%s); %s" % (
                 where, trace.host, excerpt(text), fix), transient=True, fix=fix)
-        fix = "check the network, or run %s doctor" % program_command()
+        fix = "check the network"
         if self.proxy is not None:
-            fix = "check the network and %s, or run %s doctor" % (self.proxy, program_command())
+            fix = "check the network and %s" % (self.proxy,)
         return LandbaseError(
-            "NETWORK_ERROR", "%s: %s; %s" % (where, excerpt(text), fix), transient=True, fix=fix
+            "NETWORK_ERROR", "%s: %s; %s" % (where, excerpt(text), or_doctor(fix)), transient=True,
+            fix=fix
         )
 
     def tunnel_refused(self, where, text, status):
@@ -2164,7 +2171,10 @@ class Api:
             hint = "the issuer is not trusted by the system store or SSL_CERT_FILE"
         elif verify in (9, 10):
             hint = "the certificate is not valid now"
-            fix = "check this host's clock (date -u), or run %s doctor" % program_command()
+            fix = (
+                "check this host's clock (date -u); if it is right, the certificate has expired "
+                "(or is not valid yet): tell whoever serves it, a TLS-inspecting proxy or Landbase"
+            )
         elif is_name_mismatch(reason):
             hint, fix = self.name_mismatch(trace)
         elif verify is None:                    # 3.6 does not say which check failed
@@ -2172,8 +2182,12 @@ class Api:
                 "it expired (check the clock), or its issuer is not trusted (the system store or "
                 "SSL_CERT_FILE must trust it)"
             )
+        shown_fix = fix
+        if verify in (9, 10):
+            shown_fix = or_doctor(fix)          # doctor compares the clock with the platform's
         return LandbaseError(
-            "NETWORK_ERROR", "%s: TLS failed (%s); %s: %s" % (where, detail, hint, fix), fix=fix
+            "NETWORK_ERROR", "%s: TLS failed (%s); %s: %s" % (where, detail, hint, shown_fix),
+            fix=fix
         )
 
     def name_mismatch(self, trace):
@@ -2458,8 +2472,9 @@ def count_of(counts, key):
 Account = collections.namedtuple("Account", "id source token_source")
 
 
-def account_not_found(error, account):
-    """A NOT_FOUND on an account's path, naming where the account id came from and the next step.
+def account_not_found(error, account, import_id=None):
+    """A NOT_FOUND on an account's path, naming where the account id came from and the next step;
+    for a start that resumes `import_id` (the body's importId), that import is what was not found.
     """
     if error.code != "NOT_FOUND":
         return error
@@ -2470,6 +2485,12 @@ def account_not_found(error, account):
         " (account %s comes from %s; if it is not one this identity can use, see: %s account list)"
         % (account.id, source, program_command())
     )
+    if import_id is not None:
+        hint = (
+            " (the body's importId %d is not an import of account %s, which comes from %s: fix "
+            "the importId, or the account: %s account list)"
+            % (import_id, account.id, source, program_command())
+        )
     if account.source == "LANDBASE_ACCOUNT_ID":
         hint = (
             hint[:-1]
@@ -3732,7 +3753,7 @@ def post_start(api, account, body, key, args, console, known, until):
             raise key_reused(exc, args, key, account.id)
         # an attempt that failed for good, or that never reached the platform, started nothing
         if not any(attempt.transient and not attempt.unsent for attempt in attempts):
-            raise account_not_found(exc, account)
+            raise start_refused(exc, account, body, args)
         code = exc.code
         if exc.exit_code == 1:
             code = "API_ERROR"
@@ -3740,6 +3761,20 @@ def post_start(api, account, body, key, args, console, known, until):
                     safeUntil=format_time(first_attempt + KEY_KEPT))
         raise exc.replace(code=code, message="%s; the platform may have created the import: %s"
                           % (exc.message, again), meta=meta)
+
+
+def start_refused(error, account, body, args):
+    """A start the platform refused for good: it started nothing and kept no key (API.md), so the
+    same line runs again once what was refused is fixed."""
+    if error.code == "NOT_FOUND":
+        return account_not_found(error, account, body.get("importId"))
+    if error.code != "VALIDATION_ERROR":
+        return error
+    fixed = "fix the body and run the same line again"
+    if args.json == "-":
+        fixed = "fix the body and run the same line again, with the fixed body on stdin"
+    return error.replace(message="%s; nothing was started and the key was not kept: %s"
+                         % (error.message, fixed))
 
 
 def key_reused(error, args, key, account_id):
@@ -3905,8 +3940,11 @@ class Report:
         """A failed check that says what the tool's own error says (its next step as the fix)."""
         detail = error.message
         fix = error.fix or fix
-        if fix and detail.endswith(fix):
-            detail = detail[:-len(fix)].rstrip("; :")
+        if fix:
+            for ending in (or_doctor(fix), fix):
+                if detail.endswith(ending):
+                    detail = detail[:-len(ending)].rstrip("; :")
+                    break
         self.add(name, "fail", detail, fix, error.code)
 
     def finish(self):

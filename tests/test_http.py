@@ -91,8 +91,10 @@ class MappingTests(ToolTestCase):
             with self.subTest(fault=fault):
                 self.clock.sleeps = []
                 self.platform.inject("status", fault, times=4)
-                self.assertFails(self.run_tool(*STATUS), code)
+                envelope = self.assertFails(self.run_tool(*STATUS), code)
                 self.assertEqual(self.clock.sleeps, [5, 10, 20])
+                if "reset" in fault:
+                    self.assertRegex(envelope["error"]["message"], r"; check the network, or run \S+ doctor$")
 
     def test_no_answer_within_the_timeout(self):
         self.platform.inject("status", {"delay": 1.5}, times=4)     # answered, but after the timeout

@@ -8,6 +8,7 @@ import os
 import shlex
 import shutil
 import socket
+import sys
 import tempfile
 import unittest
 from unittest import mock
@@ -35,7 +36,10 @@ class KeyKeptOnlyForA202Tests(ToolTestCase):
         self.login()
         key = "--idempotency-key=nightly-2026-12-07"
         refused = self.run_tool(*START, key, stdin=BODY % "ds_other")      # this account cannot read it
-        self.assertFails(refused, "VALIDATION_ERROR")
+        message = self.assertFails(refused, "VALIDATION_ERROR")["error"]["message"]
+        self.assertTrue(message.endswith("is not accessible to this account; nothing was started and the key "
+                                         "was not kept: fix the body and run the same line again, with the "
+                                         "fixed body on stdin"), message)
         fixed = self.run_tool(*START, key, stdin=BODY % "ds_demo")
         self.assertOk(fixed)
         self.assertIn("Started import", fixed.log)
@@ -187,6 +191,14 @@ class WrongAccountTests(ToolTestCase):
                 if source == "LANDBASE_ACCOUNT_ID":
                     self.assertIn("unset LANDBASE_ACCOUNT_ID", message)
 
+    def test_an_import_id_in_the_body_is_what_was_not_found(self):
+        self.login()
+        result = self.run_tool(*START, stdin='{"datasetId": "ds_demo", "tagName": "t", "importId": 99}')
+        message = self.assertFails(result, "NOT_FOUND")["error"]["message"]
+        self.assertIn("(the body's importId 99 is not an import of account acc_demo, which comes from the "
+                      "stored account (%s): fix the importId, or the account: " % self.session_path, message)
+        self.assertTrue(message.endswith(" account list)"), message)
+
     def test_doctor_says_the_account_comes_from_the_environment(self):
         self.login()
         os.environ["LANDBASE_ACCOUNT_ID"] = "acc_other"
@@ -337,6 +349,9 @@ class DoctorFixTests(ToolTestCase):
         self.assertClean(result)
         checks = [check for check in json.loads(result.stdout)["checks"] if check["status"] == "fail"]
         self.assertTrue(checks, result)
+        for check in checks:
+            self.assertNotRegex(check["detail"] + "; " + check["fix"], r"run \S+ doctor",
+                                "a row of doctor's says to run doctor")
         return checks[0]
 
     def test_an_untrusted_ca(self):
@@ -360,6 +375,24 @@ class DoctorFixTests(ToolTestCase):
         self.assertEqual(check["name"], "tls")
         self.assertIn("it holds wrong.example", check["detail"])
         self.assertNotIn("SSL_CERT_FILE=<your CA bundle>", check["fix"])
+
+    def test_a_platform_that_refuses_the_connection(self):
+        os.environ["LANDBASE_PLATFORM_API_URL"] = "https://localhost:%d" % proxy.free_port()
+        check = self.failed()
+        self.assertEqual(check["name"], "connection")
+        self.assertEqual(check["fix"], "check the network")
+
+    @unittest.skipIf(sys.version_info < (3, 7), "3.6's ssl module does not say which check failed")
+    def test_an_expired_certificate(self):
+        box = sandbox.Sandbox(certfile=os.path.join(TLS, "expired.pem")).start()
+        self.addCleanup(box.stop)
+        os.environ.update(LANDBASE_PLATFORM_API_URL="https://localhost:%d" % box.server.server_address[1],
+                          SSL_CERT_FILE=os.path.join(TLS, "ca.pem"))
+        check = self.failed()
+        self.assertEqual(check["name"], "tls")
+        self.assertIn("not valid now", check["detail"])
+        self.assertIn("date -u", check["fix"])
+        self.assertIn("if it is right, the certificate has expired", check["fix"])
 
     def test_a_proxy_that_is_down(self):
         port = proxy.free_port()
