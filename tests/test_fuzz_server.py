@@ -540,21 +540,25 @@ class ServerFuzzTests(ToolTestCase):
         case larger than OWN_PROCESS_BYTES runs again in a process of its own, whose peak is judged;
         a smaller one by what it added to its worker, at most 64 MiB less the tool at rest."""
         cases, results = self.complexity_results()
+        rows = self.figures["complexity"]["rows"]          # one a case, in the same order
         judged = []
         server = fuzz_server.HostileServer().start()
         try:
-            for case, result in zip(cases, results):
+            for case, result, row in zip(cases, results, rows):
                 if case.size > OWN_PROCESS_BYTES:
-                    result = dict(result, problems=self.own_process_memory(case, result, server))
+                    problems, row["peak_mib"] = self.own_process_memory(case, result, server)
+                    others = [problem for problem in result["problems"] if problem[0] != "memory"]
+                    result = dict(result, problems=others + problems)
+                    row["problems"] = sorted(set(label for label, _ in result["problems"]))
                 judged.append(result)
         finally:
             server.stop()
         self.judge(cases, judged, labels={"memory"})
 
     def own_process_memory(self, case, result, server):
-        """The problems of `case`'s memory, run in a process of the tool's own (PEAK_PROBE) against
-        `server`: none, or ("memory", what went wrong). That run must end as the case's `result`
-        did in its worker, or it measured something else."""
+        """(the problems of `case`'s memory, the peak in MiB or None), run in a process of the
+        tool's own (PEAK_PROBE) against `server`: no problem, or ("memory", what went wrong). That
+        run must end as the case's `result` did in its worker, or it measured something else."""
         config = tempfile.mkdtemp(dir=self.work)
         report = os.path.join(config, "peak.json")
         if case.session is not None:
@@ -574,19 +578,18 @@ class ServerFuzzTests(ToolTestCase):
             with open(report) as handle:
                 figures = json.load(handle)
         except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-            return [("memory", "its own process was not measured: %s" % exc)]
+            return [("memory", "its own process was not measured: %s" % exc)], None
         finally:
             server.finish()
             shutil.rmtree(config, ignore_errors=True)
+        peak = round(figures["peak_mib"], 1)
         if figures["exit"] != result["exit"]:
             return [("memory", "its own process ended with exit %r, not %r as in its worker"
-                     % (figures["exit"], result["exit"]))]
-        self.figures.setdefault("own_process_peaks", {})["%s, %d KiB" % (case.kind, case.size // 1024)] = round(
-            figures["peak_mib"], 1)
+                     % (figures["exit"], result["exit"]))], peak
         if figures["peak_mib"] > fuzz_server.MEMORY_LIMIT_MIB:
             return [("memory", "its own process's peak was %.1f MiB (at most %d MiB)"
-                     % (figures["peak_mib"], fuzz_server.MEMORY_LIMIT_MIB))]
-        return []
+                     % (figures["peak_mib"], fuzz_server.MEMORY_LIMIT_MIB))], peak
+        return [], peak
 
     # ------------------------------------------------------------ planted bugs
     # Each patches one name of landbase_import.py and runs the cases that should see it: one at least must
