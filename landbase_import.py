@@ -74,6 +74,11 @@ MAX_JSON_CONTAINERS = 400000            # and more objects and arrays: a list of
                                         # shortest accounts ({"id": "a"}) holds 381,300
 MAX_OBJECT_KEYS = 10000                 # and an object of more keys: no answer API.md describes
                                         # has one, and 280,000 in one object take 50 MiB to parse
+MAX_JSON_VALUES = 20000                 # and, but in the accounts list, more values (each comma
+                                        # and each object or array counts one): the documents
+                                        # API.md describes hold a few dozen, and 840,000 small
+                                        # strings in 4 MiB take 60 MiB
+ACCOUNTS_PATH = "/v1/accounts"          # the one answer of many entries: 381,300 accounts in 4 MiB
 ESCAPED_CHAR_SPAN = 16                  # the longest escape of a character that redaction finds,
 ESCAPED_FORMS_UP_TO = 256               # in a secret of at most this many characters
 MIN_SECRET = 8                          # a shorter value cannot be hidden (remember_secret)
@@ -789,19 +794,21 @@ class StrictJSONError(ValueError):
         self.key = key
 
 
-def parse_json(raw):
+def parse_json(raw, many=False):
     """The one JSON reader, for input bodies, platform.json and every answer alike: UTF-8 (one BOM
     tolerated), no duplicate keys, no NaN/Infinity, no number too large to print back, no nesting
-    deeper than MAX_JSON_DEPTH, no more than MAX_JSON_CONTAINERS objects and arrays, and no object
-    of more than MAX_OBJECT_KEYS keys (what memory a document takes grows with them: a million
-    empty objects in 4 MiB would take 100 MiB). Linear in the size of `raw`. StrictJSONError."""
+    deeper than MAX_JSON_DEPTH, no more than MAX_JSON_CONTAINERS objects and arrays, no object of
+    more than MAX_OBJECT_KEYS keys, and, unless `many` (the accounts list), no more than
+    MAX_JSON_VALUES values. What memory a document takes grows with its values, not its size: a
+    million empty objects in 4 MiB would take 100 MiB. Linear in the size of `raw`.
+    StrictJSONError."""
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise StrictJSONError("not UTF-8 (byte 0x%02x at offset %d)" % (raw[exc.start], exc.start))
-    shape = _refused_shape(raw)
+    shape = _refused_shape(raw, many)
     if shape:
         raise StrictJSONError(shape)
     hooks = {"object_pairs_hook": _refuse_duplicates, "parse_constant": _refuse_constant}
@@ -823,19 +830,21 @@ def parse_json(raw):
             gc.enable()
 
 
-def _refused_shape(raw):
+def _refused_shape(raw, many):
     """What refuses a document before it is parsed: more objects and arrays than
-    MAX_JSON_CONTAINERS, an object of more keys than MAX_OBJECT_KEYS, or brackets nested deeper
-    than MAX_JSON_DEPTH (on 3.12+ the parser accepts documents deeper than Python's recursion limit
-    lets anything walk afterwards); else None. Only brackets and colons outside strings count; the
-    text is read a chunk at a time, with whole-chunk operations (no regular expression, and a
-    Python loop over braces and colons alone, only when there are more colons than an object may
-    have keys): time and memory stay linear."""
+    MAX_JSON_CONTAINERS, an object of more keys than MAX_OBJECT_KEYS, brackets nested deeper than
+    MAX_JSON_DEPTH (on 3.12+ the parser accepts documents deeper than Python's recursion limit lets
+    anything walk afterwards), or, unless `many`, more values than MAX_JSON_VALUES; else None. Only
+    brackets, colons and commas outside strings count; the text is read a chunk at a time, with
+    whole-chunk operations (no regular expression, and a Python loop over braces and colons alone,
+    only when there are more colons than an object may have keys): time and memory stay linear."""
     brackets = raw.count(b"[") + raw.count(b"{")
     colons = raw.count(b":")
-    if brackets <= MAX_JSON_DEPTH and colons <= MAX_OBJECT_KEYS:
+    few_values = many or brackets + raw.count(b",") <= MAX_JSON_VALUES
+    if brackets <= MAX_JSON_DEPTH and colons <= MAX_OBJECT_KEYS and few_values:
         return None
     containers = 0
+    commas = 0
     depth = 0
     deepest = 0
     open_objects = []
@@ -846,8 +855,11 @@ def _refused_shape(raw):
         if colons > MAX_OBJECT_KEYS and _passes_key_limit(outside, open_objects):
             return "an object of more than %d keys" % MAX_OBJECT_KEYS
         depth, deepest = _depths(outside, depth, deepest)
+        commas += outside.count(b",")
     if deepest > MAX_JSON_DEPTH:
         return "nested deeper than %d levels" % MAX_JSON_DEPTH
+    if not many and containers + commas > MAX_JSON_VALUES:
+        return "more than %d values (only the accounts list may hold more)" % MAX_JSON_VALUES
     return None
 
 
@@ -898,6 +910,8 @@ def _passes_key_limit(outside, open_objects):
 
 
 def _refuse_duplicates(pairs):
+    if not pairs:
+        return {}       # dict([]) takes 241 bytes on 3.8 and 3.9, {} 73: a million empty objects
     seen = dict(pairs)
     if len(seen) < len(pairs):
         keys = [key for key, _ in pairs]
@@ -2209,7 +2223,7 @@ class Api:
         data = None
         if raw.strip():
             try:
-                data = parse_json(raw)
+                data = parse_json(raw, many=path == ACCOUNTS_PATH)
             except StrictJSONError as exc:
                 if 200 <= status < 300:
                     raise LandbaseError(
@@ -2530,7 +2544,7 @@ def fetch_accounts(api, retry=True):
             entry["id"] = account_id
             entry["name"] = name
         return listed
-    return api.call("GET", "/v1/accounts", retry=retry, check=accounts)
+    return api.call("GET", ACCOUNTS_PATH, retry=retry, check=accounts)
 
 
 def fetch_me(api, retry=True, trace=None):

@@ -47,7 +47,7 @@ except ImportError:             # Windows: no RSS or thread CPU figure
 REAL_SECONDS_PER_CASE = 8.0     # a case still running after this (and 16 s per MiB it is given) is stopped
 CPU_CAP = float(os.environ.get("FUZZ_SERVER_CPU_CAP") or 0)   # 0: 1.2 times its bound, + 0.2 s
 ROUND_THREE = ("references", "percent", "proxy", "date", "secrets")    # issue 21's fixed cases
-FOUR_MIB_IN_MAKE_TEST = ["unterminated escapes after 65 [", "many small strings",
+FOUR_MIB_IN_MAKE_TEST = ["unterminated escapes after 65 [", "many small strings", "many two-letter strings",
                          "token-like runs in what is printed", "&# and digits as the phase",
                          "a run as the phase, redrawn on a terminal"]
 MAX_SLEEPS, MAX_FAKE_SECONDS = 3000, 8 * 86400    # past a 30-minute wait, a device login, a 7-day --max-wait
