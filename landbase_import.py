@@ -804,13 +804,13 @@ def parse_json(raw, many=False):
     StrictJSONError."""
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
+    shape = _refused_shape(raw, many)       # before the text is decoded: up to 4 times the bytes
+    if shape:
+        raise StrictJSONError(shape)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise StrictJSONError("not UTF-8 (byte 0x%02x at offset %d)" % (raw[exc.start], exc.start))
-    shape = _refused_shape(raw, many)
-    if shape:
-        raise StrictJSONError(shape)
     hooks = {"object_pairs_hook": _refuse_duplicates, "parse_constant": _refuse_constant}
     if LONG_NUMBER_RE.search(raw):      # a call per number only where a number may be too long
         hooks.update(parse_float=_finite_float, parse_int=_bounded_int)

@@ -437,6 +437,20 @@ class LimitTests(ToolTestCase):
         commas_in_strings = b'{"a": "' + b"," * 100000 + b'"}'
         self.assertEqual(len(tool.parse_json(commas_in_strings)["a"]), 100000)
 
+    def test_18_a_refused_document_is_refused_before_it_is_decoded(self):
+        """One character outside Latin-1 makes the whole decoded text take 4 bytes a character:
+        16 MiB for this 4 MB answer, which the scan refuses from its bytes."""
+        import tracemalloc
+        raw = b"[" + b'"a",' * 1000000 + '"\U0001F600"]'.encode("utf-8")
+        tracemalloc.start()
+        try:
+            with self.assertRaisesRegex(tool.StrictJSONError, "^more than 20000 values"):
+                tool.parse_json(raw)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        self.assertLess(peak, len(raw))
+
     def test_18_a_status_of_too_many_values_is_a_broken_answer_and_the_accounts_list_is_not(self):
         self.login()
         crowded = {"importId": 1, "phase": "in_progress", "percent": 1, "counts": None, "error": None,
