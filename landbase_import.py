@@ -1395,10 +1395,10 @@ def program_command():
     return "python3 " + shlex.quote(path)
 
 
-def or_doctor(fix):
-    """A network failure's next step, as a command's message gives it: doctor checks each step of
-    the way. doctor's own rows give the step alone (Report.error)."""
-    return "%s, or run %s doctor" % (fix, program_command())
+def doctor_hint():
+    """What ends the message of an exchange that got no answer, after its next step: doctor checks
+    each step of the way. doctor's own rows leave it out (Report.error)."""
+    return ", or run %s doctor" % program_command()
 
 
 def choose_account():
@@ -1431,7 +1431,8 @@ def base_url(env_name, default):
         )
     if parts.scheme == "http" and not is_loopback(url):
         raise LandbaseError(
-            "INVALID_INPUT", "%s=%s: https is required except on loopback" % (env_name, url)
+            "INVALID_INPUT", "%s=%s: https is required except on loopback (127.0.0.1, ::1 or "
+            "localhost): use https://, or one of those names" % (env_name, url)
         )
     landbase = host == "landbase.com" or host.endswith(".landbase.com")
     custom = os.environ.get("LANDBASE_ALLOW_CUSTOM_API_URL") == "1"
@@ -1857,10 +1858,10 @@ def tls_context():
         return ssl.create_default_context(cafile=cafile or None)
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or exc
-        raise LandbaseError("SETUP_FAILED", "SSL_CERT_FILE=%s cannot be used: %s"
-                            % (shown(cafile), reason),
-                            fix="point SSL_CERT_FILE at a readable PEM bundle of CA certificates "
-                            "(it names %s), or unset it" % shown(cafile))
+        fix = ("point SSL_CERT_FILE at a readable PEM bundle of CA certificates (it names %s), or "
+               "unset it" % shown(cafile))
+        raise LandbaseError("SETUP_FAILED", "SSL_CERT_FILE=%s cannot be used: %s; %s"
+                            % (shown(cafile), reason, fix), fix=fix)
 
 
 def build_opener(base):
@@ -2107,7 +2108,10 @@ class Api:
         unsent = trace.connected_ms is None
         if self.base.startswith("https:"):
             unsent = trace.tls is None
-        return error.replace(unsent=unsent)
+        message = error.message
+        if error.code in ("NETWORK_ERROR", "TIMEOUT"):
+            message += doctor_hint()
+        return error.replace(unsent=unsent, message=message)
 
     def what_failed(self, where, reason, expired, timeout, trace):
         """What failed in an exchange that got no answer, through which proxy, what to do."""
@@ -2117,12 +2121,16 @@ class Api:
             where += " (through %s)" % (self.proxy,)
         if expired or isinstance(reason, socket.timeout):
             limit = "--timeout"
+            larger = "--timeout"
             if timeout != self.timeout:
                 limit = "what was left of --max-wait"
+                larger = "--max-wait"
+            fix = "check the network, or give it a larger %s" % larger
             return LandbaseError(
                 "TIMEOUT",
-                "%s: no complete answer within %gs (%s)" % (where, timeout, limit),
+                "%s: no complete answer within %gs (%s); %s" % (where, timeout, limit, fix),
                 transient=True,
+                fix=fix,
             )
         text = str(reason) or type(reason).__name__
         refused = re.match(r"Tunnel connection failed: (40[137])", text)
@@ -2144,11 +2152,13 @@ class Api:
             return LandbaseError("NETWORK_ERROR", "%s: the name %s cannot be resolved (%s); %s" % (
                 where, trace.host, excerpt(text), fix), transient=True, fix=fix)
         fix = "check the network"
+        if isinstance(reason, ConnectionRefusedError) and self.proxy is None:
+            fix = "nothing accepts connections at %s: check the address and the firewall" % (
+                host_port(*origin(self.base)[1:]))
         if self.proxy is not None:
             fix = "check the network and %s" % (self.proxy,)
         return LandbaseError(
-            "NETWORK_ERROR", "%s: %s; %s" % (where, excerpt(text), or_doctor(fix)), transient=True,
-            fix=fix
+            "NETWORK_ERROR", "%s: %s; %s" % (where, excerpt(text), fix), transient=True, fix=fix
         )
 
     def tunnel_refused(self, where, text, status):
@@ -2196,12 +2206,8 @@ class Api:
                 "it expired (check the clock), or its issuer is not trusted (the system store or "
                 "SSL_CERT_FILE must trust it)"
             )
-        shown_fix = fix
-        if verify in (9, 10):
-            shown_fix = or_doctor(fix)          # doctor compares the clock with the platform's
         return LandbaseError(
-            "NETWORK_ERROR", "%s: TLS failed (%s); %s: %s" % (where, detail, hint, shown_fix),
-            fix=fix
+            "NETWORK_ERROR", "%s: TLS failed (%s); %s: %s" % (where, detail, hint, fix), fix=fix
         )
 
     def name_mismatch(self, trace):
@@ -3782,6 +3788,10 @@ def start_refused(error, account, body, args):
     same line runs again once what was refused is fixed."""
     if error.code == "NOT_FOUND":
         return account_not_found(error, account, body.get("importId"))
+    if error.code == "CONFLICT":        # the running import unnamed (meta.importId names it)
+        return error.replace(message="%s; an import is already running and the platform did not "
+                             "say which: run the same line again once it has ended (the key was "
+                             "not kept)" % error.message)
     if error.code != "VALIDATION_ERROR":
         return error
     fixed = "fix the body and run the same line again"
@@ -3934,7 +3944,7 @@ class Report:
     def __init__(self, console):
         self.console = console
         self.checks = []
-        self.failures = []              # (code, name, detail)
+        self.failures = []              # (code, name, detail, fix)
 
     def add(self, name, status, detail, fix="", code="SETUP_FAILED"):
         detail = shown(detail, 300)
@@ -3948,29 +3958,33 @@ class Report:
             # 1 setup, 3 session, 4 network: no other
             if EXIT_CODES.get(code) not in (1, 3, 4):
                 code = "NETWORK_ERROR"
-            self.failures.append((code, name, detail))
+            self.failures.append((code, name, detail, fix))
 
     def error(self, name, error, fix=None):
-        """A failed check that says what the tool's own error says (its next step as the fix)."""
+        """A failed check that says what the tool's own error says, less the next step a command's
+        message ends with: the fix is the error's own step, or, for a timeout, the check's (which
+        names the step that did not answer)."""
         detail = error.message
-        fix = error.fix or fix
-        if fix:
-            for ending in (or_doctor(fix), fix):
-                if detail.endswith(ending):
-                    detail = detail[:-len(ending)].rstrip("; :")
-                    break
+        if detail.endswith(doctor_hint()):
+            detail = detail[:-len(doctor_hint())]
+        if error.fix and detail.endswith(error.fix):
+            detail = detail[:-len(error.fix)].rstrip("; :")
+        if error.code != "TIMEOUT" or not fix:
+            fix = error.fix or fix
         self.add(name, "fail", detail, fix, error.code)
 
     def finish(self):
         self.console.result({"ok": not self.failures, "checks": self.checks})
         if not self.failures:
             return 0
-        code, name, detail = self.failures[0]
+        code, name, detail, fix = self.failures[0]
         count = "1 check failed"
         if len(self.failures) > 1:
             count = "%d checks failed" % len(self.failures)
-        raise LandbaseError(code, "%s; the first: %s: %s" % (count, name, detail),
-                            {"failed": [failure[1] for failure in self.failures]})
+        message = "%s; the first: %s: %s" % (count, name, detail)
+        if fix:
+            message += "; fix: " + fix     # what cron mails ends with the next step
+        raise LandbaseError(code, message, {"failed": [failure[1] for failure in self.failures]})
 
 
 def cmd_doctor(args, console):
@@ -3991,8 +4005,8 @@ def cmd_doctor(args, console):
         me = check_platform(report, api, session)
     if config_ok:
         check_session(report, store, session, session_error, me)
-    if session is not None and api is not None and me is not None:
-        check_account(report, api, session)
+    if session is not None:
+        check_account(report, api, session, me)
     check_tool(report)
     return report.finish()
 
@@ -4047,6 +4061,10 @@ def check_config(report, store):
 
 def check_session_file(report, store):
     path = store.path
+    if not os.path.lexists(path) and os.environ.get("LANDBASE_ACCESS_TOKEN", "").strip():
+        report.add("config", "ok", "%s does not exist; not needed: LANDBASE_ACCESS_TOKEN is set"
+                   % path)
+        return True
     if not os.path.lexists(path):
         report.add(
             "config", "warn", "%s does not exist" % path, "%s auth login" % program_command()
@@ -4233,12 +4251,13 @@ def check_clock(report, headers):
     value = None
     if headers is not None:
         value = headers.get("Date")
+    by_hand = "compare date -u with a clock you trust; check that the host keeps it (NTP)"
     if not value:
         report.add(
             "clock",
             "warn",
             "the platform's answer has no Date header, so the clock was not compared",
-            "",
+            by_hand,
         )
         return
     when = parse_http_date(value)
@@ -4248,7 +4267,7 @@ def check_clock(report, headers):
             "warn",
             "the platform's Date header is not a valid date (%s), so the clock was "
             "not compared" % excerpt(value, 60),
-            "",
+            by_hand,
         )
         return
     skew = CLOCK.wall() - when
@@ -4278,6 +4297,10 @@ def check_session(report, store, session, error, me):
     expires_at = session.expires_at
     if expires_at is None and me is not None and is_time(me.get("expiresAt")):
         expires_at = parse_time(me["expiresAt"])
+    if expires_at is None and me is None:
+        report.add("session", "warn", "from %s; when it ends is not known: the platform, which "
+                   "says so, did not answer" % source, "fix the failed check above first")
+        return
     if expires_at is None:
         report.add("session", "warn", "from %s; nobody says when it ends, so auth status "
                    "--min-valid cannot pass" % source, renewal(session.source))
@@ -4293,10 +4316,16 @@ def check_session(report, store, session, error, me):
         report.add("session", "ok", detail)
 
 
-def check_account(report, api, session):
-    """The active account: set, well formed, usable by this identity; where its id came from."""
+def check_account(report, api, session, me):
+    """The active account: set, well formed, usable by this identity; where its id came from.
+    Whether this identity can use it is asked only of a platform that answered /v1/me."""
     try:
         account_id = require_account(session)
+        if api is None or me is None:
+            report.add("account", "warn", "%s (from %s); whether this identity can use it is not "
+                       "known: the platform did not answer" % (account_id, session.account_source),
+                       "fix the failed check above first")
+            return
         accounts = fetch_accounts(api, retry=False)
     except LandbaseError as exc:
         report.error("account", exc, choose_account())

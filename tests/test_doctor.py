@@ -56,6 +56,26 @@ class DoctorTests(ToolTestCase):
         self.assertEqual(checks["connection"]["status"], "fail")
         self.assertIn("Connection refused", checks["connection"]["detail"])
         self.assertEqual(envelope["error"]["meta"]["failed"], ["connection"])
+        # what cron mails ends with the next step
+        self.assertTrue(envelope["error"]["message"].endswith("; fix: " + checks["connection"]["fix"]))
+        # what the platform was to say is not known, and no row says otherwise
+        self.assertEqual(checks["session"]["status"], "ok")     # a stored session says when it ends
+        self.assertEqual(checks["account"]["status"], "warn")
+        self.assertIn("acc_demo (from ", checks["account"]["detail"])
+        self.assertIn("is not known: the platform did not answer", checks["account"]["detail"])
+
+    def test_an_environment_token_while_the_platform_does_not_answer(self):
+        os.environ.update(LANDBASE_ACCESS_TOKEN=self.login(), LANDBASE_PLATFORM_API_URL="http://127.0.0.1:9")
+        os.remove(self.session_path)
+        result, _, checks = self.doctor()
+        self.assertFails(result, "NETWORK_ERROR")
+        self.assertEqual(checks["config"]["status"], "ok")      # no platform.json, and none is needed
+        self.assertIn("not needed: LANDBASE_ACCESS_TOKEN is set", checks["config"]["detail"])
+        self.assertEqual(checks["session"]["status"], "warn")
+        self.assertIn("the platform, which says so, did not answer", checks["session"]["detail"])
+        self.assertNotIn("renew", checks["session"]["fix"])
+        self.assertEqual(checks["account"]["status"], "fail")   # no account is set: known without it
+        self.assertIn("No account id", checks["account"]["detail"])
 
     def test_a_base_url_that_is_not_allowed_is_the_setup_class(self):
         self.login()

@@ -255,6 +255,7 @@ class DoctorTests(ToolTestCase):
                     continue
                 self.assertEqual(clock["status"], "warn", clock)
                 self.assertIn("not a valid date", clock["detail"])
+                self.assertIn("date -u", clock["fix"])          # a warning too says what to do
                 self.assertEqual(result.code, 0, result)
 
     def test_17_no_date_is_a_warning(self):
@@ -267,6 +268,7 @@ class DoctorTests(ToolTestCase):
         _, _, checks = self.doctor()
         self.assertEqual(checks["clock"]["status"], "warn")
         self.assertIn("no Date header", checks["clock"]["detail"])
+        self.assertIn("date -u", checks["clock"]["fix"])
 
     def test_14_the_platform_is_reported_once(self):
         result, checks, by_name = self.doctor()          # no session

@@ -100,6 +100,8 @@ class MappingTests(ToolTestCase):
         self.platform.inject("status", {"delay": 1.5}, times=4)     # answered, but after the timeout
         envelope = self.assertFails(self.run_tool(*(STATUS + ("--timeout", "0.3"))), "TIMEOUT")
         self.assertIn("0.3", envelope["error"]["message"])
+        self.assertRegex(envelope["error"]["message"],
+                         r"; check the network, or give it a larger --timeout, or run \S+ doctor$")
         self.assertEqual(self.clock.sleeps, [5, 10, 20])
 
     def test_answers_that_break_the_contract_are_transient_api_errors(self):
@@ -309,6 +311,15 @@ class BaseUrlTests(ToolTestCase):
     def setUp(self):
         ToolTestCase.setUp(self)
         self.login()
+
+    def test_each_refusal_ends_with_the_next_step(self):
+        os.environ["LANDBASE_PLATFORM_API_URL"] = "http://api.landbase.com"
+        message = self.assertFails(self.run_tool(*STATUS), "INVALID_INPUT")["error"]["message"]
+        self.assertTrue(message.endswith(": use https://, or one of those names"), message)
+        missing = os.path.join(self.config, "corporate-ca.pem")
+        os.environ.update(LANDBASE_PLATFORM_API_URL="https://api.landbase.com", SSL_CERT_FILE=missing)
+        message = self.assertFails(self.run_tool(*STATUS), "SETUP_FAILED")["error"]["message"]
+        self.assertTrue(message.endswith("(it names %s), or unset it" % missing), message)
 
     def check(self, url, allowed, custom=False):
         os.environ["LANDBASE_PLATFORM_API_URL"] = url

@@ -255,7 +255,9 @@ class CertificateThroughProxyTests(ProxyTestCase):
         self.assertNotIn("3.13", message)
 
     def test_a_ca_that_is_not_trusted_names_ssl_cert_file(self):
-        self.assertIn("SSL_CERT_FILE", self.fail_tls("localhost.pem", cafile=OTHER_CA))
+        message = self.fail_tls("localhost.pem", cafile=OTHER_CA)
+        self.assertIn("SSL_CERT_FILE", message)
+        self.assertRegex(message, r", or run \S+ doctor$")       # each network failure points at doctor
 
     @unittest.skipIf(sys.version_info < (3, 13), "before 3.13 the default context does not verify strictly")
     def test_a_ca_without_key_identifiers_is_refused_on_3_13(self):

@@ -46,6 +46,14 @@ class KeyKeptOnlyForA202Tests(ToolTestCase):
         keys = [headers["Idempotency-Key"] for method, _, headers in self.platform.requests if method == "POST"]
         self.assertEqual(keys, ["nightly-2026-12-07"] * 2)
 
+    def test_a_conflict_that_names_no_import_says_when_to_run_again(self):
+        self.login()
+        self.platform.inject("start", {"status": 409, "body": {"error": {"code": "CONFLICT", "message": "busy"}}})
+        message = self.assertFails(self.run_tool(*START, stdin=BODY % "ds_demo"), "CONFLICT")["error"]["message"]
+        self.assertTrue(message.endswith(": busy; an import is already running and the platform did not say "
+                                         "which: run the same line again once it has ended (the key was not "
+                                         "kept)"), message)
+
     def test_a_key_kept_for_another_body_gives_the_line_with_a_new_key(self):
         self.login()
         key = "--idempotency-key=nightly-2026-12-07"
@@ -378,9 +386,11 @@ class DoctorFixTests(ToolTestCase):
 
     def test_a_platform_that_refuses_the_connection(self):
         os.environ["LANDBASE_PLATFORM_API_URL"] = "https://localhost:%d" % proxy.free_port()
+        port = int(os.environ["LANDBASE_PLATFORM_API_URL"].rsplit(":", 1)[1])
         check = self.failed()
         self.assertEqual(check["name"], "connection")
-        self.assertEqual(check["fix"], "check the network")
+        self.assertEqual(check["fix"], "nothing accepts connections at localhost:%d: check the address and "
+                                       "the firewall" % port)
 
     @unittest.skipIf(sys.version_info < (3, 7), "3.6's ssl module does not say which check failed")
     def test_an_expired_certificate(self):
