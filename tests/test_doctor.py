@@ -62,7 +62,7 @@ class DoctorTests(ToolTestCase):
         self.assertEqual(checks["session"]["status"], "ok")     # a stored session says when it ends
         self.assertEqual(checks["account"]["status"], "warn")
         self.assertIn("acc_demo (from ", checks["account"]["detail"])
-        self.assertIn("is not known: the platform did not answer", checks["account"]["detail"])
+        self.assertIn("is not known: the platform could not be asked", checks["account"]["detail"])
 
     def test_an_environment_token_while_the_platform_does_not_answer(self):
         os.environ.update(LANDBASE_ACCESS_TOKEN=self.login(), LANDBASE_PLATFORM_API_URL="http://127.0.0.1:9")
@@ -72,7 +72,7 @@ class DoctorTests(ToolTestCase):
         self.assertEqual(checks["config"]["status"], "ok")      # no platform.json, and none is needed
         self.assertIn("not needed: LANDBASE_ACCESS_TOKEN is set", checks["config"]["detail"])
         self.assertEqual(checks["session"]["status"], "warn")
-        self.assertIn("the platform, which says so, did not answer", checks["session"]["detail"])
+        self.assertIn("the platform, which says so, could not be asked", checks["session"]["detail"])
         self.assertNotIn("renew", checks["session"]["fix"])
         self.assertEqual(checks["account"]["status"], "fail")   # no account is set: known without it
         self.assertIn("No account id", checks["account"]["detail"])
