@@ -14,7 +14,10 @@ domain (landbase.com), looking up a name in it fails at once: a request for api.
 should have gone through a test proxy cannot leave the host. With $FASTCLOCK_CONNECT_LOG set to a
 file, each connection the tool opens appends its "host:port" there (a proxy that is down sees no
 attempt: this counts them where they leave). With $FASTCLOCK_SLOW_FSYNC set to a file, each fsync
-first creates that file, then really takes 2 s (a slow disk, for two writers at once).
+first creates that file, then really takes 2 s (a slow disk, for two writers at once). With $FASTCLOCK_TTY
+set, stderr says it is a terminal (the tool redraws its progress). With $FASTCLOCK_PEAK set to a file, the
+run's exit and the peak resident memory of this process (VmHWM, in MiB) are written there as JSON at the end
+(test_fuzz_server unsets LBI_TEST_CACHE too: the file is then compiled from its source, as every start is).
 """
 
 import os
@@ -88,7 +91,24 @@ def main():
 
     tool.CLOCK = FastClock()
     sys.argv[0] = TOOL
-    return tool.main()
+    if os.environ.get("FASTCLOCK_TTY"):
+        sys.stderr.isatty = lambda: True
+    code = tool.main()
+    if os.environ.get("FASTCLOCK_PEAK"):
+        write_peak(os.environ["FASTCLOCK_PEAK"], code)
+    return code
+
+
+def write_peak(path, code):
+    import json
+    figures = {"exit": code}
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            name, _, value = line.partition(":")
+            if name == "VmHWM":
+                figures["peak_mib"] = int(value.split()[0]) / 1024.0
+    with open(path, "w") as handle:
+        json.dump(figures, handle)
 
 
 if __name__ == "__main__":

@@ -250,10 +250,10 @@ the token echoed in every escaping in every place the tool prints. %d passed. Ma
 """
 COMPLEXITY = """%d answers of up to 4 MiB and inputs of up to 1 MiB, each in a forked worker of its own.
 The promise: whatever its size (up to 4 MiB), an answer costs under %g s of CPU (the thread that
-runs the tool) and the process stays under %d MiB, on a terminal too. A case over 512 KiB runs again
-as a process of the tool's own (the file run by path, its clock fake), whose peak is judged; a
-smaller one may add %.1f MiB to its worker (64 MiB less the tool at rest, after one small status
-read: %s on this interpreter). Worst: %.2f s of CPU per MiB (%s, %d KiB); highest peak: %s. Over
+runs the tool) and the process stays under %d MiB, on a terminal too. A case over 512 KiB runs
+again as a process of the tool's own (tests/fastclock.py: compiled from its source, its clock
+fake), whose peak is judged; a smaller one may add %.1f MiB to its worker (64 MiB less the tool at
+rest, after one small status read: %s on this interpreter). Worst: %.2f s of CPU per MiB (%s, %d KiB); highest peak: %s. Over
 %g s of CPU: %s. Over the memory bound: %s. Made %s.
 """
 

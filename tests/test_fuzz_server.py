@@ -4,7 +4,7 @@ The cases run in-process, in forked workers, against fuzz_server.HostileServer w
 clock (and, for the proxy cases, behind a tests/proxy.py that answers CONNECT badly). Each
 complexity case runs in a forked worker of its own, its CPU time (the thread that runs main())
 bounded by the promise, 1 s, and its memory by 64 MiB less the tool at rest (measured here:
-rest_mib()); one larger than 512 KiB runs again as a process of the tool's own (PEAK_PROBE), whose
+rest_mib()); one larger than 512 KiB runs again as a process of the tool's own (fastclock.py), whose
 peak is bounded by 64 MiB, as API.md says. The
 planted bugs put back, one at a time, a bug this tool has had or could have: the fuzzer must fail.
 make test runs every fourth drawn case, the fixed ones (issue 21's shapes but the slow proxy
@@ -37,7 +37,7 @@ from unittest import mock
 import fuzz_server
 import proxy
 from fuzz_server import MIB
-from support import TOOL, FakeClock, ToolTestCase, tool
+from support import FASTCLOCK, TOOL, FakeClock, ToolTestCase, tool
 
 try:
     import resource
@@ -54,7 +54,7 @@ MAX_SLEEPS, MAX_FAKE_SECONDS = 3000, 8 * 86400    # past a 30-minute wait, a dev
 WORKERS = max(1, min(4, 2 * (os.cpu_count() or 1)))   # two per core: each waits on its server half the time
 FULL = bool(os.environ.get("LANDBASE_TEST_FULL"))
 BIG_CASE_MIB = 2                # a case that grew the process more is followed by release_free_memory()
-# a complexity case larger than this has its memory judged in a process of its own (PEAK_PROBE): the growth
+# a complexity case larger than this has its memory judged in a process of its own (fastclock.py): the growth
 # of a forked worker carries the test process's heap, and it varied by 4 MiB from run to run for one case
 OWN_PROCESS_BYTES = MIB // 2
 
@@ -170,57 +170,6 @@ except (OSError, IndexError, ValueError):
 with open(report, "w") as handle:
     json.dump({"exit": code, "rss_mib": rss}, handle)
 """
-
-
-# A case of OWN_PROCESS_MIB or more, run again in a process of its own: the file run by path (compiled
-# from its source, as every start is), its clock skipping what it sleeps (a retry takes no time), its
-# stderr a terminal where the case's is; the peak resident memory of that whole process (VmHWM), and
-# its exit, written as JSON to the file named last.
-PEAK_PROBE = r"""
-import json, runpy, sys, time
-report = sys.argv.pop()
-terminal = sys.argv.pop() == "tty"
-tool = runpy.run_path(sys.argv[1], run_name="landbase_import")
-
-
-class Skipping(tool["Clock"]):
-    skipped = 0.0
-    sleeps = 0
-
-    def now(self):
-        return time.monotonic() + self.skipped
-
-    def wall(self):
-        return time.time() + self.skipped
-
-    def sleep(self, seconds):
-        self.sleeps += 1
-        if self.sleeps > %d:
-            raise SystemExit("runaway: the tool slept %%d times" %% self.sleeps)
-        self.skipped += max(0.0, seconds)
-
-    def wait_event(self, event, seconds):
-        if not event.wait(min(max(0.0, seconds), 0.05)):
-            self.skipped += max(0.0, seconds)
-        return event.is_set()
-
-
-tool["main"].__globals__["CLOCK"] = Skipping()
-if terminal:
-    sys.stderr.isatty = lambda: True
-try:
-    code = tool["main"](sys.argv[2:])
-except SystemExit as exc:
-    code = exc.code
-figures = {}
-with open("/proc/self/status") as handle:
-    for line in handle:
-        name, _, value = line.partition(":")
-        if name == "VmHWM":
-            figures["peak_mib"] = int(value.split()[0]) / 1024.0
-with open(report, "w") as handle:
-    json.dump(dict(figures, exit=code), handle)
-""" % MAX_SLEEPS
 
 
 def rest_mib(work):
@@ -557,20 +506,25 @@ class ServerFuzzTests(ToolTestCase):
 
     def own_process_memory(self, case, result, server):
         """(the problems of `case`'s memory, the peak in MiB or None), run in a process of the
-        tool's own (PEAK_PROBE) against `server`: no problem, or ("memory", what went wrong). That
-        run must end as the case's `result` did in its worker, or it measured something else."""
+        tool's own (tests/fastclock.py) against `server`: no problem, or ("memory", what went
+        wrong). That run must end as the case's `result` did in its worker, or it measured
+        something else."""
         config = tempfile.mkdtemp(dir=self.work)
         report = os.path.join(config, "peak.json")
         if case.session is not None:
             with open(os.path.join(config, "platform.json"), "wb") as handle:
                 handle.write(case.session)
+        # fastclock.py: the tool's clock skips what it sleeps (a retry takes no time); without the
+        # suite's cache of compiled code, the file is compiled from its source, as every start is
         env = dict(os.environ, LANDBASE_PLATFORM_API_URL=server.url, LANDBASE_PLATFORM_WEB_URL=server.url,
-                   LANDBASE_CONFIG_DIR=config, COLUMNS=str(case.columns))
-        env.pop("LANDBASE_ACCESS_TOKEN", None)
+                   LANDBASE_CONFIG_DIR=config, COLUMNS=str(case.columns), FASTCLOCK_PEAK=report)
+        for name in ("LANDBASE_ACCESS_TOKEN", "LBI_TEST_CACHE", "FASTCLOCK_TTY"):
+            env.pop(name, None)
         if case.env_token:
             env["LANDBASE_ACCESS_TOKEN"] = case.env_token
-        terminal = "tty" if case.tty else "no-tty"
-        argv = [sys.executable, "-S", "-c", PEAK_PROBE, TOOL] + list(case.argv) + [terminal, report]
+        if case.tty:
+            env["FASTCLOCK_TTY"] = "1"
+        argv = [sys.executable, "-S", FASTCLOCK] + list(case.argv)
         server.begin(case)
         try:
             subprocess.run(argv, env=env, input=case.stdin, stdout=subprocess.DEVNULL,
