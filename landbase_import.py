@@ -1028,6 +1028,12 @@ def format_span(seconds):
     return "%ds" % seconds
 
 
+def environment_token():
+    """The token LANDBASE_ACCESS_TOKEN gives, which every command uses instead of the stored one;
+    "" when it gives none (unset, empty or blank)."""
+    return os.environ.get("LANDBASE_ACCESS_TOKEN", "").strip()
+
+
 # The credentials for one call: the token, its source ("env" or "file"), its end (epoch seconds, or
 # None), the active account, where that came from ("--account", "LANDBASE_ACCOUNT_ID", the file's
 # path or None), and the SETUP_FAILED of a stored account id that is none, for the commands that
@@ -1114,7 +1120,7 @@ class SessionStore:
         """The session for this call: AUTH_REQUIRED without one, AUTH_FAILED past expiresAt;
         nothing sent."""
         stored = self.load(console)
-        token = os.environ.get("LANDBASE_ACCESS_TOKEN", "").strip()
+        token = environment_token()
         source = "env"
         if not token:
             token = stored.get("accessToken") or ""
@@ -3411,7 +3417,7 @@ def cmd_auth_login(args, console):
                             % (granted["expiresAt"], program_command()))
     before = store.update(lambda data: store_login(data, granted), console, replace_damaged=True)
     console.line("Saved the session in %s" % store.path)
-    if os.environ.get("LANDBASE_ACCESS_TOKEN", "").strip():
+    if environment_token():
         console.warn("LANDBASE_ACCESS_TOKEN is set, and commands use it, not this session: unset "
                      "it to use this one")
     api.token = granted["accessToken"]
@@ -3605,7 +3611,7 @@ def cmd_auth_logout(args, console):
         console.line("Removed it: %s" % damaged)
     elif not token:
         console.line("No stored session in %s." % store.path)
-    if os.environ.get("LANDBASE_ACCESS_TOKEN"):
+    if environment_token():
         console.warn("LANDBASE_ACCESS_TOKEN is set and still used; logout neither revokes nor "
                      "unsets it")
     console.result({"loggedOut": True, "revoked": revoked})
@@ -4061,7 +4067,7 @@ def check_config(report, store):
 
 def check_session_file(report, store):
     path = store.path
-    if not os.path.lexists(path) and os.environ.get("LANDBASE_ACCESS_TOKEN", "").strip():
+    if not os.path.lexists(path) and environment_token():
         report.add("config", "ok", "%s does not exist; not needed: LANDBASE_ACCESS_TOKEN is set"
                    % path)
         return True

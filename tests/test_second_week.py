@@ -280,6 +280,17 @@ class WhereTheSessionIsTests(ToolTestCase):
                       "session: unset it to use this one", result.log)
 
 
+    def test_logout_warns_of_an_environment_token_only_where_commands_use_one(self):
+        """environment_token(), the one reading of LANDBASE_ACCESS_TOKEN: blank is no token."""
+        for value, warned in (("  ", False), (self.platform.mint_token("usr_demo"), True)):
+            with self.subTest(value=value[:4]):
+                self.login()
+                os.environ["LANDBASE_ACCESS_TOKEN"] = value
+                result = self.run_tool("auth", "logout")
+                self.assertOk(result)
+                self.assertEqual("LANDBASE_ACCESS_TOKEN is set and still used" in result.log, warned, result.log)
+
+
 class LoginAccountLinesTests(ToolTestCase):
     """A second attack: a login of an identity with one account said that account was active, then
     that the active one was cleared and to choose one."""
