@@ -385,19 +385,23 @@ class DoctorFixTests(ToolTestCase):
         self.assertEqual(check["name"], "tls store")
         self.assertIn(missing, check["fix"])
 
-    def test_a_certificate_for_another_name(self):
-        box = sandbox.Sandbox(certfile=os.path.join(TLS, "wrongname.pem")).start()
+    def serve(self, certfile):
+        """A sandbox serving `certfile` as the platform, at https://localhost, its CA trusted."""
+        box = sandbox.Sandbox(certfile=os.path.join(TLS, certfile)).start()
         self.addCleanup(box.stop)
         os.environ.update(LANDBASE_PLATFORM_API_URL="https://localhost:%d" % box.server.server_address[1],
                           SSL_CERT_FILE=os.path.join(TLS, "ca.pem"))
+
+    def test_a_certificate_for_another_name(self):
+        self.serve("wrongname.pem")
         check = self.failed()
         self.assertEqual(check["name"], "tls")
         self.assertIn("it holds wrong.example", check["detail"])
         self.assertNotIn("SSL_CERT_FILE=<your CA bundle>", check["fix"])
 
     def test_a_platform_that_refuses_the_connection(self):
-        os.environ["LANDBASE_PLATFORM_API_URL"] = "https://localhost:%d" % proxy.free_port()
-        port = int(os.environ["LANDBASE_PLATFORM_API_URL"].rsplit(":", 1)[1])
+        port = proxy.free_port()
+        os.environ["LANDBASE_PLATFORM_API_URL"] = "https://localhost:%d" % port
         check = self.failed()
         self.assertEqual(check["name"], "connection")
         self.assertEqual(check["fix"], "nothing accepts connections at localhost:%d: check the address and "
@@ -405,10 +409,7 @@ class DoctorFixTests(ToolTestCase):
 
     @unittest.skipIf(sys.version_info < (3, 7), "3.6's ssl module does not say which check failed")
     def test_an_expired_certificate(self):
-        box = sandbox.Sandbox(certfile=os.path.join(TLS, "expired.pem")).start()
-        self.addCleanup(box.stop)
-        os.environ.update(LANDBASE_PLATFORM_API_URL="https://localhost:%d" % box.server.server_address[1],
-                          SSL_CERT_FILE=os.path.join(TLS, "ca.pem"))
+        self.serve("expired.pem")
         check = self.failed()
         self.assertEqual(check["name"], "tls")
         self.assertIn("not valid now", check["detail"])
