@@ -266,7 +266,7 @@ def may_hold_secret(text):
     return False
 
 
-ESCAPE_MARKS = ("\\", "&", "%", "+")         # each of _char_forms' escapes begins with one
+ESCAPE_MARKS = ("\\", "&", "%", "+")         # each of _char_heads' escapes begins with one
 ESCAPE_ENDS = ';+"/\\'                        # and ends with one of these, a letter or a digit;
 # where one may begin: 4 MiB of % with no hex digits after them holds none, and is not scanned
 ESCAPE_RE = re.compile(r"[\\+]|&[#A-Za-z]|%[0-9A-Fa-f]{2}")
@@ -392,49 +392,19 @@ def _windows_pattern(windows, forms, names, marks):
     """One alternation for the windows [(secret, offset)] with their first characters' escapes
     shared: a position is tried once for each kind of escape (\\u, &#, %, ...), not once for each
     window, which made a 4 MiB text of character references 40% slower to read. Each way a window
-    can match ends in an empty group; `marks` gets its (secret, offset) by the group's number - 1.
-    The kinds come in _char_forms' order: the character as it is last."""
-    firsts = [(secret[offset], secret, offset) for secret, offset in windows]
-    json_heads = []
-    decimal = []
-    hexadecimal = []
-    percent = []
-    spaces = []
-    slashed = []
-    entities = []
-    plain = []
-    for ch, secret, offset in firsts:
-        code = ord(ch)
-        json_heads.append((_either_case("%04x" % code), secret, offset))
-        decimal.append(("%d;?" % code, secret, offset))
-        hexadecimal.append((_either_case("%02x" % code) + ";?", secret, offset))
-        if code < 256:
-            percent.append((_either_case("%02x" % code), secret, offset))
-        if ch == " ":
-            spaces.append(("", secret, offset))
-        if ch in "\\/\"":
-            slashed.append((re.escape("\\" + ch), secret, offset))
-        for name in names.get(ch, ()):
-            entities.append((re.escape("&" + name), secret, offset))
-        plain.append((re.escape(ch), secret, offset))
-    # built in the order of the text: the empty groups are numbered as they come
-    parts = [r"\\{1,2}u(?:%s)" % _alternatives(json_heads, forms, marks)]
-    decimal_part = _alternatives(decimal, forms, marks)
-    hexadecimal_part = _alternatives(hexadecimal, forms, marks)
-    parts.append("&#(?:0{0,8}(?:%s)|[xX]0{0,8}(?:%s))" % (decimal_part, hexadecimal_part))
-    for intro, heads in (("%", percent), (r"\+", spaces), ("", slashed), ("", entities),
-                         ("", plain)):
-        if heads:
-            parts.append("%s(?:%s)" % (intro, _alternatives(heads, forms, marks)))
-    return "|".join(parts)
-
-
-def _alternatives(heads, forms, marks):
-    """head, then the rest of its window (_window_rest), for each (head, secret, offset)."""
-    found = []
-    for head, secret, offset in heads:
-        found.append(head + _window_rest(secret, offset, forms, marks))
-    return "|".join(found)
+    can match ends in an empty group; `marks` gets its (secret, offset) by the group's number - 1,
+    so the alternatives are built in the order of the pattern's text (ESCAPE_KINDS)."""
+    heads = {kind: [] for kind in ESCAPE_KINDS}
+    for secret, offset in windows:
+        for kind, head in _char_heads(secret[offset], names):
+            heads[kind].append((head, secret, offset))
+    alternatives = {}
+    for kind in ESCAPE_KINDS:
+        found = []
+        for head, secret, offset in heads[kind]:
+            found.append(head + _window_rest(secret, offset, forms, marks))
+        alternatives[kind] = found
+    return _kinds_pattern(alternatives)
 
 
 def _window_rest(secret, offset, forms, marks):
@@ -470,22 +440,59 @@ def _usual_escapings(secret):
 
 
 def _char_forms(ch, names):
-    """A pattern for one character as it is or escaped: JSON's \\u00XX (\\\\u00XX too: that
-    escape written in JSON text), a URL's %HH (+ for a space), HTML's &#NN; &#xHH; and &name;. The
-    hex digits are in either case by hand: a scoped (?i:) flag makes the pattern slow to build."""
+    """A pattern for one character as it is or escaped (_char_heads): the pattern of each of its
+    characters makes the pattern of a secret, and of its windows after their first character."""
+    alternatives = {}
+    for kind, head in _char_heads(ch, names):
+        alternatives.setdefault(kind, []).append(head)
+    return "(?:%s)" % _kinds_pattern(alternatives)
+
+
+# The ways a character is written, in the order a pattern tries them (_kinds_pattern), and what
+# introduces each: JSON's \u00XX (\\u00XX too: that escape written in JSON text), HTML's &#NN;
+# and &#xHH;, a URL's %HH (+ for a space), JSON's \" \/ \\, HTML's &name;, and the character as
+# it is, last: an escape that begins with the character goes whole.
+ESCAPE_KINDS = ("json", "reference", "percent", "space", "slashed", "entity", "plain")
+ESCAPE_INTROS = {"json": r"\\{1,2}u", "reference": "&#", "percent": "%", "space": r"\+",
+                 "slashed": "", "entity": "", "plain": ""}
+
+
+def _char_heads(ch, names):
+    """[(kind, head)]: each way `ch` is written (ESCAPE_KINDS), and its head: the pattern that
+    follows the kind's introduction. The hex digits are in either case by hand: a scoped (?i:)
+    flag makes the pattern slow to build."""
     code = ord(ch)
-    digits = _either_case("%02x" % code)
-    forms = [r"\\{1,2}u%s" % _either_case("%04x" % code),
-             "&#(?:0{0,8}%d|[xX]0{0,8}%s);?" % (code, digits)]
+    heads = [("json", _either_case("%04x" % code)),
+             ("reference", "0{0,8}%d;?" % code),
+             ("reference", "[xX]0{0,8}%s;?" % _either_case("%02x" % code))]
     if code < 256:
-        forms.append("%" + digits)
+        heads.append(("percent", _either_case("%02x" % code)))
     if ch == " ":
-        forms.append(r"\+")
+        heads.append(("space", ""))
     if ch in "\\/\"":
-        forms.append(re.escape("\\" + ch))
-    forms.extend(re.escape("&" + name) for name in names.get(ch, ()))
-    forms.append(re.escape(ch))         # last: an escape that begins with the character goes whole
-    return "(?:%s)" % "|".join(forms)
+        heads.append(("slashed", re.escape("\\" + ch)))
+    for name in names.get(ch, ()):
+        heads.append(("entity", re.escape("&" + name)))
+    heads.append(("plain", re.escape(ch)))
+    return heads
+
+
+def _kinds_pattern(alternatives):
+    """The pattern of {kind: [alternative]}: each kind's introduction, then its alternatives, in
+    the order of ESCAPE_KINDS."""
+    parts = []
+    for kind in ESCAPE_KINDS:
+        if alternatives.get(kind):
+            parts.append(ESCAPE_INTROS[kind] + _one_of(alternatives[kind]))
+    return "|".join(parts)
+
+
+def _one_of(alternatives):
+    """A pattern for any of `alternatives` (none holds a | of its own): one as it is, more in a
+    group. The pattern of a long secret is built of thousands: the fewer groups, the sooner."""
+    if len(alternatives) == 1:
+        return alternatives[0]
+    return "(?:%s)" % "|".join(alternatives)
 
 
 def _either_case(hex_digits):

@@ -126,14 +126,15 @@ MUTANTS = [
            "            stop = start + size\n", ("test_hostile",)),
     Mutant("redact-escaped-forms",
            "a secret with its characters escaped (JSON, HTML, a URL) is redacted too",
-           'return "(?:%s)" % "|".join(forms)', "return re.escape(ch)", ("test_hostile",)),
+           'return "(?:%s)" % _kinds_pattern(alternatives)', "return re.escape(ch)", ("test_hostile",)),
     Mutant("redact-escaped-twice", "a secret in JSON escapes written inside JSON text "
-           "(\\\\u0041) is redacted too", r'forms = [r"\\{1,2}u%s"',
-           r'forms = [r"\\u%s"', ("test_fuzz_server",)),
+           "(\\\\u0041) is redacted too", r'ESCAPE_INTROS = {"json": r"\\{1,2}u"',
+           r'ESCAPE_INTROS = {"json": r"\\u"', ("test_fuzz_server",)),
     Mutant("redact-escape-whole", "an escaped form that begins with the secret's last character "
            "is redacted whole (&#38; leaves no #38;)",
-           ('forms = [r"', "    forms.append(re.escape(ch))         # last:"),
-           ('forms = [re.escape(ch), r"', "    pass         # last:"), ("test_hostile",)),
+           'ESCAPE_KINDS = ("json", "reference", "percent", "space", "slashed", "entity", "plain")',
+           'ESCAPE_KINDS = ("plain", "json", "reference", "percent", "space", "slashed", "entity")',
+           ("test_hostile",)),
     Mutant("redact-long-secret-escaped", "a secret over 256 characters is redacted in its usual "
            "escapings (JSON, a URL, HTML) too",
            "patterns.extend(re.escape(form) for form in _usual_escapings(secret))",
