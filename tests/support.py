@@ -389,6 +389,23 @@ class Running:
         return Result(self.process.returncode, out, err, self.argv, seconds, hung)
 
 
+NOBODY_COPIES = {}
+
+
+def copy_for_nobody(program):
+    """A copy of `program` that the user nobody can read, in a directory nobody may enter, made
+    once for the run of the tests."""
+    if program not in NOBODY_COPIES:
+        directory = tempfile.mkdtemp(prefix="lbi-nobody-")
+        atexit.register(shutil.rmtree, directory, True)
+        os.chmod(directory, 0o755)
+        copy = os.path.join(directory, os.path.basename(program))
+        shutil.copyfile(program, copy)
+        os.chmod(copy, 0o644)
+        NOBODY_COPIES[program] = copy
+    return NOBODY_COPIES[program]
+
+
 def run_cli(argv, env, stdin=b"", redirect="", extra_env=None, fast=False, as_user=False,
             timeout=60, background=False, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             python=None, program=TOOL, shebang=False, options=(), nobody=False):
@@ -402,8 +419,10 @@ def run_cli(argv, env, stdin=b"", redirect="", extra_env=None, fast=False, as_us
     redirection applied by /bin/sh, as a user types `landbase_import.py ... >&-`. stdout, stderr: a
     pipe (read into the Result), or a file or descriptor the test reads itself. fast, as_user,
     python, program, shebang, options: see tool_command. nobody=True runs it as the user nobody
-    (setpriv; the tests run as root in CI, and root may write anything). A run still going after
-    `timeout` is killed and marked hung."""
+    (setpriv; the tests run as root in CI, and root may write anything), from a copy of the file
+    nobody can read, as users run it: a clone in a directory only its owner may enter (mktemp -d
+    makes one) is closed to nobody, launch.py with it. A run still going after `timeout` is killed
+    and marked hung."""
     if isinstance(stdin, str):
         stdin = stdin.encode("utf-8")
     env = dict(env)
@@ -411,6 +430,9 @@ def run_cli(argv, env, stdin=b"", redirect="", extra_env=None, fast=False, as_us
         env.pop(name, None)
         if value is not None:
             env[name] = value
+    if nobody:
+        program = copy_for_nobody(program)
+        as_user = True
     command = tool_command(as_user, fast, python, program, shebang, options) + list(argv)
     if nobody:
         command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"] + command
