@@ -2880,20 +2880,26 @@ def import_meta(import_ids, single):
     return {"importIds": list(import_ids)}
 
 
-def wait_and_report(api, account, import_ids, console, limit):
+def wait_and_report(api, account, import_ids, console, limit, started=False):
     """Wait, then print the final status (or the array of every id's last-known state, always, but
     on AUTH_FAILED), and return 0 when every import completed; otherwise raise the error of the
     first id, in the order given, that did not. A signal ends the wait with the command that
-    resumes it."""
+    resumes it. `started`: this run started the one import (start --watch), so its last-known
+    state is printed however the wait ends, and a night's --query row exists whenever an import
+    was started."""
     single = len(import_ids) == 1       # the output's shape: one status, or an array of them
     trackers = [Tracker(import_id, CLOCK.now()) for import_id in import_ids]
-    stop = None
+    stop = None                         # what ended the wait before every import had its end
     try:
         poll_until_terminal(api, account, trackers, console, limit)
     except (KeyboardInterrupt, Stopped) as exc:
         running = [t.import_id for t in trackers if not t.done] or import_ids
         meta = dict(import_meta(running, single), resume=resume_command(account.id, running))
         stop = stopped(exc, keep_running(running), meta)
+    except LandbaseError as exc:
+        if not started:
+            raise                       # AUTH_FAILED ends everything, and nothing is printed
+        stop = exc
     first = None
     for tracker in trackers:
         if tracker.outcome is not None:
@@ -2903,8 +2909,9 @@ def wait_and_report(api, account, import_ids, console, limit):
     if first is not None:
         outcome = first.outcome
     # what is printed: always the array of several ids; one id's status unless the error that ends
-    # the wait means its status cannot be read (AUTH_FAILED, NOT_FOUND and the like)
-    printed = outcome in (None, "IMPORT_FAILED", "IMPORT_PARTIAL", "TIMEOUT")
+    # the wait means its status cannot be read (AUTH_FAILED, NOT_FOUND and the like), but always
+    # that of the import this run started
+    printed = started or outcome in (None, "IMPORT_FAILED", "IMPORT_PARTIAL", "TIMEOUT")
     if not single or stop is not None or printed:
         output = trackers[0].entry()
         if not single:
@@ -3873,7 +3880,7 @@ def watch_started(api, account, import_id, console, limit, key=None):
     own end (a refused session, a lost account) says that the import keeps running and how to
     follow it once fixed, and never exits 1 ("fix it and run it again")."""
     try:
-        return wait_and_report(api, account, [import_id], console, limit)
+        return wait_and_report(api, account, [import_id], console, limit, started=True)
     except LandbaseError as exc:
         if exc.code in ("IMPORT_FAILED", "IMPORT_PARTIAL", "TIMEOUT") or exc.signum:
             raise

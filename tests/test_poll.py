@@ -157,6 +157,34 @@ class PollTests(ImportTestCase):
         self.assertRegex(first, r"Started import %d\b" % doc["importId"])
         self.assertIn("contacts-import wait %d --account=acc_demo" % doc["importId"], first)
 
+    def test_a_watched_start_whose_session_ends_prints_the_last_known_state(self):
+        """README (Cron): a row every night an import started. The session that ends during the
+        night's wait is no exception: the start's import exists, and its last-known state is printed."""
+        self.platform.inject("status", {})
+        self.platform.inject("status", {"status": 401})
+        result = self.run_tool("contacts-import", "start", "--json", "-", "--watch", stdin=BODY % "ds_long")
+        envelope = self.assertFails(result, "AUTH_FAILED", 3)
+        import_id = envelope["error"]["meta"]["importId"]
+        self.assertIn("import %d exists and keeps running" % import_id, envelope["error"]["message"])
+        printed = json.loads(result.stdout)
+        self.assertEqual((printed["importId"], printed["phase"]), (import_id, "draft"))
+
+    def test_a_watched_start_refused_at_its_first_read_prints_its_import(self):
+        self.platform.inject("status", {"status": 401})
+        result = self.run_tool("contacts-import", "start", "--json", "-", "--watch", stdin=BODY % "ds_long")
+        envelope = self.assertFails(result, "AUTH_FAILED", 3)
+        self.assertEqual(json.loads(result.stdout), {"importId": envelope["error"]["meta"]["importId"],
+                                                     "phase": None, "percent": None, "counts": None,
+                                                     "error": None})
+
+    def test_a_watched_start_whose_import_is_lost_prints_it_with_the_error(self):
+        self.platform.inject("status", {})
+        self.platform.inject("status", {"status": 404})
+        result = self.run_tool("contacts-import", "start", "--json", "-", "--watch", "--query", "importId,phase",
+                               stdin=BODY % "ds_long")
+        envelope = self.assertFails(result, "NOT_FOUND", 2)
+        self.assertEqual(result.stdout, "%d\t\n" % envelope["error"]["meta"]["importId"])
+
     def test_start_watch_of_a_failing_import(self):
         result = self.run_tool("contacts-import", "start", "--json", "-", "--watch", stdin=BODY % "ds_failed")
         self.assertFails(result, "IMPORT_FAILED")
