@@ -1236,8 +1236,12 @@ class SessionStore:
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
+            fix = self._writable_hint()
+            problem = self.change_problem()
+            if problem is not None:
+                fix = problem[1]
             raise LandbaseError("SETUP_FAILED", "cannot open the lock file %s: %s; %s"
-                                % (lock_path, exc.strerror or exc, self._writable_hint()))
+                                % (lock_path, exc.strerror or exc, fix))
         try:
             ends = CLOCK.now() + LOCK_WAIT
             while not _try_lock(fd):
@@ -1252,9 +1256,28 @@ class SessionStore:
         finally:
             os.close(fd)
 
+    def change_problem(self):
+        """(what is wrong, the fix) when this user cannot change platform.json, as far as can be
+        told without trying: its lock is a directory (a mkdir-style locker's), or the lock or the
+        directory cannot be written. None when nothing is known to be wrong. Doctor's config row,
+        logout before it revokes, and a change that failed to open the lock all say this."""
+        lock = self.path + ".lock"
+        if os.path.isdir(lock):
+            return ("%s is a directory, not a lock file" % lock,
+                    "remove it (rm -r %s)" % shlex.quote(lock))
+        if os.path.lexists(lock) and not os.access(lock, os.W_OK):
+            return ("%s cannot be written by this user" % lock,
+                    "remove it, or run as its owner (ls -l %s)" % shlex.quote(lock))
+        if not os.access(self.directory, os.W_OK | os.X_OK):
+            return ("%s cannot be written by this user" % self.directory, self._directory_fix())
+        return None
+
+    def _directory_fix(self):
+        return "chown or chmod it (ls -ld %s)" % shlex.quote(self.directory)
+
     def _writable_hint(self):
-        return "the user running this must be able to write in %s (see: ls -ld %s)" % (
-            self.directory, shlex.quote(self.directory))
+        return "the user running this must be able to write in %s: %s" % (
+            self.directory, self._directory_fix())
 
     def _save(self, data):
         """Write atomically: a reader, or a crash at any point, sees the old file or the new one.
@@ -3635,6 +3658,10 @@ def cmd_auth_logout(args, console):
 def check_lock(store):
     """The lock of platform.json can be taken: else nothing is revoked, so that the file is never
     left holding a revoked token."""
+    problem = store.change_problem()
+    if problem is not None:
+        raise LandbaseError("SETUP_FAILED", "%s, so %s cannot be removed: %s; nothing was revoked "
+                            "or removed" % (problem[0], store.path, problem[1]))
     try:
         with store.locked():
             pass
@@ -4052,25 +4079,11 @@ def check_config(report, store):
                    "%s auth login creates it" % program_command())
         return True
     mode = stat.S_IMODE(os.stat(directory).st_mode)
-    writable = os.access(directory, os.W_OK | os.X_OK)
-    lock = store.path + ".lock"
-    if os.path.lexists(lock) and not os.access(lock, os.W_OK):
-        report.add(
-            "config",
-            "fail",
-            "%s cannot be written by this user: no login, logout or account set "
-            "can change %s" % (lock, store.path),
-            "remove it, or run as its owner (ls -l %s)" % lock,
-        )
-        return False
-    if not writable:
-        report.add(
-            "config",
-            "fail",
-            "%s cannot be written by this user: no login, logout or account set "
-            "can change %s" % (directory, store.path),
-            "chown or chmod it (ls -ld %s)" % directory,
-        )
+    problem = store.change_problem()
+    if problem is not None:
+        what, fix = problem
+        report.add("config", "fail", "%s: no login, logout or account set can change %s"
+                   % (what, store.path), fix)
         return False
     if mode & 0o077:
         report.add("config", "warn", "%s, mode %o" % (directory, mode), "chmod 700 %s" % directory)

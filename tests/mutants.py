@@ -218,6 +218,9 @@ MUTANTS = [
            "a wait that ends in TIMEOUT prints the last-known status all the same",
            'printed = started or outcome in (None, "IMPORT_FAILED", "IMPORT_PARTIAL", "TIMEOUT")',
            'printed = started or outcome in (None, "IMPORT_FAILED", "IMPORT_PARTIAL")', ("test_poll",)),
+    Mutant("lock-a-directory", "a directory in place of the lock file fails doctor, and a change's "
+           "error says to remove it", "        if os.path.isdir(lock):\n            return (",
+           "        if False:\n            return (", ("test_hostile_three",)),
     Mutant("started-import-printed",
            "a row every night an import started, even when its session ends during the wait",
            'printed = started or outcome in', 'printed = outcome in', ("test_poll",)),

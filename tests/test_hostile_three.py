@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -337,25 +338,45 @@ class UnwritableConfigTests(ToolTestCase):
             return run_cli(argv, env)
         return run_cli(argv, env, nobody=True, python=python_for_nobody())
 
-    def check(self, unwritable):
-        result = self.run_as_ordinary_user("doctor")
+    def check(self, unwritable, fix, run=None):
+        """Doctor's config row fails, naming what cannot be written and `fix`, and a change's
+        error names the lock file and the same fix."""
+        run = run or self.run_as_ordinary_user
+        result = run("doctor")
         config = [check for check in json.loads(result.stdout)["checks"] if check["name"] == "config"]
         self.assertEqual(config[0]["status"], "fail", config)
         self.assertIn(unwritable, config[0]["detail"])
-        self.assertIn("cannot be written by this user", config[0]["detail"])
+        self.assertIn("no login, logout or account set can change", config[0]["detail"])
+        self.assertIn(fix, config[0]["fix"])
         self.assertFails(result, "SETUP_FAILED")
-        setter = self.run_as_ordinary_user("account", "set", "acc_team")
-        message = self.assertFails(setter, "SETUP_FAILED")["error"]["message"]
-        self.assertIn("the lock file %s.lock" % self.session_path, message)
-        self.assertIn("must be able to write in %s" % self.world.config, message)
+        message = self.assertFails(run("account", "set", "acc_team"), "SETUP_FAILED")["error"]["message"]
+        self.assertIn(fix, message)
+        message = self.assertFails(run("auth", "logout"), "SETUP_FAILED")["error"]["message"]
+        self.assertIn(fix, message)
+        self.assertIn("nothing was revoked or removed", message)
 
     def test_15_a_config_directory_this_user_cannot_write(self):
         mode = 0o755                            # root's directory, as nobody sees it
         if not self.root:
             mode = 0o555
+        lock = os.open(self.session_path + ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        os.fchmod(lock, 0o666)                  # only the directory is in the way
+        os.close(lock)
         os.chmod(self.world.config, mode)
         self.addCleanup(os.chmod, self.world.config, 0o700)
-        self.check(self.world.config)
+        self.check(self.world.config, "chown or chmod it (ls -ld %s)" % self.world.config)
+
+    def test_a_directory_where_the_lock_file_goes(self):
+        """h11 F2: a directory named platform.json.lock (a mkdir-style locker's) passed doctor,
+        and every change blamed the config directory, which could be written. The fix given
+        works: after it, the login that replaces the session runs."""
+        lock = self.session_path + ".lock"
+        os.mkdir(lock)
+        fix = "remove it (rm -r %s)" % lock
+        self.check(lock, fix, run=self.run_tool)
+        self.assertIn("%s is a directory, not a lock file" % lock, self.run_tool("doctor").stdout)
+        shutil.rmtree(lock)
+        self.assertOk(self.run_tool("account", "set", "acc_team"))
 
     def test_15_a_lock_file_this_user_cannot_write(self):
         if not self.root:
@@ -364,7 +385,7 @@ class UnwritableConfigTests(ToolTestCase):
         lock = self.session_path + ".lock"
         with open(os.open(lock, os.O_WRONLY | os.O_CREAT, 0o600), "w"):
             pass
-        self.check(lock)
+        self.check(lock, "remove it, or run as its owner (ls -l %s)" % lock)
 
 
 class TimeBoundTests(ToolTestCase):
