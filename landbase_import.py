@@ -1118,9 +1118,8 @@ class SessionStore:
                 "SETUP_FAILED", "cannot read %s: %s" % (self.path, exc.strerror or exc)
             )
         if len(raw) > MAX_BODY_BYTES:
-            raise LandbaseError(
-                "SETUP_FAILED", "%s is larger than 1 MiB: not a session file" % self.path
-            )
+            raise LandbaseError("SETUP_FAILED", "%s is larger than 1 MiB: not a session file%s"
+                                % (self.path, self.login_hint))
         return raw, mode
 
     def session(self, account_override, console):
@@ -1388,6 +1387,15 @@ def renewal(source):
     if source == "env":
         return "renew LANDBASE_ACCESS_TOKEN (or unset it, to use the stored session)"
     return "run %s auth login" % program_command()
+
+
+def unknown_end_step(source):
+    """The next step when nobody says when a session ends: a login saves its end; a token from the
+    environment has none to save."""
+    if source == "env":
+        return ("drop --min-valid, or unset LANDBASE_ACCESS_TOKEN to check the stored session, "
+                "whose end is saved")
+    return "run %s auth login (a login saves when the session ends)" % program_command()
 
 
 def require_account(session):
@@ -3177,14 +3185,14 @@ def login_browser(args, console, api):
         listener.stop()
     result = listener.result
     if result is None:
-        raise LandbaseError(
-            "TIMEOUT",
-            "no answer from the browser within %d minutes; run auth login again "
-            "(or auth login --device)" % (LOGIN_LIMIT // 60),
-        )
+        command = program_command()
+        raise LandbaseError("TIMEOUT", "no answer from the browser within %d minutes; run %s auth "
+                            "login again (or %s auth login --device)"
+                            % (LOGIN_LIMIT // 60, command, command))
     if "error" in result:
-        raise LandbaseError("AUTH_FAILED", "the login was refused in the browser (%s)"
-                            % excerpt(result["error"], 80))
+        raise LandbaseError("AUTH_FAILED", "the login was refused in the browser (%s); to log in, "
+                            "run it again and approve: %s auth login"
+                            % (excerpt(result["error"], 80), program_command()))
     body = {"grant_type": "authorization_code", "client_id": CLIENT_ID, "code": result["code"],
             "code_verifier": verifier, "redirect_uri": listener.redirect_uri}
     return exchange_token(api, body)
@@ -3412,7 +3420,8 @@ def should_use_device_flow():
 
 
 def read_token_from_stdin():
-    pipe = "pipe an lbs_ token into auth login --with-token"
+    pipe = ('pipe the lbs_ token in, alone on its line: echo "$TOKEN" | %s auth login '
+            '--with-token' % program_command())
     if sys.stdin is None:
         raise LandbaseError("INVALID_INPUT", "stdin is closed: " + pipe)
     try:
@@ -3431,8 +3440,8 @@ def read_token_from_stdin():
     if not is_lbs_token(token):
         raise LandbaseError(
             "INVALID_INPUT",
-            "the token on stdin is not an lbs_ platform token (printable "
-            "ASCII, no spaces or quotes)",
+            "the token on stdin is not an lbs_ platform token (printable ASCII, no spaces or "
+            "quotes); " + pipe,
         )
     return token
 
@@ -3568,8 +3577,8 @@ def cmd_auth_status(args, console):
                 source = "LANDBASE_ACCESS_TOKEN"
             raise LandbaseError(
                 "AUTH_FAILED",
-                "nobody says when this session ends (neither %s nor the "
-                "platform's /v1/me), so --min-valid cannot pass" % source,
+                "nobody says when this session ends (neither %s nor the platform's /v1/me), so "
+                "--min-valid cannot pass; %s" % (source, unknown_end_step(session.source)),
             )
         check_min_valid(expires_at, args.min_valid)
     left = None
@@ -3634,15 +3643,16 @@ def check_min_valid(expires_at, min_valid):
 def cmd_auth_logout(args, console):
     store = SessionStore()
     damaged = None
+    session = {}
     try:
-        token = store.load(console).get("accessToken")
+        session = store.load(console)
     except LandbaseError as exc:
-        token = None
         damaged = exc.message.split("; ")[0]
+    token = session.get("accessToken")
     revoked = False
     if token:
         check_lock(store)
-        revoked = revoke(args, console, token)
+        revoked = revoke(args, console, token, session.get("expiresAt"))
     removed = remove_session(store, token, revoked, console)
     if removed and damaged:
         console.line("Removed it: %s" % damaged)
@@ -3669,12 +3679,23 @@ def check_lock(store):
         raise exc.replace(message="%s; nothing was revoked or removed" % exc.message)
 
 
-def revoke(args, console, token):
+def revoke(args, console, token, expires_at):
+    """True when the platform revoked the token. A transient failure is tried again, as every
+    one-shot request's is; whatever the end, the local session is removed after (API.md), and
+    stderr says what that leaves."""
     try:
-        api_for(args, console, token).call("POST", "/v1/oauth/revoke", retry=False)
+        api_for(args, console, token).call("POST", "/v1/oauth/revoke")
     except LandbaseError as exc:
+        if exc.code == "AUTH_FAILED":
+            console.line("The platform no longer accepts this token (%s), so there is nothing to "
+                         "revoke; removing the local session." % exc.message)
+            return False
+        ends = "it expires"
+        if expires_at:
+            ends = expires_at
         console.line("Could not revoke the token on the platform (%s: %s); removing the local "
-                     "session anyway." % (exc.code, exc.message))
+                     "session anyway. The token stays valid until %s for whoever holds a copy."
+                     % (exc.code, exc.message, ends))
         return False
     return True
 
@@ -4336,7 +4357,7 @@ def check_session(report, store, session, error, me):
         return
     if expires_at is None:
         report.add("session", "warn", "from %s; nobody says when it ends, so auth status "
-                   "--min-valid cannot pass" % source, renewal(session.source))
+                   "--min-valid cannot pass" % source, unknown_end_step(session.source))
         return
     left = expires_at - CLOCK.wall()
     detail = "from %s; ends %s (in %s)" % (source, format_time(expires_at), format_span(left))

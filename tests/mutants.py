@@ -221,6 +221,9 @@ MUTANTS = [
     Mutant("lock-a-directory", "a directory in place of the lock file fails doctor, and a change's "
            "error says to remove it", "        if os.path.isdir(lock):\n            return (",
            "        if False:\n            return (", ("test_hostile_three",)),
+    Mutant("logout-retries-revoke", "a logout retries a revoke that failed transiently",
+           'call("POST", "/v1/oauth/revoke")', 'call("POST", "/v1/oauth/revoke", retry=False)',
+           ("test_session",)),
     Mutant("started-import-printed",
            "a row every night an import started, even when its session ends during the wait",
            'printed = started or outcome in', 'printed = outcome in', ("test_poll",)),

@@ -90,6 +90,8 @@ class BrowserLoginTests(ToolTestCase):
         result = self.login_with(self.person(decision="deny"))
         envelope = self.assertFails(result, "AUTH_FAILED")
         self.assertIn("refused in the browser", envelope["error"]["message"])
+        self.assertTrue(envelope["error"]["message"].endswith(
+            "to log in, run it again and approve: %s auth login" % tool.program_command()), envelope)
         self.assertFalse(os.path.exists(self.session_path))
 
     def test_wrong_or_missing_state_is_rejected_and_the_login_goes_on(self):
@@ -147,6 +149,9 @@ class BrowserLoginTests(ToolTestCase):
         result = self.login_with(lambda url, *a, **k: True)
         envelope = self.assertFails(result, "TIMEOUT")
         self.assertIn("5 minutes", envelope["error"]["message"])
+        command = tool.program_command()
+        self.assertTrue(envelope["error"]["message"].endswith(
+            "run %s auth login again (or %s auth login --device)" % (command, command)), envelope)
         self.assertFalse(os.path.exists(self.session_path))
 
     def test_no_browser_prints_the_url_and_opens_nothing(self):

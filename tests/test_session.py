@@ -88,9 +88,10 @@ class SessionFileTests(ToolTestCase):
         cases = [(b"", "empty"), (b"  \n", "empty"), (b"[1, 2]", "JSON object"), (b'{"accessToken": 7}', "accessToken"),
                  (b'{"accessToken": "lbs_x", "expiresAt": "tomorrow"}', "expiresAt"),
                  (b"\xff\xfe", "not UTF-8"), (b"{" * 100000, "nested deeper than 64 levels"), (b"{" * 10, "not valid JSON"), (b"null", "not null"),
-                 (b'{"accessToken": "lbs_x", "n": NaN}', "NaN"), (b'{"a": 1, "a": 2}', "duplicate key")]
+                 (b'{"accessToken": "lbs_x", "n": NaN}', "NaN"), (b'{"a": 1, "a": 2}', "duplicate key"),
+                 (b" " * (1024 * 1024 + 1), "larger than 1 MiB")]
         for raw, words in cases:
-            with self.subTest(raw=raw):
+            with self.subTest(raw=raw[:40]):
                 os.makedirs(os.path.dirname(self.session_path), exist_ok=True)
                 with open(self.session_path, "wb") as handle:
                     handle.write(raw)
@@ -98,6 +99,8 @@ class SessionFileTests(ToolTestCase):
                 envelope = self.assertFails(result, "SETUP_FAILED")
                 self.assertIn(self.session_path, envelope["error"]["message"])
                 self.assertIn(words, envelope["error"]["message"])
+                self.assertTrue(envelope["error"]["message"].endswith(
+                    "remove it and run: %s auth login" % tool.program_command()), envelope)
                 self.assertEqual(self.platform.requests, [])
 
     def test_a_fifo_or_a_directory_in_its_place_is_named_and_never_waited_on(self):
@@ -239,6 +242,16 @@ class AuthCommandTests(ToolTestCase):
         self.assertIn("--min-valid", envelope["error"]["message"])
         self.assertFails(self.run_tool("auth", "status", "--min-valid", "soon"), "INVALID_INPUT")
 
+    def test_a_token_that_is_no_lbs_token_is_refused_with_the_line_that_works(self):
+        for stdin in ("not-a-token\n", "\n"):
+            with self.subTest(stdin=stdin):
+                result = self.run_tool("auth", "login", "--with-token", stdin=stdin)
+                message = self.assertFails(result, "INVALID_INPUT")["error"]["message"]
+                self.assertTrue(message.endswith(
+                    'pipe the lbs_ token in, alone on its line: echo "$TOKEN" | %s auth login '
+                    '--with-token' % tool.program_command()), message)
+        self.assertEqual(self.platform.requests, [])
+
     def test_logout_revokes_and_removes(self):
         token = self.login()
         doc = self.assertOk(self.run_tool("auth", "logout"))
@@ -248,11 +261,35 @@ class AuthCommandTests(ToolTestCase):
         self.assertFails(self.run_tool("auth", "status"), "AUTH_REQUIRED")
 
     def test_logout_removes_the_session_even_when_revoking_fails(self):
-        self.login()
-        self.platform.inject("revoke", {"status": 503})
+        token = self.login()
+        expires = self.stored()["expiresAt"]
+        self.platform.inject("revoke", {"status": 503}, times=4)
         result = self.run_tool("auth", "logout")
         self.assertEqual(self.assertOk(result), {"loggedOut": True, "revoked": False})
-        self.assertIn("removing the local session anyway", result.stderr)
+        self.assertEqual(self.clock.sleeps, [5, 10, 20])
+        self.assertIn("removing the local session anyway. The token stays valid until %s" % expires,
+                      result.stderr)
+        self.assertFalse(os.path.exists(self.session_path))
+        self.assertFalse(self.platform.tokens[token]["revoked"])
+
+    def test_logout_retries_a_revoke_that_failed_for_a_while(self):
+        """h11 F3: one 503 made logout give up, and remove the only copy of a token that stayed
+        valid for days."""
+        token = self.login()
+        self.platform.inject("revoke", {"status": 503})
+        result = self.run_tool("auth", "logout")
+        self.assertEqual(self.assertOk(result), {"loggedOut": True, "revoked": True})
+        self.assertEqual(self.clock.sleeps, [5])
+        self.assertTrue(self.platform.tokens[token]["revoked"])
+        self.assertFalse(os.path.exists(self.session_path))
+
+    def test_logout_of_a_token_the_platform_no_longer_accepts(self):
+        self.login()
+        self.platform.expire_tokens()
+        result = self.run_tool("auth", "logout")
+        self.assertEqual(self.assertOk(result), {"loggedOut": True, "revoked": False})
+        self.assertIn("no longer accepts this token", result.stderr)
+        self.assertNotIn("stays valid", result.stderr)
         self.assertFalse(os.path.exists(self.session_path))
 
     def test_logout_without_a_session(self):

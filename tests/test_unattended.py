@@ -134,6 +134,9 @@ class EnvironmentTokenExpiryTests(ToolTestCase):
         self.platform.inject("me", {"json": {"userId": "usr_demo", "email": "sam@acme.example"}})
         envelope = self.assertFails(self.run_tool("auth", "status", "--min-valid", "2d"), "AUTH_FAILED")
         self.assertIn("nobody says when this session ends", envelope["error"]["message"])
+        self.assertTrue(envelope["error"]["message"].endswith(
+            "so --min-valid cannot pass; drop --min-valid, or unset LANDBASE_ACCESS_TOKEN to check "
+            "the stored session, whose end is saved"), envelope)
 
     def test_a_long_enough_environment_token_passes(self):
         os.environ["LANDBASE_ACCESS_TOKEN"] = self.platform.mint_token()
