@@ -1220,10 +1220,16 @@ class SessionStore:
                                     % (self.path, exc.strerror or exc))
         return True
 
-    def changed_meanwhile(self, what):
-        """The error of a command whose request was made with what the file no longer holds."""
+    def changed_meanwhile(self, again):
+        """The error of a command whose request was made with what the file no longer holds: a
+        logout removed it, or another login replaced it. `again` is the command to run again."""
+        if not os.path.lexists(self.path):
+            return LandbaseError("SETUP_FAILED", "%s was removed while this command ran (a logout), "
+                                 "so nothing was changed: log in, then run it again: %s auth "
+                                 "login, then %s" % (self.path, program_command(), again))
         return LandbaseError("SETUP_FAILED", "%s changed while this command ran (another login "
-                             "saved a new token), so nothing was changed: %s" % (self.path, what))
+                             "saved a new token), so nothing was changed: run it again: %s"
+                             % (self.path, again))
 
     @contextlib.contextmanager
     def locked(self):
@@ -3742,7 +3748,8 @@ def cmd_account_set(args, console):
             {"accountId": args.account_id},
         )
     if store.update({"accountId": args.account_id}, console, expected=read) is None:
-        raise store.changed_meanwhile("run account set again")
+        raise store.changed_meanwhile("%s account set %s"
+                                      % (program_command(), shlex.quote(args.account_id)))
     from_env = os.environ.get("LANDBASE_ACCOUNT_ID")
     if from_env not in (None, "", args.account_id):
         console.warn(

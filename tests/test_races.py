@@ -141,6 +141,24 @@ class SessionRaceTests(RaceTestCase):
         self.assertRegex(message, r"(?i)\bchanged\b")          # while it ran: another login
         self.assertRegex(message, r"(?i)\blogin\b")
         self.assertRegex(message, r"(?i)\bnothing\b")          # was changed by this set
+        self.assertRegex(message, r"run it again: \S+ account set acc_team$")
+
+    def test_account_set_while_a_logout_removes_the_file_says_so(self):
+        """h11 F5: the set said that another login had saved a new token, and to run account set
+        again, which then failed: nobody was logged in. (The revoke fails, so the token the set
+        checks with stays good.)"""
+        self.world.write_session("acc_demo", "usr_demo")
+        self.platform.inject("revoke", {"status": 400})
+        gate = self.gate("accounts")
+        setter = self.background("account", "set", "acc_team")
+        gate.wait_arrival(self)
+        self.assertOk(self.cli("auth", "logout"))
+        gate.open()
+        message = self.assertFails(self.finish(setter), "SETUP_FAILED")["error"]["message"]
+        self.assertIn("was removed while this command ran (a logout), so nothing was changed", message)
+        self.assertRegex(message, r"log in, then run it again: (\S+) auth login, then \1 account set "
+                                  r"acc_team$")
+        self.assertFalse(os.path.exists(self.world.session_path))
 
     def test_a_login_while_logout_revokes_is_kept(self):
         """Item 12. Today the logout removes the file, and with it a login that exited 0
