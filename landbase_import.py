@@ -1224,9 +1224,9 @@ class SessionStore:
         """The error of a command whose request was made with what the file no longer holds: a
         logout removed it, or another login replaced it. `again` is the command to run again."""
         if not os.path.lexists(self.path):
-            return LandbaseError("SETUP_FAILED", "%s was removed while this command ran (a logout), "
-                                 "so nothing was changed: log in, then run it again: %s auth "
-                                 "login, then %s" % (self.path, program_command(), again))
+            return LandbaseError("SETUP_FAILED", "%s was removed while this command ran (a "
+                                 "logout), so nothing was changed: log in, then run it again: %s "
+                                 "auth login, then %s" % (self.path, program_command(), again))
         return LandbaseError("SETUP_FAILED", "%s changed while this command ran (another login "
                              "saved a new token), so nothing was changed: run it again: %s"
                              % (self.path, again))
