@@ -3524,7 +3524,8 @@ def store_login(data, granted):
 
 def settle_login_account(store, api, granted, before, console):
     """The active account after a login: one this identity can use. The one granted, else the one
-    stored before the login, else the only one the identity has; else none."""
+    stored before the login, else the only one the identity has; else none. A LANDBASE_ACCOUNT_ID
+    that commands will use instead is named."""
     try:
         ids = [account["id"] for account in fetch_accounts(api)]
     except LandbaseError as exc:
@@ -3533,6 +3534,13 @@ def settle_login_account(store, api, granted, before, console):
             "account is active: choose one with: %s account set <accountId>"
             % (exc.message, program_command())
         )
+    account_id = choose_login_account(store, granted, before, ids, console)
+    warn_account_variable(account_id, console, ids)
+    return account_id
+
+
+def choose_login_account(store, granted, before, ids, console):
+    """settle_login_account's choice among the identity's accounts (`ids`), saved."""
     previous = before.get("accountId")
     account_id = None
     for candidate in (granted["accountId"], previous):
@@ -3566,6 +3574,36 @@ def settle_login_account(store, api, granted, before, console):
     console.line("The active account was changed meanwhile to %s (account set); it is left as it "
                  "is" % shown(stored.get("accountId")))
     return stored.get("accountId")
+
+
+def listed_ids(ids, most=10):
+    """Account ids for a message: the first `most`, and how many more (an identity may have
+    150,000)."""
+    if not ids:
+        return "none"
+    text = ", ".join(ids[:most])
+    if len(ids) > most:
+        text += " and %d more" % (len(ids) - most)
+    return text
+
+
+def warn_account_variable(stored, console, usable=None):
+    """LANDBASE_ACCOUNT_ID, when set, is the active account wherever it is set, whatever is
+    stored: account set and a login, which change the stored one, say so. A login knows the
+    accounts the identity can use (`usable`), and says when the variable's is not one of them."""
+    from_env = os.environ.get("LANDBASE_ACCOUNT_ID")
+    if from_env in (None, "", stored):
+        return
+    if usable is not None and from_env not in usable:
+        console.warn("LANDBASE_ACCOUNT_ID=%s is set, and commands use it, but this identity "
+                     "cannot use it (it can use: %s): change or unset it"
+                     % (shown(from_env, 80), listed_ids(usable)))
+        return
+    stored_text = "no account is stored"
+    if stored:
+        stored_text = "%s is the stored one, for commands run without it" % stored
+    console.warn("LANDBASE_ACCOUNT_ID=%s is set: it stays the active account wherever it is "
+                 "set; %s" % (shown(from_env, 80), stored_text))
 
 
 def cmd_auth_status(args, console):
@@ -3740,7 +3778,7 @@ def cmd_account_set(args, console):
     accounts = fetch_accounts(api_for(args, console, session.token, session.source))
     match = [a for a in accounts if a["id"] == args.account_id]
     if not match:
-        usable = ", ".join(a["id"] for a in accounts) or "none"
+        usable = listed_ids([a["id"] for a in accounts])
         raise LandbaseError(
             "NOT_FOUND",
             "account %s is not one this identity can use (it can use: %s; see: "
@@ -3750,12 +3788,7 @@ def cmd_account_set(args, console):
     if store.update({"accountId": args.account_id}, console, expected=read) is None:
         raise store.changed_meanwhile("%s account set %s"
                                       % (program_command(), shlex.quote(args.account_id)))
-    from_env = os.environ.get("LANDBASE_ACCOUNT_ID")
-    if from_env not in (None, "", args.account_id):
-        console.warn(
-            "LANDBASE_ACCOUNT_ID=%s is set: it stays the active account wherever it is set; %s is "
-            "the stored one, for commands run without it" % (shown(from_env, 80), args.account_id)
-        )
+    warn_account_variable(args.account_id, console)
     console.result({"accountId": args.account_id, "name": match[0].get("name")})
     return 0
 

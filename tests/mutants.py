@@ -224,6 +224,9 @@ MUTANTS = [
     Mutant("logout-retries-revoke", "a logout retries a revoke that failed transiently",
            'call("POST", "/v1/oauth/revoke")', 'call("POST", "/v1/oauth/revoke", retry=False)',
            ("test_session",)),
+    Mutant("login-names-account-variable", "a login names the LANDBASE_ACCOUNT_ID that commands "
+           "will use instead of the stored account",
+           "    warn_account_variable(account_id, console, ids)\n", "", ("test_hostile",)),
     Mutant("started-import-printed",
            "a row every night an import started, even when its session ends during the wait",
            'printed = started or outcome in', 'printed = outcome in', ("test_poll",)),

@@ -189,6 +189,40 @@ class SmallerDefectTests(ToolTestCase):
         self.assertOk(result)
         self.assertIn("LANDBASE_ACCOUNT_ID=acc_demo is set", result.stderr)
 
+    def test_a_login_under_the_environments_account_names_it(self):
+        """h11 F6: a login said "active account: none; choose one with: account set", while every
+        command run with LANDBASE_ACCOUNT_ID used its account, and account set cannot change that."""
+        os.environ["LANDBASE_ACCOUNT_ID"] = "acc_team"
+        token = self.platform.mint_token("usr_demo")
+        result = self.run_tool("auth", "login", "--with-token", stdin=token + "\n")
+        self.assertOk(result)
+        self.assertIn("warning: LANDBASE_ACCOUNT_ID=acc_team is set: it stays the active account "
+                      "wherever it is set", result.stderr)
+
+    def test_a_login_whose_identity_cannot_use_the_environments_account_says_so(self):
+        """h11 F6: the login said "Active account: acc_solo", and the next command went to acc_team
+        (LANDBASE_ACCOUNT_ID), which usr_solo cannot use: NOT_FOUND."""
+        os.environ["LANDBASE_ACCOUNT_ID"] = "acc_team"
+        token = self.platform.mint_token("usr_solo")
+        result = self.run_tool("auth", "login", "--with-token", stdin=token + "\n")
+        self.assertOk(result)
+        self.assertIn("warning: LANDBASE_ACCOUNT_ID=acc_team is set, and commands use it, but this "
+                      "identity cannot use it (it can use: acc_solo): change or unset it",
+                      result.stderr)
+
+    def test_account_ids_in_a_message_are_the_first_ten_and_how_many_more(self):
+        self.assertEqual(tool.listed_ids([]), "none")
+        self.assertEqual(tool.listed_ids(["acc_1", "acc_2"]), "acc_1, acc_2")
+        ids = ["acc_%d" % n for n in range(150000)]
+        self.assertEqual(tool.listed_ids(ids), ", ".join(ids[:10]) + " and 149990 more")
+
+    def test_a_login_under_the_environments_own_account_says_nothing_of_it(self):
+        os.environ["LANDBASE_ACCOUNT_ID"] = "acc_demo"
+        token = self.platform.mint_token("usr_demo")
+        result = self.run_tool("auth", "login", "--with-token", stdin=token + "\n")
+        self.assertOk(result)
+        self.assertNotIn("LANDBASE_ACCOUNT_ID", result.stderr)
+
     def test_the_group_readable_warning_is_printed_once(self):
         os.chmod(self.session_path, 0o640)
         result = self.run_tool("account", "set", "acc_team")
