@@ -3476,7 +3476,10 @@ def cmd_auth_login(args, console):
     if me is None:
         me = fetch_me(api)
     account_id = settle_login_account(store, api, granted, before, console)
-    if account_id is None:
+    from_env = os.environ.get("LANDBASE_ACCOUNT_ID")
+    if from_env and from_env != account_id:
+        account_text = "%s (from LANDBASE_ACCOUNT_ID)" % shown(from_env, 80)
+    elif account_id is None:
         account_text = "none; choose one with: %s" % choose_account()
     else:
         account_text = account_id

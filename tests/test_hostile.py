@@ -197,7 +197,8 @@ class SmallerDefectTests(ToolTestCase):
         result = self.run_tool("auth", "login", "--with-token", stdin=token + "\n")
         self.assertOk(result)
         self.assertIn("warning: LANDBASE_ACCOUNT_ID=acc_team is set: it stays the active account "
-                      "wherever it is set", result.stderr)
+                      "wherever it is set; acc_demo is the stored one", result.stderr)
+        self.assertIn("; active account: acc_team (from LANDBASE_ACCOUNT_ID)\n", result.stderr)
 
     def test_a_login_whose_identity_cannot_use_the_environments_account_says_so(self):
         """h11 F6: the login said "Active account: acc_solo", and the next command went to acc_team
