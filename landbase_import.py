@@ -3360,10 +3360,8 @@ def login_device(console, api):
     if isinstance(data.get("verificationUriComplete"), str):
         console.line("  (or open %s)" % excerpt(data["verificationUriComplete"]))
     deadline = CLOCK.now() + expires_in
-    expired = LandbaseError(
-        "TIMEOUT",
-        "the code %s expired before it was approved; run auth login --device again" % code,
-    )
+    expired = LandbaseError("TIMEOUT", "the code %s expired before it was approved; run it again: "
+                            "%s auth login --device" % (code, program_command()))
     body = {"grant_type": "urn:ietf:params:oauth:grant-type:device_code", "client_id": CLIENT_ID,
             "device_code": data["deviceCode"]}
     return poll_device_token(api, console, body, interval, deadline, expired)
@@ -3378,10 +3376,12 @@ def poll_device_token(api, console, body, interval, deadline, expired):
             raise expired
         CLOCK.sleep(wait)
         try:
-            return exchange_token(api, body, retry=False)
+            return exchange_token(api, body, "--device", retry=False)
         except LandbaseError as exc:
             if exc.server_code == "ACCESS_DENIED":
-                raise LandbaseError("AUTH_FAILED", "the login was refused on the device page")
+                raise LandbaseError("AUTH_FAILED", "the login was refused on the device page; to "
+                                    "log in, run it again and approve: %s auth login --device"
+                                    % program_command())
             if exc.server_code == "EXPIRED_TOKEN":
                 raise expired
             if exc.server_code == "SLOW_DOWN":
@@ -3401,8 +3401,9 @@ def poll_device_token(api, console, body, interval, deadline, expired):
                 raise
 
 
-def exchange_token(api, body, retry=True):
-    """The token answer; a refused code or verifier is AUTH_FAILED: the login failed."""
+def exchange_token(api, body, flow="", retry=True):
+    """The token answer; a refused code or verifier is AUTH_FAILED: the login failed, and is run
+    again with `flow` (--device, or nothing for the browser)."""
     try:
         return api.call("POST", "/v1/oauth/token", body, auth=False, retry=retry,
                         check=expect("token", "POST /v1/oauth/token"))
@@ -3410,7 +3411,9 @@ def exchange_token(api, body, retry=True):
         device_flow = ("AUTHORIZATION_PENDING", "SLOW_DOWN", "ACCESS_DENIED", "EXPIRED_TOKEN")
         if exc.code != "VALIDATION_ERROR" or exc.server_code in device_flow:
             raise
-        raise exc.replace(code="AUTH_FAILED")
+        again = ("%s auth login %s" % (program_command(), flow)).rstrip()
+        raise exc.replace(code="AUTH_FAILED",
+                          message="%s; the login failed: run it again: %s" % (exc.message, again))
 
 
 def should_use_device_flow():

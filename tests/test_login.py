@@ -237,15 +237,29 @@ class DeviceLoginTests(ToolTestCase):
         self.assertOk(self.run_tool("auth", "login", "--device"))
         self.assertEqual(self.clock.sleeps, [5, 10])
 
+    def assertEndsWithTheDeviceLogin(self, envelope):
+        """h12 F1: a device login's failure ends with the command that logs in again, runnable."""
+        self.assertTrue(envelope["error"]["message"].endswith(
+            "%s auth login --device" % tool.program_command()), envelope)
+
     def test_deny(self):
         self.approve_on_sleep(1, decision="deny")
-        self.assertFails(self.run_tool("auth", "login", "--device"), "AUTH_FAILED")
+        envelope = self.assertFails(self.run_tool("auth", "login", "--device"), "AUTH_FAILED")
+        self.assertEndsWithTheDeviceLogin(envelope)
         self.assertFalse(os.path.exists(self.session_path))
 
     def test_expired_code(self):
         self.platform.inject("token", {"status": 400, "body": {"error": {"code": "EXPIRED_TOKEN", "message": "x"}}})
         envelope = self.assertFails(self.run_tool("auth", "login", "--device"), "TIMEOUT")
         self.assertIn("expired", envelope["error"]["message"])
+        self.assertEndsWithTheDeviceLogin(envelope)
+
+    def test_a_device_code_the_platform_refuses(self):
+        self.platform.inject("token", {"status": 400, "body": {"error": {"code": "INVALID_GRANT",
+                                                                         "message": "unknown device code"}}})
+        envelope = self.assertFails(self.run_tool("auth", "login", "--device"), "AUTH_FAILED")
+        self.assertIn("unknown device code", envelope["error"]["message"])
+        self.assertEndsWithTheDeviceLogin(envelope)
 
     def test_nobody_approves_within_expires_in(self):
         envelope = self.assertFails(self.run_tool("auth", "login", "--device"), "TIMEOUT")
