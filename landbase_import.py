@@ -1445,6 +1445,12 @@ def program_command():
     return "python3 " + shlex.quote(path)
 
 
+def redirect_step():
+    """What ends the message of a redirect the tool does not follow."""
+    return ("; check LANDBASE_PLATFORM_API_URL, and what may redirect it (a proxy, a captive "
+            "portal): %s doctor" % program_command())
+
+
 def doctor_hint():
     """What ends the message of an exchange that got no answer, after its next step: doctor checks
     each step of the way. doctor's own rows leave it out (Report.error)."""
@@ -1995,17 +2001,21 @@ class Api:
                     longest = until - CLOCK.now()
                 wait = retry_wait(exc, planned, longest)
                 if wait is None:
-                    raise self.given_up(exc, planned, until)
+                    raise self.given_up(exc, planned, until, attempt)
                 attempt += 1
                 self.console.line("%s %s failed (%s: %s); %s in %ds" % (
                     method, path, exc.code, exc.message, retry_name(attempt, until), wait))
                 CLOCK.sleep(wait)
 
-    def given_up(self, error, planned, until):
-        """The error a request ends with: a Retry-After longer than a one-shot command waits says
-        so."""
-        if until is not None or planned is None or not error.transient:
+    def given_up(self, error, planned, until, attempt):
+        """The error a request ends with: a platform that failed every try of a one-shot command,
+        or asked to wait longer than one waits, says to run it again later (a failure of the
+        network already ends with its step)."""
+        if until is not None or not error.transient:
             return error
+        if planned is None and attempt > 0 and "status" in error.meta:
+            return error.replace(message="%s; it failed %d times in a row: run it again later"
+                                 % (error.message, attempt + 1))
         if error.retry_after is None:
             return error
         return error.replace(
@@ -2039,9 +2049,8 @@ class Api:
             if path == "/v1/oauth/token" or not redacted:
                 return answer           # a token is kept as it is, to be stored
             return redact_values(answer, pattern=True)
-        raise LandbaseError(
-            "API_ERROR", "%s %s: more than %d redirects" % (method, path, MAX_REDIRECTS)
-        )
+        raise LandbaseError("API_ERROR", "%s %s: more than %d redirects%s"
+                            % (method, path, MAX_REDIRECTS, redirect_step()))
 
     def redirect(self, url, method, data, status, headers, shown_url):
         """(url, method, body) of the redirect's target: the same origin only, so the token goes
@@ -2067,8 +2076,8 @@ class Api:
         if not same:
             raise LandbaseError(
                 "API_ERROR",
-                "%s: refused a redirect to another origin (%s); the token is "
-                "never sent there" % (where, excerpt(target)),
+                "%s: refused a redirect to another origin (%s); the token is never sent "
+                "there%s" % (where, excerpt(target), redirect_step()),
                 {"status": status},
             )
         if status in (307, 308):
@@ -2983,8 +2992,16 @@ def wait_error(first, trackers, account, limit, single):
         for key, value in first.error.meta.items():
             if key != "importId":
                 meta.setdefault(key, value)
-        return first.error.replace(code=first.outcome, message=first.error.message + more + still,
-                                   meta=meta)
+        resume = ""
+        if first.outcome != "NOT_FOUND":            # the import is there, and may keep running
+            ids = [t.import_id for t in alike]
+            which = "the import may keep running"
+            if len(ids) > 1:
+                which = "the imports may keep running"
+            resume = "; %s: once that is fixed, resume the wait with: %s" % (
+                which, resume_command(account.id, ids))
+        return first.error.replace(code=first.outcome,
+                                   message=first.error.message + more + still + resume, meta=meta)
     message = "import %d ended %s" % (first.import_id, first.phase)
     error = first.status["error"]
     if isinstance(error, dict) and isinstance(error.get("message"), str):
@@ -4020,13 +4037,20 @@ def rerun_command(args, key, account_id):
         if word.startswith(("--idempotency-key=", "--account=")):
             continue
         words.append(word)
+    words.append("--account=" + account_id)
+    words.append("--idempotency-key=" + key)
+    return command_again(words)
+
+
+def command_again(words):
+    """The command line `words` as a command that runs from any directory: this file's path, and
+    a body's path made absolute."""
+    words = list(words)
     for index, word in enumerate(words):
         if word == "--json" and index + 1 < len(words) and words[index + 1] != "-":
             words[index + 1] = os.path.abspath(words[index + 1])
         elif word.startswith("--json=") and word != "--json=-":
             words[index] = "--json=" + os.path.abspath(word[len("--json="):])
-    words.append("--account=" + account_id)
-    words.append("--idempotency-key=" + key)
     return " ".join([program_command()] + [shlex.quote(word) for word in words])
 
 
@@ -5113,7 +5137,10 @@ def main(argv=None):
                 ),
             )
     except (KeyboardInterrupt, Stopped) as exc:
-        return report(console, stopped(exc))
+        words = argv
+        if words is None:
+            words = sys.argv[1:]
+        return report(console, stopped(exc, "run it again: " + command_again(words)))
     finally:
         restore_signals(previous, argv is None)
 

@@ -227,6 +227,17 @@ MUTANTS = [
     Mutant("login-names-account-variable", "a login names the LANDBASE_ACCOUNT_ID that commands "
            "will use instead of the stored account",
            "    warn_account_variable(account_id, console, ids)\n", "", ("test_hostile",)),
+    Mutant("given-up-says-later", "a one-shot command the platform failed every try of says to "
+           "run it again later", 'if planned is None and attempt > 0 and "status" in error.meta:',
+           "if False:", ("test_http",)),
+    Mutant("wait-permanent-error-resume", "a wait ended by a permanent error gives the command "
+           "that resumes it", 'if first.outcome != "NOT_FOUND":', "if False:", ("test_poll",)),
+    Mutant("signal-run-again", "a signal that stops a one-shot command gives the command again",
+           'stopped(exc, "run it again: " + command_again(words))', "stopped(exc)",
+           ("test_hostile_three",)),
+    Mutant("device-login-again", "a device login's failure ends with the command that logs in "
+           "again", '"log in, run it again and approve: %s auth login --device"',
+           '"log in, run it again and approve: %s"', ("test_login",)),
     Mutant("started-import-printed",
            "a row every night an import started, even when its session ends during the wait",
            'printed = started or outcome in', 'printed = outcome in', ("test_poll",)),

@@ -388,6 +388,52 @@ class UnwritableConfigTests(ToolTestCase):
         self.check(lock, "remove it, or run as its owner (ls -l %s)" % lock)
 
 
+class OneShotSignalTests(ToolTestCase):
+    """h12 F3: a signal that stops a one-shot command said only "stopped by SIGHUP". It ends with
+    the command to run again, as given and runnable from any directory (the mechanism: main()'s
+    boundary, command_again())."""
+
+    def stop_at_the_first_retry(self, signum):
+        def stop():
+            raise tool.Stopped(signum)
+        on_sleep(self.clock, 1, stop)
+
+    def test_a_stopped_command_gives_itself_to_run_again(self):
+        self.login()
+        self.platform.inject("status", {"status": 503})
+        self.stop_at_the_first_retry(signal.SIGHUP)
+        result = self.run_tool("contacts-import", "status", "1", "--timeout", "5")
+        message = self.assertFails(result, "TERMINATED", 129)["error"]["message"]
+        self.assertTrue(message.startswith("stopped by SIGHUP: run it again: "), message)
+        self.assertEqual(shlex.split(message.split("run it again: ", 1)[1]),
+                         [os.path.abspath(TOOL), "contacts-import", "status", "1", "--timeout", "5"])
+
+    def test_a_body_path_is_made_absolute(self):
+        self.login()
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(os.path.dirname(self.world.config))
+        self.platform.inject("accounts", {"status": 503})
+        self.stop_at_the_first_retry(signal.SIGTERM)
+        result = self.run_tool("account", "list")
+        message = self.assertFails(result, "TERMINATED", 143)["error"]["message"]
+        self.assertTrue(message.endswith("run it again: %s account list" % os.path.abspath(TOOL)),
+                        message)
+        self.assertEqual(tool.command_again(["contacts-import", "start", "--json", "night.json"]),
+                         "%s contacts-import start --json %s" % (os.path.abspath(TOOL),
+                                                                 os.path.abspath("night.json")))
+
+    def test_a_stopped_logout_run_again_logs_out(self):
+        token = self.login()
+        self.platform.inject("revoke", {"status": 503})
+        self.stop_at_the_first_retry(signal.SIGTERM)
+        message = self.assertFails(self.run_tool("auth", "logout"), "TERMINATED", 143)["error"]["message"]
+        self.assertTrue(message.endswith("run it again: %s auth logout" % os.path.abspath(TOOL)), message)
+        self.assertTrue(os.path.exists(self.session_path))
+        self.assertEqual(self.assertOk(self.run_tool("auth", "logout")), {"loggedOut": True, "revoked": True})
+        self.assertTrue(self.platform.tokens[token]["revoked"])
+        self.assertFalse(os.path.exists(self.session_path))
+
+
 class TimeBoundTests(ToolTestCase):
     """Item 7: a name server that never answers: the lookup is inside the request's deadline (the
     mechanism: resolve(), in open_socket())."""

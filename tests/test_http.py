@@ -32,11 +32,20 @@ class MappingTests(ToolTestCase):
                 envelope = self.assertFails(self.run_tool(*STATUS), "API_ERROR")
                 self.assertEqual(self.clock.sleeps, [5, 10, 20])
                 self.assertEqual(envelope["error"]["meta"]["status"], status)
+                # h12 F2: the server's words were the end of the message
+                self.assertTrue(envelope["error"]["message"].endswith(
+                    "; it failed 4 times in a row: run it again later"), envelope)
 
     def test_rate_limited_after_retries(self):
         self.platform.inject("status", {"status": 429, "headers": {"Retry-After": "1"}}, times=4)
-        self.assertFails(self.run_tool(*STATUS), "RATE_LIMITED")
+        envelope = self.assertFails(self.run_tool(*STATUS), "RATE_LIMITED")
         self.assertEqual(self.clock.sleeps, [5, 10, 20])
+        self.assertTrue(envelope["error"]["message"].endswith("run it again later"), envelope)
+
+    def test_a_failure_that_is_not_retried_says_nothing_of_tries(self):
+        self.platform.inject("status", {"status": 400})
+        envelope = self.assertFails(self.run_tool(*STATUS), "VALIDATION_ERROR")
+        self.assertNotIn("times in a row", envelope["error"]["message"])
 
     def test_a_known_code_in_the_body_wins_over_the_status(self):
         self.platform.inject("status", {"status": 400, "body": {"error": {"code": "UPGRADE_REQUIRED",
@@ -268,6 +277,7 @@ class RedirectTests(ToolTestCase):
         self.platform.inject("status", {"redirect": self.other.url + "/v1/accounts/acc_demo/contacts-imports/1"})
         envelope = self.assertFails(self.run_tool(*STATUS), "API_ERROR")
         self.assertIn("another origin", envelope["error"]["message"])
+        self.assertRedirectStep(envelope)
         self.assertEqual(self.other.platform.requests, [])
         self.assertEqual(self.clock.sleeps, [])
 
@@ -305,6 +315,13 @@ class RedirectTests(ToolTestCase):
         self.platform.inject("me", {"redirect": "/v1/me"}, times=50)
         envelope = self.assertFails(self.run_tool("auth", "status"), "API_ERROR")
         self.assertIn("redirects", envelope["error"]["message"])
+        self.assertRedirectStep(envelope)
+
+    def assertRedirectStep(self, envelope):
+        """h12 F2: a refused redirect or a loop ends with where to look, and doctor."""
+        self.assertTrue(envelope["error"]["message"].endswith(
+            "; check LANDBASE_PLATFORM_API_URL, and what may redirect it (a proxy, a captive "
+            "portal): %s doctor" % tool.program_command()), envelope)
 
 
 class BaseUrlTests(ToolTestCase):

@@ -136,6 +136,17 @@ class PollTests(ImportTestCase):
         self.assertEqual(self.clock.sleeps, [5])
         self.assertEqual(result.stdout, "")
 
+    def test_a_wait_ended_by_a_permanent_error_gives_the_command_that_resumes_it(self):
+        """h12 F2: a redirect refused ended the wait, and no line named the resume command."""
+        import_id = self.start("ds_long")
+        self.platform.inject("status", {"redirect": "http://localhost:1/elsewhere", "status": 302})
+        result = self.run_tool("contacts-import", "wait", str(import_id))
+        message = self.assertFails(result, "API_ERROR", 2)["error"]["message"]
+        self.assertTrue(message.endswith(
+            "; the import may keep running: once that is fixed, resume the wait with: %s "
+            "contacts-import wait %d --account=acc_demo" % (tool.program_command(), import_id)),
+            message)
+
     def test_not_found_ends_the_wait_at_once(self):
         result = self.run_tool("contacts-import", "wait", "99999")
         self.assertFails(result, "NOT_FOUND")
