@@ -2198,9 +2198,10 @@ class Api:
         if is_tls_failure(reason, text):
             return self.tls_error(where, reason, text, trace)
         if isinstance(reason, ValueError) and not isinstance(reason, ssl.SSLError):
-            return LandbaseError(
-                "API_ERROR", "%s: a malformed answer (%s)" % (where, excerpt(text)), transient=True
-            )
+            fix = ("something that does not speak HTTP answers there: check "
+                   "LANDBASE_PLATFORM_API_URL and the network path")
+            return LandbaseError("API_ERROR", "%s: a malformed answer (%s); %s"
+                                 % (where, excerpt(text), fix), transient=True, fix=fix)
         if self.proxy is not None and trace.connected_ms is None:
             fix = "check that %s is up and reachable from this host (%s)" % (self.proxy.where,
                                                                              self.proxy.variable)
@@ -2223,19 +2224,15 @@ class Api:
     def tunnel_refused(self, where, text, status):
         """A proxy that refuses the tunnel is configured so: waiting will not change it."""
         target = host_port(*origin(self.base)[1:])
-        fix = "the proxy must allow CONNECT to %s" % target
-        if status == 407:
+        fix = "the proxy must allow CONNECT to %s, or set NO_PROXY" % target
+        if status == 407 and self.proxy.authorization is None:
+            fix = ("the proxy asks for a user and password, and %s has none: put them in it "
+                   "(http://user:password@host:port, percent-encoded)" % self.proxy.variable)
+        elif status == 407:
             fix = "check the user and password in %s (percent-encoded); %s" % (
-                self.proxy.variable,
-                fix,
-            )
-        return LandbaseError(
-            "NETWORK_ERROR",
-            "%s: the proxy refused the tunnel (%s): %s, or set NO_PROXY"
-            % (where, excerpt(text, 80), fix),
-            {"status": status},
-            fix=fix,
-        )
+                self.proxy.variable, fix)
+        return LandbaseError("NETWORK_ERROR", "%s: the proxy refused the tunnel (%s); %s"
+                             % (where, excerpt(text, 80), fix), {"status": status}, fix=fix)
 
     def tls_error(self, where, reason, text, trace):
         """A certificate that fails verification is not retried; a handshake cut short is."""
@@ -2243,11 +2240,9 @@ class Api:
         detail = excerpt(getattr(reason, "verify_message", None) or text)
         verified = verify is not None or isinstance(reason, ValueError)
         if not verified and "CERTIFICATE_VERIFY" not in text:
-            return LandbaseError(
-                "NETWORK_ERROR",
-                "%s: the TLS handshake was cut short (%s); check the network" % (where, detail),
-                transient=True,
-            )
+            fix = "check the network, and what is in the way (a proxy, a TLS-inspecting box)"
+            return LandbaseError("NETWORK_ERROR", "%s: the TLS handshake was cut short (%s); %s"
+                                 % (where, detail, fix), transient=True, fix=fix)
         fix = "trust the issuer: SSL_CERT_FILE=<your CA bundle> (a TLS-inspecting proxy's CA, say)"
         hint = "the certificate chain is not acceptable here (Python 3.13 checks more strictly)"
         if verify in (2, 18, 19, 20, 21):
@@ -2390,11 +2385,9 @@ def read_answer(response, where):
             )
     left = getattr(response, "length", None)      # what Content-Length promised and never came
     if isinstance(left, int) and left > 0:
-        raise LandbaseError(
-            "NETWORK_ERROR",
-            "%s: the connection closed %d bytes before the end of the answer" % (where, left),
-            transient=True,
-        )
+        fix = "check the network, and what is in the way (a proxy)"
+        raise LandbaseError("NETWORK_ERROR", "%s: the connection closed %d bytes before the end "
+                            "of the answer; %s" % (where, left, fix), transient=True, fix=fix)
     return body.getvalue()
 
 

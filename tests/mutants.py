@@ -238,6 +238,12 @@ MUTANTS = [
     Mutant("device-login-again", "a device login's failure ends with the command that logs in "
            "again", '"log in, run it again and approve: %s auth login --device"',
            '"log in, run it again and approve: %s"', ("test_login",)),
+    Mutant("proxy-407-without-credentials", "a 407 to a proxy URL without credentials says to "
+           "put them in it", "if status == 407 and self.proxy.authorization is None:", "if False:",
+           ("test_proxy",)),
+    Mutant("tls-cut-short-fix", "a TLS handshake cut short has its own fix, not the timeout's",
+           "% (where, detail, fix), transient=True, fix=fix)", "% (where, detail, fix), transient=True)",
+           ("test_second_week",)),
     Mutant("started-import-printed",
            "a row every night an import started, even when its session ends during the wait",
            'printed = started or outcome in', 'printed = outcome in', ("test_poll",)),

@@ -7,6 +7,7 @@ in these tests, so a request that skipped the proxy cannot leave the host. The t
 (support.ToolTestCase): its retries and polls take no time.
 """
 
+import json
 import os
 import re
 import socket
@@ -113,6 +114,22 @@ class RefusedTunnelTests(ProxyTestCase):
                         self.assertEqual(refusing.connects, 1, "a refused tunnel is not asked for again")
                         self.assertEqual(self.clock.sleeps, [], "no retry, no further poll")
                         self.assertNamesProxy(envelope["error"]["message"], refusing.address, variable)
+
+    def test_a_407_to_a_proxy_url_without_credentials_says_to_put_them_in(self):
+        """h12 F5: it said to check the user and password in HTTPS_PROXY, which had none; doctor's
+        tunnel row said its fix twice."""
+        refusing = proxy.Proxy("auth", user="corp.user", password="right").start()
+        self.addCleanup(refusing.stop)
+        self.set_proxy("HTTPS_PROXY", refusing.url)
+        message = self.assertFails(self.run_tool(*STATUS), "NETWORK_ERROR")["error"]["message"]
+        self.assertIn("the proxy asks for a user and password, and HTTPS_PROXY has none: put them in "
+                      "it (http://user:password@host:port, percent-encoded)", message)
+        self.assertNotIn("check the user and password", message)
+        result = self.run_tool("doctor")
+        tunnel = [c for c in json.loads(result.stdout)["checks"] if c["name"] == "tunnel"][0]
+        self.assertEqual(tunnel["status"], "fail")
+        self.assertIn("put them in it", tunnel["fix"])
+        self.assertNotIn("put them in it", tunnel["detail"])
 
     def test_the_proxy_credentials_are_never_printed(self):
         for mode, options in (("refuse", {}), ("auth", {"user": "corp.user", "password": "another"})):

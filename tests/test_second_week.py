@@ -10,6 +10,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import unittest
 from unittest import mock
 
@@ -415,6 +416,29 @@ class DoctorFixTests(ToolTestCase):
         self.assertIn("not valid now", check["detail"])
         self.assertIn("date -u", check["fix"])
         self.assertIn("if it is right, the certificate has expired", check["fix"])
+
+    def test_a_handshake_cut_short_is_not_blamed_on_the_timeout(self):
+        """h12 F4: a TLS handshake the far end closed at once got the fix of a handshake that did
+        not end within --timeout."""
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        self.addCleanup(listener.close)
+
+        def close_each():
+            while True:
+                try:
+                    connection, _ = listener.accept()
+                except OSError:
+                    return
+                connection.recv(65536)          # the ClientHello read: the close is an end of file
+                connection.close()
+        threading.Thread(target=close_each, daemon=True).start()
+        os.environ["LANDBASE_PLATFORM_API_URL"] = "https://localhost:%d" % listener.getsockname()[1]
+        check = self.failed()
+        self.assertEqual(check["name"], "tls")
+        self.assertNotIn("--timeout", check["fix"])
+        self.assertIn("check the network", check["fix"])
 
     def test_a_proxy_that_is_down(self):
         port = proxy.free_port()
