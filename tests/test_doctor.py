@@ -151,12 +151,12 @@ class DoctorBehindAProxyTests(ProxyTestCase):
         self.assertNotIn(self.token.encode(), bytes(tunnel.received))
 
     def test_a_proxy_that_refuses_the_tunnel(self):
-        tunnel = self.start_proxy("auth", user="corp.user", password="secret")
+        tunnel = self.start_proxy("refuse")
         result = self.run_tool("doctor")
         self.assertFails(result, "NETWORK_ERROR")
         checks = {check["name"]: check for check in json.loads(result.stdout)["checks"]}
         self.assertEqual(checks["connection"]["status"], "ok")
         self.assertEqual(checks["tunnel"]["status"], "fail")
-        self.assertIn("407", checks["tunnel"]["detail"])
+        self.assertIn("403", checks["tunnel"]["detail"])
         self.assertNamesProxy(checks["tunnel"]["detail"], tunnel.address, "HTTPS_PROXY")
         self.assertIn("the proxy must allow CONNECT to api.landbase.com", checks["tunnel"]["fix"])
