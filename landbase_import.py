@@ -2985,16 +2985,11 @@ def wait_error(first, trackers, account, limit, single):
         for key, value in first.error.meta.items():
             if key != "importId":
                 meta.setdefault(key, value)
-        resume = ""
         if first.outcome != "NOT_FOUND":            # the import is there, and may keep running
-            ids = [t.import_id for t in alike]
-            which = "the import may keep running"
-            if len(ids) > 1:
-                which = "the imports may keep running"
-            resume = "; %s: once that is fixed, resume the wait with: %s" % (
-                which, resume_command(account.id, ids))
-        return first.error.replace(code=first.outcome,
-                                   message=first.error.message + more + still + resume, meta=meta)
+            ids = [t.import_id for t in alike] + running
+            meta["resume"] = resume_command(account.id, ids)
+        return first.error.replace(code=first.outcome, message=first.error.message + more + still,
+                                   meta=meta)
     message = "import %d ended %s" % (first.import_id, first.phase)
     error = first.status["error"]
     if isinstance(error, dict) and isinstance(error.get("message"), str):

@@ -141,11 +141,10 @@ class PollTests(ImportTestCase):
         import_id = self.start("ds_long")
         self.platform.inject("status", {"redirect": "http://localhost:1/elsewhere", "status": 302})
         result = self.run_tool("contacts-import", "wait", str(import_id))
-        message = self.assertFails(result, "API_ERROR", 2)["error"]["message"]
-        self.assertTrue(message.endswith(
-            "; the import may keep running: once that is fixed, resume the wait with: %s "
-            "contacts-import wait %d --account=acc_demo" % (tool.program_command(), import_id)),
-            message)
+        envelope = self.assertFails(result, "API_ERROR", 2)
+        resume = "%s contacts-import wait %d --account=acc_demo" % (tool.program_command(), import_id)
+        self.assertEqual(envelope["error"]["meta"]["resume"], resume)
+        self.assertTrue(result.lines[-2].endswith(". Resume with: " + resume), result.lines[-2])
 
     def test_not_found_ends_the_wait_at_once(self):
         result = self.run_tool("contacts-import", "wait", "99999")
