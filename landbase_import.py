@@ -1035,6 +1035,12 @@ def format_span(seconds):
     return "%ds" % seconds
 
 
+def account_variable():
+    """The account LANDBASE_ACCOUNT_ID names, which every command uses instead of the stored one;
+    "" when it names none (unset or empty)."""
+    return os.environ.get("LANDBASE_ACCOUNT_ID", "")
+
+
 def environment_token():
     """The token LANDBASE_ACCESS_TOKEN gives, which every command uses instead of the stored one;
     "" when it gives none (unset, empty or blank)."""
@@ -1166,7 +1172,7 @@ class SessionStore:
         none)."""
         if account_override:
             return check_account_id(account_override, "--account"), "--account", None
-        from_env = os.environ.get("LANDBASE_ACCOUNT_ID")
+        from_env = account_variable()
         if from_env:
             return check_account_id(from_env, "LANDBASE_ACCOUNT_ID"), "LANDBASE_ACCOUNT_ID", None
         stored_id = stored.get("accountId")
@@ -3008,7 +3014,7 @@ def resume_command(account_id, import_ids):
     words = (
         ["contacts-import", "wait"] + [str(i) for i in import_ids] + ["--account=" + account_id]
     )
-    return " ".join([program_command()] + [shlex.quote(word) for word in words])
+    return command_again(words)
 
 
 # ---------------------------------------------------------------- input body
@@ -3484,7 +3490,7 @@ def cmd_auth_login(args, console):
     if me is None:
         me = fetch_me(api)
     account_id = settle_login_account(store, api, granted, before, console)
-    from_env = os.environ.get("LANDBASE_ACCOUNT_ID")
+    from_env = account_variable()
     if from_env and from_env != account_id:
         account_text = "%s (from LANDBASE_ACCOUNT_ID)" % shown(from_env, 80)
     elif account_id is None:
@@ -3602,8 +3608,8 @@ def warn_account_variable(stored, console, usable=None):
     """LANDBASE_ACCOUNT_ID, when set, is the active account wherever it is set, whatever is
     stored: account set and a login, which change the stored one, say so. A login knows the
     accounts the identity can use (`usable`), and says when the variable's is not one of them."""
-    from_env = os.environ.get("LANDBASE_ACCOUNT_ID")
-    if from_env in (None, "", stored):
+    from_env = account_variable()
+    if from_env in ("", stored):
         return
     if usable is not None and from_env not in usable:
         console.warn("LANDBASE_ACCOUNT_ID=%s is set, and commands use it, but this identity "
