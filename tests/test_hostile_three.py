@@ -369,7 +369,7 @@ class UnwritableConfigTests(ToolTestCase):
     def test_a_directory_where_the_lock_file_goes(self):
         """h11 F2: a directory named platform.json.lock (a mkdir-style locker's) passed doctor,
         and every change blamed the config directory, which could be written. The fix given
-        works: after it, the login that replaces the session runs."""
+        works: after it, account set runs."""
         lock = self.session_path + ".lock"
         os.mkdir(lock)
         fix = "remove it (rm -r %s)" % lock
